@@ -1,0 +1,219 @@
+//! Curriculum schedules: the share p(t) ∈ [0, 1] of cross-lingual pairs in a training batch
+//! as a function of training progress t ∈ [0, 1].
+//!
+//! Every schedule is evaluated at a clamped t and its result is clamped to [0, 1], so a
+//! schedule written with values slightly outside the unit interval still yields a valid share.
+
+use serde::{Deserialize, Serialize};
+
+/// A curriculum schedule. Serialized with a `kind` tag, e.g. `{kind: linear, start: 0, end: 1}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// p(t) = value
+    Constant { value: f64 },
+    /// p(t) = start + (end − start)·t
+    Linear { start: f64, end: f64 },
+    /// p(t) = values[i] where i = number of milestones ≤ t (milestones strictly increasing in
+    /// (0, 1), one more value than milestones).
+    Step { milestones: Vec<f64>, values: Vec<f64> },
+    /// p(t) = start + (end − start)·(e^{rate·t} − 1)/(e^{rate} − 1); rate > 0 starts slowly
+    /// and accelerates, rate < 0 rises quickly then saturates, rate → 0 is linear.
+    Exponential { start: f64, end: f64, rate: f64 },
+    /// p(t) = start + (end − start)·(1 − cos(πt))/2
+    Cosine { start: f64, end: f64 },
+}
+
+impl Schedule {
+    /// The cross-lingual share at progress `t`.
+    pub fn share(&self, t: f64) -> f64 {
+        let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
+        let p = match self {
+            Schedule::Constant { value } => *value,
+            Schedule::Linear { start, end } => start + (end - start) * t,
+            Schedule::Step { milestones, values } => {
+                let passed = milestones.iter().take_while(|m| **m <= t).count();
+                values[passed.min(values.len() - 1)]
+            }
+            Schedule::Exponential { start, end, rate } => {
+                // Below this rate the closed form loses precision; its limit is linear.
+                let shape = if rate.abs() < 1e-9 {
+                    t
+                } else {
+                    (rate * t).exp_m1() / rate.exp_m1()
+                };
+                start + (end - start) * shape
+            }
+            Schedule::Cosine { start, end } => {
+                start + (end - start) * (1.0 - (std::f64::consts::PI * t).cos()) / 2.0
+            }
+        };
+        p.clamp(0.0, 1.0)
+    }
+
+    /// Checks the parameters; the error says which one is wrong and what was expected.
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = |name: &str, v: f64| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("`{name}` must be a finite number, found {v}"))
+            }
+        };
+        match self {
+            Schedule::Constant { value } => finite("value", *value),
+            Schedule::Linear { start, end } | Schedule::Cosine { start, end } => {
+                finite("start", *start)?;
+                finite("end", *end)
+            }
+            Schedule::Exponential { start, end, rate } => {
+                finite("start", *start)?;
+                finite("end", *end)?;
+                finite("rate", *rate)
+            }
+            Schedule::Step { milestones, values } => {
+                if values.len() != milestones.len() + 1 {
+                    return Err(format!(
+                        "`values` must have one more entry than `milestones` ({} milestones, {} values)",
+                        milestones.len(),
+                        values.len()
+                    ));
+                }
+                for (i, m) in milestones.iter().enumerate() {
+                    if !(m.is_finite() && *m > 0.0 && *m < 1.0) {
+                        return Err(format!("`milestones[{i}]` must lie in (0, 1), found {m}"));
+                    }
+                    if i > 0 && *m <= milestones[i - 1] {
+                        return Err(format!(
+                            "`milestones` must be strictly increasing, found {} then {m}",
+                            milestones[i - 1]
+                        ));
+                    }
+                }
+                for (i, v) in values.iter().enumerate() {
+                    finite(&format!("values[{i}]"), *v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The schedule's kind as written in YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Schedule::Constant { .. } => "constant",
+            Schedule::Linear { .. } => "linear",
+            Schedule::Step { .. } => "step",
+            Schedule::Exponential { .. } => "exponential",
+            Schedule::Cosine { .. } => "cosine",
+        }
+    }
+}
+
+/// Training progress of step `step` (0-based) out of `steps`: 0 at the first step, 1 at the last.
+pub fn progress(step: usize, steps: usize) -> f64 {
+    if steps <= 1 {
+        1.0
+    } else {
+        step as f64 / (steps - 1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid() -> impl Iterator<Item = f64> {
+        (0..=100).map(|i| i as f64 / 100.0)
+    }
+
+    fn all_kinds() -> Vec<Schedule> {
+        vec![
+            Schedule::Constant { value: 0.5 },
+            Schedule::Linear { start: 0.0, end: 1.0 },
+            Schedule::Step { milestones: vec![0.25, 0.5, 0.75], values: vec![0.0, 0.25, 0.5, 1.0] },
+            Schedule::Exponential { start: 0.0, end: 1.0, rate: 3.0 },
+            Schedule::Exponential { start: 0.0, end: 1.0, rate: -3.0 },
+            Schedule::Cosine { start: 0.1, end: 0.9 },
+        ]
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(Schedule::Constant { value: 0.3 }.share(0.0), 0.3);
+        let lin = Schedule::Linear { start: 0.2, end: 0.8 };
+        assert!((lin.share(0.0) - 0.2).abs() < 1e-12 && (lin.share(1.0) - 0.8).abs() < 1e-12);
+        assert!((lin.share(0.5) - 0.5).abs() < 1e-12);
+        for rate in [-5.0, -1e-12, 0.0, 2.0] {
+            let e = Schedule::Exponential { start: 0.1, end: 0.9, rate };
+            assert!((e.share(0.0) - 0.1).abs() < 1e-12, "rate {rate}");
+            assert!((e.share(1.0) - 0.9).abs() < 1e-12, "rate {rate}");
+        }
+        let c = Schedule::Cosine { start: 0.0, end: 1.0 };
+        assert!(c.share(0.0).abs() < 1e-12 && (c.share(1.0) - 1.0).abs() < 1e-12);
+        let s = Schedule::Step { milestones: vec![0.5], values: vec![0.2, 0.7] };
+        assert_eq!((s.share(0.0), s.share(0.49), s.share(0.5), s.share(1.0)), (0.2, 0.2, 0.7, 0.7));
+    }
+
+    #[test]
+    fn exponential_shape_follows_rate_sign() {
+        let slow = Schedule::Exponential { start: 0.0, end: 1.0, rate: 3.0 };
+        let fast = Schedule::Exponential { start: 0.0, end: 1.0, rate: -3.0 };
+        assert!(slow.share(0.5) < 0.5 && fast.share(0.5) > 0.5);
+        let near_zero = Schedule::Exponential { start: 0.0, end: 1.0, rate: 1e-7 };
+        assert!((near_zero.share(0.3) - 0.3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn increasing_schedules_are_monotone_and_bounded() {
+        for s in all_kinds() {
+            let mut last = f64::NEG_INFINITY;
+            for t in grid() {
+                let p = s.share(t);
+                assert!((0.0..=1.0).contains(&p), "{s:?} at {t}: {p}");
+                assert!(p >= last - 1e-12, "{s:?} decreases at {t}");
+                last = p;
+            }
+        }
+    }
+
+    #[test]
+    fn results_and_progress_are_clamped() {
+        let s = Schedule::Linear { start: -0.5, end: 1.5 };
+        assert_eq!(s.share(0.0), 0.0);
+        assert_eq!(s.share(1.0), 1.0);
+        assert_eq!(s.share(7.0), 1.0);
+        assert_eq!(Schedule::Linear { start: 0.0, end: 1.0 }.share(-3.0), 0.0);
+        assert_eq!(Schedule::Constant { value: 0.4 }.share(f64::NAN), 0.4);
+    }
+
+    #[test]
+    fn validation_names_the_parameter() {
+        let bad = Schedule::Step { milestones: vec![0.5, 0.4], values: vec![0.0, 0.1, 0.2] };
+        assert!(bad.validate().unwrap_err().contains("strictly increasing"));
+        let bad = Schedule::Step { milestones: vec![0.5], values: vec![0.0] };
+        assert!(bad.validate().unwrap_err().contains("one more entry"));
+        let bad = Schedule::Exponential { start: 0.0, end: 1.0, rate: f64::INFINITY };
+        assert!(bad.validate().unwrap_err().contains("`rate`"));
+        for s in all_kinds() {
+            s.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn progress_spans_unit_interval() {
+        assert_eq!(progress(0, 10), 0.0);
+        assert_eq!(progress(9, 10), 1.0);
+        assert_eq!(progress(0, 1), 1.0);
+    }
+
+    #[test]
+    fn yaml_round_trip_and_unknown_keys() {
+        let s: Schedule = serde_yaml::from_str("kind: exponential\nstart: 0\nend: 1\nrate: 3").unwrap();
+        assert_eq!(s, Schedule::Exponential { start: 0.0, end: 1.0, rate: 3.0 });
+        let err = serde_yaml::from_str::<Schedule>("kind: linear\nstart: 0\nend: 1\nslope: 2")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slope"), "{err}");
+    }
+}
