@@ -53,14 +53,28 @@ impl<'a> HybridSampler<'a> {
         steps: usize,
         seed: u64,
     ) -> anyhow::Result<Self> {
-        anyhow::ensure!(batch_size >= 2, "batch size must be at least 2 (in-batch negatives), found {batch_size}");
+        anyhow::ensure!(
+            batch_size >= 2,
+            "batch size must be at least 2 (in-batch negatives), found {batch_size}"
+        );
         anyhow::ensure!(
             mono.len() >= batch_size,
             "only {} monolingual training pairs for a batch size of {batch_size}",
             mono.len()
         );
-        anyhow::ensure!(!cross.is_empty(), "no cross-lingual training pairs for the selected languages");
-        Ok(Self { mono, cross, schedule, mixing, batch_size, steps, rng: ChaCha8Rng::seed_from_u64(seed) })
+        anyhow::ensure!(
+            !cross.is_empty(),
+            "no cross-lingual training pairs for the selected languages"
+        );
+        Ok(Self {
+            mono,
+            cross,
+            schedule,
+            mixing,
+            batch_size,
+            steps,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        })
     }
 
     /// The batch of step `step` (0-based). Calls must come in step order for reproducibility.
@@ -98,7 +112,11 @@ impl<'a> HybridSampler<'a> {
                 pairs.push(pair);
             }
         }
-        Batch { pairs, target_share: p, cross_lingual: n_cross }
+        Batch {
+            pairs,
+            target_share: p,
+            cross_lingual: n_cross,
+        }
     }
 }
 
@@ -108,18 +126,37 @@ mod tests {
 
     fn pairs(prefix: &str, n: usize) -> Vec<Pair> {
         (0..n)
-            .map(|i| Pair { id: format!("{prefix}{i}"), query: format!("q{i}"), passage: format!("{prefix}-p{i}") })
+            .map(|i| Pair {
+                id: format!("{prefix}{i}"),
+                query: format!("q{i}"),
+                passage: format!("{prefix}-p{i}"),
+            })
             .collect()
     }
 
-    fn sampler<'a>(mono: &'a [Pair], cross: &'a [Pair], s: Schedule, m: Mixing, seed: u64) -> HybridSampler<'a> {
+    fn sampler<'a>(
+        mono: &'a [Pair],
+        cross: &'a [Pair],
+        s: Schedule,
+        m: Mixing,
+        seed: u64,
+    ) -> HybridSampler<'a> {
         HybridSampler::new(mono, cross.iter().collect(), s, m, 16, 200, seed).unwrap()
     }
 
     #[test]
     fn sample_mixing_tracks_the_schedule() {
         let (mono, cross) = (pairs("m", 300), pairs("x", 300));
-        let mut s = sampler(&mono, &cross, Schedule::Linear { start: 0.0, end: 1.0 }, Mixing::Sample, 1);
+        let mut s = sampler(
+            &mono,
+            &cross,
+            Schedule::Linear {
+                start: 0.0,
+                end: 1.0,
+            },
+            Mixing::Sample,
+            1,
+        );
         let first = s.batch(0);
         assert_eq!(first.cross_lingual, 0);
         let mut total = 0.0;
@@ -128,8 +165,16 @@ mod tests {
             assert_eq!(b.pairs.len(), 16);
             // Stochastic rounding: never more than one pair away from the target.
             assert!((b.cross_lingual as f64 - b.target_share * 16.0).abs() < 1.0);
-            assert!(b.pairs[..b.cross_lingual].iter().all(|p| p.id.starts_with('x')));
-            assert!(b.pairs[b.cross_lingual..].iter().all(|p| p.id.starts_with('m')));
+            assert!(
+                b.pairs[..b.cross_lingual]
+                    .iter()
+                    .all(|p| p.id.starts_with('x'))
+            );
+            assert!(
+                b.pairs[b.cross_lingual..]
+                    .iter()
+                    .all(|p| p.id.starts_with('m'))
+            );
             total += b.cross_lingual as f64 / 16.0;
         }
         assert_eq!(s.batch(199).cross_lingual, 16);
@@ -139,7 +184,13 @@ mod tests {
     #[test]
     fn batch_mixing_makes_pure_batches_at_the_scheduled_rate() {
         let (mono, cross) = (pairs("m", 100), pairs("x", 100));
-        let mut s = sampler(&mono, &cross, Schedule::Constant { value: 0.3 }, Mixing::Batch, 2);
+        let mut s = sampler(
+            &mono,
+            &cross,
+            Schedule::Constant { value: 0.3 },
+            Mixing::Batch,
+            2,
+        );
         let mut cross_batches = 0;
         for step in 0..200 {
             let b = s.batch(step);
@@ -153,8 +204,16 @@ mod tests {
     fn deterministic_for_a_seed() {
         let (mono, cross) = (pairs("m", 100), pairs("x", 100));
         let ids = |seed| {
-            let mut s = sampler(&mono, &cross, Schedule::Constant { value: 0.5 }, Mixing::Sample, seed);
-            (0..20).flat_map(|i| s.batch(i).pairs.into_iter().map(|p| p.id.clone())).collect::<Vec<_>>()
+            let mut s = sampler(
+                &mono,
+                &cross,
+                Schedule::Constant { value: 0.5 },
+                Mixing::Sample,
+                seed,
+            );
+            (0..20)
+                .flat_map(|i| s.batch(i).pairs.into_iter().map(|p| p.id.clone()))
+                .collect::<Vec<_>>()
         };
         assert_eq!(ids(5), ids(5));
         assert_ne!(ids(5), ids(6));
@@ -164,8 +223,20 @@ mod tests {
     fn no_passage_repeats_within_a_batch() {
         let mono = pairs("m", 40);
         // Cross-lingual pairs whose passages are the monolingual ones (as with real bitext).
-        let cross: Vec<Pair> = mono.iter().map(|p| Pair { id: format!("x{}", p.id), ..p.clone() }).collect();
-        let mut s = sampler(&mono, &cross, Schedule::Constant { value: 0.5 }, Mixing::Sample, 3);
+        let cross: Vec<Pair> = mono
+            .iter()
+            .map(|p| Pair {
+                id: format!("x{}", p.id),
+                ..p.clone()
+            })
+            .collect();
+        let mut s = sampler(
+            &mono,
+            &cross,
+            Schedule::Constant { value: 0.5 },
+            Mixing::Sample,
+            3,
+        );
         for step in 0..50 {
             let b = s.batch(step);
             let unique: HashSet<&str> = b.pairs.iter().map(|p| p.passage.as_str()).collect();
@@ -176,14 +247,30 @@ mod tests {
     #[test]
     fn rejects_unusable_inputs() {
         let mono = pairs("m", 4);
-        let err = HybridSampler::new(&mono, vec![], Schedule::Constant { value: 0.5 }, Mixing::Sample, 2, 10, 0)
-            .err()
-            .unwrap();
+        let err = HybridSampler::new(
+            &mono,
+            vec![],
+            Schedule::Constant { value: 0.5 },
+            Mixing::Sample,
+            2,
+            10,
+            0,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("no cross-lingual"));
         let cross = pairs("x", 4);
-        let err = HybridSampler::new(&mono, cross.iter().collect(), Schedule::Constant { value: 0.5 }, Mixing::Sample, 8, 10, 0)
-            .err()
-            .unwrap();
+        let err = HybridSampler::new(
+            &mono,
+            cross.iter().collect(),
+            Schedule::Constant { value: 0.5 },
+            Mixing::Sample,
+            8,
+            10,
+            0,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("batch size of 8"));
     }
 }

@@ -16,7 +16,10 @@ pub enum Schedule {
     Linear { start: f64, end: f64 },
     /// p(t) = values[i] where i = number of milestones ≤ t (milestones strictly increasing in
     /// (0, 1), one more value than milestones).
-    Step { milestones: Vec<f64>, values: Vec<f64> },
+    Step {
+        milestones: Vec<f64>,
+        values: Vec<f64>,
+    },
     /// p(t) = start + (end − start)·(e^{rate·t} − 1)/(e^{rate} − 1); rate > 0 starts slowly
     /// and accelerates, rate < 0 rises quickly then saturates, rate → 0 is linear.
     Exponential { start: f64, end: f64, rate: f64 },
@@ -130,37 +133,82 @@ mod tests {
     fn all_kinds() -> Vec<Schedule> {
         vec![
             Schedule::Constant { value: 0.5 },
-            Schedule::Linear { start: 0.0, end: 1.0 },
-            Schedule::Step { milestones: vec![0.25, 0.5, 0.75], values: vec![0.0, 0.25, 0.5, 1.0] },
-            Schedule::Exponential { start: 0.0, end: 1.0, rate: 3.0 },
-            Schedule::Exponential { start: 0.0, end: 1.0, rate: -3.0 },
-            Schedule::Cosine { start: 0.1, end: 0.9 },
+            Schedule::Linear {
+                start: 0.0,
+                end: 1.0,
+            },
+            Schedule::Step {
+                milestones: vec![0.25, 0.5, 0.75],
+                values: vec![0.0, 0.25, 0.5, 1.0],
+            },
+            Schedule::Exponential {
+                start: 0.0,
+                end: 1.0,
+                rate: 3.0,
+            },
+            Schedule::Exponential {
+                start: 0.0,
+                end: 1.0,
+                rate: -3.0,
+            },
+            Schedule::Cosine {
+                start: 0.1,
+                end: 0.9,
+            },
         ]
     }
 
     #[test]
     fn endpoints() {
         assert_eq!(Schedule::Constant { value: 0.3 }.share(0.0), 0.3);
-        let lin = Schedule::Linear { start: 0.2, end: 0.8 };
+        let lin = Schedule::Linear {
+            start: 0.2,
+            end: 0.8,
+        };
         assert!((lin.share(0.0) - 0.2).abs() < 1e-12 && (lin.share(1.0) - 0.8).abs() < 1e-12);
         assert!((lin.share(0.5) - 0.5).abs() < 1e-12);
         for rate in [-5.0, -1e-12, 0.0, 2.0] {
-            let e = Schedule::Exponential { start: 0.1, end: 0.9, rate };
+            let e = Schedule::Exponential {
+                start: 0.1,
+                end: 0.9,
+                rate,
+            };
             assert!((e.share(0.0) - 0.1).abs() < 1e-12, "rate {rate}");
             assert!((e.share(1.0) - 0.9).abs() < 1e-12, "rate {rate}");
         }
-        let c = Schedule::Cosine { start: 0.0, end: 1.0 };
+        let c = Schedule::Cosine {
+            start: 0.0,
+            end: 1.0,
+        };
         assert!(c.share(0.0).abs() < 1e-12 && (c.share(1.0) - 1.0).abs() < 1e-12);
-        let s = Schedule::Step { milestones: vec![0.5], values: vec![0.2, 0.7] };
-        assert_eq!((s.share(0.0), s.share(0.49), s.share(0.5), s.share(1.0)), (0.2, 0.2, 0.7, 0.7));
+        let s = Schedule::Step {
+            milestones: vec![0.5],
+            values: vec![0.2, 0.7],
+        };
+        assert_eq!(
+            (s.share(0.0), s.share(0.49), s.share(0.5), s.share(1.0)),
+            (0.2, 0.2, 0.7, 0.7)
+        );
     }
 
     #[test]
     fn exponential_shape_follows_rate_sign() {
-        let slow = Schedule::Exponential { start: 0.0, end: 1.0, rate: 3.0 };
-        let fast = Schedule::Exponential { start: 0.0, end: 1.0, rate: -3.0 };
+        let slow = Schedule::Exponential {
+            start: 0.0,
+            end: 1.0,
+            rate: 3.0,
+        };
+        let fast = Schedule::Exponential {
+            start: 0.0,
+            end: 1.0,
+            rate: -3.0,
+        };
         assert!(slow.share(0.5) < 0.5 && fast.share(0.5) > 0.5);
-        let near_zero = Schedule::Exponential { start: 0.0, end: 1.0, rate: 1e-7 };
+        let near_zero = Schedule::Exponential {
+            start: 0.0,
+            end: 1.0,
+            rate: 1e-7,
+        };
         assert!((near_zero.share(0.3) - 0.3).abs() < 1e-6);
     }
 
@@ -179,21 +227,41 @@ mod tests {
 
     #[test]
     fn results_and_progress_are_clamped() {
-        let s = Schedule::Linear { start: -0.5, end: 1.5 };
+        let s = Schedule::Linear {
+            start: -0.5,
+            end: 1.5,
+        };
         assert_eq!(s.share(0.0), 0.0);
         assert_eq!(s.share(1.0), 1.0);
         assert_eq!(s.share(7.0), 1.0);
-        assert_eq!(Schedule::Linear { start: 0.0, end: 1.0 }.share(-3.0), 0.0);
+        assert_eq!(
+            Schedule::Linear {
+                start: 0.0,
+                end: 1.0
+            }
+            .share(-3.0),
+            0.0
+        );
         assert_eq!(Schedule::Constant { value: 0.4 }.share(f64::NAN), 0.4);
     }
 
     #[test]
     fn validation_names_the_parameter() {
-        let bad = Schedule::Step { milestones: vec![0.5, 0.4], values: vec![0.0, 0.1, 0.2] };
+        let bad = Schedule::Step {
+            milestones: vec![0.5, 0.4],
+            values: vec![0.0, 0.1, 0.2],
+        };
         assert!(bad.validate().unwrap_err().contains("strictly increasing"));
-        let bad = Schedule::Step { milestones: vec![0.5], values: vec![0.0] };
+        let bad = Schedule::Step {
+            milestones: vec![0.5],
+            values: vec![0.0],
+        };
         assert!(bad.validate().unwrap_err().contains("one more entry"));
-        let bad = Schedule::Exponential { start: 0.0, end: 1.0, rate: f64::INFINITY };
+        let bad = Schedule::Exponential {
+            start: 0.0,
+            end: 1.0,
+            rate: f64::INFINITY,
+        };
         assert!(bad.validate().unwrap_err().contains("`rate`"));
         for s in all_kinds() {
             s.validate().unwrap();
@@ -209,8 +277,16 @@ mod tests {
 
     #[test]
     fn yaml_round_trip_and_unknown_keys() {
-        let s: Schedule = serde_yaml::from_str("kind: exponential\nstart: 0\nend: 1\nrate: 3").unwrap();
-        assert_eq!(s, Schedule::Exponential { start: 0.0, end: 1.0, rate: 3.0 });
+        let s: Schedule =
+            serde_yaml::from_str("kind: exponential\nstart: 0\nend: 1\nrate: 3").unwrap();
+        assert_eq!(
+            s,
+            Schedule::Exponential {
+                start: 0.0,
+                end: 1.0,
+                rate: 3.0
+            }
+        );
         let err = serde_yaml::from_str::<Schedule>("kind: linear\nstart: 0\nend: 1\nslope: 2")
             .unwrap_err()
             .to_string();

@@ -9,7 +9,8 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::{Lowercase, NFKC, Sequence};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::{
-    AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Tokenizer,
+    AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
+    Tokenizer,
 };
 
 pub const PAD: &str = "[PAD]";
@@ -39,16 +40,25 @@ impl TextEncoder {
         let mut words: HashMap<String, u64> = HashMap::new();
         for text in texts {
             let mut pre = PreTokenizedString::from(text);
-            pre.normalize(|s| normalizer.normalize(s)).map_err(anyhow::Error::msg)?;
-            BertPreTokenizer.pre_tokenize(&mut pre).map_err(anyhow::Error::msg)?;
+            pre.normalize(|s| normalizer.normalize(s))
+                .map_err(anyhow::Error::msg)?;
+            BertPreTokenizer
+                .pre_tokenize(&mut pre)
+                .map_err(anyhow::Error::msg)?;
             for (word, _, _) in pre.get_splits(OffsetReferential::Original, OffsetType::Char) {
                 *words.entry(word.to_string()).or_default() += 1;
             }
         }
         let vocab = select_vocabulary(&words, vocab_size)?;
-        let model = WordPiece::builder().vocab(vocab.into_iter().collect::<ahash::AHashMap<_, _>>()).unk_token(UNK.into()).build().map_err(anyhow::Error::msg)?;
+        let model = WordPiece::builder()
+            .vocab(vocab.into_iter().collect::<ahash::AHashMap<_, _>>())
+            .unk_token(UNK.into())
+            .build()
+            .map_err(anyhow::Error::msg)?;
         let mut tokenizer = Tokenizer::new(model);
-        tokenizer.with_normalizer(Some(normalizer)).map_err(anyhow::Error::msg)?;
+        tokenizer
+            .with_normalizer(Some(normalizer))
+            .map_err(anyhow::Error::msg)?;
         tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
         tokenizer.with_decoder(Some(WordPieceDecoder::default()));
         tokenizer
@@ -65,12 +75,17 @@ impl TextEncoder {
     }
 
     fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
-        let pad_id = tokenizer.token_to_id(PAD).context("tokenizer has no [PAD] token")?;
+        let pad_id = tokenizer
+            .token_to_id(PAD)
+            .context("tokenizer has no [PAD] token")?;
         Ok(Self { tokenizer, pad_id })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = self.tokenizer.to_string(false).map_err(anyhow::Error::msg)?;
+        let json = self
+            .tokenizer
+            .to_string(false)
+            .map_err(anyhow::Error::msg)?;
         crate::fsutil::write_atomic(path, json.as_bytes())
     }
 
@@ -85,19 +100,32 @@ impl TextEncoder {
             .iter()
             .map(|t| self.tokenizer.encode(*t, false).map_err(anyhow::Error::msg))
             .collect::<Result<Vec<_>>>()?;
-        let len = encodings.iter().map(|e| e.get_ids().len().clamp(1, max_len)).max().unwrap_or(1);
+        let len = encodings
+            .iter()
+            .map(|e| e.get_ids().len().clamp(1, max_len))
+            .max()
+            .unwrap_or(1);
         let mut ids = vec![self.pad_id as usize; texts.len() * len];
         let mut mask = vec![0.0f32; texts.len() * len];
         for (row, enc) in encodings.iter().enumerate() {
             let tokens = enc.get_ids();
             let unk = self.tokenizer.token_to_id(UNK).unwrap_or(self.pad_id);
-            let tokens: &[u32] = if tokens.is_empty() { std::slice::from_ref(&unk) } else { tokens };
+            let tokens: &[u32] = if tokens.is_empty() {
+                std::slice::from_ref(&unk)
+            } else {
+                tokens
+            };
             for (pos, id) in tokens.iter().take(len).enumerate() {
                 ids[row * len + pos] = *id as usize;
                 mask[row * len + pos] = 1.0;
             }
         }
-        Ok(TokenBatch { ids, mask, rows: texts.len(), len })
+        Ok(TokenBatch {
+            ids,
+            mask,
+            rows: texts.len(),
+            len,
+        })
     }
 }
 
@@ -110,14 +138,24 @@ const MAX_INNER_CHARS: usize = 8;
 /// (count × (length − 1)): word-initial pieces up to whole words and word-internal `##` pieces.
 /// Ties are broken by the piece itself, so the same text always gives the same vocabulary;
 /// the `tokenizers` crate's own trainers break ties in hash order and are not reproducible.
-pub fn select_vocabulary(words: &HashMap<String, u64>, vocab_size: usize) -> Result<HashMap<String, u32>> {
-    anyhow::ensure!(vocab_size >= 16, "vocabulary size must be at least 16, found {vocab_size}");
+pub fn select_vocabulary(
+    words: &HashMap<String, u64>,
+    vocab_size: usize,
+) -> Result<HashMap<String, u32>> {
+    anyhow::ensure!(
+        vocab_size >= 16,
+        "vocabulary size must be at least 16, found {vocab_size}"
+    );
     let mut chars: HashMap<String, u64> = HashMap::new();
     let mut pieces: HashMap<String, u64> = HashMap::new();
     for (word, count) in words {
         let cs: Vec<char> = word.chars().collect();
         for (i, c) in cs.iter().enumerate() {
-            let key = if i == 0 { c.to_string() } else { format!("##{c}") };
+            let key = if i == 0 {
+                c.to_string()
+            } else {
+                format!("##{c}")
+            };
             *chars.entry(key).or_default() += count;
         }
         for end in 2..=cs.len().min(MAX_PREFIX_CHARS) {
@@ -126,7 +164,9 @@ pub fn select_vocabulary(words: &HashMap<String, u64>, vocab_size: usize) -> Res
         }
         for start in 1..cs.len() {
             for end in start + 2..=cs.len().min(start + MAX_INNER_CHARS) {
-                let piece: String = std::iter::once("##".to_string()).chain(cs[start..end].iter().map(char::to_string)).collect();
+                let piece: String = std::iter::once("##".to_string())
+                    .chain(cs[start..end].iter().map(char::to_string))
+                    .collect();
                 *pieces.entry(piece).or_default() += count * (end - start) as u64;
             }
         }
@@ -137,7 +177,11 @@ pub fn select_vocabulary(words: &HashMap<String, u64>, vocab_size: usize) -> Res
         v.into_iter().map(|(piece, _)| piece)
     };
     let mut vocab: HashMap<String, u32> = HashMap::new();
-    for piece in [PAD.to_string(), UNK.to_string()].into_iter().chain(ranked(chars)).chain(ranked(pieces)) {
+    for piece in [PAD.to_string(), UNK.to_string()]
+        .into_iter()
+        .chain(ranked(chars))
+        .chain(ranked(pieces))
+    {
         if vocab.len() == vocab_size {
             break;
         }
@@ -152,7 +196,9 @@ mod tests {
     use super::*;
 
     fn corpus() -> Vec<String> {
-        (0..200).map(|i| format!("alpha beta{} gamma delta{} epsilon zeta", i % 7, i % 11)).collect()
+        (0..200)
+            .map(|i| format!("alpha beta{} gamma delta{} epsilon zeta", i % 7, i % 11))
+            .collect()
     }
 
     #[test]
@@ -160,7 +206,10 @@ mod tests {
         let texts = corpus();
         let a = TextEncoder::train(texts.iter().map(String::as_str), 200).unwrap();
         let b = TextEncoder::train(texts.iter().map(String::as_str), 200).unwrap();
-        assert_eq!(a.tokenizer.to_string(false).unwrap(), b.tokenizer.to_string(false).unwrap());
+        assert_eq!(
+            a.tokenizer.to_string(false).unwrap(),
+            b.tokenizer.to_string(false).unwrap()
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
         a.save(&path).unwrap();
@@ -174,7 +223,9 @@ mod tests {
     fn batches_are_padded_masked_and_truncated() {
         let texts = corpus();
         let enc = TextEncoder::train(texts.iter().map(String::as_str), 200).unwrap();
-        let b = enc.batch(&["alpha beta1 gamma delta2 epsilon zeta", "zeta", ""], 4).unwrap();
+        let b = enc
+            .batch(&["alpha beta1 gamma delta2 epsilon zeta", "zeta", ""], 4)
+            .unwrap();
         assert_eq!((b.rows, b.len), (3, 4));
         assert_eq!(&b.mask[0..4], &[1.0; 4]);
         assert_eq!(&b.mask[4..8], &[1.0, 0.0, 0.0, 0.0]);

@@ -16,6 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The data set name that selects the synthetic set (`data.dataset`).
+pub const NAME: &str = "synthetic";
+
 /// The single retrieval task of the synthetic set: find the source document and its sub-topic.
 pub const TASK: &str = "related";
 
@@ -79,7 +82,10 @@ impl SyntheticConfig {
         if self.words_per_topic < self.subtopics_per_topic {
             return Err("`words_per_topic` must be at least `subtopics_per_topic`".into());
         }
-        for (key, v) in [("parallel_share", self.parallel_share), ("noise", self.noise)] {
+        for (key, v) in [
+            ("parallel_share", self.parallel_share),
+            ("noise", self.noise),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("`{key}` must lie in [0, 1], found {v}"));
             }
@@ -106,7 +112,13 @@ fn make_words(
     while out.len() < n {
         let syllables = rng.gen_range(2..=3);
         let word: String = (0..syllables)
-            .map(|_| format!("{}{}", onsets.choose(rng).unwrap(), vowels.choose(rng).unwrap()))
+            .map(|_| {
+                format!(
+                    "{}{}",
+                    onsets.choose(rng).unwrap(),
+                    vowels.choose(rng).unwrap()
+                )
+            })
             .collect();
         if taken.insert(word.clone()) {
             out.push(word);
@@ -115,9 +127,13 @@ fn make_words(
     out
 }
 
-const EN_ONSETS: &[&str] = &["p", "t", "k", "b", "d", "g", "m", "n", "s", "l", "r", "f", "v", "h", "st", "tr"];
+const EN_ONSETS: &[&str] = &[
+    "p", "t", "k", "b", "d", "g", "m", "n", "s", "l", "r", "f", "v", "h", "st", "tr",
+];
 const EN_VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ea", "ou"];
-const LR_ONSETS: &[&str] = &["ny", "mb", "nd", "ng", "w", "y", "z", "ch", "sh", "kw", "j", "th", "l", "m"];
+const LR_ONSETS: &[&str] = &[
+    "ny", "mb", "nd", "ng", "w", "y", "z", "ch", "sh", "kw", "j", "th", "l", "m",
+];
 const LR_VOWELS: &[&str] = &["a", "e", "i", "o", "u", "aa", "ii", "uu"];
 
 /// A noisy lexical mapping English → one low-resource language.
@@ -136,7 +152,11 @@ impl Translator {
                 continue;
             }
             let options = &self.table[*w];
-            let pick = if options.len() > 1 && rng.gen_bool(self.noise) { 1 } else { 0 };
+            let pick = if options.len() > 1 && rng.gen_bool(self.noise) {
+                1
+            } else {
+                0
+            };
             out.push(options[pick].clone());
         }
         // Word order differs a little: swap some neighbours.
@@ -163,7 +183,14 @@ fn zipf_index(rng: &mut ChaCha8Rng, n: usize) -> usize {
     ((n as f64).powf(u) - 1.0).floor().min((n - 1) as f64) as usize
 }
 
-fn sample_text(rng: &mut ChaCha8Rng, lex: &Lexicon, topic: usize, sub: usize, len: usize, topical_share: f64) -> Vec<String> {
+fn sample_text(
+    rng: &mut ChaCha8Rng,
+    lex: &Lexicon,
+    topic: usize,
+    sub: usize,
+    len: usize,
+    topical_share: f64,
+) -> Vec<String> {
     (0..len)
         .map(|_| {
             let r: f64 = rng.r#gen();
@@ -183,11 +210,23 @@ fn sample_text(rng: &mut ChaCha8Rng, lex: &Lexicon, topic: usize, sub: usize, le
 pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut taken = BTreeSet::new();
-    let general = make_words(&mut rng, cfg.general_words, EN_ONSETS, EN_VOWELS, &mut taken);
+    let general = make_words(
+        &mut rng,
+        cfg.general_words,
+        EN_ONSETS,
+        EN_VOWELS,
+        &mut taken,
+    );
     let per_sub = cfg.words_per_topic / cfg.subtopics_per_topic;
     let topical: Vec<Vec<Vec<String>>> = (0..cfg.topics)
         .map(|_| {
-            let words = make_words(&mut rng, per_sub * cfg.subtopics_per_topic, EN_ONSETS, EN_VOWELS, &mut taken);
+            let words = make_words(
+                &mut rng,
+                per_sub * cfg.subtopics_per_topic,
+                EN_ONSETS,
+                EN_VOWELS,
+                &mut taken,
+            );
             words.chunks(per_sub).map(|c| c.to_vec()).collect()
         })
         .collect();
@@ -196,15 +235,31 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     let translators: Vec<Translator> = languages
         .iter()
         .map(|_| {
-            let english: Vec<&String> = lex.general.iter().chain(lex.topical.iter().flatten().flatten()).collect();
+            let english: Vec<&String> = lex
+                .general
+                .iter()
+                .chain(lex.topical.iter().flatten().flatten())
+                .collect();
             let mut table = BTreeMap::new();
             for w in &english {
                 let n = if rng.gen_bool(0.3) { 2 } else { 1 };
-                table.insert((*w).clone(), make_words(&mut rng, n, LR_ONSETS, LR_VOWELS, &mut taken));
+                table.insert(
+                    (*w).clone(),
+                    make_words(&mut rng, n, LR_ONSETS, LR_VOWELS, &mut taken),
+                );
             }
             // The most frequent general words behave like function words.
-            let droppable = lex.general.iter().take(cfg.general_words / 10).cloned().collect();
-            Translator { table, droppable, noise: cfg.noise }
+            let droppable = lex
+                .general
+                .iter()
+                .take(cfg.general_words / 10)
+                .cloned()
+                .collect();
+            Translator {
+                table,
+                droppable,
+                noise: cfg.noise,
+            }
         })
         .collect();
 
@@ -222,18 +277,31 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
                 "test"
             };
             let words = sample_text(&mut rng, &lex, topic, sub, cfg.doc_len, 0.5);
-            docs.push(GeneratedDoc { id: format!("en:t{topic}d{k}"), topic, subtopic: sub, words, split });
+            docs.push(GeneratedDoc {
+                id: format!("en:t{topic}d{k}"),
+                topic,
+                subtopic: sub,
+                words,
+                split,
+            });
         }
     }
 
     let mut corpus: BTreeMap<String, Vec<Doc>> = BTreeMap::new();
     for d in docs.iter().filter(|d| d.split != "train") {
-        corpus.entry(d.split.to_string()).or_default().push(Doc { id: d.id.clone(), text: d.words.join(" ") });
+        corpus.entry(d.split.to_string()).or_default().push(Doc {
+            id: d.id.clone(),
+            text: d.words.join(" "),
+        });
     }
 
     let english_query = |rng: &mut ChaCha8Rng, d: &GeneratedDoc| -> Vec<String> {
         // A query restates the document's focus: mostly its own topical words.
-        let topical: Vec<&String> = d.words.iter().filter(|w| !lex.general.contains(w)).collect();
+        let topical: Vec<&String> = d
+            .words
+            .iter()
+            .filter(|w| !lex.general.contains(w))
+            .collect();
         (0..cfg.query_len)
             .map(|_| match topical.choose(rng) {
                 Some(w) if rng.gen_bool(0.8) => (*w).clone(),
@@ -252,7 +320,11 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
         let q_en = english_query(&mut rng, d);
         let q_en_refs: Vec<&str> = q_en.iter().map(String::as_str).collect();
         if d.split == "train" {
-            mono.push(Pair { id: format!("mono:{}", d.id), query: q_en.join(" "), passage: doc_text.clone() });
+            mono.push(Pair {
+                id: format!("mono:{}", d.id),
+                query: q_en.join(" "),
+                passage: doc_text.clone(),
+            });
             let parallel = rng.gen_bool(cfg.parallel_share);
             for (lang, tr) in languages.iter().zip(&translators) {
                 let q_lr = tr.translate(&q_en_refs, &mut rng).join(" ");
@@ -276,11 +348,26 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
         for (lang, tr) in languages.iter().zip(&translators) {
             let qid = format!("{lang}:t{}d{}", d.topic, d.id.rsplit('d').next().unwrap());
             let text = tr.translate(&q_en_refs, &mut rng).join(" ");
-            queries.entry((lang.clone(), d.split.to_string())).or_default().push(Doc { id: qid.clone(), text });
-            let judged = qrels.entry((lang.clone(), TASK.to_string(), d.split.to_string())).or_default();
-            for other in docs.iter().filter(|o| o.split == d.split && o.topic == d.topic && o.subtopic == d.subtopic) {
+            queries
+                .entry((lang.clone(), d.split.to_string()))
+                .or_default()
+                .push(Doc {
+                    id: qid.clone(),
+                    text,
+                });
+            let judged = qrels
+                .entry((lang.clone(), TASK.to_string(), d.split.to_string()))
+                .or_default();
+            for other in docs
+                .iter()
+                .filter(|o| o.split == d.split && o.topic == d.topic && o.subtopic == d.subtopic)
+            {
                 let relevance = if other.id == d.id { 2 } else { 1 };
-                judged.push(Judgment { query_id: qid.clone(), doc_id: other.id.clone(), relevance });
+                judged.push(Judgment {
+                    query_id: qid.clone(),
+                    doc_id: other.id.clone(),
+                    relevance,
+                });
             }
         }
     }
@@ -304,7 +391,7 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     }
     Dataset {
         card: Card {
-            name: "synthetic".into(),
+            name: NAME.into(),
             synthetic: true,
             zero_shot: false,
             description: format!(
@@ -347,10 +434,23 @@ mod tests {
     #[test]
     fn test_documents_never_appear_in_training_pairs() {
         let d = generate(&SyntheticConfig::default(), &langs());
-        let held_out: BTreeSet<&str> = d.corpus.values().flatten().map(|d| d.text.as_str()).collect();
-        let training = d.mono.iter().chain(d.cross.values().flatten()).chain(d.bitext.values().flatten());
+        let held_out: BTreeSet<&str> = d
+            .corpus
+            .values()
+            .flatten()
+            .map(|d| d.text.as_str())
+            .collect();
+        let training = d
+            .mono
+            .iter()
+            .chain(d.cross.values().flatten())
+            .chain(d.bitext.values().flatten());
         for p in training {
-            assert!(!held_out.contains(p.passage.as_str()), "{} leaks a held-out document", p.id);
+            assert!(
+                !held_out.contains(p.passage.as_str()),
+                "{} leaks a held-out document",
+                p.id
+            );
         }
     }
 
@@ -358,14 +458,23 @@ mod tests {
     fn qrels_point_at_existing_queries_and_documents() {
         let d = generate(&SyntheticConfig::default(), &langs());
         for ((lang, _task, split), judged) in &d.qrels {
-            let qids: BTreeSet<&str> = d.queries[&(lang.clone(), split.clone())].iter().map(|q| q.id.as_str()).collect();
+            let qids: BTreeSet<&str> = d.queries[&(lang.clone(), split.clone())]
+                .iter()
+                .map(|q| q.id.as_str())
+                .collect();
             let dids: BTreeSet<&str> = d.corpus[split].iter().map(|d| d.id.as_str()).collect();
             for j in judged {
                 assert!(qids.contains(j.query_id.as_str()) && dids.contains(j.doc_id.as_str()));
             }
             // Every query has exactly one source document.
             for q in &qids {
-                assert_eq!(judged.iter().filter(|j| j.query_id == *q && j.relevance == 2).count(), 1);
+                assert_eq!(
+                    judged
+                        .iter()
+                        .filter(|j| j.query_id == *q && j.relevance == 2)
+                        .count(),
+                    1
+                );
             }
         }
     }
@@ -377,15 +486,24 @@ mod tests {
         let cross = d.cross["sx"].len() as f64;
         let share = cross / d.mono.len() as f64;
         assert!(share > 0.1 && share < 0.4, "cross-lingual share {share}");
-        assert_ne!(d.queries[&("sx".into(), "test".into())][0].text, d.queries[&("sy".into(), "test".into())][0].text);
+        assert_ne!(
+            d.queries[&("sx".into(), "test".into())][0].text,
+            d.queries[&("sy".into(), "test".into())][0].text
+        );
         assert!(d.card.description.contains("SYNTHETIC"));
     }
 
     #[test]
     fn validation_rejects_impossible_settings() {
-        let cfg = SyntheticConfig { docs_per_topic: 2, ..Default::default() };
+        let cfg = SyntheticConfig {
+            docs_per_topic: 2,
+            ..Default::default()
+        };
         assert!(cfg.validate().unwrap_err().contains("docs_per_topic"));
-        let cfg = SyntheticConfig { noise: 1.5, ..Default::default() };
+        let cfg = SyntheticConfig {
+            noise: 1.5,
+            ..Default::default()
+        };
         assert!(cfg.validate().unwrap_err().contains("noise"));
     }
 }

@@ -75,7 +75,14 @@ pub trait TrainableEncoder: Embedder {
 }
 
 type EncoderArch<const V: usize, const M: usize, const P: usize> = (Embedding<V, M>, Linear<M, P>);
-type Built<const V: usize, const M: usize, const P: usize> = <EncoderArch<V, M, P> as BuildOnDevice<Dev, f32>>::Built;
+/// Token ids and the padding mask of a batch, as tensors.
+type Inputs = (
+    Tensor<(usize, usize), usize, Dev>,
+    Tensor<(usize, usize), f32, Dev>,
+);
+
+type Built<const V: usize, const M: usize, const P: usize> =
+    <EncoderArch<V, M, P> as BuildOnDevice<Dev, f32>>::Built;
 
 struct MeanPoolEncoder<const V: usize, const M: usize, const P: usize> {
     dev: Dev,
@@ -95,11 +102,15 @@ pub fn build(preset: Preset, seed: u64, opt: OptimizerSettings) -> Box<dyn Train
 
 fn adam_config(opt: OptimizerSettings) -> AdamConfig {
     let weight_decay = match (opt.kind, opt.weight_decay) {
-        (_, wd) if wd == 0.0 => None,
+        (_, 0.0) => None,
         (OptimizerKind::Adam, wd) => Some(WeightDecay::L2(wd)),
         (OptimizerKind::Adamw, wd) => Some(WeightDecay::Decoupled(wd)),
     };
-    AdamConfig { lr: opt.lr, weight_decay, ..Default::default() }
+    AdamConfig {
+        lr: opt.lr,
+        weight_decay,
+        ..Default::default()
+    }
 }
 
 impl<const V: usize, const M: usize, const P: usize> MeanPoolEncoder<V, M, P> {
@@ -108,15 +119,25 @@ impl<const V: usize, const M: usize, const P: usize> MeanPoolEncoder<V, M, P> {
         let model = dev.build_module::<EncoderArch<V, M, P>, f32>();
         let grads = Some(model.alloc_grads());
         let opt = Adam::new(&model, adam_config(opt));
-        Self { dev, model, grads, opt }
+        Self {
+            dev,
+            model,
+            grads,
+            opt,
+        }
     }
 
-    fn inputs(&self, batch: &TokenBatch) -> Result<(Tensor<(usize, usize), usize, Dev>, Tensor<(usize, usize), f32, Dev>)> {
+    fn inputs(&self, batch: &TokenBatch) -> Result<Inputs> {
         if let Some(bad) = batch.ids.iter().find(|id| **id >= V) {
-            anyhow::bail!("token id {bad} is outside the model's vocabulary of {V}: the tokenizer is larger than the preset");
+            anyhow::bail!(
+                "token id {bad} is outside the model's vocabulary of {V}: the tokenizer is larger than the preset"
+            );
         }
         let shape = (batch.rows, batch.len);
-        Ok((self.dev.tensor_from_vec(batch.ids.clone(), shape), self.dev.tensor_from_vec(batch.mask.clone(), shape)))
+        Ok((
+            self.dev.tensor_from_vec(batch.ids.clone(), shape),
+            self.dev.tensor_from_vec(batch.mask.clone(), shape),
+        ))
     }
 }
 
@@ -131,11 +152,19 @@ where
 {
     let (rows, len) = *mask.shape();
     let tokens = model.0.forward(ids);
-    let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
+    let spread = mask
+        .clone()
+        .broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
     let summed = (tokens * spread).sum::<(usize, Const<M>), Axis<1>>();
-    let counts = mask.sum::<(usize,), Axis<1>>().broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
+    let counts = mask
+        .sum::<(usize,), Axis<1>>()
+        .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
     let projected = model.1.forward(summed / counts);
-    let norms = (projected.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
+    let norms = (projected
+        .with_empty_tape()
+        .square()
+        .sum::<(usize,), Axis<1>>()
+        + 1e-12)
         .sqrt()
         .broadcast_like::<_, Axis<1>>(&(rows, Const::<P>));
     projected / norms
@@ -154,14 +183,18 @@ impl<const V: usize, const M: usize, const P: usize> Embedder for MeanPoolEncode
 
 impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPoolEncoder<V, M, P> {
     fn train_step(&mut self, batch: &TokenBatch, temperature: f64) -> Result<f32> {
-        anyhow::ensure!(batch.rows >= 4 && batch.rows % 2 == 0, "a training batch needs query/passage halves");
+        anyhow::ensure!(
+            batch.rows >= 4 && batch.rows.is_multiple_of(2),
+            "a training batch needs query/passage halves"
+        );
         let half = batch.rows / 2;
         let (ids, mask) = self.inputs(batch)?;
         let grads = self.grads.take().context("gradients in use")?;
         let all = encode::<V, M, P, _>(&self.model, ids.traced(grads), mask);
         let queries = all.with_empty_tape().slice((0..half, ..));
         let passages = all.slice((half..2 * half, ..));
-        let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
+        let logits =
+            queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
         let mut targets = vec![0.0f32; half * half];
         for i in 0..half {
             targets[i * half + i] = 1.0;
@@ -171,7 +204,9 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
         let value = loss.array();
         let mut grads = loss.backward();
         if value.is_finite() {
-            self.opt.update(&mut self.model, &grads).map_err(|e| anyhow::anyhow!("optimizer update: {e:?}"))?;
+            self.opt
+                .update(&mut self.model, &grads)
+                .map_err(|e| anyhow::anyhow!("optimizer update: {e:?}"))?;
         }
         self.model.zero_grads(&mut grads);
         self.grads = Some(grads);
@@ -184,11 +219,15 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
 
     fn save(&self, path: &Path) -> Result<()> {
         let dir = path.parent().context("checkpoint path has no parent")?;
-        let tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".safetensors").tempfile_in(dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .suffix(".safetensors")
+            .tempfile_in(dir)?;
         self.model
             .save_safetensors(tmp.path())
             .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))?;
-        tmp.persist(path).with_context(|| format!("renaming into place: {}", path.display()))?;
+        tmp.persist(path)
+            .with_context(|| format!("renaming into place: {}", path.display()))?;
         Ok(())
     }
 }
@@ -199,18 +238,35 @@ mod tests {
 
     fn batch(ids: Vec<usize>, mask: Vec<f32>, rows: usize) -> TokenBatch {
         let len = ids.len() / rows;
-        TokenBatch { ids, mask, rows, len }
+        TokenBatch {
+            ids,
+            mask,
+            rows,
+            len,
+        }
     }
 
     fn settings() -> OptimizerSettings {
-        OptimizerSettings { kind: OptimizerKind::Adamw, lr: 1e-2, weight_decay: 0.01 }
+        OptimizerSettings {
+            kind: OptimizerKind::Adamw,
+            lr: 1e-2,
+            weight_decay: 0.01,
+        }
     }
 
     #[test]
     fn embeddings_are_unit_length_and_ignore_padding() {
         let enc = build(Preset::Tiny, 1, settings());
-        let a = enc.embed(&batch(vec![5, 6, 0, 0], vec![1.0, 1.0, 0.0, 0.0], 1)).unwrap();
-        let b = enc.embed(&batch(vec![5, 6, 9, 9, 9, 9], vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0], 1)).unwrap();
+        let a = enc
+            .embed(&batch(vec![5, 6, 0, 0], vec![1.0, 1.0, 0.0, 0.0], 1))
+            .unwrap();
+        let b = enc
+            .embed(&batch(
+                vec![5, 6, 9, 9, 9, 9],
+                vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+                1,
+            ))
+            .unwrap();
         let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
         for (x, y) in a.iter().zip(&b) {
@@ -221,8 +277,14 @@ mod tests {
     #[test]
     fn same_seed_same_weights() {
         let b = batch(vec![1, 2, 3, 4], vec![1.0; 4], 2);
-        assert_eq!(build(Preset::Tiny, 3, settings()).embed(&b).unwrap(), build(Preset::Tiny, 3, settings()).embed(&b).unwrap());
-        assert_ne!(build(Preset::Tiny, 3, settings()).embed(&b).unwrap(), build(Preset::Tiny, 4, settings()).embed(&b).unwrap());
+        assert_eq!(
+            build(Preset::Tiny, 3, settings()).embed(&b).unwrap(),
+            build(Preset::Tiny, 3, settings()).embed(&b).unwrap()
+        );
+        assert_ne!(
+            build(Preset::Tiny, 3, settings()).embed(&b).unwrap(),
+            build(Preset::Tiny, 4, settings()).embed(&b).unwrap()
+        );
     }
 
     #[test]
@@ -248,7 +310,10 @@ mod tests {
     #[test]
     fn out_of_vocabulary_ids_are_an_error() {
         let enc = build(Preset::Tiny, 1, settings());
-        let err = enc.embed(&batch(vec![5000], vec![1.0], 1)).unwrap_err().to_string();
+        let err = enc
+            .embed(&batch(vec![5000], vec![1.0], 1))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside the model's vocabulary"), "{err}");
     }
 }

@@ -1,0 +1,154 @@
+//! The `clirlab` command line: parse, call the library, print. The only module that prints.
+
+use crate::config::{self, schedule_dirs};
+use crate::{grid, report, sweep};
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "clirlab",
+    version,
+    about = "Curriculum schedules and OT distillation for low-resource cross-lingual dense retrieval",
+    after_help = "Examples:\n  clirlab plan experiments/quickstart.yaml\n  clirlab run experiments/quickstart.yaml\n  clirlab run experiments/quickstart.yaml --set train.steps=50 --set seeds=[1] --results /tmp/r\n  clirlab report results/quickstart\n  clirlab schedule linear\n\nEnvironment: CLIRLAB_<SECTION>__<KEY>=value sets experiment keys (e.g. CLIRLAB_TRAIN__STEPS=100);\nCLIRLAB_LOG sets the log filter (e.g. CLIRLAB_LOG=debug)."
+)]
+pub struct Cli {
+    /// No progress bars and no log output.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train, evaluate and report every cell of an experiment (finished cells are skipped).
+    #[command(
+        after_help = "Example:\n  clirlab run experiments/quickstart.yaml --set train.steps=100 --results /tmp/results"
+    )]
+    Run {
+        /// Experiment YAML file.
+        experiment: PathBuf,
+        /// Override a key: --set train.lr=0.001 (value parsed as YAML); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Folder that receives results/<experiment name>/.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// Print the cells an experiment expands to, without running anything.
+    #[command(
+        after_help = "Example:\n  clirlab plan experiments/quickstart.yaml --set seeds=[1,2,3]"
+    )]
+    Plan {
+        experiment: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// (Re)write the report of a results folder, e.g. results/quickstart.
+    #[command(after_help = "Example:\n  clirlab report results/quickstart")]
+    Report { results_dir: PathBuf },
+    /// Print a curriculum schedule p(t) at a few points of training progress t.
+    #[command(
+        after_help = "Examples:\n  clirlab schedule linear\n  clirlab schedule schedules/exponential.yaml --points 11"
+    )]
+    Schedule {
+        /// A name under schedules/ or a path to a schedule YAML file.
+        name_or_file: String,
+        /// How many evenly spaced points of t ∈ [0, 1].
+        #[arg(long, default_value_t = 6)]
+        points: usize,
+    },
+}
+
+fn init_logging(quiet: bool) {
+    let filter = if quiet {
+        tracing_subscriber::EnvFilter::new("off")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_env("CLIRLAB_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.quiet);
+    match cli.command {
+        Command::Run {
+            experiment,
+            sets,
+            results,
+        } => {
+            let loaded = config::load(&experiment, &sets)?;
+            let outcome = sweep::run(&loaded, &results, sweep::RunOptions { quiet: cli.quiet })?;
+            if !cli.quiet {
+                println!(
+                    "{} cells trained, {} already finished, {} failed; report: {}",
+                    outcome.trained,
+                    outcome.skipped,
+                    outcome.failed.len(),
+                    outcome.dir.join("report").join("report.md").display()
+                );
+            }
+            if !outcome.failed.is_empty() {
+                let list: Vec<String> = outcome
+                    .failed
+                    .iter()
+                    .map(|(id, why)| format!("  {id}: {why}"))
+                    .collect();
+                bail!(
+                    "{} cell(s) failed:\n{}",
+                    outcome.failed.len(),
+                    list.join("\n")
+                );
+            }
+        }
+        Command::Plan { experiment, sets } => {
+            let loaded = config::load(&experiment, &sets)?;
+            let cells = grid::expand(&loaded)?;
+            let baseline = grid::baseline_variant(&loaded, &cells)?;
+            println!("{}: {} cells", loaded.experiment.name, cells.len());
+            for c in &cells {
+                let axes: Vec<String> = c
+                    .assignment
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let mark = if baseline.as_deref() == Some(c.variant.as_str()) {
+                    "  [baseline]"
+                } else {
+                    ""
+                };
+                println!("{}  seed={}  {}{}", c.id, c.seed, axes.join(" "), mark);
+            }
+        }
+        Command::Report { results_dir } => {
+            report::write(&results_dir)?;
+            if !cli.quiet {
+                println!("{}", results_dir.join("report").join("report.md").display());
+            }
+        }
+        Command::Schedule {
+            name_or_file,
+            points,
+        } => {
+            if points < 2 {
+                bail!("--points: expected at least 2, found {points}");
+            }
+            let here = PathBuf::from("experiments").join("_");
+            let schedule = config::load_schedule(&name_or_file, &schedule_dirs(&here))?;
+            println!("{name_or_file}: {schedule:?}");
+            println!("{:>6}  {:>6}", "t", "p(t)");
+            for i in 0..points {
+                let t = i as f64 / (points - 1) as f64;
+                println!("{t:>6.3}  {:>6.4}", schedule.share(t));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,566 @@
+//! The experiment schema and its loading: figment layers
+//! built-in defaults < the YAML file < `CLIRLAB_*` environment variables (nested with `__`)
+//! < `--set key.path=value` flags. Unknown keys are rejected; every error names the source
+//! (file, environment or flag), the key path and what was expected.
+
+use crate::data::synthetic::SyntheticConfig;
+use crate::model::{OptimizerKind, Preset};
+use crate::sampler::Mixing;
+use crate::schedule::Schedule;
+use crate::stats::{Correction, TestKind};
+use anyhow::{Context, Result, bail};
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// `CLIRLAB_*` variables that steer the program rather than set experiment keys.
+pub const OPERATIONAL_ENV: &[&str] = &["log", "offline", "data_dir"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Experiment {
+    /// Names the results folder; defaults to the file's stem.
+    pub name: String,
+    pub description: String,
+    pub data: DataConfig,
+    /// A schedule name (a file `schedules/<name>.yaml`) or an inline schedule.
+    pub schedule: ScheduleSpec,
+    pub sampler: SamplerConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub retrieval: RetrievalConfig,
+    pub stats: StatsConfig,
+    /// Every grid point is trained once per seed.
+    pub seeds: Vec<u64>,
+    /// Axes: a key path → the values it takes; the grid is their cartesian product.
+    pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            description: String::new(),
+            data: DataConfig::default(),
+            schedule: ScheduleSpec::Inline(Schedule::Constant { value: 0.5 }),
+            sampler: SamplerConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            retrieval: RetrievalConfig::default(),
+            stats: StatsConfig::default(),
+            seeds: vec![1],
+            ablations: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `synthetic` (built in) or the name of a prepared data set.
+    pub dataset: String,
+    /// Low-resource query languages.
+    pub languages: Vec<String>,
+    pub synthetic: SyntheticConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: "synthetic".into(),
+            languages: vec!["sx".into()],
+            synthetic: SyntheticConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerConfig {
+    pub mixing: Mixing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub preset: Preset,
+    /// InfoNCE temperature.
+    pub temperature: f64,
+    /// Tokens kept per text.
+    pub max_len: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Tiny,
+            temperature: 0.05,
+            max_len: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Linear warm-up from 0 to `lr` over this many steps.
+    pub warmup_steps: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 200,
+            batch_size: 32,
+            optimizer: OptimizerKind::Adamw,
+            lr: 2e-3,
+            weight_decay: 0.01,
+            warmup_steps: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalConfig {
+    /// Documents retrieved per query (at least 100, for R@100).
+    pub top_k: usize,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self { top_k: 100 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// The baseline grid point, by its axis values, e.g. `{schedule: constant}`.
+    pub baseline: BTreeMap<String, serde_json::Value>,
+    pub test: TestKind,
+    pub correction: Correction,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            baseline: BTreeMap::new(),
+            test: TestKind::T,
+            correction: Correction::Holm,
+        }
+    }
+}
+
+/// A schedule as written: a name to look up under `schedules/`, or inline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleSpec {
+    Named(String),
+    Inline(Schedule),
+}
+
+impl Serialize for ScheduleSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            ScheduleSpec::Named(name) => s.serialize_str(name),
+            ScheduleSpec::Inline(schedule) => schedule.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ScheduleSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> Visitor<'de> for SpecVisitor {
+            type Value = ScheduleSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a schedule name (a file under schedules/) or an inline schedule such as {kind: linear, start: 0, end: 1}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<ScheduleSpec, E> {
+                Ok(ScheduleSpec::Named(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<ScheduleSpec, A::Error> {
+                Schedule::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ScheduleSpec::Inline)
+            }
+        }
+        d.deserialize_any(SpecVisitor)
+    }
+}
+
+/// A loaded experiment and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedExperiment {
+    pub experiment: Experiment,
+    pub source: PathBuf,
+}
+
+/// One `--set key.path=value` flag as a figment provider, so errors name it as their source.
+struct SetFlag(String, serde_yaml::Value);
+
+impl Provider for SetFlag {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("--set {}", self.0))
+    }
+    fn data(&self) -> std::result::Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::default(&self.0, &self.1).data()
+    }
+}
+
+/// Parses `key.path=value`; the value is read as YAML, so `0.1`, `true`, `[1, 2]` are typed.
+pub fn parse_set_flag(flag: &str) -> Result<(String, serde_yaml::Value)> {
+    let (key, value) = flag
+        .split_once('=')
+        .with_context(|| format!("--set {flag}: expected key.path=value"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        bail!("--set {flag}: expected a dotted key path before `=`");
+    }
+    let value: serde_yaml::Value = serde_yaml::from_str(value)
+        .with_context(|| format!("--set {flag}: the value is not valid YAML"))?;
+    Ok((key.to_string(), value))
+}
+
+/// Turns figment's errors into lines that name source, key path and expectation.
+fn describe(err: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(figment::Source::File(p)) => p.display().to_string(),
+                    _ => m.name.to_string(),
+                })
+                .unwrap_or_else(|| "configuration".into());
+            let path = e.path.join(".");
+            if path.is_empty() {
+                format!("{source}: {}", e.kind)
+            } else {
+                format!("{source}: key `{path}`: {}", e.kind)
+            }
+        })
+        .collect();
+    anyhow::anyhow!(lines.join("\n"))
+}
+
+/// Loads an experiment file with all layers applied and validates it.
+pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment> {
+    if !path.is_file() {
+        bail!("{}: experiment file not found", path.display());
+    }
+    let flags = sets
+        .iter()
+        .map(|s| parse_set_flag(s))
+        .collect::<Result<Vec<_>>>()?;
+    // The default schedule stays out of the defaults layer: figment merges maps key by key,
+    // and its keys would leak into an inline schedule of another kind.
+    let mut defaults = serde_json::to_value(Experiment::default())?;
+    defaults
+        .as_object_mut()
+        .expect("a struct serializes to a map")
+        .remove("schedule");
+    let mut figment = Figment::from(Serialized::defaults(defaults))
+        .merge(Yaml::file_exact(path))
+        .merge(
+            Env::prefixed("CLIRLAB_")
+                .split("__")
+                .ignore(OPERATIONAL_ENV),
+        );
+    for (key, value) in flags {
+        figment = figment.merge(SetFlag(key, value));
+    }
+    let mut experiment: Experiment = figment.extract().map_err(describe)?;
+    if experiment.name.is_empty() {
+        experiment.name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    experiment.validate().map_err(|problems| {
+        anyhow::anyhow!(
+            problems
+                .iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    Ok(LoadedExperiment {
+        experiment,
+        source: path.to_path_buf(),
+    })
+}
+
+impl Experiment {
+    /// Checks values that types cannot express; each problem names its key.
+    pub fn validate(&self) -> std::result::Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, msg: String| {
+            if !ok {
+                problems.push(msg);
+            }
+        };
+        check(
+            !self.name.is_empty()
+                && self
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            format!(
+                "key `name`: expected letters, digits, '-', '_' or '.', found {:?}",
+                self.name
+            ),
+        );
+        check(
+            !self.data.languages.is_empty(),
+            "key `data.languages`: expected at least one language".into(),
+        );
+        if let Err(e) = self.data.synthetic.validate() {
+            check(false, format!("key `data.synthetic`: {e}"));
+        }
+        if let ScheduleSpec::Inline(s) = &self.schedule
+            && let Err(e) = s.validate()
+        {
+            check(false, format!("key `schedule`: {e}"));
+        }
+        check(
+            self.model.temperature > 0.0,
+            format!(
+                "key `model.temperature`: expected > 0, found {}",
+                self.model.temperature
+            ),
+        );
+        check(
+            self.model.max_len >= 1,
+            "key `model.max_len`: expected at least 1".into(),
+        );
+        check(
+            self.train.steps >= 1,
+            "key `train.steps`: expected at least 1".into(),
+        );
+        check(
+            self.train.batch_size >= 2,
+            format!(
+                "key `train.batch_size`: expected at least 2, found {}",
+                self.train.batch_size
+            ),
+        );
+        check(
+            self.train.lr > 0.0 && self.train.lr.is_finite(),
+            format!("key `train.lr`: expected > 0, found {}", self.train.lr),
+        );
+        check(
+            self.train.weight_decay >= 0.0,
+            "key `train.weight_decay`: expected ≥ 0".into(),
+        );
+        check(
+            self.retrieval.top_k >= 100,
+            format!(
+                "key `retrieval.top_k`: expected at least 100 (R@100 needs it), found {}",
+                self.retrieval.top_k
+            ),
+        );
+        check(
+            !self.seeds.is_empty(),
+            "key `seeds`: expected at least one seed".into(),
+        );
+        for (axis, values) in &self.ablations {
+            check(
+                !values.is_empty(),
+                format!("key `ablations.{axis}`: expected a non-empty list of values"),
+            );
+            check(
+                axis != "seeds" && axis != "ablations",
+                format!("key `ablations.{axis}`: use `seeds` to replicate cells"),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// Where named schedules are looked up for an experiment file: `schedules/` beside the
+/// experiments folder, beside the file, then in the working directory.
+pub fn schedule_dirs(experiment_file: &Path) -> Vec<PathBuf> {
+    let dir = experiment_file.parent().unwrap_or(Path::new("."));
+    let mut dirs = vec![
+        dir.join("..").join("schedules"),
+        dir.join("schedules"),
+        PathBuf::from("schedules"),
+    ];
+    dirs.dedup();
+    dirs
+}
+
+/// Loads a schedule from a file path, or by name from the first of `dirs` that has it.
+pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule> {
+    let direct = Path::new(name_or_path);
+    let path = if direct.is_file() {
+        direct.to_path_buf()
+    } else {
+        let file = format!("{name_or_path}.yaml");
+        dirs.iter()
+            .map(|d| d.join(&file))
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!(
+                    "schedule `{name_or_path}` not found: looked for {}",
+                    dirs.iter()
+                        .map(|d| d.join(&file).display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let schedule: Schedule =
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    schedule
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(schedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "exp.yaml", "train:\n  steps: 50\n  lr: 0.01\n");
+        let e = load(&p, &["train.lr=0.02".into(), "seeds=[3, 4]".into()])
+            .unwrap()
+            .experiment;
+        assert_eq!(e.name, "exp");
+        assert_eq!(e.train.steps, 50);
+        assert_eq!(e.train.lr, 0.02);
+        assert_eq!(e.seeds, vec![3, 4]);
+        assert_eq!(e.train.batch_size, TrainConfig::default().batch_size);
+    }
+
+    #[test]
+    fn misspelled_key_names_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "typo.yaml", "train:\n  lerning_rate: 0.01\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("lerning_rate") && err.contains("typo.yaml") && err.contains("train"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_expectation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "bad.yaml", "train:\n  steps: many\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.yaml") && err.contains("train.steps") && err.contains("expected"),
+            "{err}"
+        );
+        let err = load(
+            &write(dir.path(), "ok.yaml", ""),
+            &["model.preset=huge".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--set") && err.contains("model.preset") && err.contains("huge"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "v.yaml",
+            "retrieval:\n  top_k: 10\nschedule: {kind: step, milestones: [0.5], values: [0.1]}\n",
+        );
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("retrieval.top_k") && err.contains("key `schedule`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn schedules_inline_or_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "schedules/ramp.yaml",
+            "kind: linear\nstart: 0\nend: 1\n",
+        );
+        let p = write(dir.path(), "experiments/e.yaml", "schedule: ramp\n");
+        let e = load(&p, &[]).unwrap().experiment;
+        assert_eq!(e.schedule, ScheduleSpec::Named("ramp".into()));
+        let s = load_schedule("ramp", &schedule_dirs(&p)).unwrap();
+        assert_eq!(
+            s,
+            Schedule::Linear {
+                start: 0.0,
+                end: 1.0
+            }
+        );
+        let err = load_schedule("nope", &schedule_dirs(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("schedule `nope` not found") && err.contains("nope.yaml"),
+            "{err}"
+        );
+        let p = write(
+            dir.path(),
+            "experiments/i.yaml",
+            "schedule: {kind: exponential, start: 0, end: 1, rate: 2}\n",
+        );
+        assert!(matches!(
+            load(&p, &[]).unwrap().experiment.schedule,
+            ScheduleSpec::Inline(Schedule::Exponential { .. })
+        ));
+    }
+
+    #[test]
+    fn set_flags_need_a_key_and_a_value() {
+        assert!(
+            parse_set_flag("novalue")
+                .unwrap_err()
+                .to_string()
+                .contains("key.path=value")
+        );
+        assert!(parse_set_flag("a..b=1").is_err());
+        assert_eq!(
+            parse_set_flag("a.b=0.5").unwrap().1,
+            serde_yaml::Value::from(0.5)
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! Expansion of an experiment's ablation axes into cells, and their stable ids.
+//!
+//! A *variant* is one point of the grid (one value per axis); a *cell* is a variant trained
+//! with one seed. Ids are derived from the resolved configuration — a readable part from the
+//! axis values, then a hash of the canonical JSON — so the same configuration gets the same
+//! id on any machine, and changing a named schedule's file changes the id.
+
+use crate::config::{
+    DataConfig, Experiment, LoadedExperiment, ModelConfig, RetrievalConfig, SamplerConfig,
+    ScheduleSpec, TrainConfig, load_schedule, schedule_dirs,
+};
+use crate::schedule::Schedule;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Everything that determines a cell's numbers; it is what the cell id hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellConfig {
+    pub data: DataConfig,
+    pub schedule_name: String,
+    pub schedule: Schedule,
+    pub sampler: SamplerConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub retrieval: RetrievalConfig,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub id: String,
+    pub variant: String,
+    /// The axis values of this cell's variant (axis key path → value).
+    pub assignment: BTreeMap<String, Value>,
+    pub seed: u64,
+    pub config: CellConfig,
+}
+
+/// Hex SHA-256 of the canonical JSON (sorted keys) of `value`, first `len` characters.
+pub fn content_hash<T: Serialize>(value: &T, len: usize) -> String {
+    let canonical = serde_json::to_value(value)
+        .and_then(|v| serde_json::to_vec(&v))
+        .expect("config serializes");
+    let digest = Sha256::digest(&canonical);
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..len]
+        .to_string()
+}
+
+fn slug_value(v: &Value) -> String {
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(_) | Value::Bool(_) => v.to_string(),
+        other => content_hash(other, 6),
+    };
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Readable part of a variant id, e.g. `schedule-linear_train.lr-0.001`.
+fn variant_slug(assignment: &BTreeMap<String, Value>) -> String {
+    if assignment.is_empty() {
+        return "base".into();
+    }
+    let slug: Vec<String> = assignment
+        .iter()
+        .map(|(k, v)| format!("{}-{}", k, slug_value(v)))
+        .collect();
+    let mut s = slug.join("_");
+    s.truncate(80);
+    s
+}
+
+fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
+    let mut node = root;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let map = node
+            .as_object_mut()
+            .with_context(|| format!("`{}` is not a section with keys", parts[..i].join(".")))?;
+        if !map.contains_key(*part) {
+            bail!("unknown key `{}`", parts[..=i].join("."));
+        }
+        if i + 1 == parts.len() {
+            map.insert(part.to_string(), value);
+            return Ok(());
+        }
+        node = map.get_mut(*part).expect("checked above");
+    }
+    unreachable!("split yields at least one part")
+}
+
+/// Replaces a named schedule by its file's content, keeping the name as a label.
+fn resolve_schedule(spec: &ScheduleSpec, loaded: &LoadedExperiment) -> Result<(String, Schedule)> {
+    match spec {
+        ScheduleSpec::Named(name) => Ok((
+            name.clone(),
+            load_schedule(name, &schedule_dirs(&loaded.source))?,
+        )),
+        ScheduleSpec::Inline(s) => Ok((s.kind().to_string(), s.clone())),
+    }
+}
+
+/// All cells of the experiment: the cartesian product of the axes, times the seeds.
+pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
+    let exp = &loaded.experiment;
+    let file = loaded.source.display();
+    let mut base = serde_json::to_value(exp)?;
+    if let Some(map) = base.as_object_mut() {
+        for key in ["ablations", "seeds", "name", "description", "stats"] {
+            map.remove(key);
+        }
+    }
+    // A named base schedule is inlined first, so axes like `schedule.rate` can refine it.
+    let (base_name, base_schedule) = resolve_schedule(&exp.schedule, loaded)?;
+    base["schedule"] = serde_json::to_value(&base_schedule)?;
+
+    let axes: Vec<(&String, &Vec<Value>)> = exp.ablations.iter().collect();
+    let mut assignments: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
+    for (axis, values) in &axes {
+        assignments = assignments
+            .into_iter()
+            .flat_map(|a| {
+                values.iter().map(move |v| {
+                    let mut a = a.clone();
+                    a.insert((*axis).clone(), v.clone());
+                    a
+                })
+            })
+            .collect();
+    }
+
+    let mut cells = Vec::new();
+    for assignment in assignments {
+        let mut tree = base.clone();
+        let mut schedule_name = base_name.clone();
+        for (axis, value) in &assignment {
+            set_path(&mut tree, axis, value.clone())
+                .with_context(|| format!("{file}: key `ablations.{axis}`"))?;
+            if axis.starts_with("schedule") {
+                schedule_name = match (axis.as_str(), value) {
+                    ("schedule", Value::String(name)) => name.clone(),
+                    _ => format!("{schedule_name}+{}", slug_value(value)),
+                };
+            }
+        }
+        let spec: ScheduleSpec = serde_json::from_value(tree["schedule"].clone())
+            .with_context(|| format!("{file}: key `schedule` after applying the axes"))?;
+        let (_, schedule) = resolve_schedule(&spec, loaded)
+            .with_context(|| format!("{file}: key `ablations.schedule`"))?;
+        schedule
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{file}: schedule of variant {assignment:?}: {e}"))?;
+        tree["schedule"] = serde_json::to_value(&schedule)?;
+        let probe = Experiment {
+            ablations: BTreeMap::new(),
+            ..exp.clone()
+        };
+        let checked: Experiment = {
+            let mut full = serde_json::to_value(&probe)?;
+            for key in ["data", "sampler", "model", "train", "retrieval", "schedule"] {
+                full[key] = tree[key].clone();
+            }
+            serde_json::from_value(full).map_err(|e| {
+                anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(&assignment))
+            })?
+        };
+        checked.validate().map_err(|p| {
+            anyhow::anyhow!(
+                "{file}: variant {}: {}",
+                variant_slug(&assignment),
+                p.join("; ")
+            )
+        })?;
+        let variant_config = (
+            &checked.data,
+            &schedule,
+            &checked.sampler,
+            &checked.model,
+            &checked.train,
+            &checked.retrieval,
+        );
+        let variant = format!(
+            "{}_{}",
+            variant_slug(&assignment),
+            content_hash(&variant_config, 8)
+        );
+        for seed in &exp.seeds {
+            let config = CellConfig {
+                data: checked.data.clone(),
+                schedule_name: schedule_name.clone(),
+                schedule: schedule.clone(),
+                sampler: checked.sampler.clone(),
+                model: checked.model.clone(),
+                train: checked.train.clone(),
+                retrieval: checked.retrieval.clone(),
+                seed: *seed,
+            };
+            let hashed = CellConfig {
+                schedule_name: String::new(),
+                ..config.clone()
+            };
+            let id = format!(
+                "{}_s{}_{}",
+                variant_slug(&assignment),
+                seed,
+                content_hash(&hashed, 8)
+            );
+            cells.push(Cell {
+                id,
+                variant: variant.clone(),
+                assignment: assignment.clone(),
+                seed: *seed,
+                config,
+            });
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &cells {
+        if !seen.insert(&c.id) {
+            bail!(
+                "{file}: two cells resolve to the same configuration ({}); remove the duplicate axis value",
+                c.id
+            );
+        }
+    }
+    Ok(cells)
+}
+
+/// The variant named by `stats.baseline` (a subset of axis values), if the grid has several.
+pub fn baseline_variant(loaded: &LoadedExperiment, cells: &[Cell]) -> Result<Option<String>> {
+    let wanted = &loaded.experiment.stats.baseline;
+    let mut variants: Vec<&Cell> = Vec::new();
+    for c in cells {
+        if !variants.iter().any(|v| v.variant == c.variant) {
+            variants.push(c);
+        }
+    }
+    if variants.len() < 2 && wanted.is_empty() {
+        return Ok(None);
+    }
+    if wanted.is_empty() {
+        bail!(
+            "{}: key `stats.baseline`: name the baseline grid point by its axis values, e.g. {{schedule: constant}}",
+            loaded.source.display()
+        );
+    }
+    for axis in wanted.keys() {
+        if !loaded.experiment.ablations.contains_key(axis) {
+            bail!(
+                "{}: key `stats.baseline.{axis}`: not an ablation axis",
+                loaded.source.display()
+            );
+        }
+    }
+    let matching: Vec<&&Cell> = variants
+        .iter()
+        .filter(|c| wanted.iter().all(|(k, v)| c.assignment.get(k) == Some(v)))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(Some(one.variant.clone())),
+        [] => bail!(
+            "{}: key `stats.baseline`: no grid point has {}",
+            loaded.source.display(),
+            serde_json::to_string(wanted)?
+        ),
+        many => bail!(
+            "{}: key `stats.baseline`: {} grid points match; add axis values until one does",
+            loaded.source.display(),
+            many.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load;
+    use std::path::Path;
+
+    fn experiment(dir: &Path, text: &str) -> LoadedExperiment {
+        std::fs::create_dir_all(dir.join("schedules")).unwrap();
+        std::fs::write(
+            dir.join("schedules/ramp.yaml"),
+            "kind: linear\nstart: 0\nend: 1\n",
+        )
+        .unwrap();
+        let p = dir.join("e.yaml");
+        std::fs::write(&p, text).unwrap();
+        load(&p, &[]).unwrap()
+    }
+
+    #[test]
+    fn cartesian_product_times_seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = experiment(
+            dir.path(),
+            "seeds: [1, 2]\nablations:\n  schedule: [ramp, {kind: constant, value: 0.5}]\n  train.lr: [0.001, 0.01, 0.1]\n",
+        );
+        let cells = expand(&e).unwrap();
+        assert_eq!(cells.len(), 12);
+        let variants: std::collections::BTreeSet<_> = cells.iter().map(|c| &c.variant).collect();
+        assert_eq!(variants.len(), 6);
+        let ramp = cells
+            .iter()
+            .find(|c| c.assignment["schedule"] == "ramp")
+            .unwrap();
+        assert_eq!(
+            ramp.config.schedule,
+            Schedule::Linear {
+                start: 0.0,
+                end: 1.0
+            }
+        );
+        assert_eq!(ramp.config.schedule_name, "ramp");
+        assert!(
+            ramp.id.starts_with("schedule-ramp_train.lr-0.00"),
+            "{}",
+            ramp.id
+        );
+    }
+
+    #[test]
+    fn ids_are_stable_and_content_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "seeds: [1]\nablations:\n  schedule: [ramp]\n";
+        let a = expand(&experiment(dir.path(), text)).unwrap();
+        let b = expand(&experiment(dir.path(), text)).unwrap();
+        assert_eq!(a[0].id, b[0].id);
+        // Editing the named schedule's file changes the id.
+        std::fs::write(
+            dir.path().join("schedules/ramp.yaml"),
+            "kind: linear\nstart: 0.1\nend: 1\n",
+        )
+        .unwrap();
+        let p = dir.path().join("e.yaml");
+        let c = expand(&load(&p, &[]).unwrap()).unwrap();
+        assert_ne!(a[0].id, c[0].id);
+        // A pinned id: the hash of the canonical config must not drift between machines or versions.
+        assert_eq!(
+            content_hash(&serde_json::json!({"b": 1, "a": [0.5, "x"]}), 12),
+            content_hash(&serde_json::json!({"a": [0.5, "x"], "b": 1}), 12)
+        );
+    }
+
+    #[test]
+    fn bad_axes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = experiment(dir.path(), "ablations:\n  train.lerning_rate: [0.1]\n");
+        let err = format!("{:#}", expand(&e).unwrap_err());
+        assert!(
+            err.contains("ablations.train.lerning_rate") && err.contains("unknown key"),
+            "{err}"
+        );
+        let e = experiment(dir.path(), "ablations:\n  train.steps: [many]\n");
+        let err = format!("{:#}", expand(&e).unwrap_err());
+        assert!(
+            err.contains("e.yaml") && err.contains("train.steps-many"),
+            "{err}"
+        );
+        let e = experiment(dir.path(), "ablations:\n  schedule: [missing]\n");
+        let err = format!("{:#}", expand(&e).unwrap_err());
+        assert!(err.contains("schedule `missing` not found"), "{err}");
+    }
+
+    #[test]
+    fn baseline_is_found_by_axis_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = experiment(
+            dir.path(),
+            "seeds: [1, 2]\nstats: {baseline: {schedule: ramp}}\nablations:\n  schedule: [ramp, {kind: constant, value: 0.5}]\n",
+        );
+        let cells = expand(&e).unwrap();
+        let b = baseline_variant(&e, &cells).unwrap().unwrap();
+        assert!(b.starts_with("schedule-ramp_"));
+        let e = experiment(
+            dir.path(),
+            "ablations:\n  schedule: [ramp, {kind: constant, value: 0.5}]\n",
+        );
+        assert!(
+            baseline_variant(&e, &expand(&e).unwrap())
+                .unwrap_err()
+                .to_string()
+                .contains("stats.baseline")
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Corpus encoding and exact top-k retrieval by dot product (embeddings are L2-normalised,
+//! so this is cosine similarity).
+
+use crate::data::format::Doc;
+use crate::model::Embedder;
+use crate::tokenizer::TextEncoder;
+use anyhow::Result;
+use std::cmp::Ordering;
+
+/// Texts encoded per forward pass.
+const ENCODE_CHUNK: usize = 256;
+
+/// Row-major embeddings of `texts`, `encoder.dim()` values per text.
+pub fn embed_texts(
+    encoder: &dyn Embedder,
+    tokenizer: &TextEncoder,
+    texts: &[&str],
+    max_len: usize,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(texts.len() * encoder.dim());
+    for chunk in texts.chunks(ENCODE_CHUNK) {
+        out.extend(encoder.embed(&tokenizer.batch(chunk, max_len)?)?);
+    }
+    Ok(out)
+}
+
+/// A query's ranked documents: (document index, score), best first.
+pub type Ranking = Vec<(usize, f32)>;
+
+/// Exact top-`k` documents per query. Ties are ordered by document id descending, the order
+/// trec_eval itself imposes, so the ranks written to run files agree with its evaluation.
+pub fn top_k(
+    queries: &[f32],
+    docs: &[f32],
+    doc_ids: &[&str],
+    dim: usize,
+    k: usize,
+) -> Vec<Ranking> {
+    let n_docs = doc_ids.len();
+    debug_assert_eq!(docs.len(), n_docs * dim);
+    queries
+        .chunks(dim)
+        .map(|q| {
+            let mut scored: Vec<(usize, f32)> = docs
+                .chunks(dim)
+                .enumerate()
+                .map(|(i, d)| (i, q.iter().zip(d).map(|(a, b)| a * b).sum()))
+                .collect();
+            let order = |a: &(usize, f32), b: &(usize, f32)| {
+                b.1.partial_cmp(&a.1)
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| doc_ids[b.0].cmp(doc_ids[a.0]))
+            };
+            let keep = k.min(n_docs);
+            if keep < scored.len() {
+                scored.select_nth_unstable_by(keep, order);
+                scored.truncate(keep);
+            }
+            scored.sort_by(order);
+            scored
+        })
+        .collect()
+}
+
+/// Encodes `queries` and `corpus` and ranks the corpus for every query.
+pub fn search(
+    encoder: &dyn Embedder,
+    tokenizer: &TextEncoder,
+    queries: &[Doc],
+    corpus: &[Doc],
+    k: usize,
+    max_len: usize,
+) -> Result<Vec<Ranking>> {
+    let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
+    let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
+    let q = embed_texts(encoder, tokenizer, &q_texts, max_len)?;
+    let d = embed_texts(encoder, tokenizer, &d_texts, max_len)?;
+    let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+    Ok(top_k(&q, &d, &ids, encoder.dim(), k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_top_k_with_trec_eval_tie_order() {
+        // 2-d vectors: doc 0 and doc 2 tie for the first query.
+        let docs = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.6, 0.8];
+        let ids = ["d-a", "d-b", "d-c", "d-d"];
+        let queries = [1.0, 0.0, 0.0, 1.0];
+        let r = top_k(&queries, &docs, &ids, 2, 3);
+        assert_eq!(r[0].iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 0, 3]);
+        assert_eq!(r[1].iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3, 2]);
+        // k larger than the corpus returns everything.
+        assert_eq!(top_k(&queries, &docs, &ids, 2, 10)[0].len(), 4);
+    }
+
+    #[test]
+    fn matches_brute_force_on_random_vectors() {
+        let dim = 8;
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let docs: Vec<f32> = (0..50 * dim).map(|_| next()).collect();
+        let queries: Vec<f32> = (0..5 * dim).map(|_| next()).collect();
+        let names: Vec<String> = (0..50).map(|i| format!("d{i:02}")).collect();
+        let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        let fast = top_k(&queries, &docs, &ids, dim, 10);
+        for (qi, q) in queries.chunks(dim).enumerate() {
+            let mut all: Vec<(usize, f32)> = docs
+                .chunks(dim)
+                .enumerate()
+                .map(|(i, d)| (i, q.iter().zip(d).map(|(a, b)| a * b).sum()))
+                .collect();
+            all.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+            assert_eq!(
+                fast[qi].iter().map(|x| x.0).collect::<Vec<_>>(),
+                all[..10].iter().map(|x| x.0).collect::<Vec<_>>()
+            );
+        }
+    }
+}
