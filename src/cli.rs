@@ -38,9 +38,7 @@ pub enum Command {
         results: PathBuf,
     },
     /// Print the cells an experiment expands to, without running anything.
-    #[command(
-        after_help = "Example:\n  clirlab plan experiments/quickstart.yaml --set seeds=[1,2,3]"
-    )]
+    #[command(after_help = "Example:\n  clirlab plan experiments/quickstart.yaml --set seeds=[1,2,3]")]
     Plan {
         experiment: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -101,11 +99,7 @@ pub fn main() -> Result<()> {
                     .iter()
                     .map(|(id, why)| format!("  {id}: {why}"))
                     .collect();
-                bail!(
-                    "{} cell(s) failed:\n{}",
-                    outcome.failed.len(),
-                    list.join("\n")
-                );
+                bail!("{} cell(s) failed:\n{}", outcome.failed.len(), list.join("\n"));
             }
         }
         Command::Plan { experiment, sets } => {
@@ -114,11 +108,7 @@ pub fn main() -> Result<()> {
             let baseline = grid::baseline_variant(&loaded, &cells)?;
             println!("{}: {} cells", loaded.experiment.name, cells.len());
             for c in &cells {
-                let axes: Vec<String> = c
-                    .assignment
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
+                let axes: Vec<String> = c.assignment.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let mark = if baseline.as_deref() == Some(c.variant.as_str()) {
                     "  [baseline]"
                 } else {
@@ -133,10 +123,7 @@ pub fn main() -> Result<()> {
                 println!("{}", results_dir.join("report").join("report.md").display());
             }
         }
-        Command::Schedule {
-            name_or_file,
-            points,
-        } => {
+        Command::Schedule { name_or_file, points } => {
             if points < 2 {
                 bail!("--points: expected at least 2, found {points}");
             }

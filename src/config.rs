@@ -189,12 +189,8 @@ impl<'de> Deserialize<'de> for ScheduleSpec {
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<ScheduleSpec, E> {
                 Ok(ScheduleSpec::Named(v.to_string()))
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> std::result::Result<ScheduleSpec, A::Error> {
-                Schedule::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(ScheduleSpec::Inline)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<ScheduleSpec, A::Error> {
+                Schedule::deserialize(de::value::MapAccessDeserializer::new(map)).map(ScheduleSpec::Inline)
             }
         }
         d.deserialize_any(SpecVisitor)
@@ -229,8 +225,8 @@ pub fn parse_set_flag(flag: &str) -> Result<(String, serde_yaml::Value)> {
     if key.is_empty() || key.split('.').any(str::is_empty) {
         bail!("--set {flag}: expected a dotted key path before `=`");
     }
-    let value: serde_yaml::Value = serde_yaml::from_str(value)
-        .with_context(|| format!("--set {flag}: the value is not valid YAML"))?;
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(value).with_context(|| format!("--set {flag}: the value is not valid YAML"))?;
     Ok((key.to_string(), value))
 }
 
@@ -263,10 +259,7 @@ pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment> {
     if !path.is_file() {
         bail!("{}: experiment file not found", path.display());
     }
-    let flags = sets
-        .iter()
-        .map(|s| parse_set_flag(s))
-        .collect::<Result<Vec<_>>>()?;
+    let flags = sets.iter().map(|s| parse_set_flag(s)).collect::<Result<Vec<_>>>()?;
     // The default schedule stays out of the defaults layer: figment merges maps key by key,
     // and its keys would leak into an inline schedule of another kind.
     let mut defaults = serde_json::to_value(Experiment::default())?;
@@ -276,11 +269,7 @@ pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment> {
         .remove("schedule");
     let mut figment = Figment::from(Serialized::defaults(defaults))
         .merge(Yaml::file_exact(path))
-        .merge(
-            Env::prefixed("CLIRLAB_")
-                .split("__")
-                .ignore(OPERATIONAL_ENV),
-        );
+        .merge(Env::prefixed("CLIRLAB_").split("__").ignore(OPERATIONAL_ENV));
     for (key, value) in flags {
         figment = figment.merge(SetFlag(key, value));
     }
@@ -349,10 +338,7 @@ impl Experiment {
             self.model.max_len >= 1,
             "key `model.max_len`: expected at least 1".into(),
         );
-        check(
-            self.train.steps >= 1,
-            "key `train.steps`: expected at least 1".into(),
-        );
+        check(self.train.steps >= 1, "key `train.steps`: expected at least 1".into());
         check(
             self.train.batch_size >= 2,
             format!(
@@ -375,10 +361,7 @@ impl Experiment {
                 self.retrieval.top_k
             ),
         );
-        check(
-            !self.seeds.is_empty(),
-            "key `seeds`: expected at least one seed".into(),
-        );
+        check(!self.seeds.is_empty(), "key `seeds`: expected at least one seed".into());
         for (axis, values) in &self.ablations {
             check(
                 !values.is_empty(),
@@ -389,11 +372,7 @@ impl Experiment {
                 format!("key `ablations.{axis}`: use `seeds` to replicate cells"),
             );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 }
 
@@ -430,10 +409,8 @@ pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule> {
                 )
             })?
     };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let schedule: Schedule =
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let schedule: Schedule = serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     schedule
         .validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -485,12 +462,9 @@ mod tests {
             err.contains("bad.yaml") && err.contains("train.steps") && err.contains("expected"),
             "{err}"
         );
-        let err = load(
-            &write(dir.path(), "ok.yaml", ""),
-            &["model.preset=huge".into()],
-        )
-        .unwrap_err()
-        .to_string();
+        let err = load(&write(dir.path(), "ok.yaml", ""), &["model.preset=huge".into()])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("--set") && err.contains("model.preset") && err.contains("huge"),
             "{err}"
@@ -515,25 +489,13 @@ mod tests {
     #[test]
     fn schedules_inline_or_named() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "schedules/ramp.yaml",
-            "kind: linear\nstart: 0\nend: 1\n",
-        );
+        write(dir.path(), "schedules/ramp.yaml", "kind: linear\nstart: 0\nend: 1\n");
         let p = write(dir.path(), "experiments/e.yaml", "schedule: ramp\n");
         let e = load(&p, &[]).unwrap().experiment;
         assert_eq!(e.schedule, ScheduleSpec::Named("ramp".into()));
         let s = load_schedule("ramp", &schedule_dirs(&p)).unwrap();
-        assert_eq!(
-            s,
-            Schedule::Linear {
-                start: 0.0,
-                end: 1.0
-            }
-        );
-        let err = load_schedule("nope", &schedule_dirs(&p))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(s, Schedule::Linear { start: 0.0, end: 1.0 });
+        let err = load_schedule("nope", &schedule_dirs(&p)).unwrap_err().to_string();
         assert!(
             err.contains("schedule `nope` not found") && err.contains("nope.yaml"),
             "{err}"
@@ -558,9 +520,6 @@ mod tests {
                 .contains("key.path=value")
         );
         assert!(parse_set_flag("a..b=1").is_err());
-        assert_eq!(
-            parse_set_flag("a.b=0.5").unwrap().1,
-            serde_yaml::Value::from(0.5)
-        );
+        assert_eq!(parse_set_flag("a.b=0.5").unwrap().1, serde_yaml::Value::from(0.5));
     }
 }

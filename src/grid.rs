@@ -6,8 +6,8 @@
 //! id on any machine, and changing a named schedule's file changes the id.
 
 use crate::config::{
-    DataConfig, Experiment, LoadedExperiment, ModelConfig, RetrievalConfig, SamplerConfig,
-    ScheduleSpec, TrainConfig, load_schedule, schedule_dirs,
+    DataConfig, Experiment, LoadedExperiment, ModelConfig, RetrievalConfig, SamplerConfig, ScheduleSpec, TrainConfig,
+    load_schedule, schedule_dirs,
 };
 use crate::schedule::Schedule;
 use anyhow::{Context, Result, bail};
@@ -46,11 +46,7 @@ pub fn content_hash<T: Serialize>(value: &T, len: usize) -> String {
         .and_then(|v| serde_json::to_vec(&v))
         .expect("config serializes");
     let digest = Sha256::digest(&canonical);
-    digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()[..len]
-        .to_string()
+    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
 }
 
 fn slug_value(v: &Value) -> String {
@@ -106,10 +102,7 @@ fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
 /// Replaces a named schedule by its file's content, keeping the name as a label.
 fn resolve_schedule(spec: &ScheduleSpec, loaded: &LoadedExperiment) -> Result<(String, Schedule)> {
     match spec {
-        ScheduleSpec::Named(name) => Ok((
-            name.clone(),
-            load_schedule(name, &schedule_dirs(&loaded.source))?,
-        )),
+        ScheduleSpec::Named(name) => Ok((name.clone(), load_schedule(name, &schedule_dirs(&loaded.source))?)),
         ScheduleSpec::Inline(s) => Ok((s.kind().to_string(), s.clone())),
     }
 }
@@ -148,8 +141,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
         let mut tree = base.clone();
         let mut schedule_name = base_name.clone();
         for (axis, value) in &assignment {
-            set_path(&mut tree, axis, value.clone())
-                .with_context(|| format!("{file}: key `ablations.{axis}`"))?;
+            set_path(&mut tree, axis, value.clone()).with_context(|| format!("{file}: key `ablations.{axis}`"))?;
             if axis.starts_with("schedule") {
                 schedule_name = match (axis.as_str(), value) {
                     ("schedule", Value::String(name)) => name.clone(),
@@ -159,8 +151,8 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
         }
         let spec: ScheduleSpec = serde_json::from_value(tree["schedule"].clone())
             .with_context(|| format!("{file}: key `schedule` after applying the axes"))?;
-        let (_, schedule) = resolve_schedule(&spec, loaded)
-            .with_context(|| format!("{file}: key `ablations.schedule`"))?;
+        let (_, schedule) =
+            resolve_schedule(&spec, loaded).with_context(|| format!("{file}: key `ablations.schedule`"))?;
         schedule
             .validate()
             .map_err(|e| anyhow::anyhow!("{file}: schedule of variant {assignment:?}: {e}"))?;
@@ -174,17 +166,12 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
             for key in ["data", "sampler", "model", "train", "retrieval", "schedule"] {
                 full[key] = tree[key].clone();
             }
-            serde_json::from_value(full).map_err(|e| {
-                anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(&assignment))
-            })?
+            serde_json::from_value(full)
+                .map_err(|e| anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(&assignment)))?
         };
-        checked.validate().map_err(|p| {
-            anyhow::anyhow!(
-                "{file}: variant {}: {}",
-                variant_slug(&assignment),
-                p.join("; ")
-            )
-        })?;
+        checked
+            .validate()
+            .map_err(|p| anyhow::anyhow!("{file}: variant {}: {}", variant_slug(&assignment), p.join("; ")))?;
         let variant_config = (
             &checked.data,
             &schedule,
@@ -193,11 +180,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
             &checked.train,
             &checked.retrieval,
         );
-        let variant = format!(
-            "{}_{}",
-            variant_slug(&assignment),
-            content_hash(&variant_config, 8)
-        );
+        let variant = format!("{}_{}", variant_slug(&assignment), content_hash(&variant_config, 8));
         for seed in &exp.seeds {
             let config = CellConfig {
                 data: checked.data.clone(),
@@ -213,12 +196,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
                 schedule_name: String::new(),
                 ..config.clone()
             };
-            let id = format!(
-                "{}_s{}_{}",
-                variant_slug(&assignment),
-                seed,
-                content_hash(&hashed, 8)
-            );
+            let id = format!("{}_s{}_{}", variant_slug(&assignment), seed, content_hash(&hashed, 8));
             cells.push(Cell {
                 id,
                 variant: variant.clone(),
@@ -293,11 +271,7 @@ mod tests {
 
     fn experiment(dir: &Path, text: &str) -> LoadedExperiment {
         std::fs::create_dir_all(dir.join("schedules")).unwrap();
-        std::fs::write(
-            dir.join("schedules/ramp.yaml"),
-            "kind: linear\nstart: 0\nend: 1\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("schedules/ramp.yaml"), "kind: linear\nstart: 0\nend: 1\n").unwrap();
         let p = dir.join("e.yaml");
         std::fs::write(&p, text).unwrap();
         load(&p, &[]).unwrap()
@@ -314,23 +288,10 @@ mod tests {
         assert_eq!(cells.len(), 12);
         let variants: std::collections::BTreeSet<_> = cells.iter().map(|c| &c.variant).collect();
         assert_eq!(variants.len(), 6);
-        let ramp = cells
-            .iter()
-            .find(|c| c.assignment["schedule"] == "ramp")
-            .unwrap();
-        assert_eq!(
-            ramp.config.schedule,
-            Schedule::Linear {
-                start: 0.0,
-                end: 1.0
-            }
-        );
+        let ramp = cells.iter().find(|c| c.assignment["schedule"] == "ramp").unwrap();
+        assert_eq!(ramp.config.schedule, Schedule::Linear { start: 0.0, end: 1.0 });
         assert_eq!(ramp.config.schedule_name, "ramp");
-        assert!(
-            ramp.id.starts_with("schedule-ramp_train.lr-0.00"),
-            "{}",
-            ramp.id
-        );
+        assert!(ramp.id.starts_with("schedule-ramp_train.lr-0.00"), "{}", ramp.id);
     }
 
     #[test]
@@ -367,10 +328,7 @@ mod tests {
         );
         let e = experiment(dir.path(), "ablations:\n  train.steps: [many]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
-        assert!(
-            err.contains("e.yaml") && err.contains("train.steps-many"),
-            "{err}"
-        );
+        assert!(err.contains("e.yaml") && err.contains("train.steps-many"), "{err}");
         let e = experiment(dir.path(), "ablations:\n  schedule: [missing]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
         assert!(err.contains("schedule `missing` not found"), "{err}");

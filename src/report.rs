@@ -27,13 +27,8 @@ struct Variant {
     groups: BTreeMap<String, String>,
 }
 
-fn read_metrics(
-    path: &Path,
-    into: &mut PerQuery,
-    groups: &mut BTreeMap<String, String>,
-) -> Result<()> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+fn read_metrics(path: &Path, into: &mut PerQuery, groups: &mut BTreeMap<String, String>) -> Result<()> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     for (line, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{}:{}", path.display(), line + 2))?;
         let field = |i: usize| {
@@ -45,17 +40,10 @@ fn read_metrics(
                 )
             })
         };
-        let value: f64 = field(4)?.parse().with_context(|| {
-            format!(
-                "{}:{}: expected a number in column `value`",
-                path.display(),
-                line + 2
-            )
-        })?;
-        groups.insert(
-            field(2)?.to_string(),
-            format!("{}/{}", field(0)?, field(1)?),
-        );
+        let value: f64 = field(4)?
+            .parse()
+            .with_context(|| format!("{}:{}: expected a number in column `value`", path.display(), line + 2))?;
+        groups.insert(field(2)?.to_string(), format!("{}/{}", field(0)?, field(1)?));
         into.entry(field(3)?.to_string())
             .or_default()
             .entry(field(2)?.to_string())
@@ -98,8 +86,7 @@ fn fmt_p(p: f64) -> String {
 pub fn write(dir: &Path) -> Result<()> {
     let sweep_path = dir.join("sweep.json");
     let record: SweepRecord = serde_json::from_str(
-        &std::fs::read_to_string(&sweep_path)
-            .with_context(|| format!("reading {}", sweep_path.display()))?,
+        &std::fs::read_to_string(&sweep_path).with_context(|| format!("reading {}", sweep_path.display()))?,
     )
     .with_context(|| format!("{}: not a clirlab sweep record", sweep_path.display()))?;
 
@@ -152,11 +139,7 @@ pub fn write(dir: &Path) -> Result<()> {
             comparisons.extend(stats::compare(&per_system, metric, base, &opts)?);
         }
     }
-    let find = |variant: &str, metric: &str| {
-        comparisons
-            .iter()
-            .find(|c| c.system == variant && c.metric == metric)
-    };
+    let find = |variant: &str, metric: &str| comparisons.iter().find(|c| c.system == variant && c.metric == metric);
 
     // summary.csv: one row per grid point.
     let mut summary = csv::Writer::from_writer(Vec::new());
@@ -168,14 +151,7 @@ pub fn write(dir: &Path) -> Result<()> {
         "queries".into(),
     ];
     for m in &metrics {
-        for suffix in [
-            "mean",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "p_adjusted",
-            "effect_size",
-        ] {
+        for suffix in ["mean", "ci_low", "ci_high", "p_value", "p_adjusted", "effect_size"] {
             header.push(format!("{m}_{suffix}"));
         }
     }
@@ -210,11 +186,7 @@ pub fn write(dir: &Path) -> Result<()> {
         for m in &metrics {
             let values: Vec<f64> = seed_means(&v.per_query[*m]).into_values().collect();
             let ci = stats::mean_ci(&values, CONFIDENCE);
-            row.extend([
-                format!("{}", ci.mean),
-                format!("{}", ci.low),
-                format!("{}", ci.high),
-            ]);
+            row.extend([format!("{}", ci.mean), format!("{}", ci.low), format!("{}", ci.high)]);
             write!(md, " {:.4} ({:.4}–{:.4}) |", ci.mean, ci.low, ci.high)?;
             match find(&v.id, m) {
                 Some(c) => {
@@ -283,11 +255,7 @@ pub fn write(dir: &Path) -> Result<()> {
                     .filter(|(q, _)| v.groups.get(q) == Some(g))
                     .map(|(_, x)| x)
                     .collect();
-                write!(
-                    md,
-                    " {:.4} |",
-                    vals.iter().sum::<f64>() / vals.len().max(1) as f64
-                )?;
+                write!(md, " {:.4} |", vals.iter().sum::<f64>() / vals.len().max(1) as f64)?;
             }
             writeln!(per_group, "{md}")?;
         }
@@ -358,11 +326,7 @@ pub fn write(dir: &Path) -> Result<()> {
     )?;
     writeln!(md, "{table}")?;
     writeln!(md, "## Per language and task\n")?;
-    writeln!(
-        md,
-        "| grid point | language/task | {} |",
-        metrics.join(" | ")
-    )?;
+    writeln!(md, "| grid point | language/task | {} |", metrics.join(" | "))?;
     writeln!(md, "|---|---|{}", "---|".repeat(metrics.len()))?;
     writeln!(md, "{per_group}")?;
     if !missing.is_empty() {
@@ -376,10 +340,7 @@ pub fn write(dir: &Path) -> Result<()> {
             writeln!(
                 md,
                 "- `{id}`: {status}{}",
-                error
-                    .as_ref()
-                    .map(|e| format!(" — {e}"))
-                    .unwrap_or_default()
+                error.as_ref().map(|e| format!(" — {e}")).unwrap_or_default()
             )?;
         }
         writeln!(md)?;

@@ -29,13 +29,7 @@ pub type Ranking = Vec<(usize, f32)>;
 
 /// Exact top-`k` documents per query. Ties are ordered by document id descending, the order
 /// trec_eval itself imposes, so the ranks written to run files agree with its evaluation.
-pub fn top_k(
-    queries: &[f32],
-    docs: &[f32],
-    doc_ids: &[&str],
-    dim: usize,
-    k: usize,
-) -> Vec<Ranking> {
+pub fn top_k(queries: &[f32], docs: &[f32], doc_ids: &[&str], dim: usize, k: usize) -> Vec<Ranking> {
     let n_docs = doc_ids.len();
     debug_assert_eq!(docs.len(), n_docs * dim);
     queries

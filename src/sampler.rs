@@ -134,13 +134,7 @@ mod tests {
             .collect()
     }
 
-    fn sampler<'a>(
-        mono: &'a [Pair],
-        cross: &'a [Pair],
-        s: Schedule,
-        m: Mixing,
-        seed: u64,
-    ) -> HybridSampler<'a> {
+    fn sampler<'a>(mono: &'a [Pair], cross: &'a [Pair], s: Schedule, m: Mixing, seed: u64) -> HybridSampler<'a> {
         HybridSampler::new(mono, cross.iter().collect(), s, m, 16, 200, seed).unwrap()
     }
 
@@ -150,10 +144,7 @@ mod tests {
         let mut s = sampler(
             &mono,
             &cross,
-            Schedule::Linear {
-                start: 0.0,
-                end: 1.0,
-            },
+            Schedule::Linear { start: 0.0, end: 1.0 },
             Mixing::Sample,
             1,
         );
@@ -165,16 +156,8 @@ mod tests {
             assert_eq!(b.pairs.len(), 16);
             // Stochastic rounding: never more than one pair away from the target.
             assert!((b.cross_lingual as f64 - b.target_share * 16.0).abs() < 1.0);
-            assert!(
-                b.pairs[..b.cross_lingual]
-                    .iter()
-                    .all(|p| p.id.starts_with('x'))
-            );
-            assert!(
-                b.pairs[b.cross_lingual..]
-                    .iter()
-                    .all(|p| p.id.starts_with('m'))
-            );
+            assert!(b.pairs[..b.cross_lingual].iter().all(|p| p.id.starts_with('x')));
+            assert!(b.pairs[b.cross_lingual..].iter().all(|p| p.id.starts_with('m')));
             total += b.cross_lingual as f64 / 16.0;
         }
         assert_eq!(s.batch(199).cross_lingual, 16);
@@ -184,13 +167,7 @@ mod tests {
     #[test]
     fn batch_mixing_makes_pure_batches_at_the_scheduled_rate() {
         let (mono, cross) = (pairs("m", 100), pairs("x", 100));
-        let mut s = sampler(
-            &mono,
-            &cross,
-            Schedule::Constant { value: 0.3 },
-            Mixing::Batch,
-            2,
-        );
+        let mut s = sampler(&mono, &cross, Schedule::Constant { value: 0.3 }, Mixing::Batch, 2);
         let mut cross_batches = 0;
         for step in 0..200 {
             let b = s.batch(step);
@@ -204,13 +181,7 @@ mod tests {
     fn deterministic_for_a_seed() {
         let (mono, cross) = (pairs("m", 100), pairs("x", 100));
         let ids = |seed| {
-            let mut s = sampler(
-                &mono,
-                &cross,
-                Schedule::Constant { value: 0.5 },
-                Mixing::Sample,
-                seed,
-            );
+            let mut s = sampler(&mono, &cross, Schedule::Constant { value: 0.5 }, Mixing::Sample, seed);
             (0..20)
                 .flat_map(|i| s.batch(i).pairs.into_iter().map(|p| p.id.clone()))
                 .collect::<Vec<_>>()
@@ -230,13 +201,7 @@ mod tests {
                 ..p.clone()
             })
             .collect();
-        let mut s = sampler(
-            &mono,
-            &cross,
-            Schedule::Constant { value: 0.5 },
-            Mixing::Sample,
-            3,
-        );
+        let mut s = sampler(&mono, &cross, Schedule::Constant { value: 0.5 }, Mixing::Sample, 3);
         for step in 0..50 {
             let b = s.batch(step);
             let unique: HashSet<&str> = b.pairs.iter().map(|p| p.passage.as_str()).collect();

@@ -16,10 +16,7 @@ pub enum Schedule {
     Linear { start: f64, end: f64 },
     /// p(t) = values[i] where i = number of milestones ≤ t (milestones strictly increasing in
     /// (0, 1), one more value than milestones).
-    Step {
-        milestones: Vec<f64>,
-        values: Vec<f64>,
-    },
+    Step { milestones: Vec<f64>, values: Vec<f64> },
     /// p(t) = start + (end − start)·(e^{rate·t} − 1)/(e^{rate} − 1); rate > 0 starts slowly
     /// and accelerates, rate < 0 rises quickly then saturates, rate → 0 is linear.
     Exponential { start: f64, end: f64, rate: f64 },
@@ -47,9 +44,7 @@ impl Schedule {
                 };
                 start + (end - start) * shape
             }
-            Schedule::Cosine { start, end } => {
-                start + (end - start) * (1.0 - (std::f64::consts::PI * t).cos()) / 2.0
-            }
+            Schedule::Cosine { start, end } => start + (end - start) * (1.0 - (std::f64::consts::PI * t).cos()) / 2.0,
         };
         p.clamp(0.0, 1.0)
     }
@@ -133,10 +128,7 @@ mod tests {
     fn all_kinds() -> Vec<Schedule> {
         vec![
             Schedule::Constant { value: 0.5 },
-            Schedule::Linear {
-                start: 0.0,
-                end: 1.0,
-            },
+            Schedule::Linear { start: 0.0, end: 1.0 },
             Schedule::Step {
                 milestones: vec![0.25, 0.5, 0.75],
                 values: vec![0.0, 0.25, 0.5, 1.0],
@@ -151,20 +143,14 @@ mod tests {
                 end: 1.0,
                 rate: -3.0,
             },
-            Schedule::Cosine {
-                start: 0.1,
-                end: 0.9,
-            },
+            Schedule::Cosine { start: 0.1, end: 0.9 },
         ]
     }
 
     #[test]
     fn endpoints() {
         assert_eq!(Schedule::Constant { value: 0.3 }.share(0.0), 0.3);
-        let lin = Schedule::Linear {
-            start: 0.2,
-            end: 0.8,
-        };
+        let lin = Schedule::Linear { start: 0.2, end: 0.8 };
         assert!((lin.share(0.0) - 0.2).abs() < 1e-12 && (lin.share(1.0) - 0.8).abs() < 1e-12);
         assert!((lin.share(0.5) - 0.5).abs() < 1e-12);
         for rate in [-5.0, -1e-12, 0.0, 2.0] {
@@ -176,10 +162,7 @@ mod tests {
             assert!((e.share(0.0) - 0.1).abs() < 1e-12, "rate {rate}");
             assert!((e.share(1.0) - 0.9).abs() < 1e-12, "rate {rate}");
         }
-        let c = Schedule::Cosine {
-            start: 0.0,
-            end: 1.0,
-        };
+        let c = Schedule::Cosine { start: 0.0, end: 1.0 };
         assert!(c.share(0.0).abs() < 1e-12 && (c.share(1.0) - 1.0).abs() < 1e-12);
         let s = Schedule::Step {
             milestones: vec![0.5],
@@ -227,21 +210,11 @@ mod tests {
 
     #[test]
     fn results_and_progress_are_clamped() {
-        let s = Schedule::Linear {
-            start: -0.5,
-            end: 1.5,
-        };
+        let s = Schedule::Linear { start: -0.5, end: 1.5 };
         assert_eq!(s.share(0.0), 0.0);
         assert_eq!(s.share(1.0), 1.0);
         assert_eq!(s.share(7.0), 1.0);
-        assert_eq!(
-            Schedule::Linear {
-                start: 0.0,
-                end: 1.0
-            }
-            .share(-3.0),
-            0.0
-        );
+        assert_eq!(Schedule::Linear { start: 0.0, end: 1.0 }.share(-3.0), 0.0);
         assert_eq!(Schedule::Constant { value: 0.4 }.share(f64::NAN), 0.4);
     }
 
@@ -277,8 +250,7 @@ mod tests {
 
     #[test]
     fn yaml_round_trip_and_unknown_keys() {
-        let s: Schedule =
-            serde_yaml::from_str("kind: exponential\nstart: 0\nend: 1\nrate: 3").unwrap();
+        let s: Schedule = serde_yaml::from_str("kind: exponential\nstart: 0\nend: 1\nrate: 3").unwrap();
         assert_eq!(
             s,
             Schedule::Exponential {

@@ -150,16 +150,11 @@ pub struct SweepOutcome {
 }
 
 /// Runs every unfinished cell of the experiment into `results_root/<name>/` and writes the report.
-pub fn run(
-    loaded: &LoadedExperiment,
-    results_root: &Path,
-    opts: RunOptions,
-) -> Result<SweepOutcome> {
+pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> Result<SweepOutcome> {
     let cells = grid::expand(loaded)?;
     let baseline = grid::baseline_variant(loaded, &cells)?;
     let dir = experiment_dir(results_root, &loaded.experiment.name);
-    std::fs::create_dir_all(dir.join("cells"))
-        .with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("cells")).with_context(|| format!("creating {}", dir.display()))?;
     let mut record = SweepRecord {
         experiment: loaded.experiment.name.clone(),
         source: loaded.source.clone(),
@@ -194,8 +189,7 @@ pub fn run(
     });
     let overall = bars.add(ProgressBar::new(cells.len() as u64));
     overall.set_style(
-        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} cells {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} cells {msg}").expect("valid template"),
     );
     overall.set_prefix("sweep");
     let mut datasets: HashMap<String, Dataset> = HashMap::new();
@@ -214,16 +208,10 @@ pub fn run(
         }
         let step_bar = bars.add(ProgressBar::new(cell.config.train.steps as u64));
         step_bar.set_style(
-            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} steps {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} steps {msg}").expect("valid template"),
         );
         step_bar.set_prefix("train");
-        let outcome = run_cell(
-            cell,
-            &datasets[&key],
-            &dir.join("cells").join(&cell.id),
-            &step_bar,
-        );
+        let outcome = run_cell(cell, &datasets[&key], &dir.join("cells").join(&cell.id), &step_bar);
         step_bar.finish_and_clear();
         match outcome {
             Ok(result) => {
@@ -252,15 +240,9 @@ pub fn run(
     })
 }
 
-fn training_texts<'a>(
-    cfg: &CellConfig,
-    dataset: &'a Dataset,
-) -> impl Iterator<Item = &'a str> + Send {
+fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<Item = &'a str> + Send {
     let langs = cfg.data.languages.clone();
-    let mono = dataset
-        .mono
-        .iter()
-        .flat_map(|p| [p.query.as_str(), p.passage.as_str()]);
+    let mono = dataset.mono.iter().flat_map(|p| [p.query.as_str(), p.passage.as_str()]);
     let cross = dataset
         .cross
         .iter()
@@ -270,32 +252,19 @@ fn training_texts<'a>(
 }
 
 /// Trains, retrieves and evaluates one cell into `cell_dir`; `result.json` comes last.
-pub fn run_cell(
-    cell: &Cell,
-    dataset: &Dataset,
-    cell_dir: &Path,
-    bar: &ProgressBar,
-) -> Result<CellResult> {
+pub fn run_cell(cell: &Cell, dataset: &Dataset, cell_dir: &Path, bar: &ProgressBar) -> Result<CellResult> {
     let started = Instant::now();
     let cfg = &cell.config;
-    std::fs::create_dir_all(cell_dir)
-        .with_context(|| format!("creating {}", cell_dir.display()))?;
-    write_atomic(
-        &cell_dir.join("config.yaml"),
-        serde_yaml::to_string(cfg)?.as_bytes(),
-    )?;
+    std::fs::create_dir_all(cell_dir).with_context(|| format!("creating {}", cell_dir.display()))?;
+    write_atomic(&cell_dir.join("config.yaml"), serde_yaml::to_string(cfg)?.as_bytes())?;
 
-    let tokenizer =
-        TextEncoder::train(training_texts(cfg, dataset), cfg.model.preset.vocab_size())?;
+    let tokenizer = TextEncoder::train(training_texts(cfg, dataset), cfg.model.preset.vocab_size())?;
     tokenizer.save(&cell_dir.join("tokenizer.json"))?;
 
     let trained = train::train(cfg, dataset, &tokenizer, |row| {
         bar.inc(1);
         if row.step % 10 == 0 {
-            bar.set_message(format!(
-                "loss {:.3}  p(t) {:.2}",
-                row.loss, row.target_share
-            ));
+            bar.set_message(format!("loss {:.3}  p(t) {:.2}", row.loss, row.target_share));
         }
     })?;
     let train_seconds = started.elapsed().as_secs_f64();
@@ -308,10 +277,7 @@ pub fn run_cell(
     let mut run = Run::new(&cell.id);
     let mut qrels = Qrels::default();
     let mut groups: Vec<(String, String, Vec<String>)> = Vec::new();
-    let corpus = dataset
-        .corpus
-        .get("test")
-        .context("the dataset has no test corpus")?;
+    let corpus = dataset.corpus.get("test").context("the dataset has no test corpus")?;
     for lang in &cfg.data.languages {
         let queries = dataset
             .queries
@@ -365,11 +331,7 @@ pub fn run_cell(
                     name.as_str(),
                     &format!("{v}"),
                 ])?;
-                *means
-                    .entry("all".into())
-                    .or_default()
-                    .entry(name.clone())
-                    .or_default() += v;
+                *means.entry("all".into()).or_default().entry(name.clone()).or_default() += v;
             }
             means
                 .entry(format!("{lang}/{task}"))
@@ -402,10 +364,7 @@ pub fn run_cell(
 }
 
 /// Per-query values of [`CELL_METRICS`], keyed by report name then query id.
-pub fn evaluate_cell_metrics(
-    qrels: &Qrels,
-    run: &Run,
-) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
+pub fn evaluate_cell_metrics(qrels: &Qrels, run: &Run) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
     let mut out = BTreeMap::new();
     for (name, measure, cutoff) in CELL_METRICS {
         let opts = EvalOptions {

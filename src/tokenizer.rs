@@ -8,10 +8,7 @@ use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::{Lowercase, NFKC, Sequence};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::{
-    AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
-    Tokenizer,
-};
+use tokenizers::{AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Tokenizer};
 
 pub const PAD: &str = "[PAD]";
 pub const UNK: &str = "[UNK]";
@@ -40,11 +37,8 @@ impl TextEncoder {
         let mut words: HashMap<String, u64> = HashMap::new();
         for text in texts {
             let mut pre = PreTokenizedString::from(text);
-            pre.normalize(|s| normalizer.normalize(s))
-                .map_err(anyhow::Error::msg)?;
-            BertPreTokenizer
-                .pre_tokenize(&mut pre)
-                .map_err(anyhow::Error::msg)?;
+            pre.normalize(|s| normalizer.normalize(s)).map_err(anyhow::Error::msg)?;
+            BertPreTokenizer.pre_tokenize(&mut pre).map_err(anyhow::Error::msg)?;
             for (word, _, _) in pre.get_splits(OffsetReferential::Original, OffsetType::Char) {
                 *words.entry(word.to_string()).or_default() += 1;
             }
@@ -75,17 +69,12 @@ impl TextEncoder {
     }
 
     fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
-        let pad_id = tokenizer
-            .token_to_id(PAD)
-            .context("tokenizer has no [PAD] token")?;
+        let pad_id = tokenizer.token_to_id(PAD).context("tokenizer has no [PAD] token")?;
         Ok(Self { tokenizer, pad_id })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = self
-            .tokenizer
-            .to_string(false)
-            .map_err(anyhow::Error::msg)?;
+        let json = self.tokenizer.to_string(false).map_err(anyhow::Error::msg)?;
         crate::fsutil::write_atomic(path, json.as_bytes())
     }
 
@@ -138,10 +127,7 @@ const MAX_INNER_CHARS: usize = 8;
 /// (count × (length − 1)): word-initial pieces up to whole words and word-internal `##` pieces.
 /// Ties are broken by the piece itself, so the same text always gives the same vocabulary;
 /// the `tokenizers` crate's own trainers break ties in hash order and are not reproducible.
-pub fn select_vocabulary(
-    words: &HashMap<String, u64>,
-    vocab_size: usize,
-) -> Result<HashMap<String, u32>> {
+pub fn select_vocabulary(words: &HashMap<String, u64>, vocab_size: usize) -> Result<HashMap<String, u32>> {
     anyhow::ensure!(
         vocab_size >= 16,
         "vocabulary size must be at least 16, found {vocab_size}"
@@ -151,11 +137,7 @@ pub fn select_vocabulary(
     for (word, count) in words {
         let cs: Vec<char> = word.chars().collect();
         for (i, c) in cs.iter().enumerate() {
-            let key = if i == 0 {
-                c.to_string()
-            } else {
-                format!("##{c}")
-            };
+            let key = if i == 0 { c.to_string() } else { format!("##{c}") };
             *chars.entry(key).or_default() += count;
         }
         for end in 2..=cs.len().min(MAX_PREFIX_CHARS) {

@@ -85,9 +85,7 @@ pub fn train(
         encoder.set_learning_rate(lr);
         let loss = encoder.train_step(&tokens, cfg.model.temperature)?;
         if !loss.is_finite() {
-            bail!(
-                "training diverged: loss is {loss} at step {step} (lower train.lr or raise model.temperature)"
-            );
+            bail!("training diverged: loss is {loss} at step {step} (lower train.lr or raise model.temperature)");
         }
         let row = LogRow {
             step,

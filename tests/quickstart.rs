@@ -18,7 +18,11 @@ fn clirlab(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 const SMALL: &[&str] = &[
@@ -33,7 +37,13 @@ const SMALL: &[&str] = &[
 ];
 
 fn run_small(results: &Path) -> Output {
-    let mut args = vec!["run", "experiments/quickstart.yaml", "--quiet", "--results", results.to_str().unwrap()];
+    let mut args = vec![
+        "run",
+        "experiments/quickstart.yaml",
+        "--quiet",
+        "--results",
+        results.to_str().unwrap(),
+    ];
     args.extend_from_slice(SMALL);
     clirlab(&args)
 }
@@ -46,13 +56,21 @@ fn quickstart_runs_reports_and_resumes() {
     let dir = tmp.path().join("quickstart");
 
     // Every cell finished with all its files.
-    let sweep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    let sweep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
     let cells = sweep["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 6, "3 schedules x 2 seeds");
     for c in cells {
         assert_eq!(c["status"], "done");
         let cell = dir.join("cells").join(c["id"].as_str().unwrap());
-        for f in ["config.yaml", "tokenizer.json", "train_log.csv", "run.trec", "metrics.csv", "result.json"] {
+        for f in [
+            "config.yaml",
+            "tokenizer.json",
+            "train_log.csv",
+            "run.trec",
+            "metrics.csv",
+            "result.json",
+        ] {
             assert!(cell.join(f).is_file(), "{} lacks {f}", cell.display());
         }
         let run = std::fs::read_to_string(cell.join("run.trec")).unwrap();
@@ -65,7 +83,12 @@ fn quickstart_runs_reports_and_resumes() {
     let header = reader.headers().unwrap().clone();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 3);
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
     let mut baselines = 0;
     for row in &rows {
         let is_base = &row[col("baseline")] == "true";
@@ -75,20 +98,32 @@ fn quickstart_runs_reports_and_resumes() {
             let mean: f64 = row[col(&format!("{metric}_mean"))].parse().unwrap();
             let lo: f64 = row[col(&format!("{metric}_ci_low"))].parse().unwrap();
             let hi: f64 = row[col(&format!("{metric}_ci_high"))].parse().unwrap();
-            assert!(mean.is_finite() && lo <= mean && mean <= hi && (0.0..=1.0).contains(&mean), "{metric}: {lo} {mean} {hi}");
+            assert!(
+                mean.is_finite() && lo <= mean && mean <= hi && (0.0..=1.0).contains(&mean),
+                "{metric}: {lo} {mean} {hi}"
+            );
             if !is_base {
                 let p: f64 = row[col(&format!("{metric}_p_value"))].parse().unwrap();
                 let p_adj: f64 = row[col(&format!("{metric}_p_adjusted"))].parse().unwrap();
                 let d: f64 = row[col(&format!("{metric}_effect_size"))].parse().unwrap();
-                assert!((0.0..=1.0).contains(&p) && p <= p_adj && p_adj <= 1.0 && d.is_finite(), "{metric}: {p} {p_adj} {d}");
+                assert!(
+                    (0.0..=1.0).contains(&p) && p <= p_adj && p_adj <= 1.0 && d.is_finite(),
+                    "{metric}: {p} {p_adj} {d}"
+                );
             }
         }
     }
     assert_eq!(baselines, 1);
     let report = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
-    assert!(report.contains("SYNTHETIC") && report.contains("(baseline)") && report.contains("Holm"), "{report}");
+    assert!(
+        report.contains("SYNTHETIC") && report.contains("(baseline)") && report.contains("Holm"),
+        "{report}"
+    );
     for schedule in ["constant", "linear", "exponential"] {
-        assert!(report.contains(&format!("schedule={schedule}")), "{schedule} missing from the report");
+        assert!(
+            report.contains(&format!("schedule={schedule}")),
+            "{schedule} missing from the report"
+        );
     }
 
     // A second identical run trains nothing and leaves every result untouched.
@@ -96,11 +131,20 @@ fn quickstart_runs_reports_and_resumes() {
     let out = run_small(tmp.path());
     assert!(out.status.success(), "{}", text(&out));
     let out = {
-        let mut args = vec!["run", "experiments/quickstart.yaml", "--results", tmp.path().to_str().unwrap()];
+        let mut args = vec![
+            "run",
+            "experiments/quickstart.yaml",
+            "--results",
+            tmp.path().to_str().unwrap(),
+        ];
         args.extend_from_slice(SMALL);
         clirlab(&args)
     };
-    assert!(text(&out).contains("0 cells trained, 6 already finished"), "{}", text(&out));
+    assert!(
+        text(&out).contains("0 cells trained, 6 already finished"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(before, std::fs::read_to_string(dir.join("report/summary.csv")).unwrap());
 }
 
@@ -108,14 +152,31 @@ fn quickstart_runs_reports_and_resumes() {
 fn same_seed_same_numbers() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for dir in [&a, &b] {
-        let mut args = vec!["run", "experiments/quickstart.yaml", "--quiet", "--results", dir.path().to_str().unwrap()];
+        let mut args = vec![
+            "run",
+            "experiments/quickstart.yaml",
+            "--quiet",
+            "--results",
+            dir.path().to_str().unwrap(),
+        ];
         args.extend_from_slice(SMALL);
-        args.extend_from_slice(&["--set", "seeds=[5]", "--set", "ablations.schedule=[linear]", "--set", "stats.baseline.schedule=linear"]);
+        args.extend_from_slice(&[
+            "--set",
+            "seeds=[5]",
+            "--set",
+            "ablations.schedule=[linear]",
+            "--set",
+            "stats.baseline.schedule=linear",
+        ]);
         let out = clirlab(&args);
         assert!(out.status.success(), "{}", text(&out));
     }
     let read = |d: &Path| std::fs::read_to_string(d.join("quickstart/report/cells.csv")).unwrap();
-    let strip_time = |s: String| s.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect::<Vec<_>>();
+    let strip_time = |s: String| {
+        s.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(strip_time(read(a.path())), strip_time(read(b.path())));
 }
 
@@ -127,7 +188,10 @@ fn misspelled_key_names_key_and_file() {
     let out = clirlab(&["plan", exp.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = text(&out);
-    assert!(err.contains("stpes") && err.contains("typo.yaml") && err.contains("train"), "{err}");
+    assert!(
+        err.contains("stpes") && err.contains("typo.yaml") && err.contains("train"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -138,7 +202,10 @@ fn plan_and_schedule_print_without_running() {
     assert!(s.contains("6 cells") && s.contains("[baseline]"), "{s}");
     let out = clirlab(&["schedule", "linear", "--points", "3"]);
     let s = text(&out);
-    assert!(out.status.success() && s.contains("0.500") && s.contains("1.0000"), "{s}");
+    assert!(
+        out.status.success() && s.contains("0.500") && s.contains("1.0000"),
+        "{s}"
+    );
     let out = clirlab(&["schedule", "no-such-schedule"]);
     assert!(!out.status.success() && text(&out).contains("not found"));
 }

@@ -45,9 +45,9 @@ impl Default for SyntheticConfig {
     fn default() -> Self {
         Self {
             seed: 7,
-            topics: 24,
+            topics: 30,
             subtopics_per_topic: 4,
-            docs_per_topic: 24,
+            docs_per_topic: 40,
             words_per_topic: 16,
             general_words: 200,
             doc_len: 24,
@@ -82,10 +82,7 @@ impl SyntheticConfig {
         if self.words_per_topic < self.subtopics_per_topic {
             return Err("`words_per_topic` must be at least `subtopics_per_topic`".into());
         }
-        for (key, v) in [
-            ("parallel_share", self.parallel_share),
-            ("noise", self.noise),
-        ] {
+        for (key, v) in [("parallel_share", self.parallel_share), ("noise", self.noise)] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("`{key}` must lie in [0, 1], found {v}"));
             }
@@ -112,13 +109,7 @@ fn make_words(
     while out.len() < n {
         let syllables = rng.gen_range(2..=3);
         let word: String = (0..syllables)
-            .map(|_| {
-                format!(
-                    "{}{}",
-                    onsets.choose(rng).unwrap(),
-                    vowels.choose(rng).unwrap()
-                )
-            })
+            .map(|_| format!("{}{}", onsets.choose(rng).unwrap(), vowels.choose(rng).unwrap()))
             .collect();
         if taken.insert(word.clone()) {
             out.push(word);
@@ -210,13 +201,7 @@ fn sample_text(
 pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut taken = BTreeSet::new();
-    let general = make_words(
-        &mut rng,
-        cfg.general_words,
-        EN_ONSETS,
-        EN_VOWELS,
-        &mut taken,
-    );
+    let general = make_words(&mut rng, cfg.general_words, EN_ONSETS, EN_VOWELS, &mut taken);
     let per_sub = cfg.words_per_topic / cfg.subtopics_per_topic;
     let topical: Vec<Vec<Vec<String>>> = (0..cfg.topics)
         .map(|_| {
@@ -243,18 +228,10 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
             let mut table = BTreeMap::new();
             for w in &english {
                 let n = if rng.gen_bool(0.3) { 2 } else { 1 };
-                table.insert(
-                    (*w).clone(),
-                    make_words(&mut rng, n, LR_ONSETS, LR_VOWELS, &mut taken),
-                );
+                table.insert((*w).clone(), make_words(&mut rng, n, LR_ONSETS, LR_VOWELS, &mut taken));
             }
             // The most frequent general words behave like function words.
-            let droppable = lex
-                .general
-                .iter()
-                .take(cfg.general_words / 10)
-                .cloned()
-                .collect();
+            let droppable = lex.general.iter().take(cfg.general_words / 10).cloned().collect();
             Translator {
                 table,
                 droppable,
@@ -297,11 +274,7 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
 
     let english_query = |rng: &mut ChaCha8Rng, d: &GeneratedDoc| -> Vec<String> {
         // A query restates the document's focus: mostly its own topical words.
-        let topical: Vec<&String> = d
-            .words
-            .iter()
-            .filter(|w| !lex.general.contains(w))
-            .collect();
+        let topical: Vec<&String> = d.words.iter().filter(|w| !lex.general.contains(w)).collect();
         (0..cfg.query_len)
             .map(|_| match topical.choose(rng) {
                 Some(w) if rng.gen_bool(0.8) => (*w).clone(),
@@ -351,10 +324,7 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
             queries
                 .entry((lang.clone(), d.split.to_string()))
                 .or_default()
-                .push(Doc {
-                    id: qid.clone(),
-                    text,
-                });
+                .push(Doc { id: qid.clone(), text });
             let judged = qrels
                 .entry((lang.clone(), TASK.to_string(), d.split.to_string()))
                 .or_default();
@@ -434,12 +404,7 @@ mod tests {
     #[test]
     fn test_documents_never_appear_in_training_pairs() {
         let d = generate(&SyntheticConfig::default(), &langs());
-        let held_out: BTreeSet<&str> = d
-            .corpus
-            .values()
-            .flatten()
-            .map(|d| d.text.as_str())
-            .collect();
+        let held_out: BTreeSet<&str> = d.corpus.values().flatten().map(|d| d.text.as_str()).collect();
         let training = d
             .mono
             .iter()
@@ -469,10 +434,7 @@ mod tests {
             // Every query has exactly one source document.
             for q in &qids {
                 assert_eq!(
-                    judged
-                        .iter()
-                        .filter(|j| j.query_id == *q && j.relevance == 2)
-                        .count(),
+                    judged.iter().filter(|j| j.query_id == *q && j.relevance == 2).count(),
                     1
                 );
             }

@@ -56,12 +56,7 @@ impl Run {
             let mut docs = docs.clone();
             docs.sort_by(trec_order);
             for (rank, (doc, score)) in docs.iter().enumerate() {
-                writeln!(
-                    out,
-                    "{topic} Q0 {doc} {} {score:.6} {}",
-                    rank + 1,
-                    self.name
-                )?;
+                writeln!(out, "{topic} Q0 {doc} {} {score:.6} {}", rank + 1, self.name)?;
             }
         }
         Ok(())
@@ -121,9 +116,9 @@ pub fn parse_measures(specs: &[String]) -> Result<Vec<Measure>> {
                 Some(p) => p
                     .split(',')
                     .map(|k| {
-                        k.trim().parse::<usize>().map_err(|_| {
-                            anyhow::anyhow!("measure `{spec}`: expected cut-offs like 10,20")
-                        })
+                        k.trim()
+                            .parse::<usize>()
+                            .map_err(|_| anyhow::anyhow!("measure `{spec}`: expected cut-offs like 10,20"))
                     })
                     .collect(),
             }
@@ -142,15 +137,9 @@ pub fn parse_measures(specs: &[String]) -> Result<Vec<Measure>> {
                     .map(Measure::Recall),
             ),
             other => match other.rsplit_once('_') {
-                Some(("ndcg_cut", k)) if k.parse::<usize>().is_ok() => {
-                    out.push(Measure::NdcgCut(k.parse()?))
-                }
-                Some(("recall", k)) if k.parse::<usize>().is_ok() => {
-                    out.push(Measure::Recall(k.parse()?))
-                }
-                _ => bail!(
-                    "unknown measure `{spec}`: expected map, recip_rank, ndcg_cut.K or recall.K"
-                ),
+                Some(("ndcg_cut", k)) if k.parse::<usize>().is_ok() => out.push(Measure::NdcgCut(k.parse()?)),
+                Some(("recall", k)) if k.parse::<usize>().is_ok() => out.push(Measure::Recall(k.parse()?)),
+                _ => bail!("unknown measure `{spec}`: expected map, recip_rank, ndcg_cut.K or recall.K"),
             },
         }
     }
@@ -202,11 +191,7 @@ pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], opts: &EvalOptio
                             sum += hits as f64 / (i + 1) as f64;
                         }
                     }
-                    if num_rel == 0 {
-                        0.0
-                    } else {
-                        sum / num_rel as f64
-                    }
+                    if num_rel == 0 { 0.0 } else { sum / num_rel as f64 }
                 }
                 Measure::RecipRank => ranked
                     .iter()
@@ -243,10 +228,7 @@ pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], opts: &EvalOptio
                     if ideal > 0.0 { dcg / ideal } else { 0.0 }
                 }
             };
-            eval.per_query
-                .entry(m.name())
-                .or_default()
-                .insert(topic.clone(), value);
+            eval.per_query.entry(m.name()).or_default().insert(topic.clone(), value);
         }
     }
     eval
@@ -261,18 +243,12 @@ mod tests {
     fn matches_trec_eval_reference_means() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/trec_eval");
         let mut qrels = Qrels::default();
-        for line in std::fs::read_to_string(format!("{dir}/qrels.test"))
-            .unwrap()
-            .lines()
-        {
+        for line in std::fs::read_to_string(format!("{dir}/qrels.test")).unwrap().lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             qrels.insert(f[0], f[2], f[3].parse().unwrap());
         }
         let mut run = Run::new("r");
-        for line in std::fs::read_to_string(format!("{dir}/results.test"))
-            .unwrap()
-            .lines()
-        {
+        for line in std::fs::read_to_string(format!("{dir}/results.test")).unwrap().lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             run.push(f[0], f[2], f[4].parse().unwrap());
         }

@@ -76,13 +76,9 @@ pub trait TrainableEncoder: Embedder {
 
 type EncoderArch<const V: usize, const M: usize, const P: usize> = (Embedding<V, M>, Linear<M, P>);
 /// Token ids and the padding mask of a batch, as tensors.
-type Inputs = (
-    Tensor<(usize, usize), usize, Dev>,
-    Tensor<(usize, usize), f32, Dev>,
-);
+type Inputs = (Tensor<(usize, usize), usize, Dev>, Tensor<(usize, usize), f32, Dev>);
 
-type Built<const V: usize, const M: usize, const P: usize> =
-    <EncoderArch<V, M, P> as BuildOnDevice<Dev, f32>>::Built;
+type Built<const V: usize, const M: usize, const P: usize> = <EncoderArch<V, M, P> as BuildOnDevice<Dev, f32>>::Built;
 
 struct MeanPoolEncoder<const V: usize, const M: usize, const P: usize> {
     dev: Dev,
@@ -119,12 +115,7 @@ impl<const V: usize, const M: usize, const P: usize> MeanPoolEncoder<V, M, P> {
         let model = dev.build_module::<EncoderArch<V, M, P>, f32>();
         let grads = Some(model.alloc_grads());
         let opt = Adam::new(&model, adam_config(opt));
-        Self {
-            dev,
-            model,
-            grads,
-            opt,
-        }
+        Self { dev, model, grads, opt }
     }
 
     fn inputs(&self, batch: &TokenBatch) -> Result<Inputs> {
@@ -152,19 +143,13 @@ where
 {
     let (rows, len) = *mask.shape();
     let tokens = model.0.forward(ids);
-    let spread = mask
-        .clone()
-        .broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
+    let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
     let summed = (tokens * spread).sum::<(usize, Const<M>), Axis<1>>();
     let counts = mask
         .sum::<(usize,), Axis<1>>()
         .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
     let projected = model.1.forward(summed / counts);
-    let norms = (projected
-        .with_empty_tape()
-        .square()
-        .sum::<(usize,), Axis<1>>()
-        + 1e-12)
+    let norms = (projected.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
         .sqrt()
         .broadcast_like::<_, Axis<1>>(&(rows, Const::<P>));
     projected / norms
@@ -193,8 +178,7 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
         let all = encode::<V, M, P, _>(&self.model, ids.traced(grads), mask);
         let queries = all.with_empty_tape().slice((0..half, ..));
         let passages = all.slice((half..2 * half, ..));
-        let logits =
-            queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
+        let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
         let mut targets = vec![0.0f32; half * half];
         for i in 0..half {
             targets[i * half + i] = 1.0;
@@ -238,12 +222,7 @@ mod tests {
 
     fn batch(ids: Vec<usize>, mask: Vec<f32>, rows: usize) -> TokenBatch {
         let len = ids.len() / rows;
-        TokenBatch {
-            ids,
-            mask,
-            rows,
-            len,
-        }
+        TokenBatch { ids, mask, rows, len }
     }
 
     fn settings() -> OptimizerSettings {
@@ -261,11 +240,7 @@ mod tests {
             .embed(&batch(vec![5, 6, 0, 0], vec![1.0, 1.0, 0.0, 0.0], 1))
             .unwrap();
         let b = enc
-            .embed(&batch(
-                vec![5, 6, 9, 9, 9, 9],
-                vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-                1,
-            ))
+            .embed(&batch(vec![5, 6, 9, 9, 9, 9], vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0], 1))
             .unwrap();
         let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
@@ -310,10 +285,7 @@ mod tests {
     #[test]
     fn out_of_vocabulary_ids_are_an_error() {
         let enc = build(Preset::Tiny, 1, settings());
-        let err = enc
-            .embed(&batch(vec![5000], vec![1.0], 1))
-            .unwrap_err()
-            .to_string();
+        let err = enc.embed(&batch(vec![5000], vec![1.0], 1)).unwrap_err().to_string();
         assert!(err.contains("outside the model's vocabulary"), "{err}");
     }
 }

@@ -125,11 +125,7 @@ pub struct PairedT {
 
 pub fn paired_t(x: &[f64], y: &[f64], confidence: f64) -> Result<PairedT> {
     if x.len() != y.len() {
-        bail!(
-            "paired t-test needs equal lengths, found {} and {}",
-            x.len(),
-            y.len()
-        );
+        bail!("paired t-test needs equal lengths, found {} and {}", x.len(), y.len());
     }
     if x.len() < 2 {
         bail!("paired t-test needs at least 2 pairs, found {}", x.len());
@@ -143,11 +139,7 @@ pub fn paired_t(x: &[f64], y: &[f64], confidence: f64) -> Result<PairedT> {
         if mean == 0.0 {
             (0.0, 1.0, 0.0)
         } else {
-            (
-                mean.signum() * f64::INFINITY,
-                0.0,
-                mean.signum() * f64::INFINITY,
-            )
+            (mean.signum() * f64::INFINITY, 0.0, mean.signum() * f64::INFINITY)
         }
     } else {
         let t = mean / (sd / (d.len() as f64).sqrt());
@@ -209,14 +201,9 @@ pub fn compare(
     let base = per_system
         .get(baseline)
         .ok_or_else(|| anyhow::anyhow!("baseline `{baseline}` has no values for {metric}"))?;
-    let others: Vec<(&String, &BTreeMap<String, f64>)> = per_system
-        .iter()
-        .filter(|(k, _)| k.as_str() != baseline)
-        .collect();
-    let family = format!(
-        "{} comparisons against baseline {baseline} on {metric}",
-        others.len()
-    );
+    let others: Vec<(&String, &BTreeMap<String, f64>)> =
+        per_system.iter().filter(|(k, _)| k.as_str() != baseline).collect();
+    let family = format!("{} comparisons against baseline {baseline} on {metric}", others.len());
     let mut rows = Vec::new();
     for (name, values) in others {
         if values.len() != base.len() || !values.keys().all(|q| base.contains_key(q)) {
@@ -226,9 +213,7 @@ pub fn compare(
                 .chain(base.keys().filter(|q| !values.contains_key(*q)))
                 .take(5)
                 .collect();
-            bail!(
-                "{metric}: `{name}` and baseline `{baseline}` have different queries (e.g. {only:?})"
-            );
+            bail!("{metric}: `{name}` and baseline `{baseline}` have different queries (e.g. {only:?})");
         }
         let x: Vec<f64> = base.values().copied().collect();
         let y: Vec<f64> = base.keys().map(|q| values[q]).collect();
@@ -251,10 +236,7 @@ pub fn compare(
             ci_high: t.diff.high,
         });
     }
-    let adjusted = adjust(
-        &rows.iter().map(|r| r.p_value).collect::<Vec<_>>(),
-        opts.correction,
-    );
+    let adjusted = adjust(&rows.iter().map(|r| r.p_value).collect::<Vec<_>>(), opts.correction);
     for (row, p) in rows.iter_mut().zip(adjusted) {
         row.p_adjusted = p;
     }
@@ -305,10 +287,7 @@ mod tests {
     use super::*;
 
     fn sakai(name: &str) -> Vec<f64> {
-        let path = format!(
-            "{}/../shared/testdata/sakai/{name}.csv",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../shared/testdata/sakai/{name}.csv", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
