@@ -8,6 +8,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod grid;
 pub mod model;
+pub mod ot;
 pub mod report;
 pub mod retrieval;
 pub mod sampler;
