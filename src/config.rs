@@ -4,7 +4,7 @@
 //! (file, environment or flag), the key path and what was expected.
 
 use crate::data::synthetic::SyntheticConfig;
-use crate::model::{OptimizerKind, Preset};
+use crate::model::{CostKind, OptimizerKind, Preset};
 use crate::sampler::Mixing;
 use crate::schedule::Schedule;
 use crate::stats::{Correction, TestKind};
@@ -33,6 +33,7 @@ pub struct Experiment {
     pub sampler: SamplerConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    pub ot: OtConfig,
     pub retrieval: RetrievalConfig,
     pub stats: StatsConfig,
     /// Every grid point is trained once per seed.
@@ -51,6 +52,7 @@ impl Default for Experiment {
             sampler: SamplerConfig::default(),
             model: ModelConfig::default(),
             train: TrainConfig::default(),
+            ot: OtConfig::default(),
             retrieval: RetrievalConfig::default(),
             stats: StatsConfig::default(),
             seeds: vec![1],
@@ -105,6 +107,16 @@ impl Default for ModelConfig {
     }
 }
 
+/// Learning-rate decay after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    None,
+    /// Linear from `lr` at the end of warm-up to 0 at the last step.
+    #[default]
+    Linear,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -115,6 +127,14 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Linear warm-up from 0 to `lr` over this many steps.
     pub warmup_steps: usize,
+    pub decay: Decay,
+    /// Global gradient-norm clipping threshold (null: no clipping).
+    pub clip_norm: Option<f64>,
+    /// Evaluate nDCG@10 on the validation split of the target languages every this many
+    /// steps (0: never) and keep the best checkpoint.
+    pub eval_every: usize,
+    /// Stop after this many evaluations without improvement (0: never stop early).
+    pub patience: usize,
 }
 
 impl Default for TrainConfig {
@@ -126,6 +146,74 @@ impl Default for TrainConfig {
             lr: 2e-3,
             weight_decay: 0.01,
             warmup_steps: 10,
+            decay: Decay::Linear,
+            clip_norm: Some(5.0),
+            eval_every: 0,
+            patience: 0,
+        }
+    }
+}
+
+/// OT distillation from an English teacher retriever (OPTICAL-style).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtConfig {
+    pub enabled: bool,
+    /// λ in InfoNCE + λ·OT.
+    pub weight: f64,
+    /// Optional curriculum of λ: λ(t) = weight · s(t), s an inline schedule.
+    pub weight_schedule: Option<Schedule>,
+    /// Entropic regularisation ε of Sinkhorn.
+    pub epsilon: f64,
+    pub max_iter: usize,
+    /// Stop Sinkhorn when every row marginal is within `tol`.
+    pub tol: f64,
+    pub cost: CostKind,
+    /// Stop gradients through the transport plan (∂/∂C = P).
+    pub detach_plan: bool,
+    /// Bitext pairs per step.
+    pub batch_size: usize,
+    /// Start the student from the teacher's weights (also when OT is off, so that an
+    /// ablation of OT changes one thing only).
+    pub init_from_teacher: bool,
+    pub teacher: TeacherConfig,
+}
+
+impl Default for OtConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            weight: 0.1,
+            weight_schedule: None,
+            epsilon: 0.05,
+            max_iter: 50,
+            tol: 1e-3,
+            cost: CostKind::Cosine,
+            detach_plan: false,
+            batch_size: 16,
+            init_from_teacher: false,
+            teacher: TeacherConfig::default(),
+        }
+    }
+}
+
+/// The English teacher: the same model preset trained on monolingual pairs only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+impl Default for TeacherConfig {
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            batch_size: 32,
+            lr: 2e-3,
+            seed: 0,
         }
     }
 }
@@ -362,6 +450,42 @@ impl Experiment {
             ),
         );
         check(!self.seeds.is_empty(), "key `seeds`: expected at least one seed".into());
+        if let Some(c) = self.train.clip_norm {
+            check(
+                c > 0.0,
+                format!("key `train.clip_norm`: expected > 0 or null, found {c}"),
+            );
+        }
+        check(
+            self.train.patience == 0 || self.train.eval_every > 0,
+            "key `train.patience`: early stopping needs `train.eval_every` > 0".into(),
+        );
+        let ot = &self.ot;
+        check(
+            ot.weight >= 0.0 && ot.weight.is_finite(),
+            format!("key `ot.weight`: expected ≥ 0, found {}", ot.weight),
+        );
+        check(
+            ot.epsilon > 0.0 && ot.epsilon.is_finite(),
+            format!("key `ot.epsilon`: expected > 0, found {}", ot.epsilon),
+        );
+        check(ot.max_iter >= 1, "key `ot.max_iter`: expected at least 1".into());
+        check(ot.tol >= 0.0, format!("key `ot.tol`: expected ≥ 0, found {}", ot.tol));
+        check(ot.batch_size >= 1, "key `ot.batch_size`: expected at least 1".into());
+        check(
+            ot.teacher.steps >= 1,
+            "key `ot.teacher.steps`: expected at least 1".into(),
+        );
+        check(
+            ot.teacher.batch_size >= 2,
+            "key `ot.teacher.batch_size`: expected at least 2".into(),
+        );
+        check(ot.teacher.lr > 0.0, "key `ot.teacher.lr`: expected > 0".into());
+        if let Some(s) = &ot.weight_schedule
+            && let Err(e) = s.validate()
+        {
+            check(false, format!("key `ot.weight_schedule`: {e}"));
+        }
         for (axis, values) in &self.ablations {
             check(
                 !values.is_empty(),

@@ -6,8 +6,8 @@
 //! id on any machine, and changing a named schedule's file changes the id.
 
 use crate::config::{
-    DataConfig, Experiment, LoadedExperiment, ModelConfig, RetrievalConfig, SamplerConfig, ScheduleSpec, TrainConfig,
-    load_schedule, schedule_dirs,
+    DataConfig, Experiment, LoadedExperiment, ModelConfig, OtConfig, RetrievalConfig, SamplerConfig, ScheduleSpec,
+    TrainConfig, load_schedule, schedule_dirs,
 };
 use crate::schedule::Schedule;
 use anyhow::{Context, Result, bail};
@@ -26,6 +26,7 @@ pub struct CellConfig {
     pub sampler: SamplerConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    pub ot: OtConfig,
     pub retrieval: RetrievalConfig,
     pub seed: u64,
 }
@@ -53,6 +54,11 @@ fn slug_value(v: &Value) -> String {
     let raw = match v {
         Value::String(s) => s.clone(),
         Value::Number(_) | Value::Bool(_) => v.to_string(),
+        Value::Object(map) if map.values().all(|x| !x.is_object() && !x.is_array()) => map
+            .iter()
+            .map(|(k, x)| format!("{k}-{}", slug_value(x)))
+            .collect::<Vec<_>>()
+            .join("."),
         other => content_hash(other, 6),
     };
     raw.chars()
@@ -91,12 +97,30 @@ fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
             bail!("unknown key `{}`", parts[..=i].join("."));
         }
         if i + 1 == parts.len() {
-            map.insert(part.to_string(), value);
+            merge_into(map.get_mut(*part).expect("checked above"), value);
             return Ok(());
         }
         node = map.get_mut(*part).expect("checked above");
     }
     unreachable!("split yields at least one part")
+}
+
+/// An axis value that is a map merges into the section key by key (as the config layers
+/// do); any other value replaces what was there.
+fn merge_into(target: &mut Value, value: Value) {
+    match (target, value) {
+        (Value::Object(existing), Value::Object(new)) => {
+            for (k, v) in new {
+                match existing.get_mut(&k) {
+                    Some(slot) => merge_into(slot, v),
+                    None => {
+                        existing.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 /// Replaces a named schedule by its file's content, keeping the name as a label.
@@ -163,7 +187,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
         };
         let checked: Experiment = {
             let mut full = serde_json::to_value(&probe)?;
-            for key in ["data", "sampler", "model", "train", "retrieval", "schedule"] {
+            for key in ["data", "sampler", "model", "train", "ot", "retrieval", "schedule"] {
                 full[key] = tree[key].clone();
             }
             serde_json::from_value(full)
@@ -178,6 +202,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
             &checked.sampler,
             &checked.model,
             &checked.train,
+            &checked.ot,
             &checked.retrieval,
         );
         let variant = format!("{}_{}", variant_slug(&assignment), content_hash(&variant_config, 8));
@@ -189,6 +214,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
                 sampler: checked.sampler.clone(),
                 model: checked.model.clone(),
                 train: checked.train.clone(),
+                ot: checked.ot.clone(),
                 retrieval: checked.retrieval.clone(),
                 seed: *seed,
             };

@@ -4,9 +4,10 @@
 //! Per-query values are averaged over seeds before testing, so each comparison is paired
 //! over queries; the correction family is all comparisons of one metric against the baseline.
 
+use crate::eval::cell::CELL_METRICS;
 use crate::fsutil::write_atomic;
 use crate::stats::{self, CompareOptions, Comparison, Format};
-use crate::sweep::{CELL_METRICS, CellResult, CellStatus, SweepRecord, finished};
+use crate::sweep::{CellResult, CellStatus, SweepRecord, finished};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

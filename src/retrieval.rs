@@ -1,10 +1,12 @@
 //! Corpus encoding and exact top-k retrieval by dot product (embeddings are L2-normalised,
 //! so this is cosine similarity).
 
-use crate::data::format::Doc;
+use crate::data::format::{Dataset, Doc};
+use crate::eval::{Qrels, Run};
+use crate::grid::CellConfig;
 use crate::model::Embedder;
 use crate::tokenizer::TextEncoder;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::cmp::Ordering;
 
 /// Texts encoded per forward pass.
@@ -71,6 +73,73 @@ pub fn search(
     let d = embed_texts(encoder, tokenizer, &d_texts, max_len)?;
     let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
     Ok(top_k(&q, &d, &ids, encoder.dim(), k))
+}
+
+/// The queries of one language and task in a split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryGroup {
+    pub lang: String,
+    pub task: String,
+    pub query_ids: Vec<String>,
+}
+
+/// A split's ranking of every query of the cell's languages, with the matching judgments.
+pub struct SplitRun {
+    pub run: Run,
+    pub qrels: Qrels,
+    pub groups: Vec<QueryGroup>,
+}
+
+/// Retrieves the `split` corpus for the `split` queries of every language of `cfg`.
+pub fn run_split(
+    encoder: &dyn Embedder,
+    tokenizer: &TextEncoder,
+    dataset: &Dataset,
+    cfg: &CellConfig,
+    split: &str,
+    run_name: &str,
+) -> Result<SplitRun> {
+    let corpus = dataset
+        .corpus
+        .get(split)
+        .with_context(|| format!("the dataset has no {split} corpus"))?;
+    let mut run = Run::new(run_name);
+    let mut qrels = Qrels::default();
+    let mut groups = Vec::new();
+    for lang in &cfg.data.languages {
+        let queries = dataset
+            .queries
+            .get(&(lang.clone(), split.to_string()))
+            .with_context(|| format!("the dataset has no {split} queries in language `{lang}`"))?;
+        let rankings = search(
+            encoder,
+            tokenizer,
+            queries,
+            corpus,
+            cfg.retrieval.top_k,
+            cfg.model.max_len,
+        )?;
+        for (query, ranking) in queries.iter().zip(&rankings) {
+            for (doc, score) in ranking {
+                run.push(&query.id, &corpus[*doc].id, f64::from(*score));
+            }
+        }
+        for ((q_lang, task, q_split), judged) in &dataset.qrels {
+            if q_lang == lang && q_split == split {
+                for j in judged {
+                    qrels.insert(&j.query_id, &j.doc_id, j.relevance);
+                }
+                let mut query_ids: Vec<String> = judged.iter().map(|j| j.query_id.clone()).collect();
+                query_ids.dedup();
+                groups.push(QueryGroup {
+                    lang: lang.clone(),
+                    task: task.clone(),
+                    query_ids,
+                });
+            }
+        }
+    }
+    Ok(SplitRun { run, qrels, groups })
 }
 
 #[cfg(test)]

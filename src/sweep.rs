@@ -9,10 +9,10 @@
 use crate::config::LoadedExperiment;
 use crate::data::format::Dataset;
 use crate::data::{self, synthetic};
-use crate::eval::{self, EvalOptions, Qrels, Run};
+use crate::eval::cell::cell_metrics;
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::grid::{self, Cell, CellConfig, content_hash};
-use crate::retrieval;
+use crate::retrieval::{self, QueryGroup};
 use crate::tokenizer::TextEncoder;
 use crate::train;
 use anyhow::{Context, Result};
@@ -22,13 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The per-query metrics of every cell: report name, trec_eval measure, `-M` cut-off.
-pub const CELL_METRICS: &[(&str, &str, Option<usize>)] = &[
-    ("nDCG@10", "ndcg_cut_10", None),
-    ("RR@10", "recip_rank", Some(10)),
-    ("R@100", "recall_100", None),
-    ("AP", "map", None),
-];
+/// Folder under the results root for artifacts shared across cells and experiments (teachers).
+pub const ARTIFACTS: &str = ".artifacts";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,7 +80,10 @@ pub struct CellResult {
     /// `<lang>/<task>` and `all` → metric → mean over queries.
     pub means: BTreeMap<String, BTreeMap<String, f64>>,
     pub queries: usize,
-    pub final_loss: f32,
+    pub final_loss: f64,
+    /// Step whose weights were evaluated (the best validation step, or the last).
+    pub kept_step: usize,
+    pub best_validation_ndcg10: Option<f64>,
     pub train_seconds: f64,
     pub total_seconds: f64,
 }
@@ -211,7 +209,13 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
             ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} steps {msg}").expect("valid template"),
         );
         step_bar.set_prefix("train");
-        let outcome = run_cell(cell, &datasets[&key], &dir.join("cells").join(&cell.id), &step_bar);
+        let outcome = run_cell(
+            cell,
+            &datasets[&key],
+            &dir.join("cells").join(&cell.id),
+            &results_root.join(ARTIFACTS),
+            &step_bar,
+        );
         step_bar.finish_and_clear();
         match outcome {
             Ok(result) => {
@@ -252,7 +256,13 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
 }
 
 /// Trains, retrieves and evaluates one cell into `cell_dir`; `result.json` comes last.
-pub fn run_cell(cell: &Cell, dataset: &Dataset, cell_dir: &Path, bar: &ProgressBar) -> Result<CellResult> {
+pub fn run_cell(
+    cell: &Cell,
+    dataset: &Dataset,
+    cell_dir: &Path,
+    artifacts: &Path,
+    bar: &ProgressBar,
+) -> Result<CellResult> {
     let started = Instant::now();
     let cfg = &cell.config;
     std::fs::create_dir_all(cell_dir).with_context(|| format!("creating {}", cell_dir.display()))?;
@@ -261,7 +271,11 @@ pub fn run_cell(cell: &Cell, dataset: &Dataset, cell_dir: &Path, bar: &ProgressB
     let tokenizer = TextEncoder::train(training_texts(cfg, dataset), cfg.model.preset.vocab_size())?;
     tokenizer.save(&cell_dir.join("tokenizer.json"))?;
 
-    let trained = train::train(cfg, dataset, &tokenizer, |row| {
+    let paths = train::TrainPaths {
+        checkpoint: &cell_dir.join("model.safetensors"),
+        artifacts,
+    };
+    let trained = train::train(cfg, dataset, &tokenizer, &paths, |row| {
         bar.inc(1);
         if row.step % 10 == 0 {
             bar.set_message(format!("loss {:.3}  p(t) {:.2}", row.loss, row.target_share));
@@ -274,49 +288,22 @@ pub fn run_cell(cell: &Cell, dataset: &Dataset, cell_dir: &Path, bar: &ProgressB
     }
     write_atomic(&cell_dir.join("train_log.csv"), &log.into_inner()?)?;
 
-    let mut run = Run::new(&cell.id);
-    let mut qrels = Qrels::default();
-    let mut groups: Vec<(String, String, Vec<String>)> = Vec::new();
-    let corpus = dataset.corpus.get("test").context("the dataset has no test corpus")?;
-    for lang in &cfg.data.languages {
-        let queries = dataset
-            .queries
-            .get(&(lang.clone(), "test".to_string()))
-            .with_context(|| format!("the dataset has no test queries in language `{lang}`"))?;
-        let rankings = retrieval::search(
-            trained.encoder.as_ref(),
-            &tokenizer,
-            queries,
-            corpus,
-            cfg.retrieval.top_k,
-            cfg.model.max_len,
-        )?;
-        for (query, ranking) in queries.iter().zip(&rankings) {
-            for (doc, score) in ranking {
-                run.push(&query.id, &corpus[*doc].id, f64::from(*score));
-            }
-        }
-        for ((q_lang, task, split), judged) in &dataset.qrels {
-            if q_lang == lang && split == "test" {
-                for j in judged {
-                    qrels.insert(&j.query_id, &j.doc_id, j.relevance);
-                }
-                let mut ids: Vec<String> = judged.iter().map(|j| j.query_id.clone()).collect();
-                ids.dedup();
-                groups.push((lang.clone(), task.clone(), ids));
-            }
-        }
-    }
+    let split = retrieval::run_split(trained.encoder.as_ref(), &tokenizer, dataset, cfg, "test", &cell.id)?;
     let mut trec = Vec::new();
-    run.write_trec(&mut trec)?;
+    split.run.write_trec(&mut trec)?;
     write_atomic(&cell_dir.join("run.trec"), &trec)?;
 
-    let per_query = evaluate_cell_metrics(&qrels, &run)?;
+    let per_query = cell_metrics(&split.qrels, &split.run)?;
     let mut metrics = csv::Writer::from_writer(Vec::new());
     metrics.write_record(["lang", "task", "query_id", "metric", "value"])?;
     let mut means: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let mut n_queries = 0;
-    for (lang, task, ids) in &groups {
+    for QueryGroup {
+        lang,
+        task,
+        query_ids: ids,
+    } in &split.groups
+    {
         n_queries += ids.len();
         for (name, values) in &per_query {
             let mut sum = 0.0;
@@ -355,30 +342,12 @@ pub fn run_cell(cell: &Cell, dataset: &Dataset, cell_dir: &Path, bar: &ProgressB
         synthetic: cfg.data.dataset == synthetic::NAME,
         means,
         queries: n_queries,
-        final_loss: trained.log.last().map(|r| r.loss).unwrap_or(f32::NAN),
+        final_loss: trained.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+        kept_step: trained.kept_step,
+        best_validation_ndcg10: trained.best_validation,
         train_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
     };
     write_json_atomic(&cell_dir.join("result.json"), &result)?;
     Ok(result)
-}
-
-/// Per-query values of [`CELL_METRICS`], keyed by report name then query id.
-pub fn evaluate_cell_metrics(qrels: &Qrels, run: &Run) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
-    let mut out = BTreeMap::new();
-    for (name, measure, cutoff) in CELL_METRICS {
-        let opts = EvalOptions {
-            max_ret: *cutoff,
-            ..EvalOptions::default()
-        };
-        let measures = eval::parse_measures(&[measure.to_string()])?;
-        let evaluation = eval::evaluate(qrels, run, &measures, &opts);
-        out.insert(
-            name.to_string(),
-            evaluation
-                .per_query(measure)
-                .context("measure missing from evaluation")?,
-        );
-    }
-    Ok(out)
 }

@@ -74,8 +74,12 @@ impl TextEncoder {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = self.tokenizer.to_string(false).map_err(anyhow::Error::msg)?;
-        crate::fsutil::write_atomic(path, json.as_bytes())
+        crate::fsutil::write_atomic(path, self.to_json()?.as_bytes())
+    }
+
+    /// The tokenizer in the `tokenizers` crate's JSON form (what `tokenizer.json` holds).
+    pub fn to_json(&self) -> Result<String> {
+        self.tokenizer.to_string(false).map_err(anyhow::Error::msg)
     }
 
     pub fn vocab_size(&self) -> usize {

@@ -2,6 +2,8 @@
 //! ties broken by document id descending (the run's rank column is ignored); a judgment is
 //! relevant when its grade is ≥ `rel_level`; graded nDCG uses the grade as gain.
 
+pub mod cell;
+
 use anyhow::{Result, bail};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};

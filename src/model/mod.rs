@@ -4,8 +4,10 @@
 //! dfdx fixes tensor sizes at compile time, so model sizes are named presets; everything
 //! outside this module sees an encoder only through [`TrainableEncoder`].
 
+use crate::ot::{self, PlanGradient, SinkhornSettings};
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result};
+use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};
 use dfdx::optim::Adam;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -65,13 +67,65 @@ pub trait Embedder {
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>>;
 }
 
-/// An [`Embedder`] that can be trained one InfoNCE step at a time.
+/// How the OT cost between a teacher token and a student token is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CostKind {
+    /// 1 − cos(teacher token, student token)
+    #[default]
+    Cosine,
+    /// ‖teacher token − student token‖²
+    SquaredEuclidean,
+}
+
+/// The OT distillation term of one training step: bitext pairs whose English side the
+/// teacher has already encoded into token states.
+pub struct OtTerm<'a> {
+    /// Low-resource sides of the bitext pairs, as the student tokenizes them.
+    pub student: &'a TokenBatch,
+    /// Teacher token states of the English sides: rows × `teacher_len` × `state_dim()`.
+    pub teacher_states: &'a [f32],
+    pub teacher_mask: &'a [f32],
+    pub teacher_len: usize,
+    /// λ: the OT term's weight at this step.
+    pub weight: f64,
+    pub sinkhorn: SinkhornSettings,
+    pub cost: CostKind,
+    pub gradient: PlanGradient,
+}
+
+/// One training step's input.
+pub struct StepInput<'a> {
+    /// Queries then their positive passages (rows i and i + n/2 match).
+    pub batch: &'a TokenBatch,
+    pub temperature: f64,
+    pub ot: Option<OtTerm<'a>>,
+    /// Global gradient-norm clipping threshold.
+    pub clip_norm: Option<f64>,
+}
+
+/// The losses of one step, before the update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoss {
+    /// InfoNCE + λ·OT
+    pub total: f64,
+    pub info_nce: f64,
+    /// Mean ⟨P, C⟩ over the bitext pairs, when the OT term is on.
+    pub ot: Option<f64>,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// An [`Embedder`] that can be trained one step at a time, and distilled into.
 pub trait TrainableEncoder: Embedder {
-    /// One optimizer step on a batch whose first half are queries and second half their
-    /// positive passages (rows i and i + n/2 match); returns the loss before the update.
-    fn train_step(&mut self, batch: &TokenBatch, temperature: f64) -> Result<f32>;
+    /// One optimizer step; a non-finite loss skips the update and is returned as it is.
+    fn train_step(&mut self, input: &StepInput) -> Result<StepLoss>;
     fn set_learning_rate(&mut self, lr: f64);
+    /// Token-level states (before pooling), rows × len × `state_dim()`, for OT distillation.
+    fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>>;
+    fn state_dim(&self) -> usize;
     fn save(&self, path: &Path) -> Result<()>;
+    fn load(&mut self, path: &Path) -> Result<()>;
 }
 
 type EncoderArch<const V: usize, const M: usize, const P: usize> = (Embedding<V, M>, Linear<M, P>);
@@ -132,6 +186,20 @@ impl<const V: usize, const M: usize, const P: usize> MeanPoolEncoder<V, M, P> {
     }
 }
 
+/// L2 normalisation along the last axis of a (rows, cols, D) tensor.
+fn normalize_tokens<const D: usize, T>(
+    x: Tensor<(usize, usize, Const<D>), f32, Dev, T>,
+) -> Tensor<(usize, usize, Const<D>), f32, Dev, T>
+where
+    T: Tape<f32, Dev> + Merge<NoneTape> + Merge<T>,
+{
+    let shape = *x.shape();
+    let norms = (x.with_empty_tape().square().sum::<(usize, usize), Axis<2>>() + 1e-12)
+        .sqrt()
+        .broadcast_like::<_, Axis<2>>(&shape);
+    x / norms
+}
+
 /// Masked mean pooling, projection and L2 normalisation; `T` is the gradient tape (if any).
 fn encode<const V: usize, const M: usize, const P: usize, T>(
     model: &Built<V, M, P>,
@@ -155,6 +223,112 @@ where
     projected / norms
 }
 
+/// Solves OT for every pair on its unpadded block of `cost` (pairs × r_len × c_len, rows
+/// and columns masked by `row_mask` and `col_mask`) and returns the mean transport cost and
+/// ∂(mean cost)/∂cost.
+fn transport_batch(
+    cost: &[f32],
+    pairs: usize,
+    r_len: usize,
+    c_len: usize,
+    row_mask: &[f32],
+    col_mask: &[f32],
+    term: &OtTerm,
+) -> Result<(f64, Vec<f32>)> {
+    let mut grad = vec![0.0f32; cost.len()];
+    let mut total = 0.0;
+    for b in 0..pairs {
+        let n = row_mask[b * r_len..(b + 1) * r_len]
+            .iter()
+            .filter(|m| **m > 0.0)
+            .count();
+        let m = col_mask[b * c_len..(b + 1) * c_len]
+            .iter()
+            .filter(|m| **m > 0.0)
+            .count();
+        anyhow::ensure!(n > 0 && m > 0, "a bitext pair has an empty side");
+        let block: Vec<f64> = (0..n)
+            .flat_map(|i| (0..m).map(move |j| (i, j)))
+            .map(|(i, j)| f64::from(cost[(b * r_len + i) * c_len + j]))
+            .collect();
+        anyhow::ensure!(
+            block.iter().all(|c| c.is_finite()),
+            "non-finite OT cost (diverged token states)"
+        );
+        let t = ot::sinkhorn(&block, n, m, term.sinkhorn, term.gradient);
+        total += t.cost;
+        for i in 0..n {
+            for j in 0..m {
+                grad[(b * r_len + i) * c_len + j] = (t.grad[i * m + j] / pairs as f64) as f32;
+            }
+        }
+    }
+    Ok((total / pairs as f64, grad))
+}
+
+/// Sum of squared gradient entries of every trainable tensor, and their in-place scaling.
+#[cfg(not(feature = "cuda"))]
+struct GradNorm<'a> {
+    grads: &'a mut Gradients<f32, Dev>,
+    scale: Option<f32>,
+    sum_sq: f64,
+}
+
+#[cfg(not(feature = "cuda"))]
+impl TensorVisitor<f32, Dev> for GradNorm<'_> {
+    type Viewer = ViewTensorRef;
+    type Err = <Dev as HasErr>::Err;
+    type E2 = f32;
+    type D2 = Dev;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, f32, Dev>,
+        t: &Tensor<S, f32, Dev>,
+    ) -> Result<Option<Tensor<S, f32, Dev>>, Self::Err> {
+        if opts.do_gradient_update {
+            let g = self.grads.get_or_alloc_mut(t)?;
+            match self.scale {
+                None => self.sum_sq += g.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>(),
+                Some(s) => g.iter_mut().for_each(|v| *v *= s),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Global gradient norm; scales the gradients down to `clip` when it is exceeded.
+#[cfg(not(feature = "cuda"))]
+fn clip_gradients<M: TensorCollection<f32, Dev>>(
+    model: &M,
+    grads: &mut Gradients<f32, Dev>,
+    clip: Option<f64>,
+) -> Result<f64> {
+    let mut op = GradNorm {
+        grads,
+        scale: None,
+        sum_sq: 0.0,
+    };
+    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let norm = op.sum_sq.sqrt();
+    if let Some(max) = clip
+        && norm > max
+    {
+        op.scale = Some((max / norm) as f32);
+        M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    Ok(norm)
+}
+
+#[cfg(feature = "cuda")]
+fn clip_gradients<M: TensorCollection<f32, Dev>>(_: &M, _: &mut Gradients<f32, Dev>, clip: Option<f64>) -> Result<f64> {
+    anyhow::ensure!(
+        clip.is_none(),
+        "train.clip_norm: gradient clipping is implemented for the CPU device only"
+    );
+    Ok(f64::NAN)
+}
+
 impl<const V: usize, const M: usize, const P: usize> Embedder for MeanPoolEncoder<V, M, P> {
     fn dim(&self) -> usize {
         P
@@ -167,7 +341,8 @@ impl<const V: usize, const M: usize, const P: usize> Embedder for MeanPoolEncode
 }
 
 impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPoolEncoder<V, M, P> {
-    fn train_step(&mut self, batch: &TokenBatch, temperature: f64) -> Result<f32> {
+    fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
+        let batch = input.batch;
         anyhow::ensure!(
             batch.rows >= 4 && batch.rows.is_multiple_of(2),
             "a training batch needs query/passage halves"
@@ -178,27 +353,99 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
         let all = encode::<V, M, P, _>(&self.model, ids.traced(grads), mask);
         let queries = all.with_empty_tape().slice((0..half, ..));
         let passages = all.slice((half..2 * half, ..));
-        let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
+        let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / input.temperature as f32);
         let mut targets = vec![0.0f32; half * half];
         for i in 0..half {
             targets[i * half + i] = 1.0;
         }
         let targets = self.dev.tensor_from_vec(targets, (half, half));
-        let loss = cross_entropy_with_logits_loss(logits, targets);
-        let value = loss.array();
+        let nce = cross_entropy_with_logits_loss(logits, targets);
+        let info_nce = f64::from(nce.array());
+
+        let (loss, ot_value) = match &input.ot {
+            None => (nce, None),
+            Some(term) => {
+                let (s_ids, s_mask) = self.inputs(term.student)?;
+                let (pairs, s_len) = (term.student.rows, term.student.len);
+                anyhow::ensure!(
+                    term.teacher_states.len() == pairs * term.teacher_len * M,
+                    "teacher states do not match the bitext batch"
+                );
+                // Student token states join the same graph through a second, merged tape.
+                let student = self.model.0.forward(s_ids.leaky_traced());
+                let teacher = self
+                    .dev
+                    .tensor_from_vec(term.teacher_states.to_vec(), (pairs, term.teacher_len, Const::<M>));
+                // Rows are student tokens, columns teacher tokens: the taped operand goes first.
+                let cost = match term.cost {
+                    CostKind::Cosine => {
+                        let teacher = normalize_tokens(teacher);
+                        let sim = normalize_tokens(student).matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
+                        sim.negate() + 1.0
+                    }
+                    CostKind::SquaredEuclidean => {
+                        let shape = (pairs, s_len, term.teacher_len);
+                        let ss = student
+                            .with_empty_tape()
+                            .square()
+                            .sum::<(usize, usize), Axis<2>>()
+                            .broadcast_like::<_, Axis<2>>(&shape);
+                        let tt = teacher
+                            .clone()
+                            .square()
+                            .sum::<(usize, usize), Axis<2>>()
+                            .broadcast_like::<_, Axis<1>>(&shape);
+                        let cross = student.matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
+                        ss + tt - cross * 2.0
+                    }
+                };
+                let (value, grad) = transport_batch(
+                    &cost.as_vec(),
+                    pairs,
+                    s_len,
+                    term.teacher_len,
+                    &s_mask.as_vec(),
+                    term.teacher_mask,
+                    term,
+                )?;
+                let grad = self.dev.tensor_from_vec(grad, (pairs, s_len, term.teacher_len));
+                // d/dC of Σ G ⊙ C is G: the surrogate carries ∂⟨P, C⟩/∂C into the graph.
+                let surrogate = (cost * grad).sum::<Rank0, _>() * term.weight as f32;
+                (nce + surrogate, Some(value))
+            }
+        };
+        let total = info_nce
+            + ot_value
+                .map(|v| v * input.ot.as_ref().map(|t| t.weight).unwrap_or(0.0))
+                .unwrap_or(0.0);
         let mut grads = loss.backward();
-        if value.is_finite() {
+        let grad_norm = clip_gradients(&self.model, &mut grads, input.clip_norm)?;
+        if total.is_finite() && grad_norm.is_finite() || cfg!(feature = "cuda") && total.is_finite() {
             self.opt
                 .update(&mut self.model, &grads)
                 .map_err(|e| anyhow::anyhow!("optimizer update: {e:?}"))?;
         }
         self.model.zero_grads(&mut grads);
         self.grads = Some(grads);
-        Ok(value)
+        Ok(StepLoss {
+            total,
+            info_nce,
+            ot: ot_value,
+            grad_norm,
+        })
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.opt.cfg.lr = lr;
+    }
+
+    fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        let (ids, _) = self.inputs(batch)?;
+        Ok(self.model.0.forward(ids).as_vec())
+    }
+
+    fn state_dim(&self) -> usize {
+        M
     }
 
     fn save(&self, path: &Path) -> Result<()> {
@@ -213,6 +460,12 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
         tmp.persist(path)
             .with_context(|| format!("renaming into place: {}", path.display()))?;
         Ok(())
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        self.model
+            .load_safetensors(path)
+            .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", path.display()))
     }
 }
 
@@ -262,6 +515,15 @@ mod tests {
         );
     }
 
+    fn step(batch: &TokenBatch) -> StepInput<'_> {
+        StepInput {
+            batch,
+            temperature: 0.1,
+            ot: None,
+            clip_norm: None,
+        }
+    }
+
     #[test]
     fn info_nce_training_reduces_loss() {
         let mut enc = build(Preset::Tiny, 7, settings());
@@ -274,12 +536,79 @@ mod tests {
             ids.extend([20 + i, 31]);
         }
         let b = batch(ids, vec![1.0; 16], 8);
-        let first = enc.train_step(&b, 0.1).unwrap();
+        let first = enc.train_step(&step(&b)).unwrap().total;
         let mut last = first;
         for _ in 0..50 {
-            last = enc.train_step(&b, 0.1).unwrap();
+            last = enc.train_step(&step(&b)).unwrap().total;
         }
         assert!(first > 1.0 && last < first * 0.5, "loss {first} → {last}");
+    }
+
+    #[test]
+    fn clipping_reports_the_norm_and_bounds_the_update() {
+        let b = batch(vec![1, 2, 3, 4, 5, 6, 7, 8], vec![1.0; 8], 4);
+        let mut enc = build(Preset::Tiny, 1, settings());
+        let free = enc.train_step(&step(&b)).unwrap();
+        assert!(free.grad_norm.is_finite() && free.grad_norm > 0.0);
+        let mut enc = build(Preset::Tiny, 1, settings());
+        let clipped = enc
+            .train_step(&StepInput {
+                clip_norm: Some(1e-3),
+                ..step(&b)
+            })
+            .unwrap();
+        // Clipping happens after the norm is measured: the same batch reports the same norm.
+        assert!((clipped.grad_norm - free.grad_norm).abs() < 1e-6 * free.grad_norm.max(1.0));
+    }
+
+    #[test]
+    fn ot_term_pulls_student_tokens_to_the_teacher() {
+        let teacher = build(Preset::Tiny, 3, settings());
+        let mut student = build(Preset::Tiny, 4, settings());
+        // English ids 40..44 and their "translations" 50..54, two pairs of two tokens each.
+        let english = batch(vec![40, 41, 42, 43], vec![1.0; 4], 2);
+        let low = batch(vec![50, 51, 52, 53], vec![1.0; 4], 2);
+        let states = teacher.token_states(&english).unwrap();
+        let nce = batch(vec![1, 2, 3, 4, 5, 6, 7, 8], vec![1.0; 8], 4);
+        let mut costs = Vec::new();
+        for _ in 0..40 {
+            let term = OtTerm {
+                student: &low,
+                teacher_states: &states,
+                teacher_mask: &english.mask,
+                teacher_len: 2,
+                weight: 10.0,
+                sinkhorn: SinkhornSettings {
+                    epsilon: 0.05,
+                    max_iter: 100,
+                    tol: 1e-6,
+                },
+                cost: CostKind::Cosine,
+                gradient: PlanGradient::Unrolled,
+            };
+            let loss = student
+                .train_step(&StepInput {
+                    ot: Some(term),
+                    ..step(&nce)
+                })
+                .unwrap();
+            assert!((loss.total - loss.info_nce - 10.0 * loss.ot.unwrap()).abs() < 1e-3);
+            costs.push(loss.ot.unwrap());
+        }
+        assert!(costs[39] < costs[0] * 0.5, "OT cost {} → {}", costs[0], costs[39]);
+    }
+
+    #[test]
+    fn checkpoints_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let b = batch(vec![1, 2, 3, 4], vec![1.0; 4], 2);
+        let a = build(Preset::Tiny, 1, settings());
+        a.save(&path).unwrap();
+        let mut c = build(Preset::Tiny, 2, settings());
+        assert_ne!(a.embed(&b).unwrap(), c.embed(&b).unwrap());
+        c.load(&path).unwrap();
+        assert_eq!(a.embed(&b).unwrap(), c.embed(&b).unwrap());
     }
 
     #[test]
