@@ -39,7 +39,43 @@ pub struct Experiment {
     /// Every grid point is trained once per seed.
     pub seeds: Vec<u64>,
     /// Axes: a key path → the values it takes; the grid is their cartesian product.
+    /// Nested maps (as `--set ablations.train.lr=[...]` produces) are read as dotted paths.
+    #[serde(deserialize_with = "dotted_axes")]
     pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+}
+
+fn dotted_axes<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, Vec<serde_json::Value>>, D::Error> {
+    fn walk<E: de::Error>(
+        prefix: &str,
+        map: serde_json::Map<String, serde_json::Value>,
+        out: &mut BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> std::result::Result<(), E> {
+        for (key, value) in map {
+            let path = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                serde_json::Value::Array(values) => {
+                    out.insert(path, values);
+                }
+                serde_json::Value::Object(inner) => walk(&path, inner, out)?,
+                other => {
+                    return Err(E::custom(format!(
+                        "axis `{path}`: expected a list of values, found {other}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+    let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    walk::<D::Error>("", map, &mut out)?;
+    Ok(out)
 }
 
 impl Default for Experiment {

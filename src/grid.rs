@@ -262,14 +262,41 @@ pub fn baseline_variant(loaded: &LoadedExperiment, cells: &[Cell]) -> Result<Opt
             loaded.source.display()
         );
     }
-    for axis in wanted.keys() {
-        if !loaded.experiment.ablations.contains_key(axis) {
-            bail!(
-                "{}: key `stats.baseline.{axis}`: not an ablation axis",
-                loaded.source.display()
-            );
+    // `--set stats.baseline.a.b=v` arrives nested: read nested maps as dotted axis paths,
+    // unless the map itself is the value of an axis.
+    fn flatten(
+        prefix: &str,
+        map: &BTreeMap<String, Value>,
+        axes: &BTreeMap<String, Vec<Value>>,
+        out: &mut BTreeMap<String, Value>,
+    ) -> std::result::Result<(), String> {
+        for (k, v) in map {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                _ if axes.contains_key(&path) => {
+                    out.insert(path, v.clone());
+                }
+                Value::Object(inner) => {
+                    let inner: BTreeMap<String, Value> = inner.clone().into_iter().collect();
+                    flatten(&path, &inner, axes, out)?;
+                }
+                _ => return Err(path),
+            }
         }
+        Ok(())
     }
+    let mut flat = BTreeMap::new();
+    if let Err(path) = flatten("", wanted, &loaded.experiment.ablations, &mut flat) {
+        bail!(
+            "{}: key `stats.baseline.{path}`: not an ablation axis",
+            loaded.source.display()
+        );
+    }
+    let wanted = &flat;
     let matching: Vec<&&Cell> = variants
         .iter()
         .filter(|c| wanted.iter().all(|(k, v)| c.assignment.get(k) == Some(v)))
