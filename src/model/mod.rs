@@ -30,14 +30,26 @@ pub enum Preset {
     Small,
     /// vocabulary 32,768, embedding 256, output 256.
     Base,
+    /// vocabulary 4,096, 2 transformer layers of dim 64 (4 heads, feed-forward 128), ≤ 128 tokens.
+    TransformerTiny,
+    /// vocabulary 16,384, 2 transformer layers of dim 128 (4 heads, feed-forward 256), ≤ 128 tokens.
+    TransformerSmall,
 }
 
 impl Preset {
+    /// The longest sequence the preset accepts, if bounded (learned positions).
+    pub fn max_len(self) -> Option<usize> {
+        match self {
+            Preset::TransformerTiny | Preset::TransformerSmall => Some(128),
+            Preset::Tiny | Preset::Small | Preset::Base => None,
+        }
+    }
+
     /// The largest vocabulary the preset's embedding table holds.
     pub fn vocab_size(self) -> usize {
         match self {
-            Preset::Tiny => 4096,
-            Preset::Small => 16384,
+            Preset::Tiny | Preset::TransformerTiny => 4096,
+            Preset::Small | Preset::TransformerSmall => 16384,
             Preset::Base => 32768,
         }
     }
@@ -128,25 +140,172 @@ pub trait TrainableEncoder: Embedder {
     fn load(&mut self, path: &Path) -> Result<()>;
 }
 
-type EncoderArch<const V: usize, const M: usize, const P: usize> = (Embedding<V, M>, Linear<M, P>);
 /// Token ids and the padding mask of a batch, as tensors.
 type Inputs = (Tensor<(usize, usize), usize, Dev>, Tensor<(usize, usize), f32, Dev>);
 
-type Built<const V: usize, const M: usize, const P: usize> = <EncoderArch<V, M, P> as BuildOnDevice<Dev, f32>>::Built;
+/// An encoder architecture: token states (rows × len × M) from ids and mask, and the
+/// projection of pooled states to the output dimension P. Pooling, normalisation, losses and
+/// optimisation are shared by every architecture (see [`Encoder`]).
+trait Arch<const M: usize, const P: usize>: 'static {
+    type Built: TensorCollection<f32, Dev>;
+    const VOCAB: usize;
+    /// Longest sequence the architecture accepts (position table size), if bounded.
+    const MAX_LEN: Option<usize>;
+    fn build(dev: &Dev) -> Self::Built;
+    fn states<T: Tape<f32, Dev>>(
+        model: &Self::Built,
+        ids: Tensor<(usize, usize), usize, Dev, T>,
+        mask: &Tensor<(usize, usize), f32, Dev>,
+    ) -> Tensor<(usize, usize, Const<M>), f32, Dev, T>;
+    fn project<T: Tape<f32, Dev>>(
+        model: &Self::Built,
+        pooled: Tensor<(usize, Const<M>), f32, Dev, T>,
+    ) -> Tensor<(usize, Const<P>), f32, Dev, T>;
+}
 
-struct MeanPoolEncoder<const V: usize, const M: usize, const P: usize> {
+/// Token embeddings only: the mean of a text's token embeddings, projected.
+struct MeanPool<const V: usize>;
+
+impl<const V: usize, const M: usize, const P: usize> Arch<M, P> for MeanPool<V> {
+    type Built = <(Embedding<V, M>, Linear<M, P>) as BuildOnDevice<Dev, f32>>::Built;
+    const VOCAB: usize = V;
+    const MAX_LEN: Option<usize> = None;
+
+    fn build(dev: &Dev) -> Self::Built {
+        dev.build_module::<(Embedding<V, M>, Linear<M, P>), f32>()
+    }
+
+    fn states<T: Tape<f32, Dev>>(
+        model: &Self::Built,
+        ids: Tensor<(usize, usize), usize, Dev, T>,
+        _mask: &Tensor<(usize, usize), f32, Dev>,
+    ) -> Tensor<(usize, usize, Const<M>), f32, Dev, T> {
+        model.0.forward(ids)
+    }
+
+    fn project<T: Tape<f32, Dev>>(
+        model: &Self::Built,
+        pooled: Tensor<(usize, Const<M>), f32, Dev, T>,
+    ) -> Tensor<(usize, Const<P>), f32, Dev, T> {
+        model.1.forward(pooled)
+    }
+}
+
+/// A pre-norm transformer layer: masked multi-head self-attention, then a GELU feed-forward.
+type Layer<const M: usize, const F: usize> = (
+    (LayerNorm1D<M>, Linear<M, M>, Linear<M, M>, Linear<M, M>, Linear<M, M>),
+    (LayerNorm1D<M>, Linear<M, F>, Linear<F, M>),
+);
+type TransformerModules<
+    const V: usize,
+    const M: usize,
+    const P: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+> = (
+    Embedding<V, M>,
+    Embedding<S, M>,
+    Repeated<Layer<M, F>, L>,
+    LayerNorm1D<M>,
+    Linear<M, P>,
+);
+
+/// Token and learned position embeddings, L transformer layers with H heads of DH dims
+/// (M = H·DH) whose attention ignores padded keys, a final layer norm. dfdx's own
+/// multi-head attention has no padding mask, hence this one.
+struct Transformer<const V: usize, const H: usize, const DH: usize, const F: usize, const L: usize, const S: usize>;
+
+impl<
+    const V: usize,
+    const M: usize,
+    const P: usize,
+    const H: usize,
+    const DH: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+> Arch<M, P> for Transformer<V, H, DH, F, L, S>
+{
+    type Built = <TransformerModules<V, M, P, F, L, S> as BuildOnDevice<Dev, f32>>::Built;
+    const VOCAB: usize = V;
+    const MAX_LEN: Option<usize> = Some(S);
+
+    fn build(dev: &Dev) -> Self::Built {
+        assert_eq!(
+            H * DH,
+            M,
+            "transformer preset: heads × head dim must equal the model dim"
+        );
+        dev.build_module::<TransformerModules<V, M, P, F, L, S>, f32>()
+    }
+
+    fn states<T: Tape<f32, Dev>>(
+        model: &Self::Built,
+        ids: Tensor<(usize, usize), usize, Dev, T>,
+        mask: &Tensor<(usize, usize), f32, Dev>,
+    ) -> Tensor<(usize, usize, Const<M>), f32, Dev, T> {
+        let (rows, len) = *mask.shape();
+        let dev = mask.device().clone();
+        let positions: Vec<usize> = (0..rows).flat_map(|_| 0..len).collect();
+        let positions = dev.tensor_from_vec(positions, (rows, len));
+        let tokens = model.0.forward(ids);
+        let mut x = model.1.forward(positions.put_tape(T::default())) + tokens;
+        // −1e9 on padded keys: their softmax weight is exactly 0 in f32.
+        let key_bias = (mask.clone() - 1.0) * 1e9;
+        let heads = (rows, len, Const::<H>, Const::<DH>);
+        let scale = 1.0 / (DH as f32).sqrt();
+        for ((norm1, wq, wk, wv, wo), (norm2, ff1, ff2)) in &model.2.modules {
+            let h = norm1.forward(x.with_empty_tape());
+            let q = wq
+                .forward(h.with_empty_tape())
+                .reshape_like(&heads)
+                .permute::<_, Axes4<0, 2, 1, 3>>();
+            let k = wk
+                .forward(h.with_empty_tape())
+                .reshape_like(&heads)
+                .permute::<_, Axes4<0, 2, 3, 1>>();
+            let v = wv.forward(h).reshape_like(&heads).permute::<_, Axes4<0, 2, 1, 3>>();
+            let scores = q.matmul(k) * scale;
+            let bias = key_bias.clone().broadcast_like::<_, Axes2<1, 2>>(scores.shape());
+            let attention = (scores + bias).softmax::<Axis<3>>();
+            let mixed = attention
+                .matmul(v)
+                .permute::<_, Axes4<0, 2, 1, 3>>()
+                .reshape_like(&(rows, len, Const::<M>));
+            x = wo.forward(mixed) + x;
+            let h = ff2.forward(ff1.forward(norm2.forward(x.with_empty_tape())).fast_gelu());
+            x = h + x;
+        }
+        model.3.forward(x)
+    }
+
+    fn project<T: Tape<f32, Dev>>(
+        model: &Self::Built,
+        pooled: Tensor<(usize, Const<M>), f32, Dev, T>,
+    ) -> Tensor<(usize, Const<P>), f32, Dev, T> {
+        model.4.forward(pooled)
+    }
+}
+
+/// An encoder of architecture `A`, with its optimizer state.
+struct Encoder<A: Arch<M, P>, const M: usize, const P: usize> {
     dev: Dev,
-    model: Built<V, M, P>,
+    model: A::Built,
     grads: Option<Gradients<f32, Dev>>,
-    opt: Adam<Built<V, M, P>, f32, Dev>,
+    opt: Adam<A::Built, f32, Dev>,
 }
 
 /// Builds a freshly initialised encoder of `preset`, seeded.
 pub fn build(preset: Preset, seed: u64, opt: OptimizerSettings) -> Box<dyn TrainableEncoder> {
     match preset {
-        Preset::Tiny => Box::new(MeanPoolEncoder::<4096, 64, 64>::new(seed, opt)),
-        Preset::Small => Box::new(MeanPoolEncoder::<16384, 128, 128>::new(seed, opt)),
-        Preset::Base => Box::new(MeanPoolEncoder::<32768, 256, 256>::new(seed, opt)),
+        Preset::Tiny => Box::new(Encoder::<MeanPool<4096>, 64, 64>::new(seed, opt)),
+        Preset::Small => Box::new(Encoder::<MeanPool<16384>, 128, 128>::new(seed, opt)),
+        Preset::Base => Box::new(Encoder::<MeanPool<32768>, 256, 256>::new(seed, opt)),
+        Preset::TransformerTiny => Box::new(Encoder::<Transformer<4096, 4, 16, 128, 2, 128>, 64, 64>::new(seed, opt)),
+        Preset::TransformerSmall => Box::new(Encoder::<Transformer<16384, 4, 32, 256, 2, 128>, 128, 128>::new(
+            seed, opt,
+        )),
     }
 }
 
@@ -163,19 +322,27 @@ fn adam_config(opt: OptimizerSettings) -> AdamConfig {
     }
 }
 
-impl<const V: usize, const M: usize, const P: usize> MeanPoolEncoder<V, M, P> {
+impl<A: Arch<M, P>, const M: usize, const P: usize> Encoder<A, M, P> {
     fn new(seed: u64, opt: OptimizerSettings) -> Self {
         let dev = Dev::seed_from_u64(seed);
-        let model = dev.build_module::<EncoderArch<V, M, P>, f32>();
+        let model = A::build(&dev);
         let grads = Some(model.alloc_grads());
         let opt = Adam::new(&model, adam_config(opt));
         Self { dev, model, grads, opt }
     }
 
     fn inputs(&self, batch: &TokenBatch) -> Result<Inputs> {
-        if let Some(bad) = batch.ids.iter().find(|id| **id >= V) {
+        if let Some(bad) = batch.ids.iter().find(|id| **id >= A::VOCAB) {
             anyhow::bail!(
-                "token id {bad} is outside the model's vocabulary of {V}: the tokenizer is larger than the preset"
+                "token id {bad} is outside the model's vocabulary of {}: the tokenizer is larger than the preset",
+                A::VOCAB
+            );
+        }
+        if let Some(max) = A::MAX_LEN {
+            anyhow::ensure!(
+                batch.len <= max,
+                "sequences of {} tokens exceed the preset's {max} positions (lower model.max_len)",
+                batch.len
             );
         }
         let shape = (batch.rows, batch.len);
@@ -184,43 +351,37 @@ impl<const V: usize, const M: usize, const P: usize> MeanPoolEncoder<V, M, P> {
             self.dev.tensor_from_vec(batch.mask.clone(), shape),
         ))
     }
+
+    /// Masked mean pooling of the token states, projection and L2 normalisation.
+    fn encode<T: Tape<f32, Dev>>(
+        &self,
+        ids: Tensor<(usize, usize), usize, Dev, T>,
+        mask: Tensor<(usize, usize), f32, Dev>,
+    ) -> Tensor<(usize, Const<P>), f32, Dev, T> {
+        let (rows, len) = *mask.shape();
+        let tokens = A::states(&self.model, ids, &mask);
+        let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
+        let summed = (tokens * spread).sum::<(usize, Const<M>), Axis<1>>();
+        let counts = mask
+            .sum::<(usize,), Axis<1>>()
+            .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
+        let projected = A::project(&self.model, summed / counts);
+        let norms = (projected.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
+            .sqrt()
+            .broadcast_like::<_, Axis<1>>(&(rows, Const::<P>));
+        projected / norms
+    }
 }
 
 /// L2 normalisation along the last axis of a (rows, cols, D) tensor.
-fn normalize_tokens<const D: usize, T>(
+fn normalize_tokens<const D: usize, T: Tape<f32, Dev>>(
     x: Tensor<(usize, usize, Const<D>), f32, Dev, T>,
-) -> Tensor<(usize, usize, Const<D>), f32, Dev, T>
-where
-    T: Tape<f32, Dev> + Merge<NoneTape> + Merge<T>,
-{
+) -> Tensor<(usize, usize, Const<D>), f32, Dev, T> {
     let shape = *x.shape();
     let norms = (x.with_empty_tape().square().sum::<(usize, usize), Axis<2>>() + 1e-12)
         .sqrt()
         .broadcast_like::<_, Axis<2>>(&shape);
     x / norms
-}
-
-/// Masked mean pooling, projection and L2 normalisation; `T` is the gradient tape (if any).
-fn encode<const V: usize, const M: usize, const P: usize, T>(
-    model: &Built<V, M, P>,
-    ids: Tensor<(usize, usize), usize, Dev, T>,
-    mask: Tensor<(usize, usize), f32, Dev>,
-) -> Tensor<(usize, Const<P>), f32, Dev, T>
-where
-    T: Tape<f32, Dev> + Merge<NoneTape> + Merge<T>,
-{
-    let (rows, len) = *mask.shape();
-    let tokens = model.0.forward(ids);
-    let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
-    let summed = (tokens * spread).sum::<(usize, Const<M>), Axis<1>>();
-    let counts = mask
-        .sum::<(usize,), Axis<1>>()
-        .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
-    let projected = model.1.forward(summed / counts);
-    let norms = (projected.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
-        .sqrt()
-        .broadcast_like::<_, Axis<1>>(&(rows, Const::<P>));
-    projected / norms
 }
 
 /// Solves OT for every pair on its unpadded block of `cost` (pairs × r_len × c_len, rows
@@ -329,18 +490,18 @@ fn clip_gradients<M: TensorCollection<f32, Dev>>(_: &M, _: &mut Gradients<f32, D
     Ok(f64::NAN)
 }
 
-impl<const V: usize, const M: usize, const P: usize> Embedder for MeanPoolEncoder<V, M, P> {
+impl<A: Arch<M, P>, const M: usize, const P: usize> Embedder for Encoder<A, M, P> {
     fn dim(&self) -> usize {
         P
     }
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
         let (ids, mask) = self.inputs(batch)?;
-        Ok(encode::<V, M, P, NoneTape>(&self.model, ids, mask).as_vec())
+        Ok(self.encode(ids, mask).as_vec())
     }
 }
 
-impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPoolEncoder<V, M, P> {
+impl<A: Arch<M, P>, const M: usize, const P: usize> TrainableEncoder for Encoder<A, M, P> {
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
         let batch = input.batch;
         anyhow::ensure!(
@@ -350,7 +511,7 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
         let half = batch.rows / 2;
         let (ids, mask) = self.inputs(batch)?;
         let grads = self.grads.take().context("gradients in use")?;
-        let all = encode::<V, M, P, _>(&self.model, ids.traced(grads), mask);
+        let all = self.encode(ids.traced(grads), mask);
         let queries = all.with_empty_tape().slice((0..half, ..));
         let passages = all.slice((half..2 * half, ..));
         let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / input.temperature as f32);
@@ -372,7 +533,7 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
                     "teacher states do not match the bitext batch"
                 );
                 // Student token states join the same graph through a second, merged tape.
-                let student = self.model.0.forward(s_ids.leaky_traced());
+                let student = A::states(&self.model, s_ids.leaky_traced(), &s_mask);
                 let teacher = self
                     .dev
                     .tensor_from_vec(term.teacher_states.to_vec(), (pairs, term.teacher_len, Const::<M>));
@@ -440,8 +601,8 @@ impl<const V: usize, const M: usize, const P: usize> TrainableEncoder for MeanPo
     }
 
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let (ids, _) = self.inputs(batch)?;
-        Ok(self.model.0.forward(ids).as_vec())
+        let (ids, mask) = self.inputs(batch)?;
+        Ok(A::states(&self.model, ids, &mask).as_vec())
     }
 
     fn state_dim(&self) -> usize {
@@ -500,6 +661,58 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-6, "padding changed the embedding");
         }
+    }
+
+    #[test]
+    fn transformer_padding_does_not_change_an_embedding() {
+        let enc = build(Preset::TransformerTiny, 1, settings());
+        let short = enc.embed(&batch(vec![5, 6, 7], vec![1.0; 3], 1)).unwrap();
+        // The same text padded with different junk ids, alone and beside a longer text.
+        let padded = enc
+            .embed(&batch(vec![5, 6, 7, 9, 9, 9], vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0], 1))
+            .unwrap();
+        let in_batch = enc
+            .embed(&batch(
+                vec![5, 6, 7, 0, 0, 11, 12, 13, 14, 15],
+                vec![1., 1., 1., 0., 0., 1., 1., 1., 1., 1.],
+                2,
+            ))
+            .unwrap();
+        for i in 0..64 {
+            assert!((short[i] - padded[i]).abs() < 1e-5, "padding changed dim {i}");
+            assert!((short[i] - in_batch[i]).abs() < 1e-5, "batching changed dim {i}");
+        }
+        let states = enc.token_states(&batch(vec![5, 6, 7], vec![1.0; 3], 1)).unwrap();
+        let padded_states = enc
+            .token_states(&batch(vec![5, 6, 7, 9], vec![1.0, 1.0, 1.0, 0.0], 1))
+            .unwrap();
+        for i in 0..3 * 64 {
+            assert!((states[i] - padded_states[i]).abs() < 1e-5);
+        }
+        // Order matters to a transformer (positions), unlike to mean pooling.
+        let reversed = enc.embed(&batch(vec![7, 6, 5], vec![1.0; 3], 1)).unwrap();
+        assert!(short.iter().zip(&reversed).any(|(a, b)| (a - b).abs() > 1e-4));
+    }
+
+    #[test]
+    fn transformer_trains_and_rejects_overlong_input() {
+        let mut enc = build(Preset::TransformerTiny, 2, settings());
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.extend([10 + i, 30, 31]);
+        }
+        for i in 0..4 {
+            ids.extend([20 + i, 32, 33]);
+        }
+        let b = batch(ids, vec![1.0; 24], 8);
+        let first = enc.train_step(&step(&b)).unwrap().total;
+        let mut last = first;
+        for _ in 0..60 {
+            last = enc.train_step(&step(&b)).unwrap().total;
+        }
+        assert!(last < first * 0.5, "loss {first} → {last}");
+        let long = batch(vec![1; 200], vec![1.0; 200], 1);
+        assert!(enc.embed(&long).unwrap_err().to_string().contains("positions"));
     }
 
     #[test]
