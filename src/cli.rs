@@ -36,7 +36,25 @@ pub enum Command {
         /// Folder that receives results/<experiment name>/.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+        /// Cells run at once, each in its own worker process with cores / N threads.
+        #[arg(long, short, default_value_t = 1)]
+        jobs: usize,
+        /// Run again the cells that failed before (by default they are skipped and reported).
+        #[arg(long)]
+        retry_failed: bool,
+        /// Stop at the first failing cell.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Spread workers over this many GPUs (CUDA_VISIBLE_DEVICES = worker slot mod N).
+        #[arg(long, default_value_t = 0)]
+        gpus: usize,
     },
+    /// Run one planned cell of a results folder (what workers and cluster tasks run).
+    #[command(after_help = "Example:\n  clirlab run-cell results/quickstart schedule-linear_s1_1a2b3c4d")]
+    RunCell { results_dir: PathBuf, cell_id: String },
+    /// Show which cells of a results folder are done, running, failed or pending.
+    #[command(after_help = "Example:\n  clirlab status results/quickstart")]
+    Status { results_dir: PathBuf },
     /// Print the cells an experiment expands to, without running anything.
     #[command(after_help = "Example:\n  clirlab plan experiments/quickstart.yaml --set seeds=[1,2,3]")]
     Plan {
@@ -81,9 +99,20 @@ pub fn main() -> Result<()> {
             experiment,
             sets,
             results,
+            jobs,
+            retry_failed,
+            fail_fast,
+            gpus,
         } => {
             let loaded = config::load(&experiment, &sets)?;
-            let outcome = sweep::run(&loaded, &results, sweep::RunOptions { quiet: cli.quiet })?;
+            let opts = sweep::RunOptions {
+                quiet: cli.quiet,
+                jobs,
+                retry_failed,
+                fail_fast,
+                gpus,
+            };
+            let outcome = sweep::run(&loaded, &results, opts)?;
             if !cli.quiet {
                 println!(
                     "{} cells trained, {} already finished, {} failed; report: {}",
@@ -99,7 +128,30 @@ pub fn main() -> Result<()> {
                     .iter()
                     .map(|(id, why)| format!("  {id}: {why}"))
                     .collect();
-                bail!("{} cell(s) failed:\n{}", outcome.failed.len(), list.join("\n"));
+                bail!(
+                    "{} cell(s) failed (logs in their cell folders; rerun with --retry-failed):\n{}",
+                    outcome.failed.len(),
+                    list.join("\n")
+                );
+            }
+        }
+        Command::RunCell { results_dir, cell_id } => sweep::run_planned_cell(&results_dir, &cell_id)?,
+        Command::Status { results_dir } => {
+            let record = sweep::refresh(&results_dir)?;
+            let count = |s: sweep::CellStatus| record.cells.iter().filter(|c| c.status == s).count();
+            println!(
+                "{}: {} cells — {} done, {} running, {} failed, {} pending",
+                record.experiment,
+                record.cells.len(),
+                count(sweep::CellStatus::Done),
+                count(sweep::CellStatus::Running),
+                count(sweep::CellStatus::Failed),
+                count(sweep::CellStatus::Pending)
+            );
+            for c in &record.cells {
+                let status = serde_json::to_value(c.status)?;
+                let why = c.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
+                println!("{:<8} {}{why}", status.as_str().unwrap_or("?"), c.id);
             }
         }
         Command::Plan { experiment, sets } => {

@@ -7,7 +7,7 @@
 use crate::config::{Decay, TrainConfig};
 use crate::data::format::{Dataset, Pair};
 use crate::eval::cell::cell_metrics;
-use crate::fsutil::write_json_atomic;
+use crate::fsutil::{LockFile, write_json_atomic};
 use crate::grid::{CellConfig, content_hash};
 use crate::model::{self, OptimizerSettings, OtTerm, StepInput, TrainableEncoder};
 use crate::ot::{PlanGradient, SinkhornSettings};
@@ -296,42 +296,6 @@ pub struct TeacherRecord {
 pub struct Teacher {
     pub encoder: Box<dyn TrainableEncoder>,
     pub checkpoint: PathBuf,
-}
-
-/// A lock file holding the owner's pid; a lock whose process is gone is taken over.
-struct LockFile(PathBuf);
-
-impl LockFile {
-    fn acquire(path: &Path) -> Result<LockFile> {
-        loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    write!(f, "{}", std::process::id())?;
-                    return Ok(LockFile(path.to_path_buf()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(path)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u32>().ok());
-                    let alive = owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-                    if !alive {
-                        tracing::warn!(lock = %path.display(), "removing the stale lock of a process that is gone");
-                        let _ = std::fs::remove_file(path);
-                        continue;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(500));
-                }
-                Err(e) => return Err(e).with_context(|| format!("creating lock {}", path.display())),
-            }
-        }
-    }
-}
-
-impl Drop for LockFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// The English teacher of `cfg`: trained on monolingual pairs only, with the cell's preset,
