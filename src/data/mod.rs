@@ -1,20 +1,107 @@
-//! Data sets: the on-disk and in-memory format, and the built-in synthetic set.
+//! Data sets: the on-disk and in-memory format (`format`), preparation of real data from
+//! registry packages (`prepare`), and the built-in synthetic set (`synthetic`).
 
 pub mod format;
+pub mod prepare;
 pub mod synthetic;
 
 use crate::config::DataConfig;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use format::Dataset;
+use std::path::{Path, PathBuf};
 
-/// The data set a cell trains and evaluates on.
-pub fn load(cfg: &DataConfig) -> Result<Dataset> {
-    if cfg.dataset != synthetic::NAME {
-        bail!(
-            "key `data.dataset`: `{}` is not available; this build knows the built-in `{}` set",
-            cfg.dataset,
-            synthetic::NAME
-        );
+/// `data.dataset` that selects the Bible set of every language in `data.languages`.
+pub const BIBLE: &str = "bible";
+
+/// Where prepared data sets live: `CLIRLAB_DATA_DIR`, else `data/` in the working directory.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CLIRLAB_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// Prepares (once; later calls reuse it) and loads the named registry data set.
+fn prepared(name: &str, langs: &[String], dir: &Path, progress: bool) -> Result<Dataset> {
+    let req = prepare::PrepareRequest {
+        name: name.to_string(),
+        langs: langs.to_vec(),
+        data_dir: dir.to_path_buf(),
+        progress,
+    };
+    let ready = prepare::prepare(&req).with_context(|| format!("preparing data set `{name}`"))?;
+    Dataset::load(&ready.root)
+}
+
+/// Several data sets with the same English documents as one: corpora and monolingual pairs
+/// are united by id, queries, judgments and cross-lingual pairs kept per language.
+pub fn merge(mut sets: Vec<Dataset>) -> Result<Dataset> {
+    let mut merged = sets.remove(0);
+    for set in sets {
+        for (split, docs) in set.corpus {
+            let target = merged.corpus.entry(split).or_default();
+            let known: std::collections::HashSet<String> = target.iter().map(|d| d.id.clone()).collect();
+            target.extend(docs.into_iter().filter(|d| !known.contains(&d.id)));
+        }
+        let known: std::collections::HashSet<String> = merged.mono.iter().map(|p| p.id.clone()).collect();
+        merged
+            .mono
+            .extend(set.mono.into_iter().filter(|p| !known.contains(&p.id)));
+        merged.queries.extend(set.queries);
+        merged.qrels.extend(set.qrels);
+        merged.cross.extend(set.cross);
+        merged.bitext.extend(set.bitext);
+        merged.card.name = format!("{}+{}", merged.card.name, set.card.name);
+        merged.card.languages.extend(set.card.languages);
+        merged.card.sources.extend(set.card.sources);
+        for t in set.card.tasks {
+            if !merged.card.tasks.contains(&t) {
+                merged.card.tasks.push(t);
+            }
+        }
     }
-    Ok(synthetic::generate(&cfg.synthetic, &cfg.languages))
+    Ok(merged)
+}
+
+/// The data set a cell trains and evaluates on. Registry sets are prepared on first use.
+pub fn load(cfg: &DataConfig, progress: bool) -> Result<Dataset> {
+    let dir = data_dir();
+    let dataset = if cfg.dataset == synthetic::NAME {
+        synthetic::generate(&cfg.synthetic, &cfg.languages)
+    } else if cfg.dataset == BIBLE {
+        let sets = cfg
+            .languages
+            .iter()
+            .map(|lang| prepared(&format!("bible-{lang}"), &[], &dir, progress))
+            .collect::<Result<Vec<_>>>()?;
+        merge(sets)?
+    } else if prepare::dataset_names().contains(&cfg.dataset.as_str()) {
+        let langs = if cfg.dataset == "udhr" {
+            cfg.languages.clone()
+        } else {
+            Vec::new()
+        };
+        prepared(&cfg.dataset, &langs, &dir, progress)?
+    } else if dir.join(&cfg.dataset).join(format::CARD_FILE).is_file() {
+        Dataset::load(&dir.join(&cfg.dataset))?
+    } else {
+        bail!(
+            "key `data.dataset`: unknown data set `{}`; expected `{}`, `{}` (one Bible per language), one of {:?}, \
+             or a data set in the clirlab format under {}",
+            cfg.dataset,
+            synthetic::NAME,
+            BIBLE,
+            prepare::dataset_names(),
+            dir.display()
+        );
+    };
+    for lang in &cfg.languages {
+        if !dataset.card.languages.contains(lang) {
+            bail!(
+                "key `data.languages`: `{lang}` is not a query language of data set `{}` (it has {:?})",
+                cfg.dataset,
+                dataset.card.languages
+            );
+        }
+    }
+    Ok(dataset)
 }

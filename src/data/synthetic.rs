@@ -369,11 +369,21 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
                  noisy lexical-mapping 'low-resource' languages; not real text",
                 cfg.seed
             ),
+            sources: Vec::new(),
             languages: languages.to_vec(),
             pivot: "en".into(),
             tasks: vec![TASK.into()],
+            splits: BTreeMap::from([
+                (
+                    "train".to_string(),
+                    vec!["first 60% of each topic's documents".to_string()],
+                ),
+                ("validation".to_string(), vec!["next 15%".to_string()]),
+                ("test".to_string(), vec!["last 25%".to_string()]),
+            ]),
             counts,
-            format_version: 1,
+            format_version: super::format::FORMAT_VERSION,
+            files: BTreeMap::new(),
         },
         corpus,
         queries,
