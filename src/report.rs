@@ -129,7 +129,11 @@ pub fn write(dir: &Path) -> Result<()> {
     let opts = CompareOptions {
         test: record.stats.test,
         correction: record.stats.correction,
+        permutations: record.stats.permutations,
+        bootstrap_samples: record.stats.bootstrap_samples,
+        seed: record.stats.seed,
         confidence: CONFIDENCE,
+        ..CompareOptions::default()
     };
     let baseline = record
         .baseline

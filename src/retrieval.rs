@@ -104,7 +104,7 @@ pub fn run_split(
         .get(split)
         .with_context(|| format!("the dataset has no {split} corpus"))?;
     let mut run = Run::new(run_name);
-    let mut qrels = Qrels::default();
+    let mut qrels = Qrels::new();
     let mut groups = Vec::new();
     for lang in &cfg.data.languages {
         let queries = dataset
@@ -121,13 +121,13 @@ pub fn run_split(
         )?;
         for (query, ranking) in queries.iter().zip(&rankings) {
             for (doc, score) in ranking {
-                run.push(&query.id, &corpus[*doc].id, f64::from(*score));
+                run.push(&query.id, &corpus[*doc].id, f64::from(*score))?;
             }
         }
         for ((q_lang, task, q_split), judged) in &dataset.qrels {
             if q_lang == lang && q_split == split {
                 for j in judged {
-                    qrels.insert(&j.query_id, &j.doc_id, j.relevance);
+                    qrels.insert(&j.query_id, &j.doc_id, j.relevance)?;
                 }
                 let mut query_ids: Vec<String> = judged.iter().map(|j| j.query_id.clone()).collect();
                 query_ids.dedup();

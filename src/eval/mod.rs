@@ -1,83 +1,124 @@
-//! Retrieval evaluation with trec_eval 9.x semantics: documents ranked by score descending,
-//! ties broken by document id descending (the run's rank column is ignored); a judgment is
-//! relevant when its grade is ≥ `rel_level`; graded nDCG uses the grade as gain.
+//! Retrieval evaluation with trec_eval 9.0.8 semantics and output.
+//!
+//! # Overview
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use clirlab::eval::{evaluate, parse_measures, EvalOptions, Qrels, Run};
+//!
+//! let qrels = Qrels::from_path(Path::new("qrels.test"))?;
+//! let run = Run::from_path(Path::new("results.test"))?;
+//! let measures = parse_measures(&["map", "ndcg_cut.10", "recip_rank", "recall.100"])?;
+//! let eval = evaluate(&qrels, &run, &measures, &EvalOptions::default())?;
+//! print!("{}", eval.to_trec_eval_string(true)); // trec_eval -q -m ... output
+//! let ndcg10 = eval.per_query("ndcg_cut_10").unwrap(); // per-topic values for statistics
+//! for (topic, value) in ndcg10.iter() {
+//!     println!("{topic} {value}");
+//! }
+//! println!("MAP {}", eval.mean("map").unwrap());
+//! # anyhow::Ok(())
+//! ```
+//!
+//! - [`Qrels`]: judgments, from a file (`qid iter docno rel`, exactly 4 fields) or built with
+//!   [`Qrels::insert`].
+//! - [`Run`]: ranked results, from a file (`qid Q0 docno rank score runid`; further fields are
+//!   ignored) or built with [`Run::push`]; [`Run::write_trec`] writes it back with ranks 1..n.
+//! - [`Measure`]s, usually from [`parse_measures`] with trec_eval's `-m` syntax: `map`, `P.5,10`,
+//!   `ndcg_cut.10,20`, `official`, `all_trec`.
+//! - [`evaluate`] returns an [`Evaluation`]: [`Evaluation::per_query`] (values keyed by topic,
+//!   aligned slices), [`Evaluation::mean`] (the `all` value at full precision) and
+//!   [`Evaluation::to_trec_eval_string`] (trec_eval's exact text).
+//!
+//! # Semantics (trec_eval 9.0.8)
+//!
+//! - A topic's documents are ranked by score descending, ties broken by document id descending
+//!   (byte order); the rank column of a run file is ignored.
+//! - Only topics with judgments are evaluated; run topics without judgments are ignored. Judged
+//!   topics without results are skipped, unless [`EvalOptions::average_complete`] (`-c`): they
+//!   then count in `num_q` and in every mean with value 0 (their relevant documents still count
+//!   in the `num_rel` total; `gm_map` counts them at its 1e-5 floor) and appear as rows of
+//!   [`Evaluation::per_query`] with 0, but are not printed per query.
+//! - [`EvalOptions::rel_level`] (`-l`): a document is relevant when its grade is at least this.
+//!   `ndcg` and `ndcg_cut` use the grade itself as gain (every positive grade, as trec_eval),
+//!   with discount log2(rank + 1). Negative grades mark pooled but unjudged documents: `bpref`
+//!   skips them like unjudged ones.
+//! - [`EvalOptions::max_ret`] (`-M`): only the first N ranked documents of each topic count.
+//! - `iprec_at_recall_x` turns recall level x into a number of relevant documents as trec_eval
+//!   9.0.8 does, `(long) (x * R + 0.9)`, and reports the best precision from that point on.
+//! - Cut-off measures treat missing ranks below the end of a short ranking as non-relevant
+//!   (`P_k` divides by k). Topics with no relevant document get 0 for every ratio measure.
+//! - Means are arithmetic over topics; `gm_map` is `exp(mean(ln(max(AP, 1e-5))))`; counts are
+//!   summed.
+//! - Output lines are `%-22s\t%s\t%6.4f` (counts as integers), per topic in byte order of topic
+//!   ids, then `all`; measures in trec_eval's order regardless of the order requested.
+//!
+//! # Input handling
+//!
+//! Fields are separated by C whitespace (space, `\t`, `\r`, `\v`, `\f`); blank lines and lines
+//! starting with `#` are skipped. Malformed lines are errors naming `file:line` and what was
+//! expected; so are non-numeric or NaN scores, non-integer grades, a document judged twice for a
+//! topic, and a document retrieved twice for a topic (naming both lines, the topic and the
+//! document).
+//!
+//! # Performance
+//!
+//! Files are split into byte ranges parsed by parallel tasks with positional reads through small
+//! buffers, so a large run is never held in memory whole. Document ids are copied into one byte
+//! block per task and addressed by packed spans, with their hash computed once; lookups compare
+//! hashes and touch the bytes only to confirm a match. A topic's documents are checked for
+//! duplicates and ranked when the topic ends, while they are in cache. Evaluation runs in
+//! parallel over topics and computes every measure in one pass over each ranking.
+//!
+//! # Differences from trec_eval
+//!
+//! - Only the measures listed in [`Measure`] exist; `all_trec` means those. Measures take no
+//!   parameters besides cut-offs (no `set_F.0.5`, no `ndcg.1=3`).
+//! - Several parameter lists for one measure family (`-m P.5 -m P.10`) are merged; trec_eval
+//!   keeps the first. Recall levels must lie in [0, 1].
+//! - Errors where trec_eval reads silently: non-numeric scores and grades (it reads 0), NaN
+//!   scores, ids longer than 65,535 bytes.
+//! - With `-M 0` trec_eval prints NaN for iprec_at_recall; this module reports 0.
 
 pub mod cell;
+mod compute;
+mod evaluation;
+mod ids;
+mod measure;
+mod qrels;
+mod run;
+mod source;
+mod text;
 
 use anyhow::{Result, bail};
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use rayon::prelude::*;
 
-/// Relevance judgments: topic → document → grade.
-#[derive(Debug, Clone, Default)]
-pub struct Qrels {
-    topics: BTreeMap<String, HashMap<String, i32>>,
-}
+pub use evaluation::{Evaluation, PerQuery};
+pub use measure::{
+    DEFAULT_CUTOFFS, DEFAULT_RECALL_LEVELS, DEFAULT_SUCCESS_CUTOFFS, Measure, all_trec, official, parse_measures,
+};
+pub use qrels::Qrels;
+pub use run::Run;
 
-impl Qrels {
-    pub fn insert(&mut self, topic: &str, doc: &str, relevance: i32) {
-        self.topics
-            .entry(topic.to_string())
-            .or_default()
-            .insert(doc.to_string(), relevance);
-    }
-}
+use compute::{Scratch, missing_topic_row, topic_row};
+use ids::Arena;
+use measure::Plan;
+use qrels::{TopicQrels, filter_bit};
+use run::RunDoc;
 
-/// A ranked run: topic → (document, score).
-#[derive(Debug, Clone, Default)]
-pub struct Run {
-    pub name: String,
-    topics: BTreeMap<String, Vec<(String, f64)>>,
-}
-
-fn trec_order(a: &(String, f64), b: &(String, f64)) -> Ordering {
-    b.1.partial_cmp(&a.1)
-        .unwrap_or(Ordering::Equal)
-        .then_with(|| b.0.cmp(&a.0))
-}
-
-impl Run {
-    pub fn new(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            topics: BTreeMap::new(),
-        }
-    }
-
-    pub fn push(&mut self, topic: &str, doc: &str, score: f64) {
-        self.topics
-            .entry(topic.to_string())
-            .or_default()
-            .push((doc.to_string(), score));
-    }
-
-    /// Standard TREC run lines (`qid Q0 docno rank score tag`), ranks in trec_eval's order.
-    pub fn write_trec(&self, out: &mut impl Write) -> Result<()> {
-        for (topic, docs) in &self.topics {
-            let mut docs = docs.clone();
-            docs.sort_by(trec_order);
-            for (rank, (doc, score)) in docs.iter().enumerate() {
-                writeln!(out, "{topic} Q0 {doc} {} {score:.6} {}", rank + 1, self.name)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Options of an evaluation, named after trec_eval's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalOptions {
-    /// `-c`: judged topics missing from the run count as 0.
+    /// `-c`: average over all judged topics, counting topics missing from the run as 0.
     pub average_complete: bool,
-    /// `-M`: only the first N documents of each topic count.
+    /// `-M N`: evaluate only the first N ranked documents of each topic.
     pub max_ret: Option<usize>,
-    /// `-l`: lowest grade that counts as relevant.
+    /// `-l N`: minimum grade of a relevant document (default 1).
     pub rel_level: i32,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self {
+        EvalOptions {
             average_complete: false,
             max_ret: None,
             rel_level: 1,
@@ -85,203 +126,83 @@ impl Default for EvalOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Measure {
-    Map,
-    RecipRank,
-    NdcgCut(usize),
-    Recall(usize),
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowState {
+    Skipped,
+    Retrieved,
+    Missing,
 }
 
-impl Measure {
-    pub fn name(&self) -> String {
-        match self {
-            Measure::Map => "map".into(),
-            Measure::RecipRank => "recip_rank".into(),
-            Measure::NdcgCut(k) => format!("ndcg_cut_{k}"),
-            Measure::Recall(k) => format!("recall_{k}"),
-        }
-    }
-}
-
-/// Parses trec_eval measure names: `map`, `recip_rank`, `ndcg_cut.10,20`, `recall.100`.
-pub fn parse_measures(specs: &[String]) -> Result<Vec<Measure>> {
-    let mut out = Vec::new();
-    for spec in specs {
-        let (base, params) = match spec.split_once('.') {
-            Some((b, p)) => (b, Some(p)),
-            None => (spec.as_str(), None),
-        };
-        let cutoffs = |default: &[usize]| -> Result<Vec<usize>> {
-            match params {
-                None => Ok(default.to_vec()),
-                Some(p) => p
-                    .split(',')
-                    .map(|k| {
-                        k.trim()
-                            .parse::<usize>()
-                            .map_err(|_| anyhow::anyhow!("measure `{spec}`: expected cut-offs like 10,20"))
-                    })
-                    .collect(),
-            }
-        };
-        match base {
-            "map" => out.push(Measure::Map),
-            "recip_rank" => out.push(Measure::RecipRank),
-            "ndcg_cut" => out.extend(
-                cutoffs(&[5, 10, 15, 20, 30, 100, 200, 500, 1000])?
-                    .into_iter()
-                    .map(Measure::NdcgCut),
-            ),
-            "recall" => out.extend(
-                cutoffs(&[5, 10, 15, 20, 30, 100, 200, 500, 1000])?
-                    .into_iter()
-                    .map(Measure::Recall),
-            ),
-            other => match other.rsplit_once('_') {
-                Some(("ndcg_cut", k)) if k.parse::<usize>().is_ok() => out.push(Measure::NdcgCut(k.parse()?)),
-                Some(("recall", k)) if k.parse::<usize>().is_ok() => out.push(Measure::Recall(k.parse()?)),
-                _ => bail!("unknown measure `{spec}`: expected map, recip_rank, ndcg_cut.K or recall.K"),
-            },
-        }
-    }
-    Ok(out)
-}
-
-/// Per-query values of each measure.
-#[derive(Debug, Clone, Default)]
-pub struct Evaluation {
-    per_query: BTreeMap<String, BTreeMap<String, f64>>,
-}
-
-impl Evaluation {
-    /// Values of `measure` (trec_eval name) by query id.
-    pub fn per_query(&self, measure: &str) -> Option<BTreeMap<String, f64>> {
-        self.per_query.get(measure).cloned()
-    }
-
-    pub fn mean(&self, measure: &str) -> Option<f64> {
-        let v = self.per_query.get(measure)?;
-        Some(v.values().sum::<f64>() / v.len().max(1) as f64)
-    }
-}
-
-pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], opts: &EvalOptions) -> Evaluation {
-    let mut eval = Evaluation::default();
-    for (topic, judged) in &qrels.topics {
-        let ranked = match run.topics.get(topic) {
-            Some(docs) => {
-                let mut docs = docs.clone();
-                docs.sort_by(trec_order);
-                if let Some(m) = opts.max_ret {
-                    docs.truncate(m);
+/// Evaluates `run` against `qrels`. Errors on invalid measures (e.g. a cut-off of 0) and, as
+/// trec_eval does, when no judged topic has results.
+pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], opts: &EvalOptions) -> Result<Evaluation> {
+    let plan = Plan::new(measures)?;
+    let topics: Vec<_> = qrels.topics().collect();
+    let stride = plan.columns.len().max(1);
+    let mut rows = vec![0.0; topics.len() * stride];
+    let mut states = vec![RowState::Skipped; topics.len()];
+    let max_ret = opts.max_ret.unwrap_or(usize::MAX);
+    let width = plan.columns.len();
+    rows.par_chunks_mut(stride)
+        .zip(states.par_iter_mut())
+        .zip(topics.par_iter())
+        .for_each_init(
+            || (Scratch::default(), Vec::new()),
+            |(scratch, sorted), ((row, state), (id, judgments))| match run.topic(id) {
+                Some(topic) => {
+                    let docs = topic.ranked(run.arena(), sorted);
+                    judge(
+                        &docs[..docs.len().min(max_ret)],
+                        *judgments,
+                        run.arena(),
+                        &mut scratch.rels,
+                    );
+                    topic_row(&plan, opts.rel_level, *judgments, scratch, &mut row[..width]);
+                    *state = RowState::Retrieved;
                 }
-                docs
-            }
-            None if opts.average_complete => Vec::new(),
-            None => continue,
-        };
-        let grade = |doc: &str| judged.get(doc).copied().unwrap_or(0);
-        let num_rel = judged.values().filter(|g| **g >= opts.rel_level).count();
-        for m in measures {
-            let value = match m {
-                Measure::Map => {
-                    let (mut hits, mut sum) = (0usize, 0.0);
-                    for (i, (doc, _)) in ranked.iter().enumerate() {
-                        if grade(doc) >= opts.rel_level {
-                            hits += 1;
-                            sum += hits as f64 / (i + 1) as f64;
-                        }
-                    }
-                    if num_rel == 0 { 0.0 } else { sum / num_rel as f64 }
+                None if opts.average_complete => {
+                    missing_topic_row(&plan, opts.rel_level, *judgments, scratch, &mut row[..width]);
+                    *state = RowState::Missing;
                 }
-                Measure::RecipRank => ranked
-                    .iter()
-                    .position(|(doc, _)| grade(doc) >= opts.rel_level)
-                    .map(|i| 1.0 / (i + 1) as f64)
-                    .unwrap_or(0.0),
-                Measure::Recall(k) => {
-                    let hits = ranked
-                        .iter()
-                        .take(*k)
-                        .filter(|(doc, _)| grade(doc) >= opts.rel_level)
-                        .count();
-                    if num_rel == 0 {
-                        0.0
-                    } else {
-                        hits as f64 / num_rel as f64
-                    }
-                }
-                Measure::NdcgCut(k) => {
-                    let dcg: f64 = ranked
-                        .iter()
-                        .take(*k)
-                        .enumerate()
-                        .map(|(i, (doc, _))| grade(doc).max(0) as f64 / ((i + 2) as f64).log2())
-                        .sum();
-                    let mut gains: Vec<i32> = judged.values().copied().filter(|g| *g > 0).collect();
-                    gains.sort_unstable_by(|a, b| b.cmp(a));
-                    let ideal: f64 = gains
-                        .iter()
-                        .take(*k)
-                        .enumerate()
-                        .map(|(i, g)| *g as f64 / ((i + 2) as f64).log2())
-                        .sum();
-                    if ideal > 0.0 { dcg / ideal } else { 0.0 }
-                }
-            };
-            eval.per_query.entry(m.name()).or_default().insert(topic.clone(), value);
-        }
-    }
-    eval
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The README's full-precision means of trec_eval's own test files.
-    #[test]
-    fn matches_trec_eval_reference_means() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/trec_eval");
-        let mut qrels = Qrels::default();
-        for line in std::fs::read_to_string(format!("{dir}/qrels.test")).unwrap().lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            qrels.insert(f[0], f[2], f[3].parse().unwrap());
-        }
-        let mut run = Run::new("r");
-        for line in std::fs::read_to_string(format!("{dir}/results.test")).unwrap().lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            run.push(f[0], f[2], f[4].parse().unwrap());
-        }
-        let m = parse_measures(&[
-            "map".into(),
-            "ndcg_cut.10".into(),
-            "recip_rank".into(),
-            "recall.100".into(),
-        ])
-        .unwrap();
-        let e = evaluate(&qrels, &run, &m, &EvalOptions::default());
-        let close = |name: &str, want: f64| {
-            assert!(
-                (e.mean(name).unwrap() - want).abs() < 1e-12,
-                "{name}: {:?}",
-                e.mean(name)
-            )
-        };
-        close("map", 0.17854506039656948);
-        close("ndcg_cut_10", 0.30157719921022785);
-        close("recip_rank", 0.4064327485380117);
-        close("recall_100", 0.49799258406853336);
-        let e10 = evaluate(
-            &qrels,
-            &run,
-            &m,
-            &EvalOptions {
-                max_ret: Some(10),
-                ..Default::default()
+                None => {}
             },
         );
-        assert!((e10.mean("recip_rank").unwrap() - 0.3888888888888889).abs() < 1e-12);
+    if !states.contains(&RowState::Retrieved) {
+        bail!("no judged topic has results in run {:?}", run.name());
     }
+    let kept: Vec<usize> = (0..topics.len()).filter(|&r| states[r] != RowState::Skipped).collect();
+    let mut values = Vec::with_capacity(kept.len() * width);
+    for c in 0..width {
+        values.extend(kept.iter().map(|&r| rows[r * stride + c]));
+    }
+    let mut evaluation = Evaluation {
+        run_id: run.name().to_string(),
+        show_runid: plan.runid,
+        show_num_q: plan.num_q,
+        names: plan.columns.iter().map(|c| c.name.clone()).collect(),
+        kinds: plan.columns.iter().map(|c| c.stat.kind()).collect(),
+        topics: kept.iter().map(|&r| topics[r].0.to_string()).collect(),
+        retrieved: kept.iter().map(|&r| states[r] == RowState::Retrieved).collect(),
+        values,
+        summary: Vec::new(),
+    };
+    evaluation.summarize();
+    Ok(evaluation)
+}
+
+/// The relevance of each ranked document, with trec_eval's markers for documents absent from
+/// the judgments and for negative (pooled but unjudged) grades.
+fn judge(docs: &[RunDoc], judgments: TopicQrels<'_>, arena: &Arena, rels: &mut Vec<i32>) {
+    let filter = judgments.hash_filter();
+    rels.clear();
+    rels.extend(docs.iter().map(|doc| {
+        if filter & filter_bit(doc.hash) == 0 {
+            return compute::NONPOOL;
+        }
+        match judgments.grade(doc.hash, || arena.get(doc.id)) {
+            Some(grade) if grade >= 0 => grade,
+            Some(_) => compute::UNJUDGED,
+            None => compute::NONPOOL,
+        }
+    }));
 }
