@@ -105,6 +105,9 @@ pub struct DataConfig {
     /// Low-resource query languages.
     pub languages: Vec<String>,
     pub synthetic: SyntheticConfig,
+    /// A data set only evaluated on, never trained on (e.g. `{dataset: udhr, languages: [swh]}`);
+    /// its tasks are reported apart, prefixed with its name.
+    pub zero_shot: Option<ZeroShot>,
 }
 
 impl Default for DataConfig {
@@ -113,8 +116,16 @@ impl Default for DataConfig {
             dataset: "synthetic".into(),
             languages: vec!["sx".into()],
             synthetic: SyntheticConfig::default(),
+            zero_shot: None,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroShot {
+    pub dataset: String,
+    pub languages: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -99,7 +99,7 @@ pub struct CellResult {
     pub schedule_name: String,
     pub dataset: String,
     pub synthetic: bool,
-    /// `<lang>/<task>` and `all` → metric → mean over queries.
+    /// `<lang>/<task>` → metric → mean over queries.
     pub means: BTreeMap<String, BTreeMap<String, f64>>,
     pub queries: usize,
     pub final_loss: f64,
@@ -378,6 +378,14 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
         let key = content_hash(&cell.config.data, 16);
         if !datasets.contains_key(&key) && cell_state(&dir, &cell.id).0 != CellStatus::Done {
             datasets.insert(key, data::load(&cell.config.data, !opts.quiet)?);
+            if let Some(zs) = &cell.config.data.zero_shot {
+                let zs_data = crate::config::DataConfig {
+                    dataset: zs.dataset.clone(),
+                    languages: zs.languages.clone(),
+                    ..cell.config.data.clone()
+                };
+                data::load(&zs_data, !opts.quiet)?;
+            }
         }
     }
     // Rounds: run what is runnable; cells another process holds are waited for, and run here
@@ -646,43 +654,66 @@ pub fn run_cell(
     let mut trec = Vec::new();
     split.run.write_trec(&mut trec)?;
     write_atomic(&cell_dir.join("run.trec"), &trec)?;
+    // (task prefix, split run): the test split, then the zero-shot set if any, whose tasks are
+    // prefixed with its name so that they are reported apart.
+    let mut evaluated = vec![(String::new(), split)];
+    if let Some(zs) = &cfg.data.zero_shot {
+        let zs_cfg = CellConfig {
+            data: crate::config::DataConfig {
+                dataset: zs.dataset.clone(),
+                languages: zs.languages.clone(),
+                ..cfg.data.clone()
+            },
+            ..cfg.clone()
+        };
+        let zs_data = data::load(&zs_cfg.data, false)?;
+        let zs_split = retrieval::run_split(
+            trained.encoder.as_ref(),
+            &tokenizer,
+            &zs_data,
+            &zs_cfg,
+            "test",
+            &cell.id,
+        )?;
+        let mut trec = Vec::new();
+        zs_split.run.write_trec(&mut trec)?;
+        write_atomic(&cell_dir.join("run.zero_shot.trec"), &trec)?;
+        evaluated.push((format!("{}:", zs.dataset), zs_split));
+    }
 
-    let per_query = cell_metrics(&split.qrels, &split.run)?;
     let mut metrics = csv::Writer::from_writer(Vec::new());
     metrics.write_record(["lang", "task", "query_id", "metric", "value"])?;
     let mut means: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let mut n_queries = 0;
-    for QueryGroup {
-        lang,
-        task,
-        query_ids: ids,
-    } in &split.groups
-    {
-        n_queries += ids.len();
-        for (name, values) in &per_query {
-            let mut sum = 0.0;
-            for id in ids {
-                // Judged queries that retrieved nothing count as 0, as with `trec_eval -c`.
-                let v = values.get(id).copied().unwrap_or(0.0);
-                sum += v;
-                metrics.write_record([
-                    lang.as_str(),
-                    task.as_str(),
-                    id.as_str(),
-                    name.as_str(),
-                    &format!("{v}"),
-                ])?;
-                *means.entry("all".into()).or_default().entry(name.clone()).or_default() += v;
+    for (prefix, split) in &evaluated {
+        let per_query = cell_metrics(&split.qrels, &split.run)?;
+        for QueryGroup {
+            lang,
+            task,
+            query_ids: ids,
+        } in &split.groups
+        {
+            let task = format!("{prefix}{task}");
+            n_queries += ids.len();
+            for (name, values) in &per_query {
+                let mut sum = 0.0;
+                for id in ids {
+                    // Judged queries that retrieved nothing count as 0, as with `trec_eval -c`.
+                    let v = values.get(id).copied().unwrap_or(0.0);
+                    sum += v;
+                    metrics.write_record([
+                        lang.as_str(),
+                        task.as_str(),
+                        id.as_str(),
+                        name.as_str(),
+                        &format!("{v}"),
+                    ])?;
+                }
+                means
+                    .entry(format!("{lang}/{task}"))
+                    .or_default()
+                    .insert(name.clone(), sum / ids.len().max(1) as f64);
             }
-            means
-                .entry(format!("{lang}/{task}"))
-                .or_default()
-                .insert(name.clone(), sum / ids.len().max(1) as f64);
-        }
-    }
-    if let Some(all) = means.get_mut("all") {
-        for v in all.values_mut() {
-            *v /= n_queries.max(1) as f64;
         }
     }
     write_atomic(&cell_dir.join("metrics.csv"), &metrics.into_inner()?)?;
