@@ -21,6 +21,10 @@ fn text(o: &Output) -> String {
 
 const SMALL: &[&str] = &[
     "--set",
+    "data.dataset=synthetic",
+    "--set",
+    "data.languages=[sx]",
+    "--set",
     "train.steps=20",
     "--set",
     "train.eval_every=10",
