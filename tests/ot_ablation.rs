@@ -1,23 +1,9 @@
 //! The OT ablation through the binary at a reduced size, and fault isolation of a diverging cell.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+#[path = "common/cli.rs"]
+mod cli;
 
-fn clirlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clirlab"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cli::{clirlab, text};
 
 const SMALL: &[&str] = &[
     "--set",

@@ -1,29 +1,12 @@
 //! End to end through the binary: the quickstart at a reduced size into a temporary results
 //! folder, the report's contents, resume, and configuration errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "common/cli.rs"]
+mod cli;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn clirlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clirlab"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("CLIRLAB_LOG")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cli::{clirlab, command, text};
+use std::path::Path;
+use std::process::Output;
 
 const SMALL: &[&str] = &[
     "--set",
@@ -212,16 +195,12 @@ fn plan_and_schedule_print_without_running() {
 
 #[test]
 fn environment_layer_sets_keys() {
-    let out = Command::new(env!("CARGO_BIN_EXE_clirlab"))
-        .args(["plan", "experiments/quickstart.yaml"])
-        .current_dir(root())
+    let out = command(&["plan", "experiments/quickstart.yaml"])
         .env("CLIRLAB_SEEDS", "[1, 2, 3]")
         .output()
         .unwrap();
     assert!(text(&out).contains("9 cells"), "{}", text(&out));
-    let out = Command::new(env!("CARGO_BIN_EXE_clirlab"))
-        .args(["plan", "experiments/quickstart.yaml"])
-        .current_dir(root())
+    let out = command(&["plan", "experiments/quickstart.yaml"])
         .env("CLIRLAB_TRAIN__STPES", "3")
         .output()
         .unwrap();

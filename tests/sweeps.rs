@@ -2,28 +2,14 @@
 //! followed by the same `run` completes the sweep with identical results, stale locks are
 //! taken over, failed cells are skipped until `--retry-failed`, and `status` tells the state.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{command, text};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clirlab"));
-    cmd.args(args).current_dir(root());
-    cmd
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 const SMALL: &[&str] = &[
     "--set",

@@ -1,0 +1,30 @@
+//! Running the `clirlab` binary from integration tests.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary, in the project root, with `args`, not yet run.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clirlab"));
+    cmd.args(args).current_dir(root()).env_remove("CLIRLAB_LOG");
+    cmd
+}
+
+pub fn clirlab(args: &[&str]) -> Output {
+    command(args).output().expect("the binary runs")
+}
+
+/// stdout then stderr, for assertions and failure messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
