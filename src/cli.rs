@@ -6,6 +6,26 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Writes a line to stdout; a closed pipe (`clirlab plan ... | head`) ends the program quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        out_raw!("{}\n", format_args!($($arg)*))
+    };
+}
+
+/// Like [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(e.into());
+        }
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "clirlab",
@@ -212,7 +232,7 @@ pub fn main() -> Result<()> {
             };
             let outcome = sweep::run(&loaded, &results, opts)?;
             if !cli.quiet {
-                println!(
+                out!(
                     "{} cells trained, {} already finished, {} failed; report: {}",
                     outcome.trained,
                     outcome.skipped,
@@ -256,7 +276,7 @@ pub fn main() -> Result<()> {
                 rel_level,
             };
             let evaluation = crate::eval::evaluate(&qrels, &run, &measures, &opts)?;
-            print!("{}", evaluation.to_trec_eval_string(per_query));
+            out_raw!("{}", evaluation.to_trec_eval_string(per_query));
         }
         Command::Compare {
             qrels,
@@ -340,7 +360,7 @@ pub fn main() -> Result<()> {
             for (metric, per_system) in &table {
                 rows.extend(crate::stats::compare(per_system, metric, &baseline, &opts)?);
             }
-            print!("{}", crate::stats::format_comparisons(&rows, format));
+            out_raw!("{}", crate::stats::format_comparisons(&rows, format));
         }
         Command::Data(DataCommand::Prepare { name, langs, data_dir }) => {
             let req = crate::data::prepare::PrepareRequest {
@@ -351,9 +371,9 @@ pub fn main() -> Result<()> {
             };
             let ready = crate::data::prepare::prepare(&req)?;
             if !cli.quiet {
-                println!("{}", ready.root.display());
+                out!("{}", ready.root.display());
                 for (key, n) in &ready.card.counts {
-                    println!("  {key}: {n}");
+                    out!("  {key}: {n}");
                 }
             }
         }
@@ -361,7 +381,7 @@ pub fn main() -> Result<()> {
         Command::Status { results_dir } => {
             let record = sweep::refresh(&results_dir)?;
             let count = |s: sweep::CellStatus| record.cells.iter().filter(|c| c.status == s).count();
-            println!(
+            out!(
                 "{}: {} cells — {} done, {} running, {} failed, {} pending",
                 record.experiment,
                 record.cells.len(),
@@ -373,14 +393,14 @@ pub fn main() -> Result<()> {
             for c in &record.cells {
                 let status = serde_json::to_value(c.status)?;
                 let why = c.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
-                println!("{:<8} {}{why}", status.as_str().unwrap_or("?"), c.id);
+                out!("{:<8} {}{why}", status.as_str().unwrap_or("?"), c.id);
             }
         }
         Command::Plan { experiment, sets } => {
             let loaded = config::load(&experiment, &sets)?;
             let cells = grid::expand(&loaded)?;
             let baseline = grid::baseline_variant(&loaded, &cells)?;
-            println!("{}: {} cells", loaded.experiment.name, cells.len());
+            out!("{}: {} cells", loaded.experiment.name, cells.len());
             for c in &cells {
                 let axes: Vec<String> = c.assignment.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let mark = if baseline.as_deref() == Some(c.variant.as_str()) {
@@ -388,13 +408,13 @@ pub fn main() -> Result<()> {
                 } else {
                     ""
                 };
-                println!("{}  seed={}  {}{}", c.id, c.seed, axes.join(" "), mark);
+                out!("{}  seed={}  {}{}", c.id, c.seed, axes.join(" "), mark);
             }
         }
         Command::Report { results_dir } => {
             report::write(&results_dir)?;
             if !cli.quiet {
-                println!("{}", results_dir.join("report").join("report.md").display());
+                out!("{}", results_dir.join("report").join("report.md").display());
             }
         }
         Command::Schedule { name_or_file, points } => {
@@ -403,11 +423,11 @@ pub fn main() -> Result<()> {
             }
             let here = PathBuf::from("experiments").join("_");
             let schedule = config::load_schedule(&name_or_file, &schedule_dirs(&here))?;
-            println!("{name_or_file}: {schedule:?}");
-            println!("{:>6}  {:>6}", "t", "p(t)");
+            out!("{name_or_file}: {schedule:?}");
+            out!("{:>6}  {:>6}", "t", "p(t)");
             for i in 0..points {
                 let t = i as f64 / (points - 1) as f64;
-                println!("{t:>6.3}  {:>6.4}", schedule.share(t));
+                out!("{t:>6.3}  {:>6.4}", schedule.share(t));
             }
         }
     }
