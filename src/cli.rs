@@ -408,7 +408,7 @@ pub fn main() -> Result<()> {
                 } else {
                     ""
                 };
-                out!("{}  seed={}  {}{}", c.id, c.seed, axes.join(" "), mark);
+                out!("{}  seed={}  {}{}  ({})", c.id, c.seed, axes.join(" "), mark, c.reason);
             }
         }
         Command::Report { results_dir } => {

@@ -42,6 +42,13 @@ pub struct Experiment {
     /// Nested maps (as `--set ablations.train.lr=[...]` produces) are read as dotted paths.
     #[serde(deserialize_with = "dotted_axes")]
     pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Groups of key paths that vary together: in each group every list has the same length
+    /// and the i-th values form one point; a group combines with the other axes as one axis.
+    pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
+    /// Points to leave out: a point goes when it has every value of one rule (axis → value).
+    pub exclude: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Extra points (key path → value), added after the product and the exclusions.
+    pub include: Vec<BTreeMap<String, serde_json::Value>>,
 }
 
 fn dotted_axes<'de, D: Deserializer<'de>>(
@@ -93,6 +100,9 @@ impl Default for Experiment {
             stats: StatsConfig::default(),
             seeds: vec![1],
             ablations: BTreeMap::new(),
+            zipped: Vec::new(),
+            exclude: Vec::new(),
+            include: Vec::new(),
         }
     }
 }

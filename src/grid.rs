@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything that determines a cell's numbers; it is what the cell id hashes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,8 +37,91 @@ pub struct Cell {
     pub variant: String,
     /// The axis values of this cell's variant (axis key path → value).
     pub assignment: BTreeMap<String, Value>,
+    /// Why the grid has this point: the product of the axes, or which `include` rule.
+    pub reason: String,
     pub seed: u64,
     pub config: CellConfig,
+}
+
+/// Every key path the grid varies: the ablation axes and the zipped ones.
+pub fn axis_keys(exp: &Experiment) -> Vec<String> {
+    exp.ablations
+        .keys()
+        .cloned()
+        .chain(exp.zipped.iter().flat_map(|g| g.keys().cloned()))
+        .collect()
+}
+
+/// The grid points with the reason each exists: the cartesian product of the ablation axes and
+/// the zipped groups (each group one axis whose i-th point sets all its keys), minus the points
+/// an `exclude` rule matches, plus the `include` points.
+fn assignments(loaded: &LoadedExperiment) -> Result<Vec<(BTreeMap<String, Value>, String)>> {
+    let exp = &loaded.experiment;
+    let file = loaded.source.display();
+    // Each dimension: its alternatives, each a set of (key → value).
+    let mut dimensions: Vec<Vec<BTreeMap<String, Value>>> = exp
+        .ablations
+        .iter()
+        .map(|(axis, values)| {
+            values
+                .iter()
+                .map(|v| BTreeMap::from([(axis.clone(), v.clone())]))
+                .collect()
+        })
+        .collect();
+    for (g, group) in exp.zipped.iter().enumerate() {
+        let lengths: BTreeSet<usize> = group.values().map(Vec::len).collect();
+        if lengths.len() != 1 || lengths.contains(&0) {
+            bail!("{file}: key `zipped[{g}]`: every list of a zipped group must have the same, non-zero length");
+        }
+        for key in group.keys() {
+            if exp.ablations.contains_key(key) || exp.zipped[..g].iter().any(|other| other.contains_key(key)) {
+                bail!("{file}: key `zipped[{g}].{key}`: the key is already an axis");
+            }
+        }
+        let n = *lengths.first().expect("one length");
+        dimensions.push(
+            (0..n)
+                .map(|i| group.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect())
+                .collect(),
+        );
+    }
+    let mut points: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
+    for dimension in &dimensions {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                dimension.iter().map(move |alt| {
+                    let mut p = p.clone();
+                    p.extend(alt.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    let axes = axis_keys(exp);
+    for (r, rule) in exp.exclude.iter().enumerate() {
+        if let Some(key) = rule.keys().find(|k| !axes.contains(k)) {
+            bail!("{file}: key `exclude[{r}].{key}`: not an axis of the grid");
+        }
+    }
+    let excluded = |p: &BTreeMap<String, Value>| {
+        exp.exclude
+            .iter()
+            .any(|rule| rule.iter().all(|(k, v)| p.get(k) == Some(v)))
+    };
+    let mut out: Vec<(BTreeMap<String, Value>, String)> = points
+        .into_iter()
+        .filter(|p| !excluded(p))
+        .map(|p| (p, "product of the axes".to_string()))
+        .collect();
+    for (i, point) in exp.include.iter().enumerate() {
+        if out.iter().any(|(p, _)| p == point) {
+            bail!("{file}: key `include[{i}]`: this point is already in the grid");
+        }
+        out.push((point.clone(), format!("include[{i}]")));
+    }
+    Ok(out)
 }
 
 /// Hex SHA-256 of the canonical JSON (sorted keys) of `value`, first `len` characters.
@@ -137,7 +220,16 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
     let file = loaded.source.display();
     let mut base = serde_json::to_value(exp)?;
     if let Some(map) = base.as_object_mut() {
-        for key in ["ablations", "seeds", "name", "description", "stats"] {
+        for key in [
+            "ablations",
+            "zipped",
+            "exclude",
+            "include",
+            "seeds",
+            "name",
+            "description",
+            "stats",
+        ] {
             map.remove(key);
         }
     }
@@ -145,23 +237,9 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
     let (base_name, base_schedule) = resolve_schedule(&exp.schedule, loaded)?;
     base["schedule"] = serde_json::to_value(&base_schedule)?;
 
-    let axes: Vec<(&String, &Vec<Value>)> = exp.ablations.iter().collect();
-    let mut assignments: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
-    for (axis, values) in &axes {
-        assignments = assignments
-            .into_iter()
-            .flat_map(|a| {
-                values.iter().map(move |v| {
-                    let mut a = a.clone();
-                    a.insert((*axis).clone(), v.clone());
-                    a
-                })
-            })
-            .collect();
-    }
-
+    let assignments = assignments(loaded)?;
     let mut cells = Vec::new();
-    for assignment in assignments {
+    for (assignment, reason) in assignments {
         let mut tree = base.clone();
         let mut schedule_name = base_name.clone();
         for (axis, value) in &assignment {
@@ -224,6 +302,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
             };
             let id = format!("{}_s{}_{}", variant_slug(&assignment), seed, content_hash(&hashed, 8));
             cells.push(Cell {
+                reason: reason.clone(),
                 id,
                 variant: variant.clone(),
                 assignment: assignment.clone(),
@@ -290,7 +369,11 @@ pub fn baseline_variant(loaded: &LoadedExperiment, cells: &[Cell]) -> Result<Opt
         Ok(())
     }
     let mut flat = BTreeMap::new();
-    if let Err(path) = flatten("", wanted, &loaded.experiment.ablations, &mut flat) {
+    let axes: BTreeMap<String, Vec<Value>> = axis_keys(&loaded.experiment)
+        .into_iter()
+        .map(|k| (k, Vec::new()))
+        .collect();
+    if let Err(path) = flatten("", wanted, &axes, &mut flat) {
         bail!(
             "{}: key `stats.baseline.{path}`: not an ablation axis",
             loaded.source.display()
@@ -345,6 +428,46 @@ mod tests {
         assert_eq!(ramp.config.schedule, Schedule::Linear { start: 0.0, end: 1.0 });
         assert_eq!(ramp.config.schedule_name, "ramp");
         assert!(ramp.id.starts_with("schedule-ramp_train.lr-0.00"), "{}", ramp.id);
+    }
+
+    #[test]
+    fn zipped_axes_exclusions_and_inclusions() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = experiment(
+            dir.path(),
+            "ablations:\n  schedule: [ramp, {kind: constant, value: 0.5}]\n\
+             zipped:\n  - {train.lr: [0.001, 0.01], train.warmup_steps: [5, 50]}\n\
+             exclude:\n  - {schedule: ramp, train.lr: 0.01}\n\
+             include:\n  - {train.lr: 0.1, model.temperature: 0.2}\n",
+        );
+        let cells = expand(&e).unwrap();
+        // 2 schedules × 2 zipped points − 1 excluded + 1 included.
+        assert_eq!(cells.len(), 4);
+        for c in &cells {
+            let lr = c.config.train.lr;
+            let warmup = c.config.train.warmup_steps;
+            assert!(
+                (lr, warmup) == (0.001, 5) || (lr, warmup) == (0.01, 50) || c.reason == "include[0]",
+                "{lr} {warmup}"
+            );
+            assert!(!(c.assignment.get("schedule") == Some(&"ramp".into()) && lr == 0.01));
+        }
+        let extra = cells.iter().find(|c| c.reason == "include[0]").unwrap();
+        assert_eq!((extra.config.train.lr, extra.config.model.temperature), (0.1, 0.2));
+        assert!(cells.iter().filter(|c| c.reason == "product of the axes").count() == 3);
+
+        let bad = experiment(dir.path(), "zipped:\n  - {train.lr: [0.1, 0.2], train.steps: [10]}\n");
+        assert!(expand(&bad).unwrap_err().to_string().contains("zipped[0]"));
+        let bad = experiment(
+            dir.path(),
+            "ablations:\n  train.lr: [0.1]\nexclude:\n  - {train.steps: 10}\n",
+        );
+        assert!(expand(&bad).unwrap_err().to_string().contains("exclude[0].train.steps"));
+        let bad = experiment(
+            dir.path(),
+            "ablations:\n  train.lr: [0.1]\ninclude:\n  - {train.lr: 0.1}\n",
+        );
+        assert!(expand(&bad).unwrap_err().to_string().contains("include[0]"));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct PlannedCell {
     pub seed: u64,
     pub assignment: BTreeMap<String, serde_json::Value>,
     pub schedule_name: String,
+    /// Why the grid has this cell's point.
+    #[serde(default)]
+    pub reason: String,
     pub status: CellStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -277,6 +280,7 @@ pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Resu
                     seed: c.seed,
                     assignment: c.assignment.clone(),
                     schedule_name: c.config.schedule_name.clone(),
+                    reason: c.reason.clone(),
                     status,
                     error,
                 }
@@ -549,6 +553,7 @@ pub fn run_planned_cell(dir: &Path, cell_id: &str) -> Result<()> {
     )
     .with_context(|| format!("{}: not a cell configuration", config_path.display()))?;
     let cell = Cell {
+        reason: planned.reason.clone(),
         id: planned.id.clone(),
         variant: planned.variant.clone(),
         assignment: planned.assignment.clone(),
