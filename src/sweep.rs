@@ -381,7 +381,9 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
     for cell in &cells {
         let key = content_hash(&cell.config.data, 16);
         if !datasets.contains_key(&key) && cell_state(&dir, &cell.id).0 != CellStatus::Done {
-            datasets.insert(key, data::load(&cell.config.data, !opts.quiet)?);
+            let loaded_data = data::load(&cell.config.data, !opts.quiet)
+                .with_context(|| format!("{}: data of cell {}", loaded.source.display(), cell.id))?;
+            datasets.insert(key, loaded_data);
             if let Some(zs) = &cell.config.data.zero_shot {
                 let zs_data = crate::config::DataConfig {
                     dataset: zs.dataset.clone(),
