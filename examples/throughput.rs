@@ -3,8 +3,10 @@
 //! `benchmarks/torch_throughput.py`: 32 query/passage pairs of 32 tokens, InfoNCE with
 //! temperature 0.05, AdamW (lr 1e-3, weight decay 0.01), gradient clipping at 5.
 
-use clirlab::model::{self, OptimizerKind, OptimizerSettings, Preset, StepInput};
-use clirlab::tokenizer::TokenBatch;
+#[path = "../benches/common/training.rs"]
+mod training;
+
+use clirlab::model::{self, StepInput};
 use std::time::Instant;
 
 fn main() {
@@ -14,35 +16,9 @@ fn main() {
         .unwrap_or(30);
     println!("| preset | dfdx steps/s |");
     println!("|---|---|");
-    for preset in [
-        Preset::Tiny,
-        Preset::Small,
-        Preset::Base,
-        Preset::TransformerTiny,
-        Preset::TransformerSmall,
-    ] {
-        let settings = OptimizerSettings {
-            kind: OptimizerKind::Adamw,
-            lr: 1e-3,
-            weight_decay: 0.01,
-        };
-        let mut encoder = model::build(preset, 1, settings);
-        let vocab = preset.vocab_size();
-        let mut state = 42u64;
-        let ids = (0..64 * 32)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                2 + (state >> 33) as usize % (vocab - 2)
-            })
-            .collect();
-        let tokens = TokenBatch {
-            ids,
-            mask: vec![1.0; 64 * 32],
-            rows: 64,
-            len: 32,
-        };
+    for preset in training::PRESETS {
+        let mut encoder = model::build(preset, 1, training::settings());
+        let tokens = training::batch(preset);
         let input = StepInput {
             batch: &tokens,
             temperature: 0.05,

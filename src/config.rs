@@ -138,6 +138,17 @@ pub struct ZeroShot {
     pub languages: Vec<String>,
 }
 
+impl ZeroShot {
+    /// The data settings that select this evaluation set, the rest taken from `base`.
+    pub fn data_config(&self, base: &DataConfig) -> DataConfig {
+        DataConfig {
+            dataset: self.dataset.clone(),
+            languages: self.languages.clone(),
+            ..base.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerConfig {

@@ -90,11 +90,7 @@ fn fmt_p(p: f64) -> String {
 
 /// Writes the report of the sweep in `dir` (works on a partly finished sweep).
 pub fn write(dir: &Path) -> Result<()> {
-    let sweep_path = dir.join("sweep.json");
-    let record: SweepRecord = serde_json::from_str(
-        &std::fs::read_to_string(&sweep_path).with_context(|| format!("reading {}", sweep_path.display()))?,
-    )
-    .with_context(|| format!("{}: not a clirlab sweep record", sweep_path.display()))?;
+    let record = SweepRecord::read(dir)?;
 
     let mut variants: Vec<Variant> = Vec::new();
     let mut missing = Vec::new();

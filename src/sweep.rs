@@ -81,6 +81,15 @@ pub struct SweepRecord {
     pub provenance: Provenance,
 }
 
+impl SweepRecord {
+    /// Reads `<dir>/sweep.json`.
+    pub fn read(dir: &Path) -> Result<SweepRecord> {
+        let path = dir.join("sweep.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a clirlab sweep record", path.display()))
+    }
+}
+
 /// Per-cell provenance in `result.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellProvenance {
@@ -294,14 +303,11 @@ pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Resu
 
 /// Re-reads every cell's state from its files into `sweep.json`.
 pub fn refresh(dir: &Path) -> Result<SweepRecord> {
-    let path = dir.join("sweep.json");
-    let mut record: SweepRecord =
-        serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
-            .with_context(|| format!("{}: not a clirlab sweep record", path.display()))?;
+    let mut record = SweepRecord::read(dir)?;
     for c in &mut record.cells {
         (c.status, c.error) = cell_state(dir, &c.id);
     }
-    write_json_atomic(&path, &record)?;
+    write_json_atomic(&dir.join("sweep.json"), &record)?;
     Ok(record)
 }
 
@@ -385,12 +391,7 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
                 .with_context(|| format!("{}: data of cell {}", loaded.source.display(), cell.id))?;
             datasets.insert(key, loaded_data);
             if let Some(zs) = &cell.config.data.zero_shot {
-                let zs_data = crate::config::DataConfig {
-                    dataset: zs.dataset.clone(),
-                    languages: zs.languages.clone(),
-                    ..cell.config.data.clone()
-                };
-                data::load(&zs_data, !opts.quiet)?;
+                data::load(&zs.data_config(&cell.config.data), !opts.quiet)?;
             }
         }
     }
@@ -425,17 +426,16 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
         if opts.jobs == 1 {
             for cell in &todo {
                 overall.set_message(cell.id.clone());
-                let key = content_hash(&cell.config.data, 16);
-                if !datasets.contains_key(&key) {
-                    datasets.insert(key.clone(), data::load(&cell.config.data, !opts.quiet)?);
-                }
+                let dataset = datasets
+                    .get(&content_hash(&cell.config.data, 16))
+                    .context("every runnable cell's data set is loaded before the rounds")?;
                 let step_bar = bars.add(ProgressBar::new(cell.config.train.steps as u64));
                 step_bar.set_style(
                     ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} steps {msg}")
                         .expect("valid template"),
                 );
                 step_bar.set_prefix("train");
-                let ran = execute_cell(&dir, cell, &datasets[&key], &artifacts, &step_bar)?;
+                let ran = execute_cell(&dir, cell, dataset, &artifacts, &step_bar)?;
                 step_bar.finish_and_clear();
                 overall.inc(1);
                 if ran && failure(&dir, &cell.id).is_some() {
@@ -541,9 +541,7 @@ fn run_workers(dir: &Path, todo: &[&Cell], opts: RunOptions, overall: &ProgressB
 /// cluster task's). The cell's `config.yaml` was written at planning.
 pub fn run_planned_cell(dir: &Path, cell_id: &str) -> Result<()> {
     let path = dir.join("sweep.json");
-    let record: SweepRecord =
-        serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
-            .with_context(|| format!("{}: not a clirlab sweep record", path.display()))?;
+    let record = SweepRecord::read(dir)?;
     let planned = record
         .cells
         .iter()
@@ -666,11 +664,7 @@ pub fn run_cell(
     let mut evaluated = vec![(String::new(), split)];
     if let Some(zs) = &cfg.data.zero_shot {
         let zs_cfg = CellConfig {
-            data: crate::config::DataConfig {
-                dataset: zs.dataset.clone(),
-                languages: zs.languages.clone(),
-                ..cfg.data.clone()
-            },
+            data: zs.data_config(&cfg.data),
             ..cfg.clone()
         };
         let zs_data = data::load(&zs_cfg.data, false)?;

@@ -380,6 +380,19 @@ fn text_for_write(where_: &str, text: &str) -> Result<String> {
 }
 
 impl Dataset {
+    /// A data set with `card` and no records yet.
+    pub fn new(card: Card) -> Dataset {
+        Dataset {
+            card,
+            corpus: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            qrels: BTreeMap::new(),
+            mono: Vec::new(),
+            cross: BTreeMap::new(),
+            bitext: BTreeMap::new(),
+        }
+    }
+
     /// Queries of (`lang`, `split`) that have at least one judgment for `task`, in file order.
     pub fn task_queries(&self, lang: &str, task: &str, split: &str) -> Vec<&Doc> {
         let key = (lang.to_string(), task.to_string(), split.to_string());
@@ -559,15 +572,7 @@ impl Dataset {
         for rel in &on_disk {
             ensure!(card.files.contains_key(rel), "{rel}: file is not listed in {CARD_FILE}");
         }
-        let mut ds = Dataset {
-            card: card.clone(),
-            corpus: BTreeMap::new(),
-            queries: BTreeMap::new(),
-            qrels: BTreeMap::new(),
-            mono: Vec::new(),
-            cross: BTreeMap::new(),
-            bitext: BTreeMap::new(),
-        };
+        let mut ds = Dataset::new(card.clone());
         let mut kinds = Vec::new();
         for rel in card.files.keys() {
             let kind = FileKind::parse(rel)

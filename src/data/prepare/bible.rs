@@ -318,15 +318,7 @@ pub fn build_dataset(card: Card, lang: &str, texts: &BibleTexts) -> Result<Datas
         }
     }
 
-    let mut ds = Dataset {
-        card,
-        corpus: BTreeMap::new(),
-        queries: BTreeMap::new(),
-        qrels: BTreeMap::new(),
-        mono: Vec::new(),
-        cross: BTreeMap::new(),
-        bitext: BTreeMap::new(),
-    };
+    let mut ds = Dataset::new(card);
     let mut eval_en: BTreeSet<&str> = BTreeSet::new();
     let mut eval_lr: BTreeSet<&str> = BTreeSet::new();
     for split in [SPLIT_TEST, SPLIT_VALIDATION] {

@@ -290,15 +290,8 @@ pub fn build_dataset(card: Card, english: &Articles, langs: &BTreeMap<String, Ar
             text: t.clone(),
         })
         .collect();
-    let mut ds = Dataset {
-        card,
-        corpus: BTreeMap::from([(SPLIT.to_string(), docs)]),
-        queries: BTreeMap::new(),
-        qrels: BTreeMap::new(),
-        mono: Vec::new(),
-        cross: BTreeMap::new(),
-        bitext: BTreeMap::new(),
-    };
+    let mut ds = Dataset::new(card);
+    ds.corpus.insert(SPLIT.to_string(), docs);
     for (code, articles) in langs {
         for n in articles.keys() {
             ensure!(

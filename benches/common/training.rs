@@ -1,0 +1,43 @@
+//! The training-throughput workload shared by `benches/train_step.rs` and
+//! `examples/throughput.rs`, so that both measure the same thing.
+
+use clirlab::model::{OptimizerKind, OptimizerSettings, Preset};
+use clirlab::tokenizer::TokenBatch;
+
+pub const PRESETS: [Preset; 5] = [
+    Preset::Tiny,
+    Preset::Small,
+    Preset::Base,
+    Preset::TransformerTiny,
+    Preset::TransformerSmall,
+];
+
+/// AdamW, lr 1e-3, weight decay 0.01 (as `benchmarks/torch_throughput.py`).
+pub fn settings() -> OptimizerSettings {
+    OptimizerSettings {
+        kind: OptimizerKind::Adamw,
+        lr: 1e-3,
+        weight_decay: 0.01,
+    }
+}
+
+/// 32 query/passage pairs (64 rows) of 32 tokens with ids drawn deterministically from the
+/// preset's vocabulary, past the two special tokens.
+pub fn batch(preset: Preset) -> TokenBatch {
+    let (rows, len, vocab) = (64, 32, preset.vocab_size());
+    let mut state = 42u64;
+    let ids = (0..rows * len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            2 + (state >> 33) as usize % (vocab - 2)
+        })
+        .collect();
+    TokenBatch {
+        ids,
+        mask: vec![1.0; rows * len],
+        rows,
+        len,
+    }
+}
