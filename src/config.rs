@@ -45,10 +45,40 @@ pub struct Experiment {
     /// Groups of key paths that vary together: in each group every list has the same length
     /// and the i-th values form one point; a group combines with the other axes as one axis.
     pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
+    /// Axes that apply only to the points where a predicate on other keys holds.
+    pub conditional: Vec<ConditionalAxes>,
     /// Points to leave out: a point goes when it has every value of one rule (axis → value).
     pub exclude: Vec<BTreeMap<String, serde_json::Value>>,
     /// Extra points (key path → value), added after the product and the exclusions.
     pub include: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Named sub-grids whose union is the experiment's grid; the top-level grid keys above are
+    /// shared by every one of them.
+    pub grids: BTreeMap<String, GridSpec>,
+}
+
+/// One named sub-grid: the same grid keys as the top level of an experiment.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GridSpec {
+    #[serde(deserialize_with = "dotted_axes")]
+    pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
+    pub conditional: Vec<ConditionalAxes>,
+    pub exclude: Vec<BTreeMap<String, serde_json::Value>>,
+    pub include: Vec<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Axes (and zipped groups) crossed only with the points where every `when` test holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionalAxes {
+    /// Key path → the value it must have, or `{in: [...]}`, `{not: v}`, `{not_in: [...]}`;
+    /// tested on the point's axis values, then on the experiment's resolved configuration.
+    pub when: BTreeMap<String, serde_json::Value>,
+    #[serde(default, deserialize_with = "dotted_axes")]
+    pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
 }
 
 fn dotted_axes<'de, D: Deserializer<'de>>(
@@ -101,8 +131,10 @@ impl Default for Experiment {
             seeds: vec![1],
             ablations: BTreeMap::new(),
             zipped: Vec::new(),
+            conditional: Vec::new(),
             exclude: Vec::new(),
             include: Vec::new(),
+            grids: BTreeMap::new(),
         }
     }
 }
@@ -462,6 +494,17 @@ pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment> {
 }
 
 impl Experiment {
+    /// The top-level grid keys as a grid of their own.
+    pub fn top_grid(&self) -> GridSpec {
+        GridSpec {
+            ablations: self.ablations.clone(),
+            zipped: self.zipped.clone(),
+            conditional: self.conditional.clone(),
+            exclude: self.exclude.clone(),
+            include: self.include.clone(),
+        }
+    }
+
     /// Checks values that types cannot express; each problem names its key.
     pub fn validate(&self) -> std::result::Result<(), Vec<String>> {
         let mut problems = Vec::new();
@@ -564,15 +607,26 @@ impl Experiment {
         {
             check(false, format!("key `ot.weight_schedule`: {e}"));
         }
-        for (axis, values) in &self.ablations {
-            check(
-                !values.is_empty(),
-                format!("key `ablations.{axis}`: expected a non-empty list of values"),
-            );
-            check(
-                axis != "seeds" && axis != "ablations",
-                format!("key `ablations.{axis}`: use `seeds` to replicate cells"),
-            );
+        let grids = std::iter::once((String::new(), self.top_grid()))
+            .chain(self.grids.iter().map(|(name, g)| (format!("grids.{name}."), g.clone())));
+        for (at, grid) in grids {
+            let conditional = grid
+                .conditional
+                .iter()
+                .enumerate()
+                .map(|(c, block)| (format!("{at}conditional[{c}]."), &block.ablations));
+            for (at, axes) in std::iter::once((at.clone(), &grid.ablations)).chain(conditional) {
+                for (axis, values) in axes {
+                    check(
+                        !values.is_empty(),
+                        format!("key `{at}ablations.{axis}`: expected a non-empty list of values"),
+                    );
+                    check(
+                        axis != "seeds" && axis != "ablations" && axis != "grids",
+                        format!("key `{at}ablations.{axis}`: use `seeds` to replicate cells"),
+                    );
+                }
+            }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }

@@ -6,8 +6,8 @@
 //! id on any machine, and changing a named schedule's file changes the id.
 
 use crate::config::{
-    DataConfig, Experiment, LoadedExperiment, ModelConfig, OtConfig, RetrievalConfig, SamplerConfig, ScheduleSpec,
-    TrainConfig, load_schedule, schedule_dirs,
+    DataConfig, Experiment, GridSpec, LoadedExperiment, ModelConfig, OtConfig, RetrievalConfig, SamplerConfig,
+    ScheduleSpec, TrainConfig, load_schedule, schedule_dirs,
 };
 use crate::schedule::Schedule;
 use anyhow::{Context, Result, bail};
@@ -43,85 +43,257 @@ pub struct Cell {
     pub config: CellConfig,
 }
 
-/// Every key path the grid varies: the ablation axes and the zipped ones.
-pub fn axis_keys(exp: &Experiment) -> Vec<String> {
-    exp.ablations
-        .keys()
-        .cloned()
-        .chain(exp.zipped.iter().flat_map(|g| g.keys().cloned()))
+/// A grid point: axis key path → value.
+type Point = BTreeMap<String, Value>;
+
+/// A grid's layers: (key prefix for messages, grid keys) — the shared top level, then the sub-grid.
+type Layers = Vec<(String, GridSpec)>;
+
+/// The named sub-grids with the top-level grid keys each shares (`None`: no sub-grids).
+fn grids(exp: &Experiment) -> Vec<(Option<&str>, Layers)> {
+    let top = (String::new(), exp.top_grid());
+    if exp.grids.is_empty() {
+        return vec![(None, vec![top])];
+    }
+    exp.grids
+        .iter()
+        .map(|(name, g)| {
+            (
+                Some(name.as_str()),
+                vec![top.clone(), (format!("grids.{name}."), g.clone())],
+            )
+        })
         .collect()
 }
 
-/// The grid points with the reason each exists: the cartesian product of the ablation axes and
-/// the zipped groups (each group one axis whose i-th point sets all its keys), minus the points
-/// an `exclude` rule matches, plus the `include` points.
-fn assignments(loaded: &LoadedExperiment) -> Result<Vec<(BTreeMap<String, Value>, String)>> {
-    let exp = &loaded.experiment;
-    let file = loaded.source.display();
-    // Each dimension: its alternatives, each a set of (key → value).
-    let mut dimensions: Vec<Vec<BTreeMap<String, Value>>> = exp
-        .ablations
-        .iter()
-        .map(|(axis, values)| {
+/// Every key path the grid varies: axes, zipped and conditional ones, in every sub-grid.
+pub fn axis_keys(exp: &Experiment) -> Vec<String> {
+    let mut keys = BTreeSet::new();
+    for (_, layers) in grids(exp) {
+        for (_, g) in layers {
+            let conditional = g
+                .conditional
+                .iter()
+                .flat_map(|c| c.ablations.keys().chain(c.zipped.iter().flat_map(|z| z.keys())));
+            keys.extend(
+                g.ablations
+                    .keys()
+                    .chain(g.zipped.iter().flat_map(|z| z.keys()))
+                    .chain(conditional)
+                    .cloned(),
+            );
+        }
+    }
+    keys.into_iter().collect()
+}
+
+/// One dimension per axis and per zipped group; each alternative is a set of (key → value).
+/// `taken` collects the keys so far, so a key varied twice is an error that names it.
+fn dimensions(
+    at: &str,
+    ablations: &BTreeMap<String, Vec<Value>>,
+    zipped: &[BTreeMap<String, Vec<Value>>],
+    taken: &mut BTreeSet<String>,
+) -> std::result::Result<Vec<Vec<Point>>, String> {
+    let mut dims = Vec::new();
+    for (axis, values) in ablations {
+        if !taken.insert(axis.clone()) {
+            return Err(format!("key `{at}ablations.{axis}`: the key is already an axis"));
+        }
+        dims.push(
             values
                 .iter()
-                .map(|v| BTreeMap::from([(axis.clone(), v.clone())]))
-                .collect()
-        })
-        .collect();
-    for (g, group) in exp.zipped.iter().enumerate() {
+                .map(|v| Point::from([(axis.clone(), v.clone())]))
+                .collect(),
+        );
+    }
+    for (g, group) in zipped.iter().enumerate() {
         let lengths: BTreeSet<usize> = group.values().map(Vec::len).collect();
         if lengths.len() != 1 || lengths.contains(&0) {
-            bail!("{file}: key `zipped[{g}]`: every list of a zipped group must have the same, non-zero length");
+            return Err(format!(
+                "key `{at}zipped[{g}]`: every list of a zipped group must have the same, non-zero length"
+            ));
         }
         for key in group.keys() {
-            if exp.ablations.contains_key(key) || exp.zipped[..g].iter().any(|other| other.contains_key(key)) {
-                bail!("{file}: key `zipped[{g}].{key}`: the key is already an axis");
+            if !taken.insert(key.clone()) {
+                return Err(format!("key `{at}zipped[{g}].{key}`: the key is already an axis"));
             }
         }
         let n = *lengths.first().expect("one length");
-        dimensions.push(
+        dims.push(
             (0..n)
                 .map(|i| group.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect())
                 .collect(),
         );
     }
-    let mut points: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
-    for dimension in &dimensions {
-        points = points
+    Ok(dims)
+}
+
+fn cross(points: Vec<(Point, String)>, dims: &[Vec<Point>]) -> Vec<(Point, String)> {
+    dims.iter().fold(points, |points, dimension| {
+        points
             .into_iter()
-            .flat_map(|p| {
+            .flat_map(|(p, why)| {
                 dimension.iter().map(move |alt| {
                     let mut p = p.clone();
                     p.extend(alt.clone());
-                    p
+                    (p, why.clone())
                 })
             })
-            .collect();
+            .collect()
+    })
+}
+
+/// Numbers compare by value (YAML's `1` and `1.0` are the same setting).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) if a.is_number() && b.is_number() => x == y,
+        _ => a == b,
     }
-    let axes = axis_keys(exp);
-    for (r, rule) in exp.exclude.iter().enumerate() {
-        if let Some(key) = rule.keys().find(|k| !axes.contains(k)) {
-            bail!("{file}: key `exclude[{r}].{key}`: not an axis of the grid");
+}
+
+/// A `when` test of a conditional block.
+enum Test {
+    Is(Value),
+    Not(Value),
+    In(Vec<Value>),
+    NotIn(Vec<Value>),
+}
+
+impl Test {
+    fn parse(v: &Value) -> std::result::Result<Test, String> {
+        let Value::Object(map) = v else {
+            return Ok(Test::Is(v.clone()));
+        };
+        let [(op, arg)] = map.iter().collect::<Vec<_>>()[..] else {
+            return Ok(Test::Is(v.clone()));
+        };
+        let list = |arg: &Value| {
+            arg.as_array()
+                .cloned()
+                .ok_or_else(|| format!("`{op}` expects a list of values, found {arg}"))
+        };
+        match op.as_str() {
+            "not" => Ok(Test::Not(arg.clone())),
+            "in" => Ok(Test::In(list(arg)?)),
+            "not_in" => Ok(Test::NotIn(list(arg)?)),
+            _ => Ok(Test::Is(v.clone())),
         }
     }
-    let excluded = |p: &BTreeMap<String, Value>| {
-        exp.exclude
-            .iter()
-            .any(|rule| rule.iter().all(|(k, v)| p.get(k) == Some(v)))
+
+    fn holds(&self, value: &Value) -> bool {
+        match self {
+            Test::Is(x) => same_value(value, x),
+            Test::Not(x) => !same_value(value, x),
+            Test::In(xs) => xs.iter().any(|x| same_value(value, x)),
+            Test::NotIn(xs) => !xs.iter().any(|x| same_value(value, x)),
+        }
+    }
+}
+
+/// Reads a key's value at a grid point: the point's own axis value, else the experiment's
+/// configuration with the point applied (a named schedule compares by its name).
+struct Lookup<'a> {
+    base: &'a Value,
+    base_schedule: Value,
+    loaded: &'a LoadedExperiment,
+}
+
+impl Lookup<'_> {
+    fn value(&self, point: &Point, key: &str) -> Result<Option<Value>> {
+        if let Some(v) = point.get(key) {
+            return Ok(Some(v.clone()));
+        }
+        if key == "schedule" {
+            return Ok(Some(self.base_schedule.clone()));
+        }
+        let mut tree = self.base.clone();
+        apply_point(&mut tree, point, self.loaded)?;
+        Ok(key.split('.').try_fold(&tree, |node, part| node.get(part)).cloned())
+    }
+}
+
+/// The points of one grid with the reason each exists: the cartesian product of its axes and
+/// zipped groups (each group one axis whose i-th point sets all its keys), each conditional
+/// block crossed with the points its `when` tests accept, minus the points an `exclude` rule
+/// matches, plus the `include` points. `layers` are the shared top level and the sub-grid.
+fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Lookup) -> Result<Vec<(Point, String)>> {
+    let file = lookup.loaded.source.display();
+    let fail = |msg: String| anyhow::anyhow!("{file}: {msg}");
+    let origin = match name {
+        Some(name) => format!("grid `{name}`: product of the axes"),
+        None => "product of the axes".to_string(),
     };
-    let mut out: Vec<(BTreeMap<String, Value>, String)> = points
-        .into_iter()
-        .filter(|p| !excluded(p))
-        .map(|p| (p, "product of the axes".to_string()))
-        .collect();
-    for (i, point) in exp.include.iter().enumerate() {
-        if out.iter().any(|(p, _)| p == point) {
-            bail!("{file}: key `include[{i}]`: this point is already in the grid");
-        }
-        out.push((point.clone(), format!("include[{i}]")));
+    let mut taken = BTreeSet::new();
+    let mut points = vec![(Point::new(), origin)];
+    for (at, grid) in layers {
+        points = cross(
+            points,
+            &dimensions(at, &grid.ablations, &grid.zipped, &mut taken).map_err(fail)?,
+        );
     }
-    Ok(out)
+    let unconditional = taken.clone();
+    for (at, grid) in layers {
+        for (c, block) in grid.conditional.iter().enumerate() {
+            let at = format!("{at}conditional[{c}]");
+            let mut keys = unconditional.clone();
+            let dims = dimensions(&format!("{at}."), &block.ablations, &block.zipped, &mut keys).map_err(fail)?;
+            let block_keys: Vec<String> = keys.difference(&unconditional).cloned().collect();
+            taken.extend(block_keys.iter().cloned());
+            let mut tests = Vec::new();
+            for (key, test) in &block.when {
+                let test = Test::parse(test).map_err(|e| fail(format!("key `{at}.when.{key}`: {e}")))?;
+                if lookup.value(&Point::new(), key)?.is_none() && !taken.contains(key) && !key.starts_with("schedule.")
+                {
+                    bail!("{file}: key `{at}.when.{key}`: unknown key");
+                }
+                tests.push((key, test));
+            }
+            let condition = serde_json::to_string(&block.when)?;
+            let mut next = Vec::new();
+            for (point, why) in points {
+                let mut holds = true;
+                for (key, test) in &tests {
+                    let value = lookup
+                        .value(&point, key)
+                        .with_context(|| format!("{file}: key `{at}.when.{key}`"))?;
+                    holds &= value.is_some_and(|v| test.holds(&v));
+                }
+                if !holds {
+                    next.push((point, why));
+                    continue;
+                }
+                if let Some(key) = block_keys.iter().find(|k| point.contains_key(*k)) {
+                    bail!("{file}: key `{at}`: `{key}` is already set at a point this block applies to");
+                }
+                next.extend(cross(vec![(point, format!("{why}; {at} (when {condition})"))], &dims));
+            }
+            points = next;
+        }
+    }
+    for (at, grid) in layers {
+        for (r, rule) in grid.exclude.iter().enumerate() {
+            if let Some(key) = rule.keys().find(|k| !taken.contains(*k)) {
+                bail!("{file}: key `{at}exclude[{r}].{key}`: not an axis of the grid");
+            }
+        }
+    }
+    let excluded = |p: &Point| {
+        layers
+            .iter()
+            .flat_map(|(_, g)| &g.exclude)
+            .any(|rule| rule.iter().all(|(k, v)| p.get(k).is_some_and(|x| same_value(x, v))))
+    };
+    points.retain(|(p, _)| !excluded(p));
+    for (at, grid) in layers {
+        for (i, point) in grid.include.iter().enumerate() {
+            if points.iter().any(|(p, _)| p == point) {
+                bail!("{file}: key `{at}include[{i}]`: this point is already in the grid");
+            }
+            points.push((point.clone(), format!("{at}include[{i}]")));
+        }
+    }
+    Ok(points)
 }
 
 /// Hex SHA-256 of the canonical JSON (sorted keys) of `value`, first `len` characters.
@@ -188,11 +360,29 @@ fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
     unreachable!("split yields at least one part")
 }
 
+/// Sets a point's axis values in a configuration tree. A schedule named by an axis is read
+/// from its file at once, so later axes such as `schedule.rate` refine it.
+fn apply_point(tree: &mut Value, point: &Point, loaded: &LoadedExperiment) -> Result<()> {
+    for (axis, value) in point {
+        match (axis.as_str(), value) {
+            ("schedule", Value::String(name)) => {
+                let spec = ScheduleSpec::Named(name.clone());
+                tree["schedule"] = serde_json::to_value(resolve_schedule(&spec, loaded)?.1)?;
+            }
+            _ => set_path(tree, axis, value.clone()).with_context(|| format!("key `ablations.{axis}`"))?,
+        }
+    }
+    Ok(())
+}
+
 /// An axis value that is a map merges into the section key by key (as the config layers
-/// do); any other value replaces what was there.
+/// do); any other value, or a map of another `kind` (a different schedule), replaces what was
+/// there.
 fn merge_into(target: &mut Value, value: Value) {
     match (target, value) {
-        (Value::Object(existing), Value::Object(new)) => {
+        (Value::Object(existing), Value::Object(new))
+            if new.get("kind").is_none_or(|kind| existing.get("kind") == Some(kind)) =>
+        {
             for (k, v) in new {
                 match existing.get_mut(&k) {
                     Some(slot) => merge_into(slot, v),
@@ -214,10 +404,10 @@ fn resolve_schedule(spec: &ScheduleSpec, loaded: &LoadedExperiment) -> Result<(S
     }
 }
 
-/// All cells of the experiment: the cartesian product of the axes, times the seeds.
+/// All cells of the experiment: the points of each grid (the union over named sub-grids),
+/// times the seeds.
 pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
     let exp = &loaded.experiment;
-    let file = loaded.source.display();
     let mut base = serde_json::to_value(exp)?;
     if let Some(map) = base.as_object_mut() {
         for key in [
@@ -225,6 +415,8 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
             "zipped",
             "exclude",
             "include",
+            "conditional",
+            "grids",
             "seeds",
             "name",
             "description",
@@ -237,13 +429,53 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
     let (base_name, base_schedule) = resolve_schedule(&exp.schedule, loaded)?;
     base["schedule"] = serde_json::to_value(&base_schedule)?;
 
-    let assignments = assignments(loaded)?;
+    let lookup = Lookup {
+        base: &base,
+        base_schedule: match &exp.schedule {
+            ScheduleSpec::Named(name) => Value::String(name.clone()),
+            ScheduleSpec::Inline(s) => serde_json::to_value(s)?,
+        },
+        loaded,
+    };
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for (name, layers) in grids(exp) {
+        let grid_cells = grid_cells(loaded, &base, &base_name, &assignments(name, &layers, &lookup)?)?;
+        // The union of sub-grids: a configuration two grids share is one cell, for both reasons.
+        for (digest, cell) in grid_cells {
+            match index.get(&digest) {
+                Some(&i) => {
+                    let existing: &mut Cell = &mut cells[i];
+                    existing.reason = format!("{}; {}", existing.reason, cell.reason);
+                }
+                None => {
+                    index.insert(digest, cells.len());
+                    cells.push(cell);
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// The cells of one grid's points, each with the digest of its configuration: each point
+/// applied to the base configuration, checked, and trained once per seed.
+fn grid_cells(
+    loaded: &LoadedExperiment,
+    base: &Value,
+    base_name: &str,
+    assignments: &[(Point, String)],
+) -> Result<Vec<(String, Cell)>> {
+    let exp = &loaded.experiment;
+    let file = loaded.source.display();
     let mut cells = Vec::new();
+    // Configuration digest → cell id: two points of one grid must differ in what they train.
+    let mut seen = std::collections::HashMap::new();
     for (assignment, reason) in assignments {
         let mut tree = base.clone();
-        let mut schedule_name = base_name.clone();
-        for (axis, value) in &assignment {
-            set_path(&mut tree, axis, value.clone()).with_context(|| format!("{file}: key `ablations.{axis}`"))?;
+        let mut schedule_name = base_name.to_string();
+        apply_point(&mut tree, assignment, loaded).with_context(|| format!("{file}: variant {assignment:?}"))?;
+        for (axis, value) in assignment {
             if axis.starts_with("schedule") {
                 schedule_name = match (axis.as_str(), value) {
                     ("schedule", Value::String(name)) => name.clone(),
@@ -261,6 +493,11 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
         tree["schedule"] = serde_json::to_value(&schedule)?;
         let probe = Experiment {
             ablations: BTreeMap::new(),
+            zipped: Vec::new(),
+            conditional: Vec::new(),
+            exclude: Vec::new(),
+            include: Vec::new(),
+            grids: BTreeMap::new(),
             ..exp.clone()
         };
         let checked: Experiment = {
@@ -269,11 +506,11 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
                 full[key] = tree[key].clone();
             }
             serde_json::from_value(full)
-                .map_err(|e| anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(&assignment)))?
+                .map_err(|e| anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)))?
         };
         checked
             .validate()
-            .map_err(|p| anyhow::anyhow!("{file}: variant {}: {}", variant_slug(&assignment), p.join("; ")))?;
+            .map_err(|p| anyhow::anyhow!("{file}: variant {}: {}", variant_slug(assignment), p.join("; ")))?;
         let variant_config = (
             &checked.data,
             &schedule,
@@ -283,7 +520,7 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
             &checked.ot,
             &checked.retrieval,
         );
-        let variant = format!("{}_{}", variant_slug(&assignment), content_hash(&variant_config, 8));
+        let variant = format!("{}_{}", variant_slug(assignment), content_hash(&variant_config, 8));
         for seed in &exp.seeds {
             let config = CellConfig {
                 data: checked.data.clone(),
@@ -300,24 +537,22 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
                 schedule_name: String::new(),
                 ..config.clone()
             };
-            let id = format!("{}_s{}_{}", variant_slug(&assignment), seed, content_hash(&hashed, 8));
-            cells.push(Cell {
-                reason: reason.clone(),
-                id,
-                variant: variant.clone(),
-                assignment: assignment.clone(),
-                seed: *seed,
-                config,
-            });
-        }
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for c in &cells {
-        if !seen.insert(&c.id) {
-            bail!(
-                "{file}: two cells resolve to the same configuration ({}); remove the duplicate axis value",
-                c.id
-            );
+            let digest = content_hash(&hashed, 64);
+            let id = format!("{}_s{}_{}", variant_slug(assignment), seed, &digest[..8]);
+            if let Some(other) = seen.insert(digest.clone(), id.clone()) {
+                bail!("{file}: cells {other} and {id} resolve to the same configuration; remove the duplicate point");
+            }
+            cells.push((
+                digest,
+                Cell {
+                    reason: reason.clone(),
+                    id,
+                    variant: variant.clone(),
+                    assignment: assignment.clone(),
+                    seed: *seed,
+                    config,
+                },
+            ));
         }
     }
     Ok(cells)
@@ -384,14 +619,20 @@ pub fn baseline_variant(loaded: &LoadedExperiment, cells: &[Cell]) -> Result<Opt
         .iter()
         .filter(|c| wanted.iter().all(|(k, v)| c.assignment.get(k) == Some(v)))
         .collect();
-    match matching.as_slice() {
-        [one] => Ok(Some(one.variant.clone())),
-        [] => bail!(
+    // With sub-grids a point of one grid can be a sub-point of another's; the exact one wins.
+    let exact: Vec<&&Cell> = matching
+        .iter()
+        .copied()
+        .filter(|c| c.assignment.len() == wanted.len())
+        .collect();
+    match (matching.as_slice(), exact.as_slice()) {
+        ([one], _) | (_, [one]) => Ok(Some(one.variant.clone())),
+        ([], _) => bail!(
             "{}: key `stats.baseline`: no grid point has {}",
             loaded.source.display(),
             serde_json::to_string(wanted)?
         ),
-        many => bail!(
+        (many, _) => bail!(
             "{}: key `stats.baseline`: {} grid points match; add axis values until one does",
             loaded.source.display(),
             many.len()
@@ -468,6 +709,133 @@ mod tests {
             "ablations:\n  train.lr: [0.1]\ninclude:\n  - {train.lr: 0.1}\n",
         );
         assert!(expand(&bad).unwrap_err().to_string().contains("include[0]"));
+    }
+
+    #[test]
+    fn conditional_axes_apply_where_their_predicate_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        // On an axis value: OT weights only where OT is on.
+        let e = experiment(
+            dir.path(),
+            "ablations:\n  ot.enabled: [false, true]\n\
+             conditional:\n  - when: {ot.enabled: true}\n    ablations: {ot.weight: [0.1, 1.0]}\n",
+        );
+        let cells = expand(&e).unwrap();
+        assert_eq!(cells.len(), 3);
+        let off = cells.iter().find(|c| !c.config.ot.enabled).unwrap();
+        assert!(!off.assignment.contains_key("ot.weight"));
+        assert_eq!(off.reason, "product of the axes");
+        let weights: BTreeSet<String> = cells
+            .iter()
+            .filter(|c| c.config.ot.enabled)
+            .map(|c| c.config.ot.weight.to_string())
+            .collect();
+        assert_eq!(weights, BTreeSet::from(["0.1".to_string(), "1".to_string()]));
+        assert!(
+            cells
+                .iter()
+                .any(|c| c.reason.contains("conditional[0] (when {\"ot.enabled\":true})"))
+        );
+
+        // On a named schedule, by name or by a field of its file; `in`, `not` and an exclusion on
+        // a conditional key.
+        for when in [
+            "{schedule: ramp}",
+            "{schedule.kind: linear}",
+            "{schedule: {in: [ramp, other]}}",
+        ] {
+            let e = experiment(
+                dir.path(),
+                &format!(
+                    "ablations:\n  schedule: [ramp, {{kind: constant, value: 0.5}}]\n\
+                     conditional:\n  - when: {when}\n    zipped: [{{train.lr: [0.1, 0.2, 0.3], train.warmup_steps: [1, 2, 3]}}]\n\
+                     exclude:\n  - {{train.lr: 0.3}}\n"
+                ),
+            );
+            let cells = expand(&e).unwrap();
+            assert_eq!(cells.len(), 3, "{when}");
+            assert!(
+                cells
+                    .iter()
+                    .all(|c| (c.config.schedule_name == "ramp") == c.assignment.contains_key("train.lr"))
+            );
+        }
+        // A test on the base configuration (no axis varies it).
+        let e = experiment(
+            dir.path(),
+            "ablations:\n  train.lr: [0.1, 0.2]\n\
+             conditional:\n  - when: {train.steps: {not: 123456}}\n    ablations: {model.temperature: [0.05, 0.1]}\n",
+        );
+        assert_eq!(expand(&e).unwrap().len(), 4);
+
+        let bad = experiment(
+            dir.path(),
+            "conditional:\n  - when: {train.stepz: 1}\n    ablations: {train.lr: [0.1]}\n",
+        );
+        assert!(
+            expand(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("conditional[0].when.train.stepz`: unknown key")
+        );
+        let bad = experiment(
+            dir.path(),
+            "ablations:\n  train.lr: [0.1]\nconditional:\n  - when: {train.lr: 0.1}\n    ablations: {train.lr: [0.2]}\n",
+        );
+        assert!(
+            expand(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("conditional[0].ablations.train.lr")
+        );
+        let bad = experiment(
+            dir.path(),
+            "conditional:\n  - when: {train.lr: {in: 0.1}}\n    ablations: {train.steps: [2]}\n",
+        );
+        assert!(expand(&bad).unwrap_err().to_string().contains("expects a list"));
+    }
+
+    #[test]
+    fn named_sub_grids_are_united() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = experiment(
+            dir.path(),
+            "schedule: ramp\ntrain: {lr: 0.01}\nseeds: [1, 2]\n\
+             ablations:\n  model.temperature: [0.05]\n\
+             grids:\n  schedules:\n    ablations: {schedule: [ramp, {kind: constant, value: 0.5}]}\n\
+             \x20 rates:\n    ablations: {train.lr: [0.01, 0.1]}\n",
+        );
+        let cells = expand(&e).unwrap();
+        // 2 schedules + 2 rates, one point shared (ramp at lr 0.01), times 2 seeds.
+        assert_eq!(cells.len(), 6);
+        assert!(cells.iter().all(|c| c.config.model.temperature == 0.05));
+        let shared: Vec<&Cell> = cells.iter().filter(|c| c.reason.contains("; ")).collect();
+        assert_eq!(
+            shared.len(),
+            2,
+            "{:#?}",
+            cells.iter().map(|c| &c.reason).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            shared[0].reason,
+            "grid `rates`: product of the axes; grid `schedules`: product of the axes"
+        );
+        assert!(axis_keys(&e.experiment).contains(&"train.lr".to_string()));
+
+        let bad = experiment(
+            dir.path(),
+            "ablations:\n  train.lr: [0.1]\ngrids:\n  a:\n    ablations: {train.lr: [0.2]}\n",
+        );
+        assert!(
+            expand(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("grids.a.ablations.train.lr")
+        );
+        let typo = dir.path().join("typo.yaml");
+        std::fs::write(&typo, "grids:\n  a:\n    ablation: {train.lr: [0.2]}\n").unwrap();
+        let err = format!("{:#}", load(&typo, &[]).map(|_| ()).unwrap_err());
+        assert!(err.contains("typo.yaml") && err.contains("ablation"), "{err}");
     }
 
     #[test]
