@@ -1,5 +1,5 @@
-//! Training steps per second of each model preset on the CPU (InfoNCE, AdamW, clipping):
-//! `cargo bench --bench train_step`. The side-by-side comparison with PyTorch is
+//! Training steps per second of each model preset (InfoNCE, AdamW, clipping) on the device
+//! `CLIRLAB_DEVICE` names (default auto): `cargo bench --bench train_step`. The side-by-side comparison with PyTorch is
 //! `benchmarks/throughput.sh` (see BENCHMARKS.md).
 
 #[path = "common/training.rs"]
@@ -11,8 +11,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
+    let device = training::device();
     for preset in training::PRESETS {
-        let mut encoder = model::build(preset, 1, training::settings());
+        let mut encoder = model::build(preset, 1, training::settings(), device).expect("encoder on the device");
         let tokens = training::batch(preset);
         let input = StepInput {
             batch: &tokens,

@@ -1,5 +1,5 @@
-//! Training steps per second of each preset on the CPU, as a Markdown table:
-//! `cargo run --release --example throughput -- [STEPS]`. Same batch as
+//! Training steps per second of each preset, as a Markdown table:
+//! `[CLIRLAB_DEVICE=cuda] cargo run --release --example throughput -- [STEPS]`. Same batch as
 //! `benchmarks/torch_throughput.py`: 32 query/passage pairs of 32 tokens, InfoNCE with
 //! temperature 0.05, AdamW (lr 1e-3, weight decay 0.01), gradient clipping at 5.
 
@@ -14,10 +14,11 @@ fn main() {
         .nth(1)
         .map(|s| s.parse().expect("STEPS is a number"))
         .unwrap_or(30);
-    println!("| preset | dfdx steps/s |");
+    let device = training::device();
+    println!("| preset | dfdx steps/s ({device}) |");
     println!("|---|---|");
     for preset in training::PRESETS {
-        let mut encoder = model::build(preset, 1, training::settings());
+        let mut encoder = model::build(preset, 1, training::settings(), device).expect("encoder on the device");
         let tokens = training::batch(preset);
         let input = StepInput {
             batch: &tokens,

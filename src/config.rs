@@ -4,7 +4,7 @@
 //! (file, environment or flag), the key path and what was expected.
 
 use crate::data::synthetic::SyntheticConfig;
-use crate::model::{CostKind, OptimizerKind, Preset};
+use crate::model::{CostKind, DeviceSpec, OptimizerKind, Preset};
 use crate::sampler::Mixing;
 use crate::schedule::Schedule;
 use crate::stats::{Correction, TestKind};
@@ -36,6 +36,9 @@ pub struct Experiment {
     pub ot: OtConfig,
     pub retrieval: RetrievalConfig,
     pub stats: StatsConfig,
+    /// Where cells train: `auto` (CUDA when built with it and a GPU opens, else the CPU),
+    /// `cpu`, `cuda` or `cuda:N`. Not part of cell ids.
+    pub device: DeviceSpec,
     /// Every grid point is trained once per seed.
     pub seeds: Vec<u64>,
     /// Axes: a key path → the values it takes; the grid is their cartesian product.
@@ -128,6 +131,7 @@ impl Default for Experiment {
             ot: OtConfig::default(),
             retrieval: RetrievalConfig::default(),
             stats: StatsConfig::default(),
+            device: DeviceSpec::Auto,
             seeds: vec![1],
             ablations: BTreeMap::new(),
             zipped: Vec::new(),

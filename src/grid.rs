@@ -9,6 +9,7 @@ use crate::config::{
     DataConfig, Experiment, GridSpec, LoadedExperiment, ModelConfig, OtConfig, RetrievalConfig, SamplerConfig,
     ScheduleSpec, TrainConfig, load_schedule, schedule_dirs,
 };
+use crate::model::DeviceSpec;
 use crate::schedule::Schedule;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,9 @@ pub struct CellConfig {
     pub ot: OtConfig,
     pub retrieval: RetrievalConfig,
     pub seed: u64,
+    /// Where to train; an execution setting, left out of the cell id.
+    #[serde(default, skip_serializing_if = "DeviceSpec::is_auto")]
+    pub device: DeviceSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -532,9 +536,11 @@ fn grid_cells(
                 ot: checked.ot.clone(),
                 retrieval: checked.retrieval.clone(),
                 seed: *seed,
+                device: exp.device,
             };
             let hashed = CellConfig {
                 schedule_name: String::new(),
+                device: DeviceSpec::Auto,
                 ..config.clone()
             };
             let digest = content_hash(&hashed, 64);

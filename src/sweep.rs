@@ -15,6 +15,7 @@ use crate::data::{self, synthetic};
 use crate::eval::cell::cell_metrics;
 use crate::fsutil::{LockFile, write_atomic, write_json_atomic};
 use crate::grid::{self, Cell, CellConfig, content_hash};
+use crate::model::ResolvedDevice;
 use crate::retrieval::{self, QueryGroup};
 use crate::tokenizer::TextEncoder;
 use crate::train;
@@ -233,14 +234,22 @@ pub fn provenance() -> Provenance {
         host,
         device: if cfg!(feature = "cuda") {
             format!(
-                "cuda (CUDA_VISIBLE_DEVICES={})",
+                "cuda build (CUDA_VISIBLE_DEVICES={})",
                 std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default()
             )
         } else {
-            "cpu".into()
+            "cpu build".into()
         },
         threads: threads(),
         started_unix: now_unix(),
+    }
+}
+
+/// The device a cell trained on, with the GPUs visible to its process.
+fn device_label(device: ResolvedDevice) -> String {
+    match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(visible) if device != ResolvedDevice::Cpu => format!("{device} (CUDA_VISIBLE_DEVICES={visible})"),
+        _ => device.to_string(),
     }
 }
 
@@ -734,7 +743,10 @@ pub fn run_cell(
         train_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
         provenance: CellProvenance {
-            run: run_provenance,
+            run: Provenance {
+                device: device_label(trained.device),
+                ..run_provenance
+            },
             seed: cell.seed,
             pid: std::process::id(),
             ended_unix: now_unix(),

@@ -9,7 +9,7 @@ use crate::data::format::{Dataset, Pair};
 use crate::eval::cell::cell_metrics;
 use crate::fsutil::{LockFile, write_json_atomic};
 use crate::grid::{CellConfig, content_hash};
-use crate::model::{self, OptimizerSettings, OtTerm, StepInput, TrainableEncoder};
+use crate::model::{self, OptimizerSettings, OtTerm, ResolvedDevice, StepInput, TrainableEncoder};
 use crate::ot::{PlanGradient, SinkhornSettings};
 use crate::retrieval;
 use crate::sampler::HybridSampler;
@@ -48,6 +48,7 @@ pub struct Trained {
     /// Step whose weights were kept (best validation, or the last step).
     pub kept_step: usize,
     pub best_validation: Option<f64>,
+    pub device: ResolvedDevice,
 }
 
 /// Learning rate at `step`: linear warm-up to `lr`, then constant or linear decay to 0.
@@ -118,12 +119,15 @@ pub fn train(
         t.steps,
         cfg.seed,
     )?;
+    let device = cfg.device.resolve()?;
+    tracing::info!("training on {device} (device: {})", cfg.device);
     // The model's initial weights and the sampler draw from separate seeded streams.
     let mut encoder = model::build(
         cfg.model.preset,
         cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED,
         settings(t),
-    );
+        device,
+    )?;
 
     let needs_teacher = cfg.ot.enabled || cfg.ot.init_from_teacher;
     let teacher = if needs_teacher {
@@ -276,6 +280,7 @@ pub fn train(
         log,
         kept_step,
         best_validation: best,
+        device,
     })
 }
 
@@ -311,7 +316,7 @@ pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &TextEncoder, art
     let record_path = dir.join("teacher.json");
     std::fs::create_dir_all(artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
     let _lock = LockFile::acquire(&artifacts.join(format!("teacher-{key}.lock")))?;
-    let mut encoder = model::build(cfg.model.preset, tc.seed, settings(&cfg.train));
+    let mut encoder = model::build(cfg.model.preset, tc.seed, settings(&cfg.train), cfg.device.resolve()?)?;
     if record_path.is_file() && checkpoint.is_file() {
         encoder.load(&checkpoint)?;
         return Ok(Teacher { encoder, checkpoint });

@@ -56,6 +56,12 @@ fn quickstart_runs_reports_and_resumes() {
         ] {
             assert!(cell.join(f).is_file(), "{} lacks {f}", cell.display());
         }
+        // `device: auto` resolves to the CPU in a CPU build, and the cell records it.
+        let result: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cell.join("result.json")).unwrap()).unwrap();
+        if cfg!(not(feature = "cuda")) {
+            assert_eq!(result["provenance"]["device"], "cpu");
+        }
         let run = std::fs::read_to_string(cell.join("run.trec")).unwrap();
         let first: Vec<&str> = run.lines().next().unwrap().split_whitespace().collect();
         assert_eq!((first.len(), first[1], first[3]), (6, "Q0", "1"), "TREC run format");
@@ -173,6 +179,12 @@ fn misspelled_key_names_key_and_file() {
     let err = text(&out);
     assert!(
         err.contains("stpes") && err.contains("typo.yaml") && err.contains("train"),
+        "{err}"
+    );
+    std::fs::write(&exp, "device: gpu\n").unwrap();
+    let err = text(&clirlab(&["plan", exp.to_str().unwrap()]));
+    assert!(
+        err.contains("device") && err.contains("expected auto, cpu, cuda or cuda:N"),
         "{err}"
     );
 }

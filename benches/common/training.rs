@@ -1,7 +1,7 @@
 //! The training-throughput workload shared by `benches/train_step.rs` and
 //! `examples/throughput.rs`, so that both measure the same thing.
 
-use clirlab::model::{OptimizerKind, OptimizerSettings, Preset};
+use clirlab::model::{DeviceSpec, OptimizerKind, OptimizerSettings, Preset, ResolvedDevice};
 use clirlab::tokenizer::TokenBatch;
 
 pub const PRESETS: [Preset; 5] = [
@@ -11,6 +11,14 @@ pub const PRESETS: [Preset; 5] = [
     Preset::TransformerTiny,
     Preset::TransformerSmall,
 ];
+
+/// The device named by `CLIRLAB_DEVICE` (as the experiment key `device`; default `auto`).
+pub fn device() -> ResolvedDevice {
+    let spec: DeviceSpec = std::env::var("CLIRLAB_DEVICE")
+        .map(|s| s.parse().expect("CLIRLAB_DEVICE: auto, cpu, cuda or cuda:N"))
+        .unwrap_or_default();
+    spec.resolve().expect("CLIRLAB_DEVICE names a usable device")
+}
 
 /// AdamW, lr 1e-3, weight decay 0.01 (as `benchmarks/torch_throughput.py`).
 pub fn settings() -> OptimizerSettings {

@@ -7,17 +7,50 @@
 use crate::ot::{self, PlanGradient, SinkhornSettings};
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result};
+use dfdx::nn::DeviceBuildExt;
 use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};
 use dfdx::optim::Adam;
 use dfdx::prelude::*;
+use dfdx::tensor::{Storage, TensorToArray};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The compute device of this build (CPU unless built with the `cuda` feature).
-#[cfg(not(feature = "cuda"))]
-pub type Dev = Cpu;
+pub use device::{DeviceSpec, ResolvedDevice};
+
+mod device;
+
+/// What the encoders need of a dfdx device (the CPU, or CUDA with the `cuda` feature).
+trait Backend: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace {}
+
+impl<D: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace> Backend for D {}
+
+/// Scaling a gradient buffer in place, for clipping: dfdx has no public operation on a
+/// gradient's own storage.
+trait ScaleInPlace: Storage<f32> {
+    fn scale_in_place(buf: &mut Self::Vec, factor: f32) -> Result<()>;
+}
+
+impl ScaleInPlace for Cpu {
+    fn scale_in_place(buf: &mut Self::Vec, factor: f32) -> Result<()> {
+        buf.iter_mut().for_each(|v| *v *= factor);
+        Ok(())
+    }
+}
+
+/// Through the host: clipping is rare enough (only steps over the threshold) that the copy is
+/// cheaper than a kernel of our own.
 #[cfg(feature = "cuda")]
-pub type Dev = Cuda;
+impl ScaleInPlace for Cuda {
+    fn scale_in_place(buf: &mut Self::Vec, factor: f32) -> Result<()> {
+        let dev = buf.device();
+        let mut host = dev
+            .dtoh_sync_copy(&**buf)
+            .map_err(|e| anyhow::anyhow!("gradient to host: {e:?}"))?;
+        host.iter_mut().for_each(|v| *v *= factor);
+        dev.htod_sync_copy_into(&host, &mut **buf)
+            .map_err(|e| anyhow::anyhow!("gradient to device: {e:?}"))
+    }
+}
 
 /// Named model sizes (`model.preset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -141,52 +174,52 @@ pub trait TrainableEncoder: Embedder {
 }
 
 /// Token ids and the padding mask of a batch, as tensors.
-type Inputs = (Tensor<(usize, usize), usize, Dev>, Tensor<(usize, usize), f32, Dev>);
+type Inputs<D> = (Tensor<(usize, usize), usize, D>, Tensor<(usize, usize), f32, D>);
 
 /// An encoder architecture: token states (rows × len × M) from ids and mask, and the
 /// projection of pooled states to the output dimension P. Pooling, normalisation, losses and
 /// optimisation are shared by every architecture (see [`Encoder`]).
 trait Arch<const M: usize, const P: usize>: 'static {
-    type Built: TensorCollection<f32, Dev>;
+    type Built<D: Backend>: TensorCollection<f32, D>;
     const VOCAB: usize;
     /// Longest sequence the architecture accepts (position table size), if bounded.
     const MAX_LEN: Option<usize>;
-    fn build(dev: &Dev) -> Self::Built;
-    fn states<T: Tape<f32, Dev>>(
-        model: &Self::Built,
-        ids: Tensor<(usize, usize), usize, Dev, T>,
-        mask: &Tensor<(usize, usize), f32, Dev>,
-    ) -> Tensor<(usize, usize, Const<M>), f32, Dev, T>;
-    fn project<T: Tape<f32, Dev>>(
-        model: &Self::Built,
-        pooled: Tensor<(usize, Const<M>), f32, Dev, T>,
-    ) -> Tensor<(usize, Const<P>), f32, Dev, T>;
+    fn build<D: Backend>(dev: &D) -> Self::Built<D>;
+    fn states<D: Backend, T: Tape<f32, D>>(
+        model: &Self::Built<D>,
+        ids: Tensor<(usize, usize), usize, D, T>,
+        mask: &Tensor<(usize, usize), f32, D>,
+    ) -> Tensor<(usize, usize, Const<M>), f32, D, T>;
+    fn project<D: Backend, T: Tape<f32, D>>(
+        model: &Self::Built<D>,
+        pooled: Tensor<(usize, Const<M>), f32, D, T>,
+    ) -> Tensor<(usize, Const<P>), f32, D, T>;
 }
 
 /// Token embeddings only: the mean of a text's token embeddings, projected.
 struct MeanPool<const V: usize>;
 
 impl<const V: usize, const M: usize, const P: usize> Arch<M, P> for MeanPool<V> {
-    type Built = <(Embedding<V, M>, Linear<M, P>) as BuildOnDevice<Dev, f32>>::Built;
+    type Built<D: Backend> = <(Embedding<V, M>, Linear<M, P>) as BuildOnDevice<D, f32>>::Built;
     const VOCAB: usize = V;
     const MAX_LEN: Option<usize> = None;
 
-    fn build(dev: &Dev) -> Self::Built {
+    fn build<D: Backend>(dev: &D) -> Self::Built<D> {
         dev.build_module::<(Embedding<V, M>, Linear<M, P>), f32>()
     }
 
-    fn states<T: Tape<f32, Dev>>(
-        model: &Self::Built,
-        ids: Tensor<(usize, usize), usize, Dev, T>,
-        _mask: &Tensor<(usize, usize), f32, Dev>,
-    ) -> Tensor<(usize, usize, Const<M>), f32, Dev, T> {
+    fn states<D: Backend, T: Tape<f32, D>>(
+        model: &Self::Built<D>,
+        ids: Tensor<(usize, usize), usize, D, T>,
+        _mask: &Tensor<(usize, usize), f32, D>,
+    ) -> Tensor<(usize, usize, Const<M>), f32, D, T> {
         model.0.forward(ids)
     }
 
-    fn project<T: Tape<f32, Dev>>(
-        model: &Self::Built,
-        pooled: Tensor<(usize, Const<M>), f32, Dev, T>,
-    ) -> Tensor<(usize, Const<P>), f32, Dev, T> {
+    fn project<D: Backend, T: Tape<f32, D>>(
+        model: &Self::Built<D>,
+        pooled: Tensor<(usize, Const<M>), f32, D, T>,
+    ) -> Tensor<(usize, Const<P>), f32, D, T> {
         model.1.forward(pooled)
     }
 }
@@ -227,11 +260,11 @@ impl<
     const S: usize,
 > Arch<M, P> for Transformer<V, H, DH, F, L, S>
 {
-    type Built = <TransformerModules<V, M, P, F, L, S> as BuildOnDevice<Dev, f32>>::Built;
+    type Built<D: Backend> = <TransformerModules<V, M, P, F, L, S> as BuildOnDevice<D, f32>>::Built;
     const VOCAB: usize = V;
     const MAX_LEN: Option<usize> = Some(S);
 
-    fn build(dev: &Dev) -> Self::Built {
+    fn build<D: Backend>(dev: &D) -> Self::Built<D> {
         assert_eq!(
             H * DH,
             M,
@@ -240,11 +273,11 @@ impl<
         dev.build_module::<TransformerModules<V, M, P, F, L, S>, f32>()
     }
 
-    fn states<T: Tape<f32, Dev>>(
-        model: &Self::Built,
-        ids: Tensor<(usize, usize), usize, Dev, T>,
-        mask: &Tensor<(usize, usize), f32, Dev>,
-    ) -> Tensor<(usize, usize, Const<M>), f32, Dev, T> {
+    fn states<D: Backend, T: Tape<f32, D>>(
+        model: &Self::Built<D>,
+        ids: Tensor<(usize, usize), usize, D, T>,
+        mask: &Tensor<(usize, usize), f32, D>,
+    ) -> Tensor<(usize, usize, Const<M>), f32, D, T> {
         let (rows, len) = *mask.shape();
         let dev = mask.device().clone();
         let positions: Vec<usize> = (0..rows).flat_map(|_| 0..len).collect();
@@ -280,31 +313,50 @@ impl<
         model.3.forward(x)
     }
 
-    fn project<T: Tape<f32, Dev>>(
-        model: &Self::Built,
-        pooled: Tensor<(usize, Const<M>), f32, Dev, T>,
-    ) -> Tensor<(usize, Const<P>), f32, Dev, T> {
+    fn project<D: Backend, T: Tape<f32, D>>(
+        model: &Self::Built<D>,
+        pooled: Tensor<(usize, Const<M>), f32, D, T>,
+    ) -> Tensor<(usize, Const<P>), f32, D, T> {
         model.4.forward(pooled)
     }
 }
 
 /// An encoder of architecture `A`, with its optimizer state.
-struct Encoder<A: Arch<M, P>, const M: usize, const P: usize> {
-    dev: Dev,
-    model: A::Built,
-    grads: Option<Gradients<f32, Dev>>,
-    opt: Adam<A::Built, f32, Dev>,
+struct Encoder<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> {
+    dev: D,
+    model: A::Built<D>,
+    grads: Option<Gradients<f32, D>>,
+    opt: Adam<A::Built<D>, f32, D>,
 }
 
-/// Builds a freshly initialised encoder of `preset`, seeded.
-pub fn build(preset: Preset, seed: u64, opt: OptimizerSettings) -> Box<dyn TrainableEncoder> {
+/// Builds a freshly initialised encoder of `preset` on `device`, seeded.
+pub fn build(
+    preset: Preset,
+    seed: u64,
+    opt: OptimizerSettings,
+    device: ResolvedDevice,
+) -> Result<Box<dyn TrainableEncoder>> {
+    match device {
+        ResolvedDevice::Cpu => Ok(build_on(Cpu::seed_from_u64(seed), preset, opt)),
+        #[cfg(feature = "cuda")]
+        ResolvedDevice::Cuda(ordinal) => {
+            let dev =
+                Cuda::try_build(ordinal, seed).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e:?}"))?;
+            Ok(build_on(dev, preset, opt))
+        }
+    }
+}
+
+fn build_on<D: Backend>(dev: D, preset: Preset, opt: OptimizerSettings) -> Box<dyn TrainableEncoder> {
     match preset {
-        Preset::Tiny => Box::new(Encoder::<MeanPool<4096>, 64, 64>::new(seed, opt)),
-        Preset::Small => Box::new(Encoder::<MeanPool<16384>, 128, 128>::new(seed, opt)),
-        Preset::Base => Box::new(Encoder::<MeanPool<32768>, 256, 256>::new(seed, opt)),
-        Preset::TransformerTiny => Box::new(Encoder::<Transformer<4096, 4, 16, 128, 2, 128>, 64, 64>::new(seed, opt)),
-        Preset::TransformerSmall => Box::new(Encoder::<Transformer<16384, 4, 32, 256, 2, 128>, 128, 128>::new(
-            seed, opt,
+        Preset::Tiny => Box::new(Encoder::<MeanPool<4096>, D, 64, 64>::new(dev, opt)),
+        Preset::Small => Box::new(Encoder::<MeanPool<16384>, D, 128, 128>::new(dev, opt)),
+        Preset::Base => Box::new(Encoder::<MeanPool<32768>, D, 256, 256>::new(dev, opt)),
+        Preset::TransformerTiny => Box::new(Encoder::<Transformer<4096, 4, 16, 128, 2, 128>, D, 64, 64>::new(
+            dev, opt,
+        )),
+        Preset::TransformerSmall => Box::new(Encoder::<Transformer<16384, 4, 32, 256, 2, 128>, D, 128, 128>::new(
+            dev, opt,
         )),
     }
 }
@@ -322,16 +374,15 @@ fn adam_config(opt: OptimizerSettings) -> AdamConfig {
     }
 }
 
-impl<A: Arch<M, P>, const M: usize, const P: usize> Encoder<A, M, P> {
-    fn new(seed: u64, opt: OptimizerSettings) -> Self {
-        let dev = Dev::seed_from_u64(seed);
+impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Encoder<A, D, M, P> {
+    fn new(dev: D, opt: OptimizerSettings) -> Self {
         let model = A::build(&dev);
         let grads = Some(model.alloc_grads());
         let opt = Adam::new(&model, adam_config(opt));
         Self { dev, model, grads, opt }
     }
 
-    fn inputs(&self, batch: &TokenBatch) -> Result<Inputs> {
+    fn inputs(&self, batch: &TokenBatch) -> Result<Inputs<D>> {
         if let Some(bad) = batch.ids.iter().find(|id| **id >= A::VOCAB) {
             anyhow::bail!(
                 "token id {bad} is outside the model's vocabulary of {}: the tokenizer is larger than the preset",
@@ -353,11 +404,11 @@ impl<A: Arch<M, P>, const M: usize, const P: usize> Encoder<A, M, P> {
     }
 
     /// Masked mean pooling of the token states, projection and L2 normalisation.
-    fn encode<T: Tape<f32, Dev>>(
+    fn encode<T: Tape<f32, D>>(
         &self,
-        ids: Tensor<(usize, usize), usize, Dev, T>,
-        mask: Tensor<(usize, usize), f32, Dev>,
-    ) -> Tensor<(usize, Const<P>), f32, Dev, T> {
+        ids: Tensor<(usize, usize), usize, D, T>,
+        mask: Tensor<(usize, usize), f32, D>,
+    ) -> Tensor<(usize, Const<P>), f32, D, T> {
         let (rows, len) = *mask.shape();
         let tokens = A::states(&self.model, ids, &mask);
         let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
@@ -374,9 +425,9 @@ impl<A: Arch<M, P>, const M: usize, const P: usize> Encoder<A, M, P> {
 }
 
 /// L2 normalisation along the last axis of a (rows, cols, D) tensor.
-fn normalize_tokens<const D: usize, T: Tape<f32, Dev>>(
-    x: Tensor<(usize, usize, Const<D>), f32, Dev, T>,
-) -> Tensor<(usize, usize, Const<D>), f32, Dev, T> {
+fn normalize_tokens<const N: usize, D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize, Const<N>), f32, D, T>,
+) -> Tensor<(usize, usize, Const<N>), f32, D, T> {
     let shape = *x.shape();
     let norms = (x.with_empty_tape().square().sum::<(usize, usize), Axis<2>>() + 1e-12)
         .sqrt()
@@ -428,30 +479,39 @@ fn transport_batch(
 }
 
 /// Sum of squared gradient entries of every trainable tensor, and their in-place scaling.
-#[cfg(not(feature = "cuda"))]
-struct GradNorm<'a> {
-    grads: &'a mut Gradients<f32, Dev>,
+/// Both run as tensor operations, so they stay on the device.
+struct GradNorm<'a, D: Backend> {
+    grads: &'a mut Gradients<f32, D>,
     scale: Option<f32>,
     sum_sq: f64,
+    /// A scaling error (the visitor's own error type is the device's).
+    failure: Option<anyhow::Error>,
 }
 
-#[cfg(not(feature = "cuda"))]
-impl TensorVisitor<f32, Dev> for GradNorm<'_> {
+impl<D: Backend> TensorVisitor<f32, D> for GradNorm<'_, D> {
     type Viewer = ViewTensorRef;
-    type Err = <Dev as HasErr>::Err;
+    type Err = D::Err;
     type E2 = f32;
-    type D2 = Dev;
+    type D2 = D;
 
     fn visit<S: Shape>(
         &mut self,
-        opts: TensorOptions<S, f32, Dev>,
-        t: &Tensor<S, f32, Dev>,
-    ) -> Result<Option<Tensor<S, f32, Dev>>, Self::Err> {
-        if opts.do_gradient_update {
-            let g = self.grads.get_or_alloc_mut(t)?;
-            match self.scale {
-                None => self.sum_sq += g.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>(),
-                Some(s) => g.iter_mut().for_each(|v| *v *= s),
+        opts: TensorOptions<S, f32, D>,
+        t: &Tensor<S, f32, D>,
+    ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        self.grads.try_alloc_for(t)?;
+        match self.scale {
+            None => {
+                let flat = self.grads.get(t).reshape_like(&(t.shape().num_elements(),));
+                self.sum_sq += f64::from(flat.try_square()?.try_sum::<Rank0, _>()?.array());
+            }
+            Some(factor) => {
+                if let Err(e) = D::scale_in_place(self.grads.get_or_alloc_mut(t)?, factor) {
+                    self.failure = Some(e);
+                }
             }
         }
         Ok(None)
@@ -459,16 +519,16 @@ impl TensorVisitor<f32, Dev> for GradNorm<'_> {
 }
 
 /// Global gradient norm; scales the gradients down to `clip` when it is exceeded.
-#[cfg(not(feature = "cuda"))]
-fn clip_gradients<M: TensorCollection<f32, Dev>>(
+fn clip_gradients<D: Backend, M: TensorCollection<f32, D>>(
     model: &M,
-    grads: &mut Gradients<f32, Dev>,
+    grads: &mut Gradients<f32, D>,
     clip: Option<f64>,
 ) -> Result<f64> {
     let mut op = GradNorm {
         grads,
         scale: None,
         sum_sq: 0.0,
+        failure: None,
     };
     M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let norm = op.sum_sq.sqrt();
@@ -477,20 +537,14 @@ fn clip_gradients<M: TensorCollection<f32, Dev>>(
     {
         op.scale = Some((max / norm) as f32);
         M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        if let Some(e) = op.failure {
+            return Err(e);
+        }
     }
     Ok(norm)
 }
 
-#[cfg(feature = "cuda")]
-fn clip_gradients<M: TensorCollection<f32, Dev>>(_: &M, _: &mut Gradients<f32, Dev>, clip: Option<f64>) -> Result<f64> {
-    anyhow::ensure!(
-        clip.is_none(),
-        "train.clip_norm: gradient clipping is implemented for the CPU device only"
-    );
-    Ok(f64::NAN)
-}
-
-impl<A: Arch<M, P>, const M: usize, const P: usize> Embedder for Encoder<A, M, P> {
+impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Embedder for Encoder<A, D, M, P> {
     fn dim(&self) -> usize {
         P
     }
@@ -501,7 +555,7 @@ impl<A: Arch<M, P>, const M: usize, const P: usize> Embedder for Encoder<A, M, P
     }
 }
 
-impl<A: Arch<M, P>, const M: usize, const P: usize> TrainableEncoder for Encoder<A, M, P> {
+impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder for Encoder<A, D, M, P> {
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
         let batch = input.batch;
         anyhow::ensure!(
@@ -581,7 +635,7 @@ impl<A: Arch<M, P>, const M: usize, const P: usize> TrainableEncoder for Encoder
                 .unwrap_or(0.0);
         let mut grads = loss.backward();
         let grad_norm = clip_gradients(&self.model, &mut grads, input.clip_norm)?;
-        if total.is_finite() && grad_norm.is_finite() || cfg!(feature = "cuda") && total.is_finite() {
+        if total.is_finite() && grad_norm.is_finite() {
             self.opt
                 .update(&mut self.model, &grads)
                 .map_err(|e| anyhow::anyhow!("optimizer update: {e:?}"))?;
@@ -649,7 +703,7 @@ mod tests {
 
     #[test]
     fn embeddings_are_unit_length_and_ignore_padding() {
-        let enc = build(Preset::Tiny, 1, settings());
+        let enc = build(Preset::Tiny, 1, settings(), ResolvedDevice::Cpu).unwrap();
         let a = enc
             .embed(&batch(vec![5, 6, 0, 0], vec![1.0, 1.0, 0.0, 0.0], 1))
             .unwrap();
@@ -665,7 +719,7 @@ mod tests {
 
     #[test]
     fn transformer_padding_does_not_change_an_embedding() {
-        let enc = build(Preset::TransformerTiny, 1, settings());
+        let enc = build(Preset::TransformerTiny, 1, settings(), ResolvedDevice::Cpu).unwrap();
         let short = enc.embed(&batch(vec![5, 6, 7], vec![1.0; 3], 1)).unwrap();
         // The same text padded with different junk ids, alone and beside a longer text.
         let padded = enc
@@ -696,7 +750,7 @@ mod tests {
 
     #[test]
     fn transformer_trains_and_rejects_overlong_input() {
-        let mut enc = build(Preset::TransformerTiny, 2, settings());
+        let mut enc = build(Preset::TransformerTiny, 2, settings(), ResolvedDevice::Cpu).unwrap();
         let mut ids = Vec::new();
         for i in 0..4 {
             ids.extend([10 + i, 30, 31]);
@@ -719,12 +773,24 @@ mod tests {
     fn same_seed_same_weights() {
         let b = batch(vec![1, 2, 3, 4], vec![1.0; 4], 2);
         assert_eq!(
-            build(Preset::Tiny, 3, settings()).embed(&b).unwrap(),
-            build(Preset::Tiny, 3, settings()).embed(&b).unwrap()
+            build(Preset::Tiny, 3, settings(), ResolvedDevice::Cpu)
+                .unwrap()
+                .embed(&b)
+                .unwrap(),
+            build(Preset::Tiny, 3, settings(), ResolvedDevice::Cpu)
+                .unwrap()
+                .embed(&b)
+                .unwrap()
         );
         assert_ne!(
-            build(Preset::Tiny, 3, settings()).embed(&b).unwrap(),
-            build(Preset::Tiny, 4, settings()).embed(&b).unwrap()
+            build(Preset::Tiny, 3, settings(), ResolvedDevice::Cpu)
+                .unwrap()
+                .embed(&b)
+                .unwrap(),
+            build(Preset::Tiny, 4, settings(), ResolvedDevice::Cpu)
+                .unwrap()
+                .embed(&b)
+                .unwrap()
         );
     }
 
@@ -739,7 +805,7 @@ mod tests {
 
     #[test]
     fn info_nce_training_reduces_loss() {
-        let mut enc = build(Preset::Tiny, 7, settings());
+        let mut enc = build(Preset::Tiny, 7, settings(), ResolvedDevice::Cpu).unwrap();
         // Four queries and their passages: ids 10+i ↔ 20+i.
         let mut ids = Vec::new();
         for i in 0..4 {
@@ -760,10 +826,10 @@ mod tests {
     #[test]
     fn clipping_reports_the_norm_and_bounds_the_update() {
         let b = batch(vec![1, 2, 3, 4, 5, 6, 7, 8], vec![1.0; 8], 4);
-        let mut enc = build(Preset::Tiny, 1, settings());
+        let mut enc = build(Preset::Tiny, 1, settings(), ResolvedDevice::Cpu).unwrap();
         let free = enc.train_step(&step(&b)).unwrap();
         assert!(free.grad_norm.is_finite() && free.grad_norm > 0.0);
-        let mut enc = build(Preset::Tiny, 1, settings());
+        let mut enc = build(Preset::Tiny, 1, settings(), ResolvedDevice::Cpu).unwrap();
         let clipped = enc
             .train_step(&StepInput {
                 clip_norm: Some(1e-3),
@@ -776,8 +842,8 @@ mod tests {
 
     #[test]
     fn ot_term_pulls_student_tokens_to_the_teacher() {
-        let teacher = build(Preset::Tiny, 3, settings());
-        let mut student = build(Preset::Tiny, 4, settings());
+        let teacher = build(Preset::Tiny, 3, settings(), ResolvedDevice::Cpu).unwrap();
+        let mut student = build(Preset::Tiny, 4, settings(), ResolvedDevice::Cpu).unwrap();
         // English ids 40..44 and their "translations" 50..54, two pairs of two tokens each.
         let english = batch(vec![40, 41, 42, 43], vec![1.0; 4], 2);
         let low = batch(vec![50, 51, 52, 53], vec![1.0; 4], 2);
@@ -816,9 +882,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let b = batch(vec![1, 2, 3, 4], vec![1.0; 4], 2);
-        let a = build(Preset::Tiny, 1, settings());
+        let a = build(Preset::Tiny, 1, settings(), ResolvedDevice::Cpu).unwrap();
         a.save(&path).unwrap();
-        let mut c = build(Preset::Tiny, 2, settings());
+        let mut c = build(Preset::Tiny, 2, settings(), ResolvedDevice::Cpu).unwrap();
         assert_ne!(a.embed(&b).unwrap(), c.embed(&b).unwrap());
         c.load(&path).unwrap();
         assert_eq!(a.embed(&b).unwrap(), c.embed(&b).unwrap());
@@ -826,7 +892,7 @@ mod tests {
 
     #[test]
     fn out_of_vocabulary_ids_are_an_error() {
-        let enc = build(Preset::Tiny, 1, settings());
+        let enc = build(Preset::Tiny, 1, settings(), ResolvedDevice::Cpu).unwrap();
         let err = enc.embed(&batch(vec![5000], vec![1.0], 1)).unwrap_err().to_string();
         assert!(err.contains("outside the model's vocabulary"), "{err}");
     }

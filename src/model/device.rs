@@ -1,0 +1,155 @@
+//! Where a cell trains: `device: auto | cpu | cuda | cuda:N`.
+//!
+//! `auto` takes CUDA device 0 when clirlab was built with the `cuda` feature and the device
+//! opens, else the CPU. The device is an execution setting: it is kept out of cell ids, and
+//! each cell's provenance records the one it used.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The `device` key as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    #[default]
+    Auto,
+    Cpu,
+    /// `cuda` (device 0) or `cuda:N`.
+    Cuda(usize),
+}
+
+/// The device a cell actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolvedDevice {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = || format!("expected auto, cpu, cuda or cuda:N, found {s:?}");
+        match s {
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(expected),
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for ResolvedDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolvedDevice::Cpu => f.write_str("cpu"),
+            #[cfg(feature = "cuda")]
+            ResolvedDevice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    pub fn is_auto(&self) -> bool {
+        *self == DeviceSpec::Auto
+    }
+
+    /// The device to run on; an explicit CUDA device that cannot be used is an error.
+    pub fn resolve(self) -> Result<ResolvedDevice> {
+        match self {
+            DeviceSpec::Cpu => Ok(ResolvedDevice::Cpu),
+            DeviceSpec::Auto => Ok(cuda_device(0).unwrap_or(ResolvedDevice::Cpu)),
+            DeviceSpec::Cuda(ordinal) => {
+                cuda_device(ordinal).map_err(|why| anyhow::anyhow!("key `device`: {self}: {why}"))
+            }
+        }
+    }
+}
+
+/// CUDA device `ordinal`, if it opens (a context is created and dropped).
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, String> {
+    dfdx::tensor::Cuda::try_build(ordinal, 0)
+        .map(|_| ResolvedDevice::Cuda(ordinal))
+        .map_err(|e| {
+            format!(
+                "the device does not open ({e:?}); CUDA_VISIBLE_DEVICES={:?}",
+                std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default()
+            )
+        })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_ordinal: usize) -> Result<ResolvedDevice, String> {
+    Err("this clirlab was built without CUDA; build it with scripts/build-cuda.sh (cargo's `cuda` feature)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print() {
+        for (text, spec) in [
+            ("auto", DeviceSpec::Auto),
+            ("cpu", DeviceSpec::Cpu),
+            ("cuda", DeviceSpec::Cuda(0)),
+            ("cuda:3", DeviceSpec::Cuda(3)),
+        ] {
+            assert_eq!(text.parse::<DeviceSpec>().unwrap(), spec);
+            let round: DeviceSpec = serde_json::from_value(serde_json::to_value(spec).unwrap()).unwrap();
+            assert_eq!(round, spec);
+        }
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
+            assert!(
+                bad.parse::<DeviceSpec>()
+                    .unwrap_err()
+                    .contains("expected auto, cpu, cuda or cuda:N")
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_builds_fall_back_or_refuse() {
+        assert_eq!(DeviceSpec::Cpu.resolve().unwrap(), ResolvedDevice::Cpu);
+        if cfg!(not(feature = "cuda")) {
+            assert_eq!(DeviceSpec::Auto.resolve().unwrap(), ResolvedDevice::Cpu);
+            let err = DeviceSpec::Cuda(1).resolve().unwrap_err().to_string();
+            assert!(
+                err.contains("key `device`: cuda:1") && err.contains("without CUDA"),
+                "{err}"
+            );
+        }
+    }
+}
