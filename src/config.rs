@@ -575,6 +575,9 @@ impl Experiment {
             ),
         );
         check(!self.seeds.is_empty(), "key `seeds`: expected at least one seed".into());
+        if let Err(e) = self.device.check_build() {
+            check(false, format!("key `device`: {e}"));
+        }
         if let Some(c) = self.train.clip_norm {
             check(
                 c > 0.0,

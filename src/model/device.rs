@@ -85,6 +85,15 @@ impl DeviceSpec {
         *self == DeviceSpec::Auto
     }
 
+    /// Whether this build can use the device at all (checked when an experiment loads, so a
+    /// CUDA request to a CPU build fails before any cell runs).
+    pub fn check_build(self) -> Result<(), String> {
+        match self {
+            DeviceSpec::Cuda(_) if cfg!(not(feature = "cuda")) => Err(format!("{self}: {WITHOUT_CUDA}")),
+            _ => Ok(()),
+        }
+    }
+
     /// The device to run on; an explicit CUDA device that cannot be used is an error.
     pub fn resolve(self) -> Result<ResolvedDevice> {
         match self {
@@ -110,9 +119,12 @@ fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, String> {
         })
 }
 
+const WITHOUT_CUDA: &str =
+    "this clirlab was built without CUDA; build it with scripts/build-cuda.sh (cargo's `cuda` feature)";
+
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(_ordinal: usize) -> Result<ResolvedDevice, String> {
-    Err("this clirlab was built without CUDA; build it with scripts/build-cuda.sh (cargo's `cuda` feature)".into())
+    Err(WITHOUT_CUDA.into())
 }
 
 #[cfg(test)]
