@@ -4,7 +4,7 @@
 
 use super::model::{ALPHA, ALPHA_STRICT, CONFIDENCE, Report, Stat, Task};
 use super::plots::{Plot, Section, colour};
-use super::{dropped_note, fmt_p, missing_note};
+use super::{dropped_note, fmt_p, mark, missing_note};
 use crate::stats::MeanCi;
 use std::fmt::Write as _;
 
@@ -35,7 +35,8 @@ nav ul { columns: 3; padding-left: 1.2rem; }
 table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .9rem; }
 th, td { padding: .3rem .6rem; border-bottom: 1px solid #e3e3e3; text-align: right; vertical-align: top; }
 th { background: #f6f6f8; border-bottom: 2px solid #bbb; }
-td.l, th.l { text-align: left; }
+td { white-space: nowrap; }
+td.l, th.l { text-align: left; white-space: normal; }
 tr.base td { background: #f3f7fc; }
 tr.missing td { color: #8a8a8a; font-style: italic; }
 small, .dim { color: #666; }
@@ -65,39 +66,12 @@ fn mean_pm(ci: &MeanCi) -> String {
     }
 }
 
-/// The significance mark of a test against the baseline: ‡ (p < 0.01), † (p < 0.05), or none.
-pub fn mark(p_adjusted: f64) -> &'static str {
-    if p_adjusted < ALPHA_STRICT {
-        "‡"
-    } else if p_adjusted < ALPHA {
-        "†"
-    } else {
-        ""
-    }
-}
-
 fn swatch(i: usize) -> String {
     let c = colour(i);
     format!(
         r#"<span class="swatch" style="background:rgb({},{},{})"></span>"#,
         c.0, c.1, c.2
     )
-}
-
-/// The positions of the best (highest) mean per metric among the rows of `task`.
-pub fn best_rows(task: &Task, metrics: usize) -> Vec<Option<usize>> {
-    (0..metrics)
-        .map(|m| {
-            let mut best: Option<(usize, f64)> = None;
-            for (i, row) in task.rows.iter().enumerate() {
-                let x = row.stats[m].ci.mean;
-                if x.is_finite() && best.is_none_or(|(_, b)| x > b) {
-                    best = Some((i, x));
-                }
-            }
-            best.map(|(i, _)| i)
-        })
-        .collect()
 }
 
 fn stat_cell(s: &Stat, best: bool) -> String {
@@ -127,12 +101,10 @@ fn provenance(out: &mut String, r: &Report) {
     for f in &r.folders {
         let rec = &f.record;
         let p = &rec.provenance;
-        let heading = if f.prefix.is_empty() {
-            "Provenance".to_string()
-        } else {
-            format!("Provenance of {}", escape(&f.prefix))
-        };
-        let _ = writeln!(out, "<h3>{heading}</h3>\n<dl class=\"prov\">");
+        if !f.prefix.is_empty() {
+            let _ = writeln!(out, "<h3>{}</h3>", escape(&f.prefix));
+        }
+        out.push_str("<dl class=\"prov\">\n");
         let commit = format!(
             "{}{}",
             p.git_commit.as_deref().unwrap_or("unknown"),
@@ -314,7 +286,6 @@ fn summary(out: &mut String, r: &Report, t: usize, task: &Task) {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(&note));
     }
     table_head(out, r, "<th>#</th><th class=\"l\">grid point</th><th>seeds</th>");
-    let best = best_rows(task, r.metrics.len());
     for (idx, row) in task.rows.iter().enumerate() {
         let v = &r.variants[row.variant];
         let is_base = r.baseline == Some(row.variant);
@@ -330,7 +301,7 @@ fn summary(out: &mut String, r: &Report, t: usize, task: &Task) {
             v.planned
         );
         for (m, s) in row.stats.iter().enumerate() {
-            out.push_str(&stat_cell(s, best[m] == Some(idx)));
+            out.push_str(&stat_cell(s, task.is_best(m, idx)));
         }
         out.push_str("</tr>\n");
     }
@@ -460,14 +431,6 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt; it&#39;s"
         );
         assert_eq!(escape("schedule=linear"), "schedule=linear");
-    }
-
-    #[test]
-    fn marks_follow_the_levels() {
-        assert_eq!(mark(0.001), "‡");
-        assert_eq!(mark(0.02), "†");
-        assert_eq!(mark(0.2), "");
-        assert_eq!(mark(f64::NAN), "");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `tables.tex`: one booktabs table per task, ready to `\input`: the best mean of each metric
 //! in bold, a superscript mark where a grid point differs from the baseline.
 
-use super::html::{best_rows, mark};
+use super::mark;
 use super::model::{ALPHA, ALPHA_STRICT, CONFIDENCE, Report};
 use crate::stats::tex_escape as escape;
 use std::fmt::Write as _;
@@ -51,7 +51,6 @@ pub fn tables(r: &Report) -> String {
         let heads: Vec<String> = r.metrics.iter().map(|m| escape(m)).collect();
         let _ = writeln!(out, "Grid point & {} \\\\", heads.join(" & "));
         out.push_str("\\midrule\n");
-        let best = best_rows(task, r.metrics.len());
         for (idx, row) in task.rows.iter().enumerate() {
             let mut name = escape(&r.variants[row.variant].label);
             if r.baseline == Some(row.variant) {
@@ -66,7 +65,7 @@ pub fn tables(r: &Report) -> String {
                         return "--".to_string();
                     }
                     let value = format!("{:.3}", s.ci.mean);
-                    let value = if best[m] == Some(idx) {
+                    let value = if task.is_best(m, idx) {
                         format!("\\textbf{{{value}}}")
                     } else {
                         value

@@ -88,6 +88,17 @@ pub(crate) fn fmt_p(p: f64) -> String {
     }
 }
 
+/// The significance mark of a test against the baseline: ‡ (corrected p < 0.01), † (< 0.05), or none.
+pub(crate) fn mark(p_adjusted: f64) -> &'static str {
+    if p_adjusted < model::ALPHA_STRICT {
+        "‡"
+    } else if p_adjusted < model::ALPHA {
+        "†"
+    } else {
+        ""
+    }
+}
+
 /// A file-name-safe form of `s`: letters, digits, `-` and `_`; anything else becomes `_`.
 pub(crate) fn slug(s: &str) -> String {
     s.chars()
@@ -144,5 +155,13 @@ mod tests {
         assert_eq!(fmt_p(2.5e-7), "2.5e-7");
         assert_eq!(fmt_p(0.0), "<1e-15");
         assert_eq!(slug("udhr:related/x y"), "udhr_related_x_y");
+    }
+
+    #[test]
+    fn marks_follow_the_levels() {
+        assert_eq!(mark(0.001), "‡");
+        assert_eq!(mark(0.02), "†");
+        assert_eq!(mark(0.2), "");
+        assert_eq!(mark(f64::NAN), "");
     }
 }

@@ -116,6 +116,17 @@ impl Task {
         self.rows.iter().find(|r| r.variant == variant)
     }
 
+    /// Whether row `idx` has the best (highest) mean of metric `m`; ties are all best.
+    pub fn is_best(&self, m: usize, idx: usize) -> bool {
+        let best = self
+            .rows
+            .iter()
+            .map(|r| r.stats[m].ci.mean)
+            .filter(|x| x.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        self.rows[idx].stats[m].ci.mean == best
+    }
+
     /// The pairwise comparison of rows `i` and `j` (row positions, either order) on metric `m`.
     pub fn pair(&self, m: usize, i: usize, j: usize) -> Option<&Comparison> {
         let k = self.rows.len();
