@@ -162,6 +162,9 @@ fn utc(secs: u64) -> String {
 fn grid(out: &mut String, r: &Report) {
     let axes = r.axes();
     out.push_str("<h2 id=\"grid\">Grid</h2>\n<table>\n<tr><th>#</th>");
+    if r.compared() {
+        out.push_str("<th class=\"l\">folder</th>");
+    }
     for a in &axes {
         let _ = write!(out, "<th class=\"l\">{}</th>", escape(a));
     }
@@ -182,6 +185,9 @@ fn grid(out: &mut String, r: &Report) {
         };
         let base = if r.baseline == Some(i) { " (baseline)" } else { "" };
         let _ = write!(out, "<tr class=\"{class}\"><td>{}{}</td>", swatch(i), i + 1);
+        if r.compared() {
+            let _ = write!(out, "<td class=\"l\">{}</td>", escape(&r.folders[v.folder].prefix));
+        }
         for a in &axes {
             let value = v.assignment.get(a).map(super::model::value_text).unwrap_or_default();
             let _ = write!(out, "<td class=\"l\">{}</td>", escape(&value));

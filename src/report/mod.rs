@@ -61,6 +61,9 @@ pub fn write_to(dirs: &[PathBuf], out: &Path) -> Result<()> {
 
 /// Plots of an earlier report that this one no longer has (a task gone) would mislead.
 fn remove_stale_plots(plot_dir: &Path, plots: &[plots::Plot]) -> Result<()> {
+    if !plot_dir.is_dir() {
+        return Ok(());
+    }
     let entries = std::fs::read_dir(plot_dir).with_context(|| format!("reading {}", plot_dir.display()))?;
     for entry in entries {
         let path = entry?.path();

@@ -394,7 +394,8 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
             v.cells.push(Cell { result, loss });
         }
         folders.push(Folder {
-            dir: dir.clone(),
+            // `results/x/` and `./results/x` are one folder: the report says it the same way.
+            dir: dir.components().collect(),
             prefix: prefix.clone(),
             record,
             missing,
