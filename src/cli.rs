@@ -153,6 +153,7 @@ pub enum Command {
                       results/a --against results/b --out /tmp/a-vs-b"
     )]
     Report {
+        /// A results folder (the one holding sweep.json), e.g. results/quickstart.
         results_dir: PathBuf,
         /// A second results folder to compare with (its grid points join the report as systems).
         #[arg(long, value_name = "OTHER_DIR")]
