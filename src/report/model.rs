@@ -674,3 +674,54 @@ fn oriented(mut c: Comparison, first: &str) -> Comparison {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three systems with per-query values `base + offset`; every pair is found in either order.
+    #[test]
+    fn every_pair_is_found_in_either_order() {
+        let ids = ["a", "b", "c"];
+        let system = |i: usize| {
+            let values = (0..8)
+                .map(|q| (format!("q{q}"), (q % 3) as f64 * 0.1 + i as f64 * 0.05))
+                .collect();
+            (ids[i].to_string(), values)
+        };
+        for test in [TestKind::T, TestKind::Tukey] {
+            let options = CompareOptions {
+                test,
+                ..CompareOptions::default()
+            };
+            let pairs = pairwise(&[0, 1, 2], &system, "m", &options).unwrap();
+            assert_eq!(pairs.len(), 3);
+            let task = Task {
+                name: "t".into(),
+                queries: 8,
+                dropped: vec![0],
+                rows: (0..3)
+                    .map(|variant| Row {
+                        variant,
+                        stats: Vec::new(),
+                    })
+                    .collect(),
+                languages: Vec::new(),
+                pairwise: vec![pairs],
+            };
+            for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+                for (x, y) in [(i, j), (j, i)] {
+                    let c = task.pair(0, x, y).unwrap();
+                    assert_eq!((c.baseline.as_str(), c.system.as_str()), (ids[i], ids[j]), "{test:?}");
+                    // The later system scores 0.05 higher per step.
+                    assert!(
+                        (c.mean_diff - 0.05 * (j - i) as f64).abs() < 1e-12,
+                        "{test:?}: {}",
+                        c.mean_diff
+                    );
+                }
+            }
+            assert!(task.pair(0, 1, 1).is_none() && task.pair(0, 0, 3).is_none());
+        }
+    }
+}
