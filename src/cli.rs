@@ -139,9 +139,29 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
-    /// (Re)write the report of a results folder, e.g. results/quickstart.
-    #[command(after_help = "Example:\n  clirlab report results/quickstart")]
-    Report { results_dir: PathBuf },
+    /// (Re)write the report of a results folder (also of a partly finished sweep), or compare two.
+    #[command(
+        long_about = "(Re)write the report of a results folder, e.g. results/quickstart, into RESULTS_DIR/report/: \
+                      report.html (tables and plots in one file, no script, no network), tables.tex (booktabs), \
+                      plots/*.svg, report.md and CSV files. Cells without results are marked.\n\n\
+                      With --against OTHER_DIR the grid points of both folders become the systems of one report \
+                      (labels prefixed with the experiment name, or the folder name where both are the same), \
+                      compared over the queries both were scored on (the report counts the queries left out), \
+                      with the baseline and statistics settings of RESULTS_DIR.",
+        after_help = "Examples:\n  clirlab report results/quickstart\n  clirlab report results/quickstart --against \
+                      results/quickstart_ot   # into results/quickstart/report-vs-quickstart_ot/\n  clirlab report \
+                      results/a --against results/b --out /tmp/a-vs-b"
+    )]
+    Report {
+        /// A results folder (the one holding sweep.json), e.g. results/quickstart.
+        results_dir: PathBuf,
+        /// A second results folder to compare with (its grid points join the report as systems).
+        #[arg(long, value_name = "OTHER_DIR")]
+        against: Option<PathBuf>,
+        /// Where to write (default: RESULTS_DIR/report, or RESULTS_DIR/report-vs-<OTHER> with --against).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Print a curriculum schedule p(t) at a few points of training progress t.
     #[command(
         after_help = "Examples:\n  clirlab schedule linear\n  clirlab schedule schedules/exponential.yaml --points 11"
@@ -411,10 +431,21 @@ pub fn main() -> Result<()> {
                 out!("{}  seed={}  {}{}  ({})", c.id, c.seed, axes.join(" "), mark, c.reason);
             }
         }
-        Command::Report { results_dir } => {
-            report::write(&results_dir)?;
+        Command::Report {
+            results_dir,
+            against,
+            out,
+        } => {
+            let mut dirs = vec![results_dir.clone()];
+            let default_out = match &against {
+                Some(other) => report::comparison_dir(&results_dir, other),
+                None => results_dir.join("report"),
+            };
+            dirs.extend(against);
+            let out = out.unwrap_or(default_out);
+            report::write_to(&dirs, &out)?;
             if !cli.quiet {
-                out!("{}", results_dir.join("report").join("report.md").display());
+                out!("{}", out.join("report.html").display());
             }
         }
         Command::Schedule { name_or_file, points } => {

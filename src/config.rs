@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// `CLIRLAB_*` variables that steer the program rather than set experiment keys.
-pub const OPERATIONAL_ENV: &[&str] = &["log", "offline", "data_dir"];
+/// `CLIRLAB_*` variables that steer the program (or its tests) rather than set experiment keys.
+pub const OPERATIONAL_ENV: &[&str] = &["log", "offline", "data_dir", "require_chromium"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -33,6 +33,7 @@ pub use bootstrap::{Bootstrap, BootstrapMethod, BootstrapOptions, bootstrap_test
 pub use compare::{CompareOptions, Comparison, MissingPolicy, TestKind, compare};
 pub use correction::{Correction, adjust};
 pub use descriptive::{EffectSize, MeanCi, effect_sizes, hedges_correction, mean_ci, t_quantile};
+pub(crate) use format::tex_escape;
 pub use format::{Format, format_comparisons};
 pub use ptukey::{ptukey, qtukey};
 pub use randomization::{Randomization, RandomizationOptions, randomization_test};

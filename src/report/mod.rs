@@ -1,0 +1,170 @@
+//! The experiment report of a results folder, or the comparison of two, in `report/`:
+//! `report.html` (one self-contained file: tables, inline SVG plots, no script, no network),
+//! `tables.tex` (booktabs), `plots/*.svg`, `report.md`, `summary.csv` (one row per grid point
+//! and task), `cells.csv` (one row per trained cell and language/task), `comparisons.csv`
+//! (every test against the baseline) and `pairwise.csv` (every pair of grid points).
+//!
+//! Per-query values are averaged over seeds before testing, so each comparison is paired
+//! over queries. Tasks are kept apart (the same query can be judged for several tasks); the
+//! correction family is all comparisons of one metric on one task against the baseline (and,
+//! for the pairwise matrix, all pairs of one metric on one task).
+//!
+//! [`model`] computes everything once; the writers only render it. Every file is written
+//! atomically, and the same results give byte-identical files.
+
+mod html;
+mod latex;
+pub mod model;
+mod plots;
+mod text;
+
+use crate::fsutil::write_atomic;
+use anyhow::{Context, Result};
+use model::{Missing, Report, Task};
+use std::path::{Path, PathBuf};
+
+pub use model::CONFIDENCE;
+
+/// Writes the report of the sweep in `dir` to `dir/report/` (works on a partly finished sweep).
+pub fn write(dir: &Path) -> Result<()> {
+    write_to(&[dir.to_path_buf()], &dir.join("report"))
+}
+
+/// Where `clirlab report DIR --against OTHER` writes by default: `DIR/report-vs-<OTHER's name>`.
+pub fn comparison_dir(dir: &Path, other: &Path) -> PathBuf {
+    let name = std::fs::canonicalize(other)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "other".into());
+    dir.join(format!("report-vs-{}", slug(&name)))
+}
+
+/// Writes the report of the results folders `dirs` (one, or two compared) into `out`.
+pub fn write_to(dirs: &[PathBuf], out: &Path) -> Result<()> {
+    let report = model::build(dirs)?;
+    let plots = plots::render(&report)?;
+    let plot_dir = out.join("plots");
+    for p in &plots {
+        write_atomic(&plot_dir.join(&p.file), p.svg.as_bytes())?;
+    }
+    remove_stale_plots(&plot_dir, &plots)?;
+    write_atomic(&out.join("summary.csv"), &text::summary_csv(&report)?)?;
+    write_atomic(&out.join("cells.csv"), &text::cells_csv(&report)?)?;
+    let (vs, pairs) = text::comparisons_csv(&report);
+    write_atomic(&out.join("comparisons.csv"), vs.as_bytes())?;
+    write_atomic(&out.join("pairwise.csv"), pairs.as_bytes())?;
+    write_atomic(&out.join("tables.tex"), latex::tables(&report).as_bytes())?;
+    write_atomic(&out.join("report.html"), html::page(&report, &plots).as_bytes())?;
+    write_atomic(&out.join("report.md"), text::markdown(&report)?.as_bytes())?;
+    Ok(())
+}
+
+/// Plots of an earlier report that this one no longer has (a task gone) would mislead.
+fn remove_stale_plots(plot_dir: &Path, plots: &[plots::Plot]) -> Result<()> {
+    if !plot_dir.is_dir() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(plot_dir).with_context(|| format!("reading {}", plot_dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".svg") && !plots.iter().any(|p| p.file == name) {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A p-value for tables: 4 decimals, scientific below 1e-4.
+pub(crate) fn fmt_p(p: f64) -> String {
+    if p.is_nan() {
+        "—".into()
+    } else if p < 1e-15 {
+        "<1e-15".into()
+    } else if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// The significance mark of a test against the baseline: ‡ (corrected p < 0.01), † (< 0.05), or none.
+pub(crate) fn mark(p_adjusted: f64) -> &'static str {
+    if p_adjusted < model::ALPHA_STRICT {
+        "‡"
+    } else if p_adjusted < model::ALPHA {
+        "†"
+    } else {
+        ""
+    }
+}
+
+/// A file-name-safe form of `s`: letters, digits, `-` and `_`; anything else becomes `_`.
+pub(crate) fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Why a planned cell has no result, in words.
+pub(crate) fn missing_note(m: &Missing) -> String {
+    match &m.error {
+        Some(e) => format!("{} — {e}", m.status),
+        None => m.status.to_string(),
+    }
+}
+
+/// How many queries the comparison of `task` left out, per folder; `None` when none.
+pub(crate) fn dropped_note(r: &Report, task: &Task) -> Option<String> {
+    if task.dropped.iter().all(|&d| d == 0) {
+        return None;
+    }
+    let parts: Vec<String> = task
+        .dropped
+        .iter()
+        .zip(&r.folders)
+        .map(|(d, f)| {
+            let name = if f.prefix.is_empty() {
+                &f.record.experiment
+            } else {
+                &f.prefix
+            };
+            format!("{d} from {name}")
+        })
+        .collect();
+    Some(format!(
+        "Compared over the {} queries that every system was scored on; queries left out: {}.",
+        task.queries,
+        parts.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p_values_and_slugs_format() {
+        assert_eq!(fmt_p(0.01234), "0.0123");
+        assert_eq!(fmt_p(2.5e-7), "2.5e-7");
+        assert_eq!(fmt_p(0.0), "<1e-15");
+        assert_eq!(slug("udhr:related/x y"), "udhr_related_x_y");
+    }
+
+    #[test]
+    fn marks_follow_the_levels() {
+        assert_eq!(mark(0.001), "‡");
+        assert_eq!(mark(0.02), "†");
+        assert_eq!(mark(0.2), "");
+        assert_eq!(mark(f64::NAN), "");
+    }
+}

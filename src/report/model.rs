@@ -1,0 +1,727 @@
+//! The report model: everything the writers show, computed once from one results folder or
+//! two (compared). The writers (`text`, `html`, `latex`, `plots`) only render it.
+//!
+//! Per-query values are averaged over the seeds of a grid point, then every statistic of a task
+//! runs over the queries that all its systems were scored on, so that every comparison is
+//! paired; queries left out that way are counted per folder and shown.
+
+use crate::eval::cell::CELL_METRICS;
+use crate::schedule::Schedule;
+use crate::stats::{self, CompareOptions, Comparison, Correction, MeanCi, TestKind};
+use crate::sweep::{self, CellResult, CellStatus, SweepRecord};
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Confidence level of every interval in the report.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// Significance level of the marks against the baseline and in the pairwise matrix.
+pub const ALPHA: f64 = 0.05;
+
+/// A stricter level, marked apart.
+pub const ALPHA_STRICT: f64 = 0.01;
+
+/// Above this many systems in a task the pairwise matrix is left out: it grows quadratically,
+/// and resampling tests over hundreds of pairs would dominate the time of writing the report.
+pub const PAIRWISE_MAX_SYSTEMS: usize = 20;
+
+/// One results folder.
+pub struct Folder {
+    pub dir: PathBuf,
+    /// What its systems' labels start with when two folders are compared; empty otherwise.
+    pub prefix: String,
+    pub record: SweepRecord,
+    /// Planned cells without a result, in plan order.
+    pub missing: Vec<Missing>,
+}
+
+pub struct Missing {
+    pub id: String,
+    /// Index into [`Report::variants`].
+    pub variant: usize,
+    pub status: &'static str,
+    pub error: Option<String>,
+}
+
+/// A grid point (of one folder), with its finished cells.
+pub struct Variant {
+    /// Unique over the report (prefixed with the folder when two are compared).
+    pub id: String,
+    pub label: String,
+    pub folder: usize,
+    pub assignment: BTreeMap<String, serde_json::Value>,
+    pub schedule_name: String,
+    pub planned: usize,
+    pub cells: Vec<Cell>,
+    /// (task, metric) → query id → one value per finished seed.
+    values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>>,
+    /// (task, query id) → language.
+    langs: BTreeMap<(String, String), String>,
+}
+
+/// A finished cell.
+pub struct Cell {
+    pub result: CellResult,
+    /// (step, training loss) from `train_log.csv`.
+    pub loss: Vec<(f64, f64)>,
+}
+
+/// A distinct curriculum schedule of the report.
+pub struct ScheduleCurve {
+    pub label: String,
+    pub schedule: Schedule,
+}
+
+/// Mean of one metric with its interval, and the test against the baseline.
+pub struct Stat {
+    pub ci: MeanCi,
+    pub vs_baseline: Option<Comparison>,
+}
+
+/// One system on one task.
+pub struct Row {
+    /// Index into [`Report::variants`].
+    pub variant: usize,
+    /// One per metric, in [`Report::metrics`] order.
+    pub stats: Vec<Stat>,
+}
+
+/// One system on the queries of one language of a task.
+pub struct LangRow {
+    pub lang: String,
+    pub variant: usize,
+    pub queries: usize,
+    pub metrics: Vec<MeanCi>,
+}
+
+pub struct Task {
+    pub name: String,
+    /// Queries every system of the task was scored on: all statistics use exactly these.
+    pub queries: usize,
+    /// Per folder: queries its systems were scored on that are not common to all systems.
+    pub dropped: Vec<usize>,
+    pub rows: Vec<Row>,
+    pub languages: Vec<LangRow>,
+    /// Per metric (in [`Report::metrics`] order): every pair of rows (i < j) with
+    /// `baseline` = row i and `system` = row j, corrected over all pairs; empty when the task has
+    /// fewer than two or more than [`PAIRWISE_MAX_SYSTEMS`] systems.
+    pub pairwise: Vec<Vec<Comparison>>,
+}
+
+impl Task {
+    /// The row of `variant`.
+    pub fn row(&self, variant: usize) -> Option<&Row> {
+        self.rows.iter().find(|r| r.variant == variant)
+    }
+
+    /// Whether row `idx` has the best (highest) mean of metric `m`; ties are all best.
+    pub fn is_best(&self, m: usize, idx: usize) -> bool {
+        let best = self
+            .rows
+            .iter()
+            .map(|r| r.stats[m].ci.mean)
+            .filter(|x| x.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        self.rows[idx].stats[m].ci.mean == best
+    }
+
+    /// The pairwise comparison of rows `i` and `j` (row positions, either order) on metric `m`.
+    pub fn pair(&self, m: usize, i: usize, j: usize) -> Option<&Comparison> {
+        let k = self.rows.len();
+        if i == j || i >= k || j >= k {
+            return None;
+        }
+        let (lo, hi) = (i.min(j), i.max(j));
+        // Pairs are stored in order (0,1), (0,2), …, (1,2), …
+        let index = lo * (2 * k - lo - 1) / 2 + (hi - lo - 1);
+        self.pairwise.get(m)?.get(index)
+    }
+}
+
+pub struct Report {
+    pub title: String,
+    pub folders: Vec<Folder>,
+    /// Report names of the metrics ([`CELL_METRICS`]).
+    pub metrics: Vec<String>,
+    pub variants: Vec<Variant>,
+    /// Index into `variants`.
+    pub baseline: Option<usize>,
+    pub options: CompareOptions,
+    pub tasks: Vec<Task>,
+    pub schedules: Vec<ScheduleCurve>,
+}
+
+impl Report {
+    /// Whether any folder holds synthetic data.
+    pub fn synthetic(&self) -> bool {
+        self.folders.iter().any(|f| f.record.synthetic)
+    }
+
+    pub fn test(&self) -> TestKind {
+        self.options.test
+    }
+
+    /// The correction in effect (Tukey's p-values are already family-wise).
+    pub fn correction(&self) -> Correction {
+        if self.options.test == TestKind::Tukey {
+            Correction::None
+        } else {
+            self.options.correction
+        }
+    }
+
+    /// Whether the report compares two folders.
+    pub fn compared(&self) -> bool {
+        self.folders.len() > 1
+    }
+
+    /// Every axis key of the grids, in order.
+    pub fn axes(&self) -> Vec<String> {
+        let keys: BTreeSet<&String> = self.variants.iter().flat_map(|v| v.assignment.keys()).collect();
+        keys.into_iter().cloned().collect()
+    }
+}
+
+/// The metric name handed to the tests; it also seeds the resampling tests, so it stays as
+/// it always was: the metric, prefixed with the task when there are several.
+fn test_name(tasks: usize, task: &str, metric: &str) -> String {
+    if tasks > 1 {
+        format!("{task}/{metric}")
+    } else {
+        metric.to_string()
+    }
+}
+
+/// The label of a grid point from its axis values.
+pub fn assignment_label(assignment: &BTreeMap<String, serde_json::Value>) -> String {
+    if assignment.is_empty() {
+        return "(single configuration)".into();
+    }
+    assignment
+        .iter()
+        .map(|(k, v)| format!("{k}={}", value_text(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An axis value as written in labels: strings bare, everything else as JSON.
+pub fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn status_name(status: CellStatus) -> &'static str {
+    match status {
+        CellStatus::Failed => "failed",
+        CellStatus::Running => "running",
+        CellStatus::Done => "done, but its result could not be read",
+        CellStatus::Pending => "not run",
+    }
+}
+
+/// The part of a cell's `config.yaml` the report needs.
+#[derive(Deserialize)]
+struct ScheduleOfCell {
+    schedule_name: String,
+    schedule: Schedule,
+}
+
+fn read_schedule(path: &Path) -> Result<ScheduleOfCell> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("{}: keys `schedule_name` and `schedule`", path.display()))
+}
+
+fn read_metrics(path: &Path, v: &mut Variant) -> Result<()> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    for (line, record) in reader.records().enumerate() {
+        let at = || format!("{}:{}", path.display(), line + 2);
+        let record = record.with_context(at)?;
+        anyhow::ensure!(
+            record.len() == 5,
+            "{}: expected 5 fields (lang,task,query_id,metric,value)",
+            at()
+        );
+        let value: f64 = record[4]
+            .parse()
+            .with_context(|| format!("{}: expected a number in column `value`", at()))?;
+        let (lang, task, query, metric) = (&record[0], &record[1], &record[2], &record[3]);
+        v.langs.insert((task.to_string(), query.to_string()), lang.to_string());
+        v.values
+            .entry((task.to_string(), metric.to_string()))
+            .or_default()
+            .entry(query.to_string())
+            .or_default()
+            .push(value);
+    }
+    Ok(())
+}
+
+/// (step, loss) of a `train_log.csv`, found by column name.
+fn read_loss(path: &Path) -> Result<Vec<(f64, f64)>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = reader
+        .headers()
+        .with_context(|| format!("reading {}", path.display()))?
+        .clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: no column `{name}`", path.display()))
+    };
+    let (step, loss) = (col("step")?, col("loss")?);
+    let mut out = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let at = || format!("{}:{}", path.display(), line + 2);
+        let record = record.with_context(at)?;
+        let number = |i: usize, name: &str| -> Result<f64> {
+            record
+                .get(i)
+                .unwrap_or("")
+                .parse()
+                .with_context(|| format!("{}: expected a number in column `{name}`", at()))
+        };
+        out.push((number(step, "step")?, number(loss, "loss")?));
+    }
+    Ok(out)
+}
+
+/// Label prefixes of compared folders: the experiment names, or, where they are the same, the
+/// names of the folders holding them, or else A and B.
+fn prefixes(dirs: &[PathBuf], records: &[SweepRecord]) -> Vec<String> {
+    if records.len() < 2 {
+        return vec![String::new(); records.len()];
+    }
+    let distinct = |names: &[String]| names.iter().collect::<BTreeSet<_>>().len() == names.len();
+    let names: Vec<String> = records.iter().map(|r| r.experiment.clone()).collect();
+    if distinct(&names) {
+        return names;
+    }
+    let parents: Vec<String> = dirs
+        .iter()
+        .zip(records)
+        .map(|(d, r)| {
+            let parent = std::fs::canonicalize(d)
+                .ok()
+                .and_then(|p| {
+                    p.parent()
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_default();
+            format!("{parent}/{}", r.experiment)
+        })
+        .collect();
+    if distinct(&parents) {
+        return parents;
+    }
+    (0..records.len())
+        .map(|i| char::from(b'A' + i as u8).to_string())
+        .collect()
+}
+
+/// Reads the folders (the first one's baseline and statistics settings apply) and computes
+/// the report.
+pub fn build(dirs: &[PathBuf]) -> Result<Report> {
+    let records = dirs.iter().map(|d| SweepRecord::read(d)).collect::<Result<Vec<_>>>()?;
+    let prefixes = prefixes(dirs, &records);
+    let mut folders = Vec::new();
+    let mut variants: Vec<Variant> = Vec::new();
+    let mut schedules: Vec<ScheduleCurve> = Vec::new();
+    for (f, (dir, record)) in dirs.iter().zip(records).enumerate() {
+        let prefix = &prefixes[f];
+        let mut missing = Vec::new();
+        for planned in &record.cells {
+            let id = if prefix.is_empty() {
+                planned.variant.clone()
+            } else {
+                format!("{prefix}/{}", planned.variant)
+            };
+            let pos = match variants.iter().position(|v| v.id == id) {
+                Some(p) => p,
+                None => {
+                    let label = assignment_label(&planned.assignment);
+                    let cell_dir = dir.join("cells").join(&planned.id);
+                    let config = read_schedule(&cell_dir.join("config.yaml"))?;
+                    if !schedules.iter().any(|s| s.schedule == config.schedule) {
+                        let clash = schedules.iter().any(|s| s.label == config.schedule_name);
+                        schedules.push(ScheduleCurve {
+                            label: if clash {
+                                format!("{} ({label})", config.schedule_name)
+                            } else {
+                                config.schedule_name.clone()
+                            },
+                            schedule: config.schedule,
+                        });
+                    }
+                    variants.push(Variant {
+                        id,
+                        label: if prefix.is_empty() {
+                            label
+                        } else {
+                            format!("{prefix}: {label}")
+                        },
+                        folder: f,
+                        assignment: planned.assignment.clone(),
+                        schedule_name: config.schedule_name,
+                        planned: 0,
+                        cells: Vec::new(),
+                        values: BTreeMap::new(),
+                        langs: BTreeMap::new(),
+                    });
+                    variants.len() - 1
+                }
+            };
+            let v = &mut variants[pos];
+            v.planned += 1;
+            let Some(result) = sweep::finished(dir, &planned.id) else {
+                let (status, error) = sweep::cell_state(dir, &planned.id);
+                missing.push(Missing {
+                    id: planned.id.clone(),
+                    variant: pos,
+                    status: status_name(status),
+                    error: error.or_else(|| planned.error.clone()),
+                });
+                continue;
+            };
+            let cell_dir = dir.join("cells").join(&planned.id);
+            read_metrics(&cell_dir.join("metrics.csv"), v)?;
+            let loss = read_loss(&cell_dir.join("train_log.csv"))?;
+            v.cells.push(Cell { result, loss });
+        }
+        folders.push(Folder {
+            // `results/x/` and `./results/x` are one folder: the report says it the same way.
+            dir: dir.components().collect(),
+            prefix: prefix.clone(),
+            record,
+            missing,
+        });
+    }
+
+    let first = &folders[0].record;
+    let options = CompareOptions {
+        test: first.stats.test,
+        correction: first.stats.correction,
+        permutations: first.stats.permutations,
+        bootstrap_samples: first.stats.bootstrap_samples,
+        seed: first.stats.seed,
+        confidence: CONFIDENCE,
+        ..CompareOptions::default()
+    };
+    let baseline = first.baseline.as_ref().and_then(|b| {
+        let id = if folders[0].prefix.is_empty() {
+            b.clone()
+        } else {
+            format!("{}/{b}", folders[0].prefix)
+        };
+        variants.iter().position(|v| v.id == id && !v.cells.is_empty())
+    });
+    let metrics: Vec<String> = CELL_METRICS.iter().map(|m| m.0.to_string()).collect();
+    let task_names: BTreeSet<String> = variants
+        .iter()
+        .flat_map(|v| v.values.keys().map(|(t, _)| t.clone()))
+        .collect();
+    let mut tasks = Vec::new();
+    for name in &task_names {
+        tasks.push(build_task(
+            name,
+            task_names.len(),
+            &variants,
+            folders.len(),
+            &metrics,
+            baseline,
+            &options,
+        )?);
+    }
+    let title = folders
+        .iter()
+        .map(|f| {
+            if f.prefix.is_empty() {
+                f.record.experiment.clone()
+            } else {
+                f.prefix.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" vs ");
+    Ok(Report {
+        title,
+        folders,
+        metrics,
+        variants,
+        baseline,
+        options,
+        tasks,
+        schedules,
+    })
+}
+
+/// Per-query means over seeds of one variant on (task, metric), restricted to `queries`.
+fn seed_means(v: &Variant, task: &str, metric: &str, queries: &BTreeSet<&str>) -> BTreeMap<String, f64> {
+    v.values
+        .get(&(task.to_string(), metric.to_string()))
+        .into_iter()
+        .flatten()
+        .filter(|(q, _)| queries.contains(q.as_str()))
+        .map(|(q, vals)| (q.clone(), vals.iter().sum::<f64>() / vals.len() as f64))
+        .collect()
+}
+
+fn build_task(
+    name: &str,
+    n_tasks: usize,
+    variants: &[Variant],
+    n_folders: usize,
+    metrics: &[String],
+    baseline: Option<usize>,
+    options: &CompareOptions,
+) -> Result<Task> {
+    // The systems of this task and the queries each was scored on (any metric).
+    let members: Vec<usize> = (0..variants.len())
+        .filter(|&i| variants[i].values.keys().any(|(t, _)| t == name))
+        .collect();
+    let queries_of = |i: usize| -> BTreeSet<&str> {
+        variants[i]
+            .values
+            .iter()
+            .filter(|((t, _), _)| t == name)
+            .flat_map(|(_, q)| q.keys().map(String::as_str))
+            .collect()
+    };
+    let mut common: Option<BTreeSet<&str>> = None;
+    let mut per_folder: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); n_folders];
+    for &i in &members {
+        let q = queries_of(i);
+        per_folder[variants[i].folder].extend(q.iter().copied());
+        common = Some(match common {
+            None => q,
+            Some(c) => c.intersection(&q).copied().collect(),
+        });
+    }
+    let common = common.unwrap_or_default();
+    let dropped = per_folder
+        .iter()
+        .map(|q| q.len() - q.intersection(&common).count())
+        .collect();
+
+    // variant → metric → per-query means over the common queries.
+    let means: BTreeMap<usize, Vec<BTreeMap<String, f64>>> = members
+        .iter()
+        .map(|&i| {
+            let per_metric = metrics
+                .iter()
+                .map(|m| seed_means(&variants[i], name, m, &common))
+                .collect();
+            (i, per_metric)
+        })
+        .collect();
+    let base_here = baseline.filter(|b| members.contains(b));
+    let mut vs_baseline: Vec<Vec<Comparison>> = Vec::new();
+    for (m, metric) in metrics.iter().enumerate() {
+        let Some(b) = base_here else {
+            vs_baseline.push(Vec::new());
+            continue;
+        };
+        let per_system: BTreeMap<String, BTreeMap<String, f64>> = members
+            .iter()
+            .map(|&i| (variants[i].id.clone(), means[&i][m].clone()))
+            .collect();
+        let rows = if common.is_empty() {
+            Vec::new()
+        } else {
+            stats::compare(&per_system, &test_name(n_tasks, name, metric), &variants[b].id, options)
+                .with_context(|| format!("task {name}, metric {metric}"))?
+        };
+        // Tukey compares every pair; only the baseline's pairs belong here.
+        vs_baseline.push(rows.into_iter().filter(|c| c.baseline == variants[b].id).collect());
+    }
+
+    let rows: Vec<Row> = members
+        .iter()
+        .map(|&i| Row {
+            variant: i,
+            stats: metrics
+                .iter()
+                .enumerate()
+                .map(|(m, _)| {
+                    let values: Vec<f64> = means[&i][m].values().copied().collect();
+                    Stat {
+                        ci: stats::mean_ci(&values, CONFIDENCE),
+                        vs_baseline: vs_baseline[m].iter().find(|c| c.system == variants[i].id).cloned(),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+
+    let mut languages = Vec::new();
+    let langs: BTreeSet<&String> = members
+        .iter()
+        .flat_map(|&i| {
+            variants[i]
+                .langs
+                .iter()
+                .filter(|((t, q), _)| t == name && common.contains(q.as_str()))
+                .map(|(_, l)| l)
+        })
+        .collect();
+    for lang in langs {
+        for &i in &members {
+            let in_lang = |q: &String| variants[i].langs.get(&(name.to_string(), q.clone())) == Some(lang);
+            let per_metric: Vec<Vec<f64>> = means[&i]
+                .iter()
+                .map(|per_query| per_query.iter().filter(|(q, _)| in_lang(q)).map(|(_, x)| *x).collect())
+                .collect();
+            languages.push(LangRow {
+                lang: lang.clone(),
+                variant: i,
+                queries: per_metric.first().map_or(0, Vec::len),
+                metrics: per_metric.iter().map(|x| stats::mean_ci(x, CONFIDENCE)).collect(),
+            });
+        }
+    }
+
+    let pairwise = if members.len() < 2 || members.len() > PAIRWISE_MAX_SYSTEMS || common.is_empty() {
+        Vec::new()
+    } else {
+        let mut all = Vec::new();
+        for (m, metric) in metrics.iter().enumerate() {
+            let system = |i: usize| (variants[i].id.clone(), means[&i][m].clone());
+            all.push(pairwise(&members, &system, &test_name(n_tasks, name, metric), options)?);
+        }
+        all
+    };
+
+    Ok(Task {
+        name: name.to_string(),
+        queries: common.len(),
+        dropped,
+        rows,
+        languages,
+        pairwise,
+    })
+}
+
+/// Every pair of `members` (in order) compared with the report's test, corrected over all
+/// pairs with its correction (Tukey's HSD is family-wise over all pairs already).
+fn pairwise(
+    members: &[usize],
+    system: &dyn Fn(usize) -> (String, BTreeMap<String, f64>),
+    metric: &str,
+    options: &CompareOptions,
+) -> Result<Vec<Comparison>> {
+    let k = members.len();
+    let n_pairs = k * (k - 1) / 2;
+    let ids: Vec<String> = members.iter().map(|&i| system(i).0).collect();
+    if options.test == TestKind::Tukey {
+        let per_system: BTreeMap<String, BTreeMap<String, f64>> = members.iter().map(|&i| system(i)).collect();
+        let rows = stats::compare(&per_system, metric, &ids[0], options)?;
+        let mut out = Vec::with_capacity(n_pairs);
+        for a in 0..k {
+            for b in a + 1..k {
+                let found = rows
+                    .iter()
+                    .find(|c| {
+                        (c.baseline == ids[a] && c.system == ids[b]) || (c.baseline == ids[b] && c.system == ids[a])
+                    })
+                    .with_context(|| format!("metric {metric}: Tukey HSD lacks the pair {} and {}", ids[a], ids[b]))?;
+                out.push(oriented(found.clone(), &ids[a]));
+            }
+        }
+        return Ok(out);
+    }
+    let single = CompareOptions {
+        correction: Correction::None,
+        ..options.clone()
+    };
+    let mut out = Vec::with_capacity(n_pairs);
+    for a in 0..k {
+        for b in a + 1..k {
+            let pair: BTreeMap<String, BTreeMap<String, f64>> =
+                [system(members[a]), system(members[b])].into_iter().collect();
+            let mut rows = stats::compare(&pair, metric, &ids[a], &single)?;
+            out.push(rows.remove(0));
+        }
+    }
+    let adjusted = stats::adjust(&out.iter().map(|c| c.p_value).collect::<Vec<_>>(), options.correction);
+    let family = format!("all {n_pairs} pairs of {k} systems on metric {metric}");
+    for (c, p) in out.iter_mut().zip(adjusted) {
+        c.p_adjusted = p;
+        c.correction = options.correction;
+        c.family = family.clone();
+        c.family_size = n_pairs;
+    }
+    Ok(out)
+}
+
+/// `c` with `baseline` = `first`, flipping the direction of its differences if needed.
+fn oriented(mut c: Comparison, first: &str) -> Comparison {
+    if c.baseline != first {
+        std::mem::swap(&mut c.baseline, &mut c.system);
+        std::mem::swap(&mut c.mean_baseline, &mut c.mean_system);
+        c.mean_diff = -c.mean_diff;
+        // Tukey's q is a magnitude; signed statistics change sign.
+        if c.statistic_name != "q" {
+            c.statistic = -c.statistic;
+        }
+        c.effect_size = -c.effect_size;
+        c.hedges_g = -c.hedges_g;
+        (c.ci_low, c.ci_high) = (-c.ci_high, -c.ci_low);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three systems with per-query values `base + offset`; every pair is found in either order.
+    #[test]
+    fn every_pair_is_found_in_either_order() {
+        let ids = ["a", "b", "c"];
+        let system = |i: usize| {
+            let values = (0..8)
+                .map(|q| (format!("q{q}"), (q % 3) as f64 * 0.1 + i as f64 * 0.05))
+                .collect();
+            (ids[i].to_string(), values)
+        };
+        for test in [TestKind::T, TestKind::Tukey] {
+            let options = CompareOptions {
+                test,
+                ..CompareOptions::default()
+            };
+            let pairs = pairwise(&[0, 1, 2], &system, "m", &options).unwrap();
+            assert_eq!(pairs.len(), 3);
+            let task = Task {
+                name: "t".into(),
+                queries: 8,
+                dropped: vec![0],
+                rows: (0..3)
+                    .map(|variant| Row {
+                        variant,
+                        stats: Vec::new(),
+                    })
+                    .collect(),
+                languages: Vec::new(),
+                pairwise: vec![pairs],
+            };
+            for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+                for (x, y) in [(i, j), (j, i)] {
+                    let c = task.pair(0, x, y).unwrap();
+                    assert_eq!((c.baseline.as_str(), c.system.as_str()), (ids[i], ids[j]), "{test:?}");
+                    // The later system scores 0.05 higher per step.
+                    assert!(
+                        (c.mean_diff - 0.05 * (j - i) as f64).abs() < 1e-12,
+                        "{test:?}: {}",
+                        c.mean_diff
+                    );
+                }
+            }
+            assert!(task.pair(0, 1, 1).is_none() && task.pair(0, 0, 3).is_none());
+        }
+    }
+}

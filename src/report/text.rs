@@ -1,0 +1,244 @@
+//! The plain-text outputs: `report.md`, `summary.csv`, `cells.csv`, `comparisons.csv` and
+//! `pairwise.csv`.
+
+use super::model::{ALPHA, CONFIDENCE, Report};
+use super::{fmt_p, missing_note};
+use crate::stats::{self, Comparison, Format};
+use anyhow::Result;
+use std::fmt::Write as _;
+
+/// `summary.csv`: one row per grid point and task.
+pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = ["variant", "label", "task", "baseline", "seeds", "queries"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for m in &r.metrics {
+        for suffix in ["mean", "ci_low", "ci_high", "p_value", "p_adjusted", "effect_size"] {
+            header.push(format!("{m}_{suffix}"));
+        }
+    }
+    w.write_record(&header)?;
+    for task in &r.tasks {
+        for row in &task.rows {
+            let v = &r.variants[row.variant];
+            let mut record = vec![
+                v.id.clone(),
+                v.label.clone(),
+                task.name.clone(),
+                (r.baseline == Some(row.variant)).to_string(),
+                v.cells.len().to_string(),
+                task.queries.to_string(),
+            ];
+            for s in &row.stats {
+                record.extend([s.ci.mean.to_string(), s.ci.low.to_string(), s.ci.high.to_string()]);
+                match &s.vs_baseline {
+                    Some(c) => record.extend([
+                        c.p_value.to_string(),
+                        c.p_adjusted.to_string(),
+                        c.effect_size.to_string(),
+                    ]),
+                    None => record.extend([String::new(), String::new(), String::new()]),
+                }
+            }
+            w.write_record(&record)?;
+        }
+    }
+    Ok(w.into_inner()?)
+}
+
+/// `cells.csv`: every finished cell's means per language and task.
+pub fn cells_csv(r: &Report) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = ["cell", "variant", "seed", "schedule", "group"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    header.extend(r.metrics.iter().cloned());
+    header.extend(["final_loss".into(), "train_seconds".into()]);
+    w.write_record(&header)?;
+    for v in &r.variants {
+        for cell in &v.cells {
+            let c = &cell.result;
+            for (group, means) in &c.means {
+                let mut record = vec![
+                    c.id.clone(),
+                    v.id.clone(),
+                    c.seed.to_string(),
+                    c.schedule_name.clone(),
+                    group.clone(),
+                ];
+                record.extend(
+                    r.metrics
+                        .iter()
+                        .map(|m| means.get(m).map(|x| x.to_string()).unwrap_or_default()),
+                );
+                record.extend([c.final_loss.to_string(), format!("{:.2}", c.train_seconds)]);
+                w.write_record(&record)?;
+            }
+        }
+    }
+    Ok(w.into_inner()?)
+}
+
+/// `comparisons.csv` (every test against the baseline) and `pairwise.csv` (every pair).
+pub fn comparisons_csv(r: &Report) -> (String, String) {
+    // Grouped by task then metric: one correction family after the other.
+    let mut by_family: Vec<Comparison> = Vec::new();
+    for task in &r.tasks {
+        for m in 0..r.metrics.len() {
+            by_family.extend(task.rows.iter().filter_map(|row| row.stats[m].vs_baseline.clone()));
+        }
+    }
+    let pairs: Vec<Comparison> = r
+        .tasks
+        .iter()
+        .flat_map(|t| t.pairwise.iter().flatten().cloned())
+        .collect();
+    (
+        stats::format_comparisons(&by_family, Format::Csv),
+        stats::format_comparisons(&pairs, Format::Csv),
+    )
+}
+
+/// `report.md`.
+pub fn markdown(r: &Report) -> Result<String> {
+    let mut md = String::new();
+    writeln!(md, "# {} — clirlab report\n", r.title)?;
+    if r.synthetic() {
+        writeln!(
+            md,
+            "> **Data: SYNTHETIC** — the built-in generated bilingual set, not real text.\n"
+        )?;
+    }
+    for f in &r.folders {
+        let rec = &f.record;
+        let lead = if f.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("`{}` ({}): ", f.prefix, f.dir.display())
+        };
+        writeln!(
+            md,
+            "- {lead}data set: `{}`; experiment file: `{}`",
+            rec.dataset,
+            rec.source.display()
+        )?;
+        writeln!(
+            md,
+            "- {lead}cells: {} planned, {} finished; seeds of a grid point are averaged per query before testing",
+            rec.cells.len(),
+            rec.cells.len() - f.missing.len()
+        )?;
+        let p = &rec.provenance;
+        writeln!(
+            md,
+            "- {lead}provenance: clirlab {}, commit {}{}, host {}, device {}",
+            p.clirlab_version,
+            p.git_commit.as_deref().unwrap_or("unknown"),
+            if p.git_dirty == Some(true) { " (dirty)" } else { "" },
+            p.host,
+            p.device
+        )?;
+    }
+    match r.baseline {
+        Some(b) => writeln!(
+            md,
+            "- baseline: `{}`; test: {:?} (paired, two-sided, over queries); correction: {:?} within the comparisons \
+             of one metric on one task against the baseline; effect size d_z = mean difference / sd of differences",
+            r.variants[b].label,
+            r.test(),
+            r.correction()
+        )?,
+        None => writeln!(
+            md,
+            "- no baseline: a single grid point, or the baseline has no finished cell; no tests"
+        )?,
+    }
+    writeln!(md)?;
+    writeln!(md, "## Summary (mean over queries; * = corrected p < {ALPHA})\n")?;
+    for task in &r.tasks {
+        writeln!(md, "### Task `{}`\n", task.name)?;
+        if let Some(note) = super::dropped_note(r, task) {
+            writeln!(md, "{note}\n")?;
+        }
+        let heads: Vec<String> = r
+            .metrics
+            .iter()
+            .map(|m| format!("{m} ({:.0}% CI) | p / p_adj | d_z", CONFIDENCE * 100.0))
+            .collect();
+        writeln!(md, "| grid point | seeds | queries | {} |", heads.join(" | "))?;
+        writeln!(md, "|---|---|---|{}", "---|---|---|".repeat(r.metrics.len()))?;
+        for row in &task.rows {
+            let v = &r.variants[row.variant];
+            write!(
+                md,
+                "| {}{} | {} | {} |",
+                v.label,
+                if r.baseline == Some(row.variant) {
+                    " **(baseline)**"
+                } else {
+                    ""
+                },
+                v.cells.len(),
+                task.queries
+            )?;
+            for s in &row.stats {
+                write!(md, " {:.4} ({:.4}–{:.4}) |", s.ci.mean, s.ci.low, s.ci.high)?;
+                match &s.vs_baseline {
+                    Some(c) => {
+                        let mark = if c.p_adjusted < ALPHA { " *" } else { "" };
+                        write!(
+                            md,
+                            " {} / {}{mark} | {:+.3} |",
+                            fmt_p(c.p_value),
+                            fmt_p(c.p_adjusted),
+                            c.effect_size
+                        )?;
+                    }
+                    None => md.push_str(" — | — |"),
+                }
+            }
+            writeln!(md)?;
+        }
+        writeln!(md)?;
+    }
+    writeln!(md, "## Per language and task\n")?;
+    writeln!(md, "| grid point | language/task | {} |", r.metrics.join(" | "))?;
+    writeln!(md, "|---|---|{}", "---|".repeat(r.metrics.len()))?;
+    for task in &r.tasks {
+        for l in &task.languages {
+            write!(md, "| {} | {}/{} |", r.variants[l.variant].label, l.lang, task.name)?;
+            for ci in &l.metrics {
+                write!(md, " {:.4} |", ci.mean)?;
+            }
+            writeln!(md)?;
+        }
+    }
+    writeln!(md)?;
+    let missing: Vec<String> = r
+        .folders
+        .iter()
+        .flat_map(|f| f.missing.iter().map(move |m| (f, m)))
+        .map(|(f, m)| {
+            let id = if f.prefix.is_empty() {
+                m.id.clone()
+            } else {
+                format!("{}/{}", f.prefix, m.id)
+            };
+            format!("- `{id}`: {}", missing_note(m))
+        })
+        .collect();
+    if !missing.is_empty() {
+        writeln!(md, "## Cells without results\n")?;
+        writeln!(md, "{}\n", missing.join("\n"))?;
+    }
+    writeln!(
+        md,
+        "Files: `report.html` (tables and plots in one file), `tables.tex` (booktabs), `plots/*.svg`, \
+         `summary.csv` (one row per grid point and task), `cells.csv` (one row per cell and language/task), \
+         `comparisons.csv` (every test against the baseline), `pairwise.csv` (every pair of grid points)."
+    )?;
+    Ok(md)
+}
