@@ -175,6 +175,10 @@ cat "$WORK/submit.out"
 grep -q '^submitted Slurm job [0-9]' "$WORK/submit.out" || fail "submit printed no job id"
 [ "$saw_running" = yes ] || fail "clirlab status never showed a running cell while the job ran"
 
+say "the job script, and the log of its first task"
+cat "$DIR/slurm/1/job.sbatch"
+cat "$DIR"/slurm/1/*_0.out
+
 say "checking status and report"
 "$BIN" status "$DIR" | tee "$WORK/status.out"
 grep -q '6 cells — 6 done, 0 running, 0 failed, 0 pending' "$WORK/status.out" || fail "status: not all 6 cells done"
