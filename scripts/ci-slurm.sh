@@ -150,13 +150,16 @@ sinfo
 
 say "building the release binary"
 cargo build --release --quiet
-BIN="$PWD/target/release/clirlab"
+# (CARGO_TARGET_DIR, if set, moves it.)
+TARGET=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+BIN="${TARGET:-$PWD/target}/release/clirlab"
+[ -x "$BIN" ] || fail "no binary at $BIN after cargo build --release"
 
 say "submitting the quickstart (train.steps=$STEPS) and waiting for it"
 mkdir -p "$RESULTS"
 DIR="$RESULTS/quickstart"
 "$BIN" submit experiments/quickstart.yaml --backend slurm --results "$RESULTS" --set "train.steps=$STEPS" \
-  --cpus-per-cell 1 --time 30 --wait >"$WORK/submit.out" 2>&1 &
+  --cpus-per-cell 1 --time 30 --extra-sbatch "--comment=clirlab ci" --wait >"$WORK/submit.out" 2>&1 &
 submit=$!
 # While the array runs, `status` must show cells running.
 saw_running=no
@@ -174,6 +177,9 @@ cat "$WORK/submit.out"
 [ "$submit_rc" = 0 ] || fail "clirlab submit --wait exited with $submit_rc"
 grep -q '^submitted Slurm job [0-9]' "$WORK/submit.out" || fail "submit printed no job id"
 [ "$saw_running" = yes ] || fail "clirlab status never showed a running cell while the job ran"
+JOB=$(sed -n 's/^submitted Slurm job \([0-9]*\).*/\1/p' "$WORK/submit.out")
+# An #SBATCH value with a space reached Slurm whole.
+scontrol show job "$JOB" | grep -q 'Comment=clirlab ci' || fail "job $JOB lost its --extra-sbatch comment"
 
 say "the job script, and the log of its first task"
 cat "$DIR/slurm/1/job.sbatch"
@@ -196,4 +202,4 @@ say "submitting again: nothing is left to run"
 grep -q 'no cell to submit' "$WORK/resubmit.out" || fail "a second submit found cells to run"
 [ ! -e "$DIR/slurm/2" ] || fail "a second submit wrote a submission"
 
-say "OK: 6 cells ran as Slurm job $(grep -o 'job [0-9]*' "$WORK/submit.out" | head -n 1 | cut -d' ' -f2); report at $DIR/report/report.md"
+say "OK: 6 cells ran as Slurm job $JOB; report at $DIR/report/report.md"

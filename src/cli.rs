@@ -455,7 +455,10 @@ pub fn main() -> Result<()> {
                 return Ok(());
             }
             let job = cluster::submit(&prepared, wait)?;
-            if !cli.quiet {
+            if cli.quiet {
+                // Just the id, for scripts (as `sbatch --parsable`).
+                out!("{}", job.job_id);
+            } else {
                 out!(
                     "submitted Slurm job {} ({} cells); logs in {}\nwatch: squeue -j {}   or   clirlab status {dir}",
                     job.job_id,

@@ -23,6 +23,15 @@ pub enum Backend {
     Slurm,
 }
 
+impl Backend {
+    /// Its name in the results folder (`<name>/<n>/`) and in `job.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Slurm => "slurm",
+        }
+    }
+}
+
 /// Resources and placement of each Slurm task (one cell); also `submit`'s flags.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SlurmOptions {
@@ -79,6 +88,7 @@ pub struct SubmitOptions {
 /// A submission written to disk, ready for the scheduler.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    pub backend: Backend,
     /// The experiment's results folder (absolute).
     pub dir: PathBuf,
     /// `slurm/<n>/` of this submission.
@@ -124,7 +134,7 @@ pub fn prepare(loaded: &LoadedExperiment, results_root: &Path, opts: &SubmitOpti
     let todo: Vec<_> = cells.into_iter().filter(|c| chosen.contains(&c.id)).collect();
     sweep::load_unfinished_data(loaded, &dir, &todo, opts.progress)?;
     let data_dir = std::path::absolute(crate::data::data_dir()).context("resolving the data folder")?;
-    let folder = new_submission_folder(&dir.join("slurm"))?;
+    let folder = new_submission_folder(&dir.join(opts.backend.name()))?;
     let script = match opts.backend {
         Backend::Slurm => sbatch_script(&ScriptSpec {
             job_name: &format!("clirlab-{}", record.experiment),
@@ -141,6 +151,7 @@ pub fn prepare(loaded: &LoadedExperiment, results_root: &Path, opts: &SubmitOpti
     write_atomic(&folder.join("cells.txt"), list.as_bytes())?;
     write_atomic(&folder.join("job.sbatch"), script.as_bytes())?;
     Ok(Some(Prepared {
+        backend: opts.backend,
         dir,
         folder,
         cells: chosen,
@@ -314,9 +325,16 @@ pub struct Submitted {
     waiting: Option<(Child, std::thread::JoinHandle<String>)>,
 }
 
-/// Submits a prepared job array with `sbatch --parsable` and records `job.json`. Returns as soon
-/// as the job id is known, also with `wait` (then [`Submitted::wait`] blocks until the job ends).
+/// Submits a prepared job array and records `job.json`. Returns as soon as the job id is known,
+/// also with `wait` (then [`Submitted::wait`] blocks until the job ends).
 pub fn submit(prepared: &Prepared, wait: bool) -> Result<Submitted> {
+    match prepared.backend {
+        Backend::Slurm => sbatch(prepared, wait),
+    }
+}
+
+/// `sbatch --parsable [--wait] job.sbatch`.
+fn sbatch(prepared: &Prepared, wait: bool) -> Result<Submitted> {
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable");
     if wait {
@@ -357,7 +375,7 @@ pub fn submit(prepared: &Prepared, wait: bool) -> Result<Submitted> {
         );
     }
     let record = JobRecord {
-        backend: "slurm".into(),
+        backend: prepared.backend.name().into(),
         job_id: job_id.clone(),
         cells: prepared.cells.clone(),
         script: prepared.script_path(),
@@ -475,7 +493,7 @@ pub fn queue_summary(job_id: &str) -> Option<String> {
 
 /// The most recent submission of a results folder that reached the scheduler, with its folder.
 pub fn latest_job(dir: &Path) -> Option<(PathBuf, JobRecord)> {
-    let root = dir.join("slurm");
+    let root = dir.join(Backend::Slurm.name());
     let mut numbered: Vec<(u64, PathBuf)> = std::fs::read_dir(&root)
         .ok()?
         .filter_map(|e| {
