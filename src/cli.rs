@@ -1,7 +1,7 @@
 //! The `clirlab` command line: parse, call the library, print. The only module that prints.
 
 use crate::config::{self, schedule_dirs};
-use crate::{grid, report, sweep};
+use crate::{cluster, grid, report, sweep};
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -68,6 +68,34 @@ pub enum Command {
         /// Spread workers over this many GPUs (CUDA_VISIBLE_DEVICES = worker slot mod N).
         #[arg(long, default_value_t = 0)]
         gpus: usize,
+    },
+    /// Submit the unfinished cells of an experiment to a cluster as one job array.
+    #[command(
+        after_help = "Each array task runs `clirlab run-cell RESULTS_DIR CELL_ID` with this binary, so the binary and\n--results must be on a filesystem every node sees. Re-submitting submits only the unfinished cells.\n\nExamples:\n  clirlab submit experiments/quickstart.yaml --backend slurm --partition gpu --gpus-per-cell 1 --time 2:00:00\n  clirlab submit experiments/quickstart.yaml --backend slurm --cpus-per-cell 8 --max-parallel 4 --dry-run\n  clirlab submit experiments/quickstart.yaml --backend slurm --set train.steps=60 --wait"
+    )]
+    Submit {
+        /// Experiment YAML file.
+        experiment: PathBuf,
+        /// The scheduler.
+        #[arg(long, value_enum)]
+        backend: BackendArg,
+        /// Override a key: --set train.lr=0.001 (value parsed as YAML); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Folder that receives results/<experiment name>/ (shared with the nodes).
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[command(flatten)]
+        slurm: cluster::SlurmOptions,
+        /// Submit the cells that failed before too.
+        #[arg(long)]
+        retry_failed: bool,
+        /// Write the job script and print it, without submitting.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the job to end, then write the report (exits non-zero if a cell failed).
+        #[arg(long, conflicts_with = "dry_run")]
+        wait: bool,
     },
     /// Run one planned cell of a results folder (what workers and cluster tasks run).
     #[command(after_help = "Example:\n  clirlab run-cell results/quickstart schedule-linear_s1_1a2b3c4d")]
@@ -176,6 +204,11 @@ pub enum Command {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum BackendArg {
+    Slurm,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum TestArg {
     T,
     Wilcoxon,
@@ -223,7 +256,9 @@ fn init_logging(quiet: bool) {
         tracing_subscriber::EnvFilter::try_from_env("CLIRLAB_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
     };
+    // No colour codes in log files (worker and Slurm task logs).
     let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
@@ -397,6 +432,84 @@ pub fn main() -> Result<()> {
                 }
             }
         }
+        Command::Submit {
+            experiment,
+            backend,
+            sets,
+            results,
+            slurm,
+            retry_failed,
+            dry_run,
+            wait,
+        } => {
+            let loaded = config::load(&experiment, &sets)?;
+            let opts = cluster::SubmitOptions {
+                backend: match backend {
+                    BackendArg::Slurm => cluster::Backend::Slurm,
+                },
+                retry_failed,
+                progress: !cli.quiet,
+                wait,
+                slurm,
+            };
+            let Some(prepared) = cluster::prepare(&loaded, &results, &opts)? else {
+                out!(
+                    "{}: no cell to submit (all finished or running{})",
+                    loaded.experiment.name,
+                    if retry_failed {
+                        ""
+                    } else {
+                        "; failed ones need --retry-failed"
+                    }
+                );
+                return Ok(());
+            };
+            let dir = prepared.dir.display();
+            if dry_run {
+                out_raw!("{}", prepared.script);
+                out!(
+                    "# dry run: {} cells; submit with: sbatch {}",
+                    prepared.cells.len(),
+                    cluster::sh(&prepared.script_path().to_string_lossy())?
+                );
+                return Ok(());
+            }
+            let job = cluster::submit(&prepared, wait)?;
+            if cli.quiet {
+                // Just the id, for scripts (as `sbatch --parsable`).
+                out!("{}", job.job_id);
+            } else {
+                out!(
+                    "submitted Slurm job {} ({} cells); logs in {}\nwatch: squeue -j {}   or   clirlab status {dir}",
+                    job.job_id,
+                    prepared.cells.len(),
+                    prepared.folder.display(),
+                    job.job_id
+                );
+            }
+            if wait {
+                let job_id = job.job_id.clone();
+                job.wait()?;
+                let failed = cluster::settle(&prepared, &job_id)?;
+                if !cli.quiet {
+                    out!(
+                        "job {job_id} ended: {} of {} cells finished; report: {}",
+                        prepared.cells.len() - failed.len(),
+                        prepared.cells.len(),
+                        prepared.dir.join("report").join("report.md").display()
+                    );
+                }
+                if !failed.is_empty() {
+                    let list: Vec<String> = failed.iter().map(|(id, why)| format!("  {id}: {why}")).collect();
+                    bail!(
+                        "{} cell(s) failed (logs in {} and the cell folders; resubmit with --retry-failed):\n{}",
+                        failed.len(),
+                        prepared.folder.display(),
+                        list.join("\n")
+                    );
+                }
+            }
+        }
         Command::RunCell { results_dir, cell_id } => sweep::run_planned_cell(&results_dir, &cell_id)?,
         Command::Status { results_dir } => {
             let record = sweep::refresh(&results_dir)?;
@@ -410,6 +523,18 @@ pub fn main() -> Result<()> {
                 count(sweep::CellStatus::Failed),
                 count(sweep::CellStatus::Pending)
             );
+            if let Some((folder, job)) = cluster::latest_job(&results_dir) {
+                let queue = cluster::queue_summary(&job.job_id)
+                    .map(|q| format!(": {q}"))
+                    .unwrap_or_default();
+                out!(
+                    "Slurm job {} ({} cells, {}){queue}; its tasks' logs: {}",
+                    job.job_id,
+                    job.cells.len(),
+                    folder.display(),
+                    folder.join(format!("{}_<task>.out", job.job_id)).display()
+                );
+            }
             for c in &record.cells {
                 let status = serde_json::to_value(c.status)?;
                 let why = c.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();

@@ -32,17 +32,85 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &json)
 }
 
-/// A lock file holding its owner's pid, removed when dropped. The lock of a process that is
-/// gone (killed, crashed) is stale and taken over.
+/// A lock file naming its owner, removed when dropped. The lock of a process that is gone
+/// (killed, crashed) is stale and taken over.
+///
+/// The owner is written `<pid> <host>`, plus ` slurm:<job id>` inside a Slurm job: on a shared
+/// filesystem a pid only means something on its own host, so the lock of another host's
+/// process counts as live unless Slurm says its job has ended. A bare pid (older locks) is
+/// this host's.
 #[derive(Debug)]
 pub struct LockFile(PathBuf);
+
+#[derive(Debug, PartialEq)]
+struct Owner {
+    pid: u32,
+    host: Option<String>,
+    slurm_job: Option<String>,
+}
+
+/// This machine's name, as the kernel has it (what `hostname` prints).
+pub fn host_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown".into())
+    })
+    .clone()
+}
 
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn lock_owner(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok())
+impl Owner {
+    fn me() -> Owner {
+        Owner {
+            pid: std::process::id(),
+            host: Some(host_name()),
+            slurm_job: std::env::var("SLURM_JOB_ID").ok().filter(|j| !j.is_empty()),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Owner> {
+        let mut words = text.split_whitespace();
+        let pid = words.next()?.parse().ok()?;
+        let host = words.next().map(str::to_string);
+        let slurm_job = words.find_map(|w| w.strip_prefix("slurm:")).map(str::to_string);
+        Some(Owner { pid, host, slurm_job })
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!("{} {}", self.pid, self.host.as_deref().unwrap_or_default());
+        if let Some(job) = &self.slurm_job {
+            text.push_str(&format!(" slurm:{job}"));
+        }
+        text
+    }
+
+    fn on_this_host(&self) -> bool {
+        self.host.as_ref().is_none_or(|h| *h == host_name())
+    }
+
+    fn alive(&self) -> bool {
+        if self.on_this_host() {
+            return process_alive(self.pid);
+        }
+        // Another host's process: only its Slurm job, if any, can tell that it is gone.
+        self.slurm_job
+            .as_deref()
+            .and_then(crate::cluster::slurm_job_alive)
+            .unwrap_or(true)
+    }
+}
+
+fn lock_owner(path: &Path) -> Option<Owner> {
+    std::fs::read_to_string(path).ok().and_then(|s| Owner::parse(&s))
 }
 
 impl LockFile {
@@ -56,13 +124,13 @@ impl LockFile {
         // The pid is written before the lock appears (hard link of a filled temporary file),
         // so a lock file is never seen empty, even if its owner is killed at once.
         let mut tmp = tempfile::Builder::new().prefix(".lock-").tempfile_in(dir)?;
-        write!(tmp, "{}", std::process::id())?;
+        write!(tmp, "{}", Owner::me().text())?;
         tmp.flush()?;
         loop {
             match std::fs::hard_link(tmp.path(), path) {
                 Ok(()) => return Ok(Some(LockFile(path.to_path_buf()))),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match lock_owner(path) {
-                    Some(pid) if process_alive(pid) => return Ok(None),
+                    Some(owner) if owner.alive() => return Ok(None),
                     _ => {
                         tracing::warn!(lock = %path.display(), "taking over the stale lock of a process that is gone");
                         let _ = std::fs::remove_file(path);
@@ -85,7 +153,7 @@ impl LockFile {
 
     /// Whether a live process other than this one holds the lock at `path`.
     pub fn held_by_live_process(path: &Path) -> bool {
-        lock_owner(path).is_some_and(|pid| pid != std::process::id() && process_alive(pid))
+        lock_owner(path).is_some_and(|o| !(o.pid == std::process::id() && o.on_this_host()) && o.alive())
     }
 }
 
@@ -127,11 +195,39 @@ mod tests {
         assert!(!LockFile::held_by_live_process(&path));
         let taken = LockFile::try_acquire(&path).unwrap();
         assert!(taken.is_some());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), std::process::id().to_string());
+        let owner = Owner::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!((owner.pid, owner.host), (std::process::id(), Some(host_name())));
         // A live owner (pid 1 always exists) keeps it.
         drop(taken);
         std::fs::write(&path, "1").unwrap();
         assert!(LockFile::held_by_live_process(&path));
         assert!(LockFile::try_acquire(&path).unwrap().is_none());
+        // So does a process of another host sharing the filesystem, whose pid means nothing here.
+        std::fs::write(&path, "2147483646 some-other-node").unwrap();
+        assert!(LockFile::held_by_live_process(&path));
+        assert!(LockFile::try_acquire(&path).unwrap().is_none());
+        // This host's name is the same as no name (a bare pid).
+        std::fs::write(&path, format!("2147483646 {}", host_name())).unwrap();
+        assert!(!LockFile::held_by_live_process(&path));
+    }
+
+    #[test]
+    fn lock_owners_read_back() {
+        let owner = Owner {
+            pid: 7,
+            host: Some("node-3".into()),
+            slurm_job: Some("4242".into()),
+        };
+        assert_eq!(owner.text(), "7 node-3 slurm:4242");
+        assert_eq!(Owner::parse(&owner.text()), Some(owner));
+        assert_eq!(
+            Owner::parse("12\n"),
+            Some(Owner {
+                pid: 12,
+                host: None,
+                slurm_job: None
+            })
+        );
+        assert_eq!(Owner::parse(""), None);
     }
 }

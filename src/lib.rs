@@ -2,6 +2,7 @@
 //! for low-resource cross-lingual dense retrieval. See the README for the tour.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod data;
 pub mod eval;

@@ -6,8 +6,8 @@
 //! `cells/<cell-id>/` with `config.yaml` (written at planning), `tokenizer.json`,
 //! `train_log.csv`, `model.safetensors`, `run.trec`, `metrics.csv`, `log.txt`, `error.json`
 //! (a failed cell) and `result.json` — written last, atomically: its presence with the cell's
-//! id means the cell is done. A cell being run holds `cells/<cell-id>.lock` (the owner's pid);
-//! the lock of a process that is gone is taken over.
+//! id means the cell is done. A cell being run holds `cells/<cell-id>.lock` (the owner's pid and
+//! host, see [`LockFile`]); the lock of a process that is gone is taken over.
 
 use crate::config::LoadedExperiment;
 use crate::data::format::Dataset;
@@ -161,7 +161,7 @@ pub fn experiment_dir(results_root: &Path, experiment: &str) -> PathBuf {
     results_root.join(experiment)
 }
 
-fn cell_dir(dir: &Path, id: &str) -> PathBuf {
+pub fn cell_dir(dir: &Path, id: &str) -> PathBuf {
     dir.join("cells").join(id)
 }
 
@@ -334,7 +334,8 @@ fn bars(quiet: bool, cells: usize) -> (MultiProgress, ProgressBar) {
     (bars, overall)
 }
 
-fn record_failure(dir: &Path, id: &str, reason: &str) -> Result<()> {
+/// Records in `error.json` and `log.txt` that cell `id` failed, and why.
+pub fn record_failure(dir: &Path, id: &str, reason: &str) -> Result<()> {
     let error = CellError {
         id: id.to_string(),
         reason: reason.to_string(),
@@ -382,6 +383,38 @@ fn execute_cell(dir: &Path, cell: &Cell, dataset: &Dataset, artifacts: &Path, ba
     }
 }
 
+/// Whether a cell in state `status` is to be run: pending ones, and failed ones on a retry.
+pub fn wants_run(status: CellStatus, retry_failed: bool) -> bool {
+    match status {
+        CellStatus::Pending => true,
+        CellStatus::Failed => retry_failed,
+        CellStatus::Running | CellStatus::Done => false,
+    }
+}
+
+/// Loads the data set of every unfinished cell, once each (preparing registry data sets on
+/// first use), so that no worker or cluster task has to fetch anything. Keyed by data config hash.
+pub fn load_unfinished_data(
+    loaded: &LoadedExperiment,
+    dir: &Path,
+    cells: &[Cell],
+    progress: bool,
+) -> Result<HashMap<String, Dataset>> {
+    let mut datasets = HashMap::new();
+    for cell in cells {
+        let key = content_hash(&cell.config.data, 16);
+        if !datasets.contains_key(&key) && cell_state(dir, &cell.id).0 != CellStatus::Done {
+            let loaded_data = data::load(&cell.config.data, progress)
+                .with_context(|| format!("{}: data of cell {}", loaded.source.display(), cell.id))?;
+            datasets.insert(key, loaded_data);
+            if let Some(zs) = &cell.config.data.zero_shot {
+                data::load(&zs.data_config(&cell.config.data), progress)?;
+            }
+        }
+    }
+    Ok(datasets)
+}
+
 /// Runs every unfinished cell of the experiment into `results_root/<name>/` and writes the report.
 pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> Result<SweepOutcome> {
     anyhow::ensure!(opts.jobs >= 1, "--jobs: expected at least 1");
@@ -390,20 +423,8 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
     let (bars, overall) = bars(opts.quiet, cells.len());
     let mut attempted: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut failed_now: Vec<String> = Vec::new();
-    let mut datasets: HashMap<String, Dataset> = HashMap::new();
     let skipped = record.cells.iter().filter(|c| c.status == CellStatus::Done).count();
-    // Data sets are prepared here, once, before any worker needs them.
-    for cell in &cells {
-        let key = content_hash(&cell.config.data, 16);
-        if !datasets.contains_key(&key) && cell_state(&dir, &cell.id).0 != CellStatus::Done {
-            let loaded_data = data::load(&cell.config.data, !opts.quiet)
-                .with_context(|| format!("{}: data of cell {}", loaded.source.display(), cell.id))?;
-            datasets.insert(key, loaded_data);
-            if let Some(zs) = &cell.config.data.zero_shot {
-                data::load(&zs.data_config(&cell.config.data), !opts.quiet)?;
-            }
-        }
-    }
+    let datasets = load_unfinished_data(loaded, &dir, &cells, !opts.quiet)?;
     // Rounds: run what is runnable; cells another process holds are waited for, and run here
     // if that process dies without finishing them.
     loop {
@@ -412,11 +433,7 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
         let todo: Vec<&Cell> = cells
             .iter()
             .zip(&states)
-            .filter(|(c, s)| match s {
-                CellStatus::Pending => !attempted.contains(&c.id),
-                CellStatus::Failed => opts.retry_failed && !attempted.contains(&c.id),
-                _ => false,
-            })
+            .filter(|(c, s)| wants_run(**s, opts.retry_failed) && !attempted.contains(&c.id))
             .map(|(c, _)| c)
             .collect();
         let running = states.contains(&CellStatus::Running);

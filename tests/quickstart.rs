@@ -4,20 +4,9 @@
 #[path = "common/cli.rs"]
 mod cli;
 
-use cli::{clirlab, command, text};
+use cli::{SMALL, clirlab, command, text};
 use std::path::Path;
 use std::process::Output;
-
-const SMALL: &[&str] = &[
-    "--set",
-    "train.steps=40",
-    "--set",
-    "train.batch_size=16",
-    "--set",
-    "data.synthetic.topics=8",
-    "--set",
-    "data.synthetic.docs_per_topic=12",
-];
 
 fn run_small(results: &Path) -> Output {
     let mut args = vec![

@@ -28,3 +28,15 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// `--set` flags that make the quickstart take seconds.
+pub const SMALL: &[&str] = &[
+    "--set",
+    "train.steps=40",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "data.synthetic.topics=8",
+    "--set",
+    "data.synthetic.docs_per_topic=12",
+];
