@@ -5,26 +5,24 @@
 #[path = "common/cli.rs"]
 mod cli;
 
-use cli::{command, text};
+use cli::{SMALL, command, text};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SMALL: &[&str] = &[
-    "--set",
-    "train.steps=80",
-    "--set",
-    "train.batch_size=16",
-    "--set",
-    "data.synthetic.topics=8",
-    "--set",
-    "data.synthetic.docs_per_topic=12",
-];
+/// `plan` or `run` of the small quickstart these tests share, with `extra` arguments.
+fn small<'a>(verb: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![verb, "experiments/quickstart.yaml"];
+    args.extend_from_slice(SMALL);
+    // Cells long enough for a kill to land mid-sweep (a later --set wins).
+    args.extend_from_slice(&["--set", "train.steps=80"]);
+    args.extend_from_slice(extra);
+    args
+}
 
 fn run_args<'a>(results: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["run", "experiments/quickstart.yaml", "--quiet", "--results", results];
-    args.extend_from_slice(SMALL);
+    let mut args = small("run", &["--quiet", "--results", results]);
     args.extend_from_slice(extra);
     args
 }
@@ -116,7 +114,7 @@ fn parallel_and_interrupted_sweeps_match_an_uninterrupted_one() {
 fn stale_locks_are_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().to_str().unwrap();
-    let out = command(&["plan", "experiments/quickstart.yaml"]).output().unwrap();
+    let out = command(&small("plan", &["--set", "seeds=[1]"])).output().unwrap();
     let first_id = text(&out)
         .lines()
         .nth(1)
@@ -134,10 +132,7 @@ fn stale_locks_are_taken_over() {
     .unwrap();
     let out = command(&run_args(results, &["--set", "seeds=[1]"])).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let mut small_plan = vec!["plan", "experiments/quickstart.yaml"];
-    small_plan.extend_from_slice(SMALL);
-    small_plan.extend_from_slice(&["--set", "seeds=[1]"]);
-    let ids: Vec<String> = text(&command(&small_plan).output().unwrap())
+    let ids: Vec<String> = text(&command(&small("plan", &["--set", "seeds=[1]"])).output().unwrap())
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().next().unwrap().to_string())
