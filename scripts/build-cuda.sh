@@ -76,8 +76,14 @@ cudarc_dir=$(cargo metadata --format-version 1 --features cuda 2>/dev/null |
 bindings="$cudarc_dir/src/driver/sys.rs"
 [ -f "$bindings" ] || fail "cudarc driver bindings not found at $bindings"
 mkdir -p "$ROOT/lib64/stubs"
-grep -oE 'pub fn cu[A-Za-z0-9_]+' "$bindings" | sort -u | sed -E 's/pub fn (.*)/int \1(void) { return 999; }/' \
-  >"$ENV_DIR/libcuda_stub.c"
+# Loaded by mistake in place of a driver, it behaves like a machine without a GPU: every call
+# fails with CUDA_ERROR_NO_DEVICE (100) and errors have a readable name.
+{
+  echo 'int cuGetErrorString(int error, const char **text) { *text = "no CUDA driver (clirlab link stub)"; return 0; }'
+  echo 'int cuGetErrorName(int error, const char **text) { *text = "CUDA_ERROR_NO_DEVICE"; return 0; }'
+  grep -oE 'pub fn cu[A-Za-z0-9_]+' "$bindings" | sort -u | grep -vxE 'pub fn cuGetError(String|Name)' |
+    sed -E 's/pub fn (.*)/int \1(void) { return 100; }/'
+} >"$ENV_DIR/libcuda_stub.c"
 gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib64/stubs/libcuda.so" "$ENV_DIR/libcuda_stub.c" ||
   fail "gcc could not build the libcuda link stub"
 

@@ -106,17 +106,38 @@ impl DeviceSpec {
     }
 }
 
-/// CUDA device `ordinal`, if it opens (a context is created and dropped).
+/// CUDA device `ordinal`, if it opens (a context is created and dropped). Probed once per
+/// process and ordinal.
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, String> {
-    dfdx::tensor::Cuda::try_build(ordinal, 0)
-        .map(|_| ResolvedDevice::Cuda(ordinal))
-        .map_err(|e| {
-            format!(
-                "the device does not open ({e:?}); CUDA_VISIBLE_DEVICES={:?}",
-                std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default()
-            )
-        })
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static PROBED: Mutex<BTreeMap<usize, Result<ResolvedDevice, String>>> = Mutex::new(BTreeMap::new());
+    let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    probed.entry(ordinal).or_insert_with(|| probe(ordinal)).clone()
+}
+
+/// cudarc panics (rather than erring) when the driver has no device or the ordinal is out of
+/// range, so the probe catches the panic, with the panic message silenced.
+#[cfg(feature = "cuda")]
+fn probe(ordinal: usize) -> Result<ResolvedDevice, String> {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| dfdx::tensor::Cuda::try_build(ordinal, 0).map(|_| ()));
+    std::panic::set_hook(hook);
+    let why = match outcome {
+        Ok(Ok(())) => return Ok(ResolvedDevice::Cuda(ordinal)),
+        Ok(Err(e)) => format!("{e:?}"),
+        Err(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the CUDA driver failed".into()),
+    };
+    Err(format!(
+        "the device does not open ({why}); CUDA_VISIBLE_DEVICES={visible:?}"
+    ))
 }
 
 const WITHOUT_CUDA: &str =
