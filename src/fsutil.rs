@@ -11,8 +11,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+    // Results are shared: readable like any file the user creates (0644 under the umask), not
+    // tempfile's private 0600.
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)
@@ -166,6 +169,17 @@ impl Drop for LockFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_files_are_readable_like_ordinary_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // An ordinary new file gets 0666 under the umask; ours 0644 under the same umask.
+        std::fs::write(dir.path().join("plain"), b"x").unwrap();
+        write_atomic(&dir.path().join("ours"), b"x").unwrap();
+        assert_eq!(mode(&dir.path().join("ours")), mode(&dir.path().join("plain")) & 0o644);
+    }
 
     #[test]
     fn replaces_whole_files_and_leaves_no_temporaries() {
