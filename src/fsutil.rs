@@ -5,17 +5,21 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Results are shared: readable like any file the user creates (0644 under the umask), not
+/// tempfile's private 0600.
+pub fn result_file_permissions() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o644)
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    // Results are shared: readable like any file the user creates (0644 under the umask), not
-    // tempfile's private 0600.
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .permissions(result_file_permissions())
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)

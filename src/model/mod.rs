@@ -668,7 +668,7 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .suffix(".safetensors")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .permissions(crate::fsutil::result_file_permissions())
             .tempfile_in(dir)?;
         self.model
             .save_safetensors(tmp.path())
