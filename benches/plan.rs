@@ -1,9 +1,9 @@
 //! Cost of planning a 10,000-cell grid and of checking the resume state of 10,000 finished
 //! cells (target: each under 1 s on 2 cores): `cargo bench --bench plan`.
 
-use clirlab::config;
 use clirlab::grid;
-use clirlab::sweep::{CellStatus, cell_state};
+use clirlab::run::{CellStatus, cell_state};
+use clirlab::spec as config;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const GRID: &str = "name: big

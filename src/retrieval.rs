@@ -1,7 +1,7 @@
 //! Corpus encoding and exact top-k retrieval by dot product (embeddings are L2-normalised,
 //! so this is cosine similarity).
 
-use crate::data::format::{Dataset, Doc};
+use crate::data::format::{Dataset, Doc, Split};
 use crate::eval::{Qrels, Run};
 use crate::grid::CellConfig;
 use crate::model::Embedder;
@@ -96,9 +96,10 @@ pub fn run_split(
     tokenizer: &TextEncoder,
     dataset: &Dataset,
     cfg: &CellConfig,
-    split: &str,
+    split: Split,
     run_name: &str,
 ) -> Result<SplitRun> {
+    let split = split.as_str();
     let corpus = dataset
         .corpus
         .get(split)

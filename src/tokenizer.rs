@@ -77,7 +77,7 @@ impl TextEncoder {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::fsutil::write_atomic(path, self.to_json()?.as_bytes())
+        crate::util::fs::write_atomic(path, self.to_json()?.as_bytes())
     }
 
     /// The tokenizer in the `tokenizers` crate's JSON form (what `tokenizer.json` holds).

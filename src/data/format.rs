@@ -107,6 +107,34 @@ pub struct Judgment {
     pub relevance: i32,
 }
 
+/// A split of a data set's corpus, queries and judgments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Split {
+    /// Training pairs.
+    Train,
+    /// Validation queries (best checkpoint, early stopping).
+    Validation,
+    /// Test queries (the reported numbers).
+    Test,
+}
+
+impl Split {
+    /// Its name in the data format's folders and keys.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub card: Card,

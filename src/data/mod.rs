@@ -1,12 +1,13 @@
-//! Data sets: the on-disk and in-memory format (`format`), preparation of real data from
+//! Data sets: the `data` section of an experiment (`config`), the on-disk and in-memory format (`format`), preparation of real data from
 //! registry packages (`prepare`), and the built-in synthetic set (`synthetic`).
 
+pub mod config;
 pub mod format;
 pub mod prepare;
 pub mod synthetic;
 
-use crate::config::DataConfig;
 use anyhow::{Context, Result, bail};
+pub use config::{DataConfig, ZeroShot};
 use format::Dataset;
 use std::path::{Path, PathBuf};
 

@@ -4,32 +4,99 @@ use super::{EvalOptions, Qrels, Run, evaluate, parse_measures};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 
-/// Report name, trec_eval measure as given to `-m`, its output name, `-M` cut-off.
-pub const CELL_METRICS: &[(&str, &str, &str, Option<usize>)] = &[
-    ("nDCG@10", "ndcg_cut.10", "ndcg_cut_10", None),
-    ("RR@10", "recip_rank", "recip_rank", Some(10)),
-    ("R@100", "recall.100", "recall_100", None),
-    ("AP", "map", "map", None),
-];
+/// The four metrics of a cell. They order as their report names sort (`AP`, `R@100`,
+/// `RR@10`, `nDCG@10`), the order of the rows of `metrics.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CellMetric {
+    /// Average precision (`map`).
+    Ap,
+    /// Recall at 100 (`recall.100`).
+    R100,
+    /// Reciprocal rank of the first relevant document in the top 10 (`recip_rank`, `-M 10`).
+    Rr10,
+    /// nDCG at 10 (`ndcg_cut.10`).
+    Ndcg10,
+}
 
-/// Per-query values of [`CELL_METRICS`], keyed by report name then query id. Judged queries
+impl CellMetric {
+    /// Every cell metric, in the report's order.
+    pub const ALL: [CellMetric; 4] = [CellMetric::Ndcg10, CellMetric::Rr10, CellMetric::R100, CellMetric::Ap];
+
+    /// Its name in reports, `metrics.csv` and `result.json`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CellMetric::Ndcg10 => "nDCG@10",
+            CellMetric::Rr10 => "RR@10",
+            CellMetric::R100 => "R@100",
+            CellMetric::Ap => "AP",
+        }
+    }
+
+    /// The trec_eval measure, as given to `-m`.
+    pub const fn measure(self) -> &'static str {
+        match self {
+            CellMetric::Ndcg10 => "ndcg_cut.10",
+            CellMetric::Rr10 => "recip_rank",
+            CellMetric::R100 => "recall.100",
+            CellMetric::Ap => "map",
+        }
+    }
+
+    /// The trec_eval output name.
+    pub const fn output(self) -> &'static str {
+        match self {
+            CellMetric::Ndcg10 => "ndcg_cut_10",
+            CellMetric::Rr10 => "recip_rank",
+            CellMetric::R100 => "recall_100",
+            CellMetric::Ap => "map",
+        }
+    }
+
+    /// The `-M` cut-off of the evaluation, if any.
+    pub const fn cutoff(self) -> Option<usize> {
+        match self {
+            CellMetric::Rr10 => Some(10),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CellMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Per-query values of every [`CellMetric`], keyed by metric then query id. Judged queries
 /// that retrieved nothing are absent here; callers count them as 0, as `trec_eval -c` does.
-pub fn cell_metrics(qrels: &Qrels, run: &Run) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
+pub fn cell_metrics(qrels: &Qrels, run: &Run) -> Result<BTreeMap<CellMetric, BTreeMap<String, f64>>> {
     let mut out = BTreeMap::new();
-    for (name, measure, output, cutoff) in CELL_METRICS {
+    for metric in CellMetric::ALL {
         let opts = EvalOptions {
-            max_ret: *cutoff,
+            max_ret: metric.cutoff(),
             ..EvalOptions::default()
         };
-        let measures = parse_measures(&[measure.to_string()])?;
+        let measures = parse_measures(&[metric.measure().to_string()])?;
         let evaluation = evaluate(qrels, run, &measures, &opts)?;
         let values = evaluation
-            .per_query(output)
+            .per_query(metric.output())
             .context("measure missing from evaluation")?;
-        out.insert(
-            name.to_string(),
-            values.iter().map(|(q, v)| (q.to_string(), v)).collect(),
-        );
+        out.insert(metric, values.iter().map(|(q, v)| (q.to_string(), v)).collect());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_order_as_their_names_sort() {
+        let mut by_name: Vec<&str> = CellMetric::ALL.iter().map(|m| m.name()).collect();
+        by_name.sort();
+        let mut by_order = CellMetric::ALL.to_vec();
+        by_order.sort();
+        assert_eq!(by_order.iter().map(|m| m.name()).collect::<Vec<_>>(), by_name);
+        assert_eq!(CellMetric::Ndcg10.to_string(), "nDCG@10");
+    }
 }

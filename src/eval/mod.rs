@@ -87,6 +87,7 @@ mod measure;
 mod qrels;
 mod run;
 mod source;
+mod systems;
 mod text;
 
 use anyhow::{Result, bail};
@@ -98,6 +99,7 @@ pub use measure::{
 };
 pub use qrels::Qrels;
 pub use run::Run;
+pub use systems::{SystemTable, per_query_table};
 
 use compute::{Scratch, missing_topic_row, topic_row};
 use ids::Arena;

@@ -664,18 +664,11 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().context("checkpoint path has no parent")?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .suffix(".safetensors")
-            .permissions(crate::fsutil::result_file_permissions())
-            .tempfile_in(dir)?;
-        self.model
-            .save_safetensors(tmp.path())
-            .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))?;
-        tmp.persist(path)
-            .with_context(|| format!("renaming into place: {}", path.display()))?;
-        Ok(())
+        crate::util::fs::write_atomic_with(path, ".safetensors", |tmp| {
+            self.model
+                .save_safetensors(tmp)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))
+        })
     }
 
     fn load(&mut self, path: &Path) -> Result<()> {

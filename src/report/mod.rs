@@ -18,7 +18,8 @@ pub mod model;
 mod plots;
 mod text;
 
-use crate::fsutil::write_atomic;
+use crate::run::paths::{self, ReportFile};
+use crate::util::fs::write_atomic;
 use anyhow::{Context, Result};
 use model::{Missing, Report, Task};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ pub use model::CONFIDENCE;
 
 /// Writes the report of the sweep in `dir` to `dir/report/` (works on a partly finished sweep).
 pub fn write(dir: &Path) -> Result<()> {
-    write_to(&[dir.to_path_buf()], &dir.join("report"))
+    write_to(&[dir.to_path_buf()], &paths::report_dir(dir))
 }
 
 /// Where `clirlab report DIR --against OTHER` writes by default: `DIR/report-vs-<OTHER's name>`.
@@ -36,26 +37,26 @@ pub fn comparison_dir(dir: &Path, other: &Path) -> PathBuf {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "other".into());
-    dir.join(format!("report-vs-{}", slug(&name)))
+    paths::comparison_report_dir(dir, &slug(&name))
 }
 
 /// Writes the report of the results folders `dirs` (one, or two compared) into `out`.
 pub fn write_to(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let report = model::build(dirs)?;
     let plots = plots::render(&report)?;
-    let plot_dir = out.join("plots");
+    let plot_dir = out.join(paths::PLOTS);
     for p in &plots {
         write_atomic(&plot_dir.join(&p.file), p.svg.as_bytes())?;
     }
     remove_stale_plots(&plot_dir, &plots)?;
-    write_atomic(&out.join("summary.csv"), &text::summary_csv(&report)?)?;
-    write_atomic(&out.join("cells.csv"), &text::cells_csv(&report)?)?;
+    write_atomic(&ReportFile::SummaryCsv.at(out), &text::summary_csv(&report)?)?;
+    write_atomic(&ReportFile::CellsCsv.at(out), &text::cells_csv(&report)?)?;
     let (vs, pairs) = text::comparisons_csv(&report);
-    write_atomic(&out.join("comparisons.csv"), vs.as_bytes())?;
-    write_atomic(&out.join("pairwise.csv"), pairs.as_bytes())?;
-    write_atomic(&out.join("tables.tex"), latex::tables(&report).as_bytes())?;
-    write_atomic(&out.join("report.html"), html::page(&report, &plots).as_bytes())?;
-    write_atomic(&out.join("report.md"), text::markdown(&report)?.as_bytes())?;
+    write_atomic(&ReportFile::ComparisonsCsv.at(out), vs.as_bytes())?;
+    write_atomic(&ReportFile::PairwiseCsv.at(out), pairs.as_bytes())?;
+    write_atomic(&ReportFile::TablesTex.at(out), latex::tables(&report).as_bytes())?;
+    write_atomic(&ReportFile::Html.at(out), html::page(&report, &plots).as_bytes())?;
+    write_atomic(&ReportFile::Markdown.at(out), text::markdown(&report)?.as_bytes())?;
     Ok(())
 }
 
@@ -104,15 +105,7 @@ pub(crate) fn mark(p_adjusted: f64) -> &'static str {
 
 /// A file-name-safe form of `s`: letters, digits, `-` and `_`; anything else becomes `_`.
 pub(crate) fn slug(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    crate::util::slug::slug(s, "-_", '_')
 }
 
 /// Why a planned cell has no result, in words.

@@ -5,10 +5,11 @@
 //! runs over the queries that all its systems were scored on, so that every comparison is
 //! paired; queries left out that way are counted per folder and shown.
 
-use crate::eval::cell::CELL_METRICS;
+use crate::eval::cell::CellMetric;
+use crate::run::paths::{self, CellFile};
+use crate::run::{self, CellResult, CellStatus, SweepRecord};
 use crate::schedule::Schedule;
 use crate::stats::{self, CompareOptions, Comparison, Correction, MeanCi, TestKind};
-use crate::sweep::{self, CellResult, CellStatus, SweepRecord};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,7 +144,7 @@ impl Task {
 pub struct Report {
     pub title: String,
     pub folders: Vec<Folder>,
-    /// Report names of the metrics ([`CELL_METRICS`]).
+    /// Report names of the metrics ([`CellMetric::ALL`]).
     pub metrics: Vec<String>,
     pub variants: Vec<Variant>,
     /// Index into `variants`.
@@ -345,8 +346,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
                 Some(p) => p,
                 None => {
                     let label = assignment_label(&planned.assignment);
-                    let cell_dir = dir.join("cells").join(&planned.id);
-                    let config = read_schedule(&cell_dir.join("config.yaml"))?;
+                    let config = read_schedule(&paths::cell_file(dir, &planned.id, CellFile::Config))?;
                     if !schedules.iter().any(|s| s.schedule == config.schedule) {
                         let clash = schedules.iter().any(|s| s.label == config.schedule_name);
                         schedules.push(ScheduleCurve {
@@ -378,8 +378,8 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
             };
             let v = &mut variants[pos];
             v.planned += 1;
-            let Some(result) = sweep::finished(dir, &planned.id) else {
-                let (status, error) = sweep::cell_state(dir, &planned.id);
+            let Some(result) = run::finished(dir, &planned.id) else {
+                let (status, error) = run::cell_state(dir, &planned.id);
                 missing.push(Missing {
                     id: planned.id.clone(),
                     variant: pos,
@@ -388,9 +388,8 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
                 });
                 continue;
             };
-            let cell_dir = dir.join("cells").join(&planned.id);
-            read_metrics(&cell_dir.join("metrics.csv"), v)?;
-            let loss = read_loss(&cell_dir.join("train_log.csv"))?;
+            read_metrics(&paths::cell_file(dir, &planned.id, CellFile::Metrics), v)?;
+            let loss = read_loss(&paths::cell_file(dir, &planned.id, CellFile::TrainLog))?;
             v.cells.push(Cell { result, loss });
         }
         folders.push(Folder {
@@ -420,7 +419,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         };
         variants.iter().position(|v| v.id == id && !v.cells.is_empty())
     });
-    let metrics: Vec<String> = CELL_METRICS.iter().map(|m| m.0.to_string()).collect();
+    let metrics: Vec<String> = CellMetric::ALL.iter().map(|m| m.name().to_string()).collect();
     let task_names: BTreeSet<String> = variants
         .iter()
         .flat_map(|v| v.values.keys().map(|(t, _)| t.clone()))

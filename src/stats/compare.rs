@@ -433,3 +433,52 @@ fn align<'a>(
     }
     Ok(Aligned { values, filled })
 }
+
+impl clap::ValueEnum for TestKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            TestKind::T,
+            TestKind::Wilcoxon,
+            TestKind::Randomization,
+            TestKind::Bootstrap,
+            TestKind::Tukey,
+        ]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+impl clap::ValueEnum for MissingPolicy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[MissingPolicy::Error, MissingPolicy::Zero]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// Per-query values of systems: metric → system → query → value.
+pub type MetricTable = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
+
+/// Every system of `table` against the baseline on every metric, metrics in order: what
+/// `clirlab compare` shows. The baseline is `baseline`, or else the first of `systems`.
+pub fn compare_table(
+    table: &MetricTable,
+    systems: &[String],
+    baseline: Option<&str>,
+    opts: &CompareOptions,
+) -> Result<Vec<Comparison>> {
+    let Some(first) = systems.first() else {
+        bail!("no systems to compare");
+    };
+    let baseline = baseline.unwrap_or(first);
+    if !systems.iter().any(|s| s == baseline) {
+        bail!("--baseline: no run is named `{baseline}` (runs: {systems:?})");
+    }
+    let mut rows = Vec::new();
+    for (metric, per_system) in table {
+        rows.extend(compare(per_system, metric, baseline, opts)?);
+    }
+    Ok(rows)
+}

@@ -30,7 +30,7 @@ mod wilcoxon;
 
 pub use anova::{TukeyPair, TwoWayAnova, tukey_hsd, two_way_anova};
 pub use bootstrap::{Bootstrap, BootstrapMethod, BootstrapOptions, bootstrap_test};
-pub use compare::{CompareOptions, Comparison, MissingPolicy, TestKind, compare};
+pub use compare::{CompareOptions, Comparison, MetricTable, MissingPolicy, TestKind, compare, compare_table};
 pub use correction::{Correction, adjust};
 pub use descriptive::{EffectSize, MeanCi, effect_sizes, hedges_correction, mean_ci, t_quantile};
 pub(crate) use format::tex_escape;

@@ -10,7 +10,7 @@
 //! On top of that, training pairs whose text equals an evaluation text are dropped (repeated
 //! formulae would otherwise leak the answer through another reference).
 
-use crate::data::format::{Card, Dataset, Doc, Judgment, Pair, normalize_text};
+use crate::data::format::{Card, Dataset, Doc, Judgment, Pair, Split, normalize_text};
 use anyhow::{Context, Result, bail, ensure};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,9 +26,9 @@ pub const KJV: &str = "k";
 
 pub const TASK_TRANSLATION: &str = "translation";
 pub const TASK_CROSSREF: &str = "crossref";
-pub const SPLIT_TEST: &str = "test";
-pub const SPLIT_VALIDATION: &str = "validation";
-pub const SPLIT_TRAIN: &str = "train";
+pub const SPLIT_TEST: &str = Split::Test.as_str();
+pub const SPLIT_VALIDATION: &str = Split::Validation.as_str();
+pub const SPLIT_TRAIN: &str = Split::Train.as_str();
 
 /// First and last test book: Matthew, Mark, Luke, John, Acts.
 pub const TEST_BOOKS: (u8, u8) = (40, 44);

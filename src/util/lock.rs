@@ -1,42 +1,20 @@
-//! Atomic file output: results are written to a temporary file beside the target and renamed
-//! into place, so a reader never sees a half-written file and an interrupted run leaves none.
+//! Lock files naming their owner (`<pid> <host>[ slurm:<job id>]`), removed when dropped. Plain
+//! data: whether the owner of another host's lock is alive is a policy of the caller, handed
+//! in as a [`JobAlive`] (the run layer asks the batch scheduler).
 
+use crate::util::host::{host_name, process_alive};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Results are shared: readable like any file the user creates (0644 under the umask), not
-/// tempfile's private 0600.
-pub fn result_file_permissions() -> std::fs::Permissions {
-    std::os::unix::fs::PermissionsExt::from_mode(0o644)
-}
+/// Asks a batch scheduler whether job `id` is still queued or running; `None` when it cannot
+/// be asked. Handed to the lock operations by the layer that knows the scheduler.
+pub type JobAlive = fn(&str) -> Option<bool>;
 
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(result_file_permissions())
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into place: {}", path.display()))?;
-    Ok(())
-}
-
-/// Serializes `value` as pretty JSON and writes it atomically.
-pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(value)?;
-    json.push(b'\n');
-    write_atomic(path, &json)
+/// A [`JobAlive`] for callers without a batch scheduler: no job can be asked about, so the
+/// lock of another host's process counts as live.
+pub fn no_scheduler(_job: &str) -> Option<bool> {
+    None
 }
 
 /// A lock file naming its owner, removed when dropped. The lock of a process that is gone
@@ -54,25 +32,6 @@ struct Owner {
     pid: u32,
     host: Option<String>,
     slurm_job: Option<String>,
-}
-
-/// This machine's name, as the kernel has it (what `hostname` prints).
-pub fn host_name() -> String {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        ["/proc/sys/kernel/hostname", "/etc/hostname"]
-            .iter()
-            .find_map(|p| std::fs::read_to_string(p).ok())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "unknown".into())
-    })
-    .clone()
-}
-
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Owner {
@@ -104,15 +63,12 @@ impl Owner {
         self.host.as_ref().is_none_or(|h| *h == host_name())
     }
 
-    fn alive(&self) -> bool {
+    fn alive(&self, job_alive: JobAlive) -> bool {
         if self.on_this_host() {
             return process_alive(self.pid);
         }
         // Another host's process: only its Slurm job, if any, can tell that it is gone.
-        self.slurm_job
-            .as_deref()
-            .and_then(crate::cluster::slurm_job_alive)
-            .unwrap_or(true)
+        self.slurm_job.as_deref().and_then(job_alive).unwrap_or(true)
     }
 }
 
@@ -122,7 +78,7 @@ fn lock_owner(path: &Path) -> Option<Owner> {
 
 impl LockFile {
     /// Takes the lock, or returns `None` while a live process holds it.
-    pub fn try_acquire(path: &Path) -> Result<Option<LockFile>> {
+    pub fn try_acquire(path: &Path, job_alive: JobAlive) -> Result<Option<LockFile>> {
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -137,7 +93,7 @@ impl LockFile {
             match std::fs::hard_link(tmp.path(), path) {
                 Ok(()) => return Ok(Some(LockFile(path.to_path_buf()))),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match lock_owner(path) {
-                    Some(owner) if owner.alive() => return Ok(None),
+                    Some(owner) if owner.alive(job_alive) => return Ok(None),
                     _ => {
                         tracing::warn!(lock = %path.display(), "taking over the stale lock of a process that is gone");
                         let _ = std::fs::remove_file(path);
@@ -149,9 +105,9 @@ impl LockFile {
     }
 
     /// Waits until the lock is free, then takes it.
-    pub fn acquire(path: &Path) -> Result<LockFile> {
+    pub fn acquire(path: &Path, job_alive: JobAlive) -> Result<LockFile> {
         loop {
-            if let Some(lock) = Self::try_acquire(path)? {
+            if let Some(lock) = Self::try_acquire(path, job_alive)? {
                 return Ok(lock);
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
@@ -159,8 +115,8 @@ impl LockFile {
     }
 
     /// Whether a live process other than this one holds the lock at `path`.
-    pub fn held_by_live_process(path: &Path) -> bool {
-        lock_owner(path).is_some_and(|o| !(o.pid == std::process::id() && o.on_this_host()) && o.alive())
+    pub fn held_by_live_process(path: &Path, job_alive: JobAlive) -> bool {
+        lock_owner(path).is_some_and(|o| !(o.pid == std::process::id() && o.on_this_host()) && o.alive(job_alive))
     }
 }
 
@@ -175,58 +131,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn written_files_are_readable_like_ordinary_ones() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        // An ordinary new file gets 0666 under the umask; ours 0644 under the same umask.
-        std::fs::write(dir.path().join("plain"), b"x").unwrap();
-        write_atomic(&dir.path().join("ours"), b"x").unwrap();
-        assert_eq!(mode(&dir.path().join("ours")), mode(&dir.path().join("plain")) & 0o644);
-    }
-
-    #[test]
-    fn replaces_whole_files_and_leaves_no_temporaries() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/out.txt");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec!["out.txt"]);
-    }
-
-    #[test]
     fn locks_exclude_and_stale_locks_are_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cell.lock");
-        let held = LockFile::try_acquire(&path).unwrap().unwrap();
+        let held = LockFile::try_acquire(&path, no_scheduler).unwrap().unwrap();
         // The same process sees its own lock as held by no *other* live process.
-        assert!(!LockFile::held_by_live_process(&path));
+        assert!(!LockFile::held_by_live_process(&path, no_scheduler));
         drop(held);
         assert!(!path.exists());
         // A lock left by a process that is gone (pid 2^31 − 1 does not exist here).
         std::fs::write(&path, "2147483646").unwrap();
-        assert!(!LockFile::held_by_live_process(&path));
-        let taken = LockFile::try_acquire(&path).unwrap();
+        assert!(!LockFile::held_by_live_process(&path, no_scheduler));
+        let taken = LockFile::try_acquire(&path, no_scheduler).unwrap();
         assert!(taken.is_some());
         let owner = Owner::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!((owner.pid, owner.host), (std::process::id(), Some(host_name())));
         // A live owner (pid 1 always exists) keeps it.
         drop(taken);
         std::fs::write(&path, "1").unwrap();
-        assert!(LockFile::held_by_live_process(&path));
-        assert!(LockFile::try_acquire(&path).unwrap().is_none());
+        assert!(LockFile::held_by_live_process(&path, no_scheduler));
+        assert!(LockFile::try_acquire(&path, no_scheduler).unwrap().is_none());
         // So does a process of another host sharing the filesystem, whose pid means nothing here.
         std::fs::write(&path, "2147483646 some-other-node").unwrap();
-        assert!(LockFile::held_by_live_process(&path));
-        assert!(LockFile::try_acquire(&path).unwrap().is_none());
+        assert!(LockFile::held_by_live_process(&path, no_scheduler));
+        assert!(LockFile::try_acquire(&path, no_scheduler).unwrap().is_none());
         // This host's name is the same as no name (a bare pid).
         std::fs::write(&path, format!("2147483646 {}", host_name())).unwrap();
-        assert!(!LockFile::held_by_live_process(&path));
+        assert!(!LockFile::held_by_live_process(&path, no_scheduler));
     }
 
     #[test]

@@ -8,19 +8,34 @@
 //! (the cells of the array, one a line: task i runs line i + 1), `job.sbatch`, the tasks' logs
 //! `<job>_<task>.out`, and, once submitted, `job.json` with the job id.
 
-use crate::config::LoadedExperiment;
-use crate::fsutil::{write_atomic, write_json_atomic};
-use crate::sweep::{self, CellStatus};
+use crate::run::paths::{self, SubmissionFile};
+use crate::run::plan::{load_unfinished_data, plan};
+use crate::run::records::CellStatus;
+use crate::run::state::{cell_state, failed_cells, record_failure, refresh, wants_run};
+use crate::spec::LoadedExperiment;
+use crate::util::fs::{write_atomic, write_json_atomic};
+use crate::util::host::{host_name, now_unix};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// Batch schedulers `submit` can hand a sweep to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Batch schedulers `submit` can hand a sweep to (`--backend`, `job.json`'s `backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// Slurm: one job array, one task per cell.
     Slurm,
+}
+
+impl clap::ValueEnum for Backend {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Backend::Slurm]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
 }
 
 impl Backend {
@@ -73,8 +88,10 @@ impl SlurmOptions {
     }
 }
 
+/// What `submit` does.
 #[derive(Debug, Clone)]
 pub struct SubmitOptions {
+    /// The scheduler.
     pub backend: Backend,
     /// Submit cells that failed before as well as pending ones.
     pub retry_failed: bool,
@@ -82,35 +99,46 @@ pub struct SubmitOptions {
     pub progress: bool,
     /// Block until the job ends (`sbatch --wait`).
     pub wait: bool,
+    /// Resources and placement of each task.
     pub slurm: SlurmOptions,
 }
 
 /// A submission written to disk, ready for the scheduler.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The scheduler.
     pub backend: Backend,
     /// The experiment's results folder (absolute).
     pub dir: PathBuf,
     /// `slurm/<n>/` of this submission.
     pub folder: PathBuf,
+    /// The cells of the array, in task order.
     pub cells: Vec<String>,
+    /// The job script.
     pub script: String,
 }
 
 impl Prepared {
+    /// Where the job script is.
     pub fn script_path(&self) -> PathBuf {
-        self.folder.join("job.sbatch")
+        SubmissionFile::Script.at(&self.folder)
     }
 }
 
 /// `job.json` of a submission.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
-    pub backend: String,
+    /// The scheduler.
+    pub backend: Backend,
+    /// The scheduler's job id.
     pub job_id: String,
+    /// The cells of the array, in task order.
     pub cells: Vec<String>,
+    /// The job script.
     pub script: PathBuf,
+    /// The host it was submitted from.
     pub host: String,
+    /// When (Unix seconds).
     pub submitted_unix: u64,
 }
 
@@ -120,21 +148,21 @@ pub struct JobRecord {
 pub fn prepare(loaded: &LoadedExperiment, results_root: &Path, opts: &SubmitOptions) -> Result<Option<Prepared>> {
     validate(&opts.slurm)?;
     let exe = std::env::current_exe().context("locating the clirlab executable")?;
-    let (dir, record, cells) = sweep::plan(loaded, results_root, 1)?;
+    let (dir, record, cells) = plan(loaded, results_root, 1)?;
     let dir = std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
     let chosen: Vec<String> = record
         .cells
         .iter()
-        .filter(|c| sweep::wants_run(c.status, opts.retry_failed))
+        .filter(|c| wants_run(c.status, opts.retry_failed))
         .map(|c| c.id.clone())
         .collect();
     if chosen.is_empty() {
         return Ok(None);
     }
     let todo: Vec<_> = cells.into_iter().filter(|c| chosen.contains(&c.id)).collect();
-    sweep::load_unfinished_data(loaded, &dir, &todo, opts.progress)?;
+    load_unfinished_data(loaded, &dir, &todo, opts.progress)?;
     let data_dir = std::path::absolute(crate::data::data_dir()).context("resolving the data folder")?;
-    let folder = new_submission_folder(&dir.join(opts.backend.name()))?;
+    let folder = new_submission_folder(&paths::submissions_dir(&dir, opts.backend.name()))?;
     let script = match opts.backend {
         Backend::Slurm => sbatch_script(&ScriptSpec {
             job_name: &format!("clirlab-{}", record.experiment),
@@ -148,8 +176,8 @@ pub fn prepare(loaded: &LoadedExperiment, results_root: &Path, opts: &SubmitOpti
     };
     let mut list = chosen.join("\n");
     list.push('\n');
-    write_atomic(&folder.join("cells.txt"), list.as_bytes())?;
-    write_atomic(&folder.join("job.sbatch"), script.as_bytes())?;
+    write_atomic(&SubmissionFile::CellList.at(&folder), list.as_bytes())?;
+    write_atomic(&SubmissionFile::Script.at(&folder), script.as_bytes())?;
     Ok(Some(Prepared {
         backend: opts.backend,
         dir,
@@ -297,7 +325,10 @@ pub fn sbatch_script(spec: &ScriptSpec) -> Result<String> {
         "# Written by `clirlab submit`. Task i runs the cell on line i + 1 of cells.txt; resubmitting".into(),
         "# this file by hand (sbatch job.sbatch) runs the same cells again, skipping finished ones.".into(),
         "set -eu".into(),
-        format!("CELLS={}", sh(utf8(&spec.folder.join("cells.txt"), "results folder")?)?),
+        format!(
+            "CELLS={}",
+            sh(utf8(&SubmissionFile::CellList.at(spec.folder), "results folder")?)?
+        ),
         format!("RESULTS={}", sh(utf8(spec.results_dir, "results folder")?)?),
         "CELL=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \"$CELLS\")".into(),
         "if [ -z \"$CELL\" ]; then".into(),
@@ -375,17 +406,14 @@ fn sbatch(prepared: &Prepared, wait: bool) -> Result<Submitted> {
         );
     }
     let record = JobRecord {
-        backend: prepared.backend.name().into(),
+        backend: prepared.backend,
         job_id: job_id.clone(),
         cells: prepared.cells.clone(),
         script: prepared.script_path(),
-        host: crate::fsutil::host_name(),
-        submitted_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        host: host_name(),
+        submitted_unix: now_unix(),
     };
-    write_json_atomic(&prepared.folder.join("job.json"), &record)?;
+    write_json_atomic(&SubmissionFile::Job.at(&prepared.folder), &record)?;
     let waiting = if wait {
         Some((child, errors))
     } else {
@@ -414,13 +442,13 @@ impl Submitted {
 
 /// After the array ended: a cell of the submission that is neither finished, failed nor held
 /// by a live process had its task killed (time limit, memory, node failure) before it could
-/// say so; that is recorded as its failure. Then refreshes `sweep.json`, writes the report, and
-/// returns the submission's failed cells with their reasons.
+/// say so; that is recorded as its failure. Then refreshes `sweep.json` and returns the
+/// submission's failed cells with their reasons (the caller writes the report).
 pub fn settle(prepared: &Prepared, job_id: &str) -> Result<Vec<(String, String)>> {
     for (task, id) in prepared.cells.iter().enumerate() {
-        if sweep::cell_state(&prepared.dir, id).0 == CellStatus::Pending {
-            let log = prepared.folder.join(format!("{job_id}_{task}.out"));
-            sweep::record_failure(
+        if cell_state(&prepared.dir, id).0 == CellStatus::Pending {
+            let log = paths::task_log(&prepared.folder, job_id, task);
+            record_failure(
                 &prepared.dir,
                 id,
                 &format!(
@@ -430,14 +458,8 @@ pub fn settle(prepared: &Prepared, job_id: &str) -> Result<Vec<(String, String)>
             )?;
         }
     }
-    let record = sweep::refresh(&prepared.dir)?;
-    crate::report::write(&prepared.dir)?;
-    Ok(record
-        .cells
-        .iter()
-        .filter(|c| c.status == CellStatus::Failed && prepared.cells.contains(&c.id))
-        .map(|c| (c.id.clone(), c.error.clone().unwrap_or_default()))
-        .collect())
+    let record = refresh(&prepared.dir)?;
+    Ok(failed_cells(&record, Some(&prepared.cells)))
 }
 
 /// The states of job `job_id`'s entries in `squeue` (one per array task with `array`):
@@ -493,7 +515,7 @@ pub fn queue_summary(job_id: &str) -> Option<String> {
 
 /// The most recent submission of a results folder that reached the scheduler, with its folder.
 pub fn latest_job(dir: &Path) -> Option<(PathBuf, JobRecord)> {
-    let root = dir.join(Backend::Slurm.name());
+    let root = paths::submissions_dir(dir, Backend::Slurm.name());
     let mut numbered: Vec<(u64, PathBuf)> = std::fs::read_dir(&root)
         .ok()?
         .filter_map(|e| {
@@ -503,7 +525,7 @@ pub fn latest_job(dir: &Path) -> Option<(PathBuf, JobRecord)> {
         .collect();
     numbered.sort();
     numbered.into_iter().rev().find_map(|(_, folder)| {
-        let text = std::fs::read_to_string(folder.join("job.json")).ok()?;
+        let text = std::fs::read_to_string(SubmissionFile::Job.at(&folder)).ok()?;
         Some((folder, serde_json::from_str(&text).ok()?))
     })
 }
@@ -647,7 +669,7 @@ mod tests {
 
     #[test]
     fn pending_cells_are_submitted_and_failed_ones_on_a_retry() {
-        let loaded = crate::config::load(Path::new("experiments/quickstart.yaml"), &[]).unwrap();
+        let loaded = crate::spec::load(Path::new("experiments/quickstart.yaml"), &[]).unwrap();
         let results = tempfile::tempdir().unwrap();
         let mut opts = SubmitOptions {
             backend: Backend::Slurm,
@@ -665,7 +687,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(first.script_path()).unwrap(), first.script);
         // One cell failed, one is held by a live process (pid 1): neither is submitted...
         let (failed, running) = (&first.cells[0], &first.cells[1]);
-        sweep::record_failure(&first.dir, failed, "boom").unwrap();
+        record_failure(&first.dir, failed, "boom").unwrap();
         std::fs::write(first.dir.join("cells").join(format!("{running}.lock")), "1").unwrap();
         let second = prepare(&loaded, results.path(), &opts).unwrap().unwrap();
         assert_eq!(second.cells, first.cells[2..].to_vec());
@@ -694,7 +716,7 @@ mod tests {
         // Dry runs (no job.json) are not jobs.
         assert!(latest_job(dir.path()).is_none());
         let record = JobRecord {
-            backend: "slurm".into(),
+            backend: Backend::Slurm,
             job_id: "17".into(),
             cells: vec![],
             script: a.join("job.sbatch"),
@@ -702,6 +724,8 @@ mod tests {
             submitted_unix: 0,
         };
         write_json_atomic(&a.join("job.json"), &record).unwrap();
+        let text = std::fs::read_to_string(a.join("job.json")).unwrap();
+        assert!(text.contains("\"backend\": \"slurm\""), "{text}");
         let (folder, job) = latest_job(dir.path()).unwrap();
         assert_eq!((folder, job.job_id.as_str()), (a, "17"));
     }

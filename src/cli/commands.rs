@@ -1,0 +1,356 @@
+//! One function per subcommand: each calls the library and prints for humans.
+
+use super::args::{Command, DataCommand};
+use crate::run::launcher::slurm::{self, SubmitOptions};
+use crate::run::{self, CellStatus, paths};
+use crate::spec::{self, schedule_dirs};
+use crate::stats::{CompareOptions, Correction, Format, MissingPolicy, TestKind};
+use crate::{eval, grid, report};
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+/// Runs `command`.
+pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
+    match command {
+        Command::Run {
+            experiment,
+            sets,
+            results,
+            jobs,
+            retry_failed,
+            fail_fast,
+            gpus,
+        } => run_experiment(
+            experiment,
+            &sets,
+            results,
+            run::RunOptions {
+                quiet,
+                jobs,
+                retry_failed,
+                fail_fast,
+                gpus,
+            },
+        ),
+        Command::Eval {
+            qrels,
+            run,
+            per_query,
+            complete,
+            max_ret,
+            rel_level,
+            measures,
+        } => {
+            let qrels = eval::Qrels::from_path(&qrels)?;
+            let run = eval::Run::from_path(&run)?;
+            let measures = if measures.is_empty() {
+                vec!["official".to_string()]
+            } else {
+                measures
+            };
+            let measures = eval::parse_measures(&measures)?;
+            let opts = eval::EvalOptions {
+                average_complete: complete,
+                max_ret,
+                rel_level,
+            };
+            let evaluation = eval::evaluate(&qrels, &run, &measures, &opts)?;
+            out_raw!("{}", evaluation.to_trec_eval_string(per_query));
+            Ok(())
+        }
+        Command::Compare {
+            qrels,
+            runs,
+            baseline,
+            metrics,
+            test,
+            correction,
+            missing,
+            permutations,
+            seed,
+            format,
+        } => compare(CompareArgs {
+            qrels,
+            runs,
+            baseline,
+            metrics,
+            test,
+            correction,
+            missing,
+            permutations,
+            seed,
+            format,
+        }),
+        Command::Data(DataCommand::Prepare { name, langs, data_dir }) => {
+            let req = crate::data::prepare::PrepareRequest {
+                name,
+                langs,
+                data_dir: data_dir.unwrap_or_else(crate::data::data_dir),
+                progress: !quiet,
+            };
+            let ready = crate::data::prepare::prepare(&req)?;
+            if !quiet {
+                out!("{}", ready.root.display());
+                for (key, n) in &ready.card.counts {
+                    out!("  {key}: {n}");
+                }
+            }
+            Ok(())
+        }
+        Command::Submit {
+            experiment,
+            backend,
+            sets,
+            results,
+            slurm,
+            retry_failed,
+            dry_run,
+            wait,
+        } => submit(
+            experiment,
+            &sets,
+            results,
+            SubmitOptions {
+                backend,
+                retry_failed,
+                progress: !quiet,
+                wait,
+                slurm,
+            },
+            dry_run,
+            quiet,
+        ),
+        Command::RunCell { results_dir, cell_id } => run::run_planned_cell(&results_dir, &cell_id),
+        Command::Status { results_dir } => status(&results_dir),
+        Command::Plan { experiment, sets } => plan(&experiment, &sets),
+        Command::Report {
+            results_dir,
+            against,
+            out,
+        } => {
+            let mut dirs = vec![results_dir.clone()];
+            let default_out = match &against {
+                Some(other) => report::comparison_dir(&results_dir, other),
+                None => paths::report_dir(&results_dir),
+            };
+            dirs.extend(against);
+            let out = out.unwrap_or(default_out);
+            report::write_to(&dirs, &out)?;
+            if !quiet {
+                out!("{}", paths::ReportFile::Html.at(&out).display());
+            }
+            Ok(())
+        }
+        Command::Schedule { name_or_file, points } => {
+            if points < 2 {
+                bail!("--points: expected at least 2, found {points}");
+            }
+            let here = PathBuf::from("experiments").join("_");
+            let schedule = spec::load_schedule(&name_or_file, &schedule_dirs(&here))?;
+            out!("{name_or_file}: {schedule:?}");
+            out!("{:>6}  {:>6}", "t", "p(t)");
+            for i in 0..points {
+                let t = i as f64 / (points - 1) as f64;
+                out!("{t:>6.3}  {:>6.4}", schedule.share(t));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The failed cells as lines for the error message.
+fn failure_list(failed: &[(String, String)]) -> String {
+    failed
+        .iter()
+        .map(|(id, why)| format!("  {id}: {why}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `clirlab run`: runs the experiment, then writes its report.
+fn run_experiment(experiment: PathBuf, sets: &[String], results: PathBuf, opts: run::RunOptions) -> Result<()> {
+    let loaded = spec::load(&experiment, sets)?;
+    let outcome = run::run(&loaded, &results, opts)?;
+    report::write(&outcome.dir)?;
+    if !opts.quiet {
+        out!(
+            "{} cells trained, {} already finished, {} failed; report: {}",
+            outcome.trained,
+            outcome.skipped,
+            outcome.failed.len(),
+            paths::ReportFile::Markdown
+                .at(&paths::report_dir(&outcome.dir))
+                .display()
+        );
+    }
+    if !outcome.failed.is_empty() {
+        bail!(
+            "{} cell(s) failed (logs in their cell folders; rerun with --retry-failed):\n{}",
+            outcome.failed.len(),
+            failure_list(&outcome.failed)
+        );
+    }
+    Ok(())
+}
+
+/// The flags of `clirlab compare`.
+struct CompareArgs {
+    qrels: PathBuf,
+    runs: Vec<PathBuf>,
+    baseline: Option<String>,
+    metrics: Vec<String>,
+    test: TestKind,
+    correction: Correction,
+    missing: MissingPolicy,
+    permutations: usize,
+    seed: u64,
+    format: Format,
+}
+
+/// `clirlab compare`: evaluates the runs, tests them against the baseline, prints the table.
+fn compare(a: CompareArgs) -> Result<()> {
+    let qrels = eval::Qrels::from_path(&a.qrels)?;
+    let metrics = if a.metrics.is_empty() {
+        vec!["map".into(), "ndcg_cut.10".into()]
+    } else {
+        a.metrics
+    };
+    let measures = eval::parse_measures(&metrics)?;
+    let (names, table) = eval::per_query_table(&qrels, &a.runs, &measures)?;
+    let opts = CompareOptions {
+        test: a.test,
+        correction: a.correction,
+        missing: a.missing,
+        permutations: a.permutations,
+        seed: a.seed,
+        ..CompareOptions::default()
+    };
+    let rows = crate::stats::compare_table(&table, &names, a.baseline.as_deref(), &opts)?;
+    out_raw!("{}", crate::stats::format_comparisons(&rows, a.format));
+    Ok(())
+}
+
+/// `clirlab submit`: plans, writes the job script, submits it (or prints it with
+/// `--dry-run`); with `--wait`, settles the cells and writes the report when the job ends.
+fn submit(
+    experiment: PathBuf,
+    sets: &[String],
+    results: PathBuf,
+    opts: SubmitOptions,
+    dry_run: bool,
+    quiet: bool,
+) -> Result<()> {
+    let loaded = spec::load(&experiment, sets)?;
+    let (retry_failed, wait) = (opts.retry_failed, opts.wait);
+    let Some(prepared) = slurm::prepare(&loaded, &results, &opts)? else {
+        out!(
+            "{}: no cell to submit (all finished or running{})",
+            loaded.experiment.name,
+            if retry_failed {
+                ""
+            } else {
+                "; failed ones need --retry-failed"
+            }
+        );
+        return Ok(());
+    };
+    let dir = prepared.dir.display();
+    if dry_run {
+        out_raw!("{}", prepared.script);
+        out!(
+            "# dry run: {} cells; submit with: sbatch {}",
+            prepared.cells.len(),
+            slurm::sh(&prepared.script_path().to_string_lossy())?
+        );
+        return Ok(());
+    }
+    let job = slurm::submit(&prepared, wait)?;
+    if quiet {
+        // Just the id, for scripts (as `sbatch --parsable`).
+        out!("{}", job.job_id);
+    } else {
+        out!(
+            "submitted Slurm job {} ({} cells); logs in {}\nwatch: squeue -j {}   or   clirlab status {dir}",
+            job.job_id,
+            prepared.cells.len(),
+            prepared.folder.display(),
+            job.job_id
+        );
+    }
+    if wait {
+        let job_id = job.job_id.clone();
+        job.wait()?;
+        let failed = slurm::settle(&prepared, &job_id)?;
+        report::write(&prepared.dir)?;
+        if !quiet {
+            out!(
+                "job {job_id} ended: {} of {} cells finished; report: {}",
+                prepared.cells.len() - failed.len(),
+                prepared.cells.len(),
+                paths::ReportFile::Markdown
+                    .at(&paths::report_dir(&prepared.dir))
+                    .display()
+            );
+        }
+        if !failed.is_empty() {
+            bail!(
+                "{} cell(s) failed (logs in {} and the cell folders; resubmit with --retry-failed):\n{}",
+                failed.len(),
+                prepared.folder.display(),
+                failure_list(&failed)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `clirlab status`: the cells by state, and the latest Slurm job.
+fn status(results_dir: &std::path::Path) -> Result<()> {
+    let record = run::refresh(results_dir)?;
+    let count = |s: CellStatus| record.cells.iter().filter(|c| c.status == s).count();
+    out!(
+        "{}: {} cells — {} done, {} running, {} failed, {} pending",
+        record.experiment,
+        record.cells.len(),
+        count(CellStatus::Done),
+        count(CellStatus::Running),
+        count(CellStatus::Failed),
+        count(CellStatus::Pending)
+    );
+    if let Some((folder, job)) = slurm::latest_job(results_dir) {
+        let queue = slurm::queue_summary(&job.job_id)
+            .map(|q| format!(": {q}"))
+            .unwrap_or_default();
+        out!(
+            "Slurm job {} ({} cells, {}){queue}; its tasks' logs: {}",
+            job.job_id,
+            job.cells.len(),
+            folder.display(),
+            paths::task_log_pattern(&folder, &job.job_id).display()
+        );
+    }
+    for c in &record.cells {
+        let status = serde_json::to_value(c.status)?;
+        let why = c.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
+        out!("{:<8} {}{why}", status.as_str().unwrap_or("?"), c.id);
+    }
+    Ok(())
+}
+
+/// `clirlab plan`: the cells an experiment expands to.
+fn plan(experiment: &std::path::Path, sets: &[String]) -> Result<()> {
+    let loaded = spec::load(experiment, sets)?;
+    let cells = grid::expand(&loaded)?;
+    let baseline = grid::baseline_variant(&loaded, &cells)?;
+    out!("{}: {} cells", loaded.experiment.name, cells.len());
+    for c in &cells {
+        let axes: Vec<String> = c.assignment.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mark = if baseline.as_deref() == Some(c.variant.as_str()) {
+            "  [baseline]"
+        } else {
+            ""
+        };
+        out!("{}  seed={}  {}{}  ({})", c.id, c.seed, axes.join(" "), mark, c.reason);
+    }
+    Ok(())
+}

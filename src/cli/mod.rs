@@ -1,0 +1,62 @@
+//! The `clirlab` command line: parse ([`args`]), call the library ([`commands`]), print. The
+//! only module that prints, and the only one that writes the report after a run.
+
+/// Writes a line to stdout; a closed pipe (`clirlab plan ... | head`) ends the program quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        out_raw!("{}\n", format_args!($($arg)*))
+    };
+}
+
+/// Like [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(e.into());
+        }
+    }};
+}
+
+pub mod args;
+mod commands;
+
+use anyhow::Result;
+pub use args::{Cli, Command, DataCommand};
+use clap::Parser;
+
+fn init_logging(quiet: bool) {
+    let filter = if quiet {
+        tracing_subscriber::EnvFilter::new("off")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_env("CLIRLAB_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    // No colour codes in log files (worker and Slurm task logs).
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.quiet);
+    commands::dispatch(cli.command, cli.quiet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

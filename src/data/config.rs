@@ -1,0 +1,46 @@
+//! The `data` section of an experiment: which data set, which query languages.
+
+use super::synthetic::SyntheticConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `synthetic` (built in) or the name of a prepared data set.
+    pub dataset: String,
+    /// Low-resource query languages.
+    pub languages: Vec<String>,
+    pub synthetic: SyntheticConfig,
+    /// A data set only evaluated on, never trained on (e.g. `{dataset: udhr, languages: [swh]}`);
+    /// its tasks are reported apart, prefixed with its name.
+    pub zero_shot: Option<ZeroShot>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: "synthetic".into(),
+            languages: vec!["sx".into()],
+            synthetic: SyntheticConfig::default(),
+            zero_shot: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroShot {
+    pub dataset: String,
+    pub languages: Vec<String>,
+}
+
+impl ZeroShot {
+    /// The data settings that select this evaluation set, the rest taken from `base`.
+    pub fn data_config(&self, base: &DataConfig) -> DataConfig {
+        DataConfig {
+            dataset: self.dataset.clone(),
+            languages: self.languages.clone(),
+            ..base.clone()
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! One cell, end to end: under its lock, the tokenizer, training, retrieval of the test split
+//! (and of the zero-shot set), per-query metrics, and `result.json` last. Also the entry of
+//! worker processes and cluster tasks (`clirlab run-cell`).
+
+use super::paths::{self, CellFile};
+use super::provenance::{device_label, provenance};
+use super::records::{CellProvenance, CellResult, Provenance, SweepRecord, failure, finished};
+use super::state::{JOB_ALIVE, record_failure};
+use crate::data::format::{Dataset, Split};
+use crate::data::{self, synthetic};
+use crate::eval::cell::cell_metrics;
+use crate::grid::{Cell, CellConfig, content_hash};
+use crate::retrieval::{self, QueryGroup};
+use crate::tokenizer::TextEncoder;
+use crate::train;
+use crate::util::fs::{write_atomic, write_json_atomic};
+use crate::util::host::{now_unix, peak_memory_kib};
+use crate::util::lock::LockFile;
+use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// Runs one planned cell in this process, under its lock; records a failure in `error.json`.
+/// Returns `Ok(false)` when another live process holds the cell.
+pub fn execute_cell(dir: &Path, cell: &Cell, dataset: &Dataset, artifacts: &Path, bar: &ProgressBar) -> Result<bool> {
+    let Some(_lock) = LockFile::try_acquire(&paths::cell_lock(dir, &cell.id), JOB_ALIVE)? else {
+        return Ok(false);
+    };
+    let _ = std::fs::remove_file(paths::cell_file(dir, &cell.id, CellFile::Error));
+    // A panic inside training (a bug, or a library assertion) fails this cell only.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_cell(cell, dataset, &paths::cell_dir(dir, &cell.id), artifacts, bar)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        Err(anyhow::anyhow!(
+            "panicked: {}",
+            what.unwrap_or_else(|| "unknown".into())
+        ))
+    });
+    match outcome {
+        Ok(result) => {
+            tracing::info!(cell = %cell.id, seconds = result.total_seconds, "cell finished");
+            Ok(true)
+        }
+        Err(err) => {
+            let reason = format!("{err:#}");
+            tracing::error!(cell = %cell.id, %reason, "cell failed");
+            record_failure(dir, &cell.id, &reason)?;
+            Ok(true)
+        }
+    }
+}
+
+/// `clirlab run-cell`: runs one planned cell of the sweep in `dir` (a worker's job, or a
+/// cluster task's). The cell's `config.yaml` was written at planning.
+pub fn run_planned_cell(dir: &Path, cell_id: &str) -> Result<()> {
+    let path = paths::sweep_record(dir);
+    let record = SweepRecord::read(dir)?;
+    let planned = record
+        .cells
+        .iter()
+        .find(|c| c.id == cell_id)
+        .with_context(|| format!("{}: no cell `{cell_id}` in the plan", path.display()))?;
+    let config_path = paths::cell_file(dir, cell_id, CellFile::Config);
+    let config: CellConfig = serde_yaml::from_str(
+        &std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a cell configuration", config_path.display()))?;
+    let cell = Cell {
+        reason: planned.reason.clone(),
+        id: planned.id.clone(),
+        variant: planned.variant.clone(),
+        assignment: planned.assignment.clone(),
+        seed: planned.seed,
+        config,
+    };
+    if finished(dir, cell_id).is_some() {
+        return Ok(());
+    }
+    let dataset = data::load(&cell.config.data, false)?;
+    let results_root = dir.parent().context("results folder has no parent")?;
+    if !execute_cell(
+        dir,
+        &cell,
+        &dataset,
+        &paths::artifacts_dir(results_root),
+        &ProgressBar::hidden(),
+    )? {
+        bail!("cell {cell_id} is being run by another process");
+    }
+    if let Some(e) = failure(dir, cell_id) {
+        bail!("cell {cell_id} failed: {}", e.reason);
+    }
+    Ok(())
+}
+
+/// The training text of a cell: monolingual pairs, and the queries of its languages.
+fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<Item = &'a str> + Send {
+    let langs = cfg.data.languages.clone();
+    let mono = dataset.mono.iter().flat_map(|p| [p.query.as_str(), p.passage.as_str()]);
+    let cross = dataset
+        .cross
+        .iter()
+        .filter(move |(lang, _)| langs.contains(lang))
+        .flat_map(|(_, pairs)| pairs.iter().map(|p| p.query.as_str()));
+    mono.chain(cross)
+}
+
+/// The cell's tokenizer, trained on the training text of its languages. For prepared data
+/// sets it is stored with the data (`<data_dir>/tokenizers/`) and reused by every cell with
+/// the same data, languages and vocabulary size; the synthetic set is cheap to redo.
+fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
+    let vocab = cfg.model.preset.vocab_size();
+    if dataset.card.synthetic {
+        return TextEncoder::train(training_texts(cfg, dataset), vocab);
+    }
+    let key = content_hash(
+        &(
+            &dataset.card.name,
+            &dataset.card.files,
+            &cfg.data.languages,
+            vocab,
+            TextEncoder::VERSION,
+        ),
+        16,
+    );
+    let (dir, lock, path) = paths::tokenizer_cache(&data::data_dir(), &key);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = LockFile::acquire(&lock, JOB_ALIVE)?;
+    if path.is_file() {
+        return TextEncoder::load(&path);
+    }
+    let tokenizer = TextEncoder::train(training_texts(cfg, dataset), vocab)?;
+    tokenizer.save(&path)?;
+    Ok(tokenizer)
+}
+
+/// Trains, retrieves and evaluates one cell into `cell_dir`; `result.json` comes last.
+pub fn run_cell(
+    cell: &Cell,
+    dataset: &Dataset,
+    cell_dir: &Path,
+    artifacts: &Path,
+    bar: &ProgressBar,
+) -> Result<CellResult> {
+    let started = Instant::now();
+    let run_provenance = provenance();
+    let cfg = &cell.config;
+    std::fs::create_dir_all(cell_dir).with_context(|| format!("creating {}", cell_dir.display()))?;
+    write_atomic(&CellFile::Config.at(cell_dir), serde_yaml::to_string(cfg)?.as_bytes())?;
+
+    let tokenizer = tokenizer_for(cfg, dataset)?;
+    tokenizer.save(&CellFile::Tokenizer.at(cell_dir))?;
+
+    let train_paths = train::TrainPaths {
+        checkpoint: &CellFile::Checkpoint.at(cell_dir),
+        artifacts,
+        job_alive: JOB_ALIVE,
+    };
+    let trained = train::train(cfg, dataset, &tokenizer, &train_paths, |row| {
+        bar.inc(1);
+        if row.step % 10 == 0 {
+            bar.set_message(format!("loss {:.3}  p(t) {:.2}", row.loss, row.target_share));
+        }
+    })?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let mut log = csv::Writer::from_writer(Vec::new());
+    for row in &trained.log {
+        log.serialize(row)?;
+    }
+    write_atomic(&CellFile::TrainLog.at(cell_dir), &log.into_inner()?)?;
+
+    let split = retrieval::run_split(
+        trained.encoder.as_ref(),
+        &tokenizer,
+        dataset,
+        cfg,
+        Split::Test,
+        &cell.id,
+    )?;
+    let mut trec = Vec::new();
+    split.run.write_trec(&mut trec)?;
+    write_atomic(&CellFile::Run.at(cell_dir), &trec)?;
+    // (task prefix, split run): the test split, then the zero-shot set if any, whose tasks are
+    // prefixed with its name so that they are reported apart.
+    let mut evaluated = vec![(String::new(), split)];
+    if let Some(zs) = &cfg.data.zero_shot {
+        let zs_cfg = CellConfig {
+            data: zs.data_config(&cfg.data),
+            ..cfg.clone()
+        };
+        let zs_data = data::load(&zs_cfg.data, false)?;
+        let zs_split = retrieval::run_split(
+            trained.encoder.as_ref(),
+            &tokenizer,
+            &zs_data,
+            &zs_cfg,
+            Split::Test,
+            &cell.id,
+        )?;
+        let mut trec = Vec::new();
+        zs_split.run.write_trec(&mut trec)?;
+        write_atomic(&CellFile::ZeroShotRun.at(cell_dir), &trec)?;
+        evaluated.push((format!("{}:", zs.dataset), zs_split));
+    }
+
+    let mut metrics = csv::Writer::from_writer(Vec::new());
+    metrics.write_record(["lang", "task", "query_id", "metric", "value"])?;
+    let mut means: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut n_queries = 0;
+    for (prefix, split) in &evaluated {
+        let per_query = cell_metrics(&split.qrels, &split.run)?;
+        for QueryGroup {
+            lang,
+            task,
+            query_ids: ids,
+        } in &split.groups
+        {
+            let task = format!("{prefix}{task}");
+            n_queries += ids.len();
+            for (name, values) in &per_query {
+                let mut sum = 0.0;
+                for id in ids {
+                    // Judged queries that retrieved nothing count as 0, as with `trec_eval -c`.
+                    let v = values.get(id).copied().unwrap_or(0.0);
+                    sum += v;
+                    metrics.write_record([lang.as_str(), task.as_str(), id.as_str(), name.name(), &format!("{v}")])?;
+                }
+                means
+                    .entry(format!("{lang}/{task}"))
+                    .or_default()
+                    .insert(name.name().to_string(), sum / ids.len().max(1) as f64);
+            }
+        }
+    }
+    write_atomic(&CellFile::Metrics.at(cell_dir), &metrics.into_inner()?)?;
+
+    let result = CellResult {
+        id: cell.id.clone(),
+        variant: cell.variant.clone(),
+        seed: cell.seed,
+        schedule_name: cfg.schedule_name.clone(),
+        dataset: cfg.data.dataset.clone(),
+        synthetic: cfg.data.dataset == synthetic::NAME,
+        means,
+        queries: n_queries,
+        final_loss: trained.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+        kept_step: trained.kept_step,
+        best_validation_ndcg10: trained.best_validation,
+        train_seconds,
+        total_seconds: started.elapsed().as_secs_f64(),
+        provenance: CellProvenance {
+            run: Provenance {
+                device: device_label(trained.device),
+                ..run_provenance
+            },
+            seed: cell.seed,
+            pid: std::process::id(),
+            ended_unix: now_unix(),
+            peak_memory_kib: peak_memory_kib(),
+        },
+    };
+    write_json_atomic(&CellFile::Result.at(cell_dir), &result)?;
+    Ok(result)
+}

@@ -1,0 +1,23 @@
+//! Running an experiment: the results layout ([`paths`]: every path and file name), the
+//! records of a results folder ([`records`]), provenance ([`provenance`]), planning
+//! ([`plan`]), cell states and the locks' liveness policy ([`state`]), the one-cell pipeline
+//! ([`cell`]), progress bars ([`progress`]) and the launchers ([`launcher`]: `local` worker
+//! pool, `slurm` job arrays). Finished cells are skipped (resume). This layer never writes
+//! the report: its callers do, after the run.
+
+pub mod cell;
+pub mod launcher;
+pub mod paths;
+pub mod plan;
+pub mod progress;
+pub mod provenance;
+pub mod records;
+pub mod state;
+
+pub use cell::{run_cell, run_planned_cell};
+pub use launcher::local::{RunOptions, SweepOutcome, run};
+pub use paths::{ARTIFACTS, cell_dir, experiment_dir};
+pub use plan::{load_unfinished_data, plan};
+pub use provenance::provenance;
+pub use records::{CellError, CellProvenance, CellResult, CellStatus, PlannedCell, Provenance, SweepRecord, finished};
+pub use state::{cell_state, record_failure, refresh, wants_run};

@@ -1,0 +1,128 @@
+//! A cell's state, read from its files (the source of truth; `sweep.json` mirrors it), the
+//! recording of failures, and the liveness policy of the locks: a lock of another host's
+//! process is live unless Slurm says its job has ended.
+
+use super::launcher::slurm;
+use super::paths::{self, CellFile};
+use super::records::{CellError, CellStatus, SweepRecord, failure, finished};
+use crate::util::fs::{write_atomic, write_json_atomic};
+use crate::util::host::now_unix;
+use crate::util::lock::{JobAlive, LockFile};
+use anyhow::Result;
+use std::path::Path;
+
+/// How the run layer decides whether the owner of another host's lock is alive.
+pub const JOB_ALIVE: JobAlive = slurm::slurm_job_alive;
+
+/// Whether a live process other than this one holds cell `cell_id` of `dir`.
+pub fn cell_running(dir: &Path, cell_id: &str) -> bool {
+    LockFile::held_by_live_process(&paths::cell_lock(dir, cell_id), JOB_ALIVE)
+}
+
+/// A cell's state, read from its files (the source of truth; `sweep.json` mirrors it).
+pub fn cell_state(dir: &Path, cell_id: &str) -> (CellStatus, Option<String>) {
+    if finished(dir, cell_id).is_some() {
+        (CellStatus::Done, None)
+    } else if cell_running(dir, cell_id) {
+        (CellStatus::Running, None)
+    } else if let Some(e) = failure(dir, cell_id) {
+        (CellStatus::Failed, Some(e.reason))
+    } else {
+        (CellStatus::Pending, None)
+    }
+}
+
+/// Whether a cell in state `status` is to be run: pending ones, and failed ones on a retry.
+pub fn wants_run(status: CellStatus, retry_failed: bool) -> bool {
+    match status {
+        CellStatus::Pending => true,
+        CellStatus::Failed => retry_failed,
+        CellStatus::Running | CellStatus::Done => false,
+    }
+}
+
+/// Records in `error.json` and `log.txt` that cell `id` failed, and why.
+pub fn record_failure(dir: &Path, id: &str, reason: &str) -> Result<()> {
+    let error = CellError {
+        id: id.to_string(),
+        reason: reason.to_string(),
+        ended_unix: now_unix(),
+    };
+    write_json_atomic(&paths::cell_file(dir, id, CellFile::Error), &error)?;
+    let log = paths::cell_file(dir, id, CellFile::Log);
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+    text.push_str(&format!("cell failed: {reason}\n"));
+    write_atomic(&log, text.as_bytes())
+}
+
+/// Re-reads every cell's state from its files into `sweep.json`.
+pub fn refresh(dir: &Path) -> Result<SweepRecord> {
+    let mut record = SweepRecord::read(dir)?;
+    for c in &mut record.cells {
+        (c.status, c.error) = cell_state(dir, &c.id);
+    }
+    write_json_atomic(&paths::sweep_record(dir), &record)?;
+    Ok(record)
+}
+
+/// The failed cells of `record` (restricted to `among` when given), with their reasons.
+pub fn failed_cells(record: &SweepRecord, among: Option<&[String]>) -> Vec<(String, String)> {
+    record
+        .cells
+        .iter()
+        .filter(|c| c.status == CellStatus::Failed && among.is_none_or(|ids| ids.contains(&c.id)))
+        .map(|c| (c.id.clone(), c.error.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::records::CellResult;
+
+    fn result(id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": id, "variant": "v", "seed": 1, "schedule_name": "s", "dataset": "synthetic",
+            "synthetic": true, "means": {}, "queries": 0, "final_loss": 0.0, "kept_step": 0,
+            "best_validation_ndcg10": null, "train_seconds": 0.0, "total_seconds": 0.0,
+            "provenance": {"clirlab_version": "0", "git_commit": null, "git_dirty": null,
+                "git_diff_hash": null, "host": "h", "device": "cpu", "threads": 1,
+                "started_unix": 0, "seed": 1, "pid": 1, "ended_unix": 0, "peak_memory_kib": null}
+        })
+    }
+
+    #[test]
+    fn cell_state_reads_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        std::fs::create_dir_all(paths::cell_dir(dir, "a")).unwrap();
+        assert_eq!(cell_state(dir, "a"), (CellStatus::Pending, None));
+        // A live lock (pid 1 always exists on this host) means running.
+        std::fs::write(paths::cell_lock(dir, "a"), "1").unwrap();
+        assert_eq!(cell_state(dir, "a").0, CellStatus::Running);
+        std::fs::remove_file(paths::cell_lock(dir, "a")).unwrap();
+        record_failure(dir, "a", "out of memory").unwrap();
+        assert_eq!(cell_state(dir, "a"), (CellStatus::Failed, Some("out of memory".into())));
+        assert!(
+            std::fs::read_to_string(paths::cell_file(dir, "a", CellFile::Log))
+                .unwrap()
+                .contains("cell failed: out of memory")
+        );
+        // A result for another id does not count; one for this id wins over the failure.
+        let path = paths::cell_file(dir, "a", CellFile::Result);
+        std::fs::write(&path, result("b").to_string()).unwrap();
+        assert_eq!(cell_state(dir, "a").0, CellStatus::Failed);
+        std::fs::write(&path, result("a").to_string()).unwrap();
+        assert_eq!(cell_state(dir, "a"), (CellStatus::Done, None));
+        let _: CellResult = serde_json::from_value(result("a")).unwrap();
+    }
+
+    #[test]
+    fn only_pending_and_retried_failures_run() {
+        assert!(wants_run(CellStatus::Pending, false));
+        assert!(!wants_run(CellStatus::Failed, false));
+        assert!(wants_run(CellStatus::Failed, true));
+        assert!(!wants_run(CellStatus::Done, true));
+        assert!(!wants_run(CellStatus::Running, true));
+    }
+}

@@ -1,0 +1,369 @@
+//! The experiment schema: every key of an experiment file, with its default. Loading is in
+//! [`super::load`], the checks that types cannot express in [`super::validate`].
+
+pub use crate::data::{DataConfig, ZeroShot};
+use crate::model::{CostKind, DeviceSpec, OptimizerKind, Preset};
+use crate::sampler::Mixing;
+use crate::schedule::Schedule;
+use crate::stats::{Correction, TestKind};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Experiment {
+    /// Names the results folder; defaults to the file's stem.
+    pub name: String,
+    pub description: String,
+    pub data: DataConfig,
+    /// A schedule name (a file `schedules/<name>.yaml`) or an inline schedule.
+    pub schedule: ScheduleSpec,
+    pub sampler: SamplerConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub ot: OtConfig,
+    pub retrieval: RetrievalConfig,
+    pub stats: StatsConfig,
+    /// Where cells train: `auto` (CUDA when built with it and a GPU opens, else the CPU),
+    /// `cpu`, `cuda` or `cuda:N`. Not part of cell ids.
+    pub device: DeviceSpec,
+    /// Every grid point is trained once per seed.
+    pub seeds: Vec<u64>,
+    /// Axes: a key path → the values it takes; the grid is their cartesian product.
+    /// Nested maps (as `--set ablations.train.lr=[...]` produces) are read as dotted paths.
+    #[serde(deserialize_with = "dotted_axes")]
+    pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Groups of key paths that vary together: in each group every list has the same length
+    /// and the i-th values form one point; a group combines with the other axes as one axis.
+    pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
+    /// Axes that apply only to the points where a predicate on other keys holds.
+    pub conditional: Vec<ConditionalAxes>,
+    /// Points to leave out: a point goes when it has every value of one rule (axis → value).
+    pub exclude: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Extra points (key path → value), added after the product and the exclusions.
+    pub include: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Named sub-grids whose union is the experiment's grid; the top-level grid keys above are
+    /// shared by every one of them.
+    pub grids: BTreeMap<String, GridSpec>,
+}
+
+/// One named sub-grid: the same grid keys as the top level of an experiment.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GridSpec {
+    #[serde(deserialize_with = "dotted_axes")]
+    pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
+    pub conditional: Vec<ConditionalAxes>,
+    pub exclude: Vec<BTreeMap<String, serde_json::Value>>,
+    pub include: Vec<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Axes (and zipped groups) crossed only with the points where every `when` test holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionalAxes {
+    /// Key path → the value it must have, or `{in: [...]}`, `{not: v}`, `{not_in: [...]}`;
+    /// tested on the point's axis values, then on the experiment's resolved configuration.
+    pub when: BTreeMap<String, serde_json::Value>,
+    #[serde(default, deserialize_with = "dotted_axes")]
+    pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
+}
+
+fn dotted_axes<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, Vec<serde_json::Value>>, D::Error> {
+    fn walk<E: de::Error>(
+        prefix: &str,
+        map: serde_json::Map<String, serde_json::Value>,
+        out: &mut BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> std::result::Result<(), E> {
+        for (key, value) in map {
+            let path = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                serde_json::Value::Array(values) => {
+                    out.insert(path, values);
+                }
+                serde_json::Value::Object(inner) => walk(&path, inner, out)?,
+                other => {
+                    return Err(E::custom(format!(
+                        "axis `{path}`: expected a list of values, found {other}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+    let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    walk::<D::Error>("", map, &mut out)?;
+    Ok(out)
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            description: String::new(),
+            data: DataConfig::default(),
+            schedule: ScheduleSpec::Inline(Schedule::Constant { value: 0.5 }),
+            sampler: SamplerConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            ot: OtConfig::default(),
+            retrieval: RetrievalConfig::default(),
+            stats: StatsConfig::default(),
+            device: DeviceSpec::Auto,
+            seeds: vec![1],
+            ablations: BTreeMap::new(),
+            zipped: Vec::new(),
+            conditional: Vec::new(),
+            exclude: Vec::new(),
+            include: Vec::new(),
+            grids: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerConfig {
+    pub mixing: Mixing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub preset: Preset,
+    /// InfoNCE temperature.
+    pub temperature: f64,
+    /// Tokens kept per text.
+    pub max_len: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Tiny,
+            temperature: 0.05,
+            max_len: 32,
+        }
+    }
+}
+
+/// Learning-rate decay after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    None,
+    /// Linear from `lr` at the end of warm-up to 0 at the last step.
+    #[default]
+    Linear,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Linear warm-up from 0 to `lr` over this many steps.
+    pub warmup_steps: usize,
+    pub decay: Decay,
+    /// Global gradient-norm clipping threshold (null: no clipping).
+    pub clip_norm: Option<f64>,
+    /// Evaluate nDCG@10 on the validation split of the target languages every this many
+    /// steps (0: never) and keep the best checkpoint.
+    pub eval_every: usize,
+    /// Stop after this many evaluations without improvement (0: never stop early).
+    pub patience: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 200,
+            batch_size: 32,
+            optimizer: OptimizerKind::Adamw,
+            lr: 2e-3,
+            weight_decay: 0.01,
+            warmup_steps: 10,
+            decay: Decay::Linear,
+            clip_norm: Some(5.0),
+            eval_every: 0,
+            patience: 0,
+        }
+    }
+}
+
+/// OT distillation from an English teacher retriever (OPTICAL-style).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtConfig {
+    pub enabled: bool,
+    /// λ in InfoNCE + λ·OT.
+    pub weight: f64,
+    /// Optional curriculum of λ: λ(t) = weight · s(t), s an inline schedule.
+    pub weight_schedule: Option<Schedule>,
+    /// Entropic regularisation ε of Sinkhorn.
+    pub epsilon: f64,
+    pub max_iter: usize,
+    /// Stop Sinkhorn when every row marginal is within `tol`.
+    pub tol: f64,
+    pub cost: CostKind,
+    /// Stop gradients through the transport plan (∂/∂C = P).
+    pub detach_plan: bool,
+    /// Bitext pairs per step.
+    pub batch_size: usize,
+    /// Start the student from the teacher's weights (also when OT is off, so that an
+    /// ablation of OT changes one thing only).
+    pub init_from_teacher: bool,
+    pub teacher: TeacherConfig,
+}
+
+impl Default for OtConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            weight: 0.1,
+            weight_schedule: None,
+            epsilon: 0.05,
+            max_iter: 50,
+            tol: 1e-3,
+            cost: CostKind::Cosine,
+            detach_plan: false,
+            batch_size: 16,
+            init_from_teacher: false,
+            teacher: TeacherConfig::default(),
+        }
+    }
+}
+
+/// The English teacher: the same model preset trained on monolingual pairs only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+impl Default for TeacherConfig {
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            batch_size: 32,
+            lr: 2e-3,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalConfig {
+    /// Documents retrieved per query (at least 100, for R@100).
+    pub top_k: usize,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self { top_k: 100 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// The baseline grid point, by its axis values, e.g. `{schedule: constant}`.
+    pub baseline: BTreeMap<String, serde_json::Value>,
+    /// t | wilcoxon | randomization | bootstrap | tukey
+    pub test: TestKind,
+    /// none | bonferroni | holm | bh | by
+    pub correction: Correction,
+    /// Monte Carlo permutations of the randomization test (exact enumeration for small n).
+    pub permutations: usize,
+    pub bootstrap_samples: usize,
+    /// Seed of the randomization and bootstrap tests.
+    pub seed: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            baseline: BTreeMap::new(),
+            test: TestKind::T,
+            correction: Correction::Holm,
+            permutations: 10_000,
+            bootstrap_samples: 10_000,
+            seed: 42,
+        }
+    }
+}
+
+/// A schedule as written: a name to look up under `schedules/`, or inline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleSpec {
+    Named(String),
+    Inline(Schedule),
+}
+
+impl Serialize for ScheduleSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            ScheduleSpec::Named(name) => s.serialize_str(name),
+            ScheduleSpec::Inline(schedule) => schedule.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ScheduleSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> Visitor<'de> for SpecVisitor {
+            type Value = ScheduleSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a schedule name (a file under schedules/) or an inline schedule such as {kind: linear, start: 0, end: 1}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<ScheduleSpec, E> {
+                Ok(ScheduleSpec::Named(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<ScheduleSpec, A::Error> {
+                Schedule::deserialize(de::value::MapAccessDeserializer::new(map)).map(ScheduleSpec::Inline)
+            }
+        }
+        d.deserialize_any(SpecVisitor)
+    }
+}
+
+/// A loaded experiment and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedExperiment {
+    pub experiment: Experiment,
+    pub source: PathBuf,
+}
+
+impl Experiment {
+    /// The top-level grid keys as a grid of their own.
+    pub fn top_grid(&self) -> GridSpec {
+        GridSpec {
+            ablations: self.ablations.clone(),
+            zipped: self.zipped.clone(),
+            conditional: self.conditional.clone(),
+            exclude: self.exclude.clone(),
+            include: self.include.clone(),
+        }
+    }
+}

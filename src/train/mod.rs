@@ -1,0 +1,198 @@
+//! Training one cell, in parts: hybrid batches from the sampler, one step ([`step`]: InfoNCE +
+//! λ·OT against an English teacher, gradient clipping inside the encoder), the learning-rate
+//! schedule ([`lr`]), validation and early stopping ([`validation`]), the best checkpoint
+//! ([`checkpoint`]), the OT batch sampling ([`distill`]) and the teacher stage ([`teacher`]),
+//! shared by every cell that needs the same teacher. [`train`] is the recipe that joins them.
+
+pub mod checkpoint;
+pub mod distill;
+pub mod lr;
+pub mod step;
+pub mod teacher;
+pub mod validation;
+
+pub use lr::learning_rate;
+pub use teacher::{Teacher, TeacherRecord, teacher};
+
+use crate::data::format::{Dataset, Pair};
+use crate::grid::CellConfig;
+use crate::model::{self, ResolvedDevice, TrainableEncoder};
+use crate::sampler::HybridSampler;
+use crate::schedule::progress;
+use crate::tokenizer::TextEncoder;
+use crate::util::lock::JobAlive;
+use anyhow::{Result, bail};
+use distill::{BitextSampler, ot_weight};
+use serde::Serialize;
+use std::path::Path;
+use step::{Distillation, StepAt};
+use validation::{EarlyStopping, Verdict, is_eval_step, validation_ndcg10};
+
+/// One row of `train_log.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRow {
+    pub step: usize,
+    pub progress: f64,
+    pub target_share: f64,
+    pub cross_lingual: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub loss: f64,
+    pub info_nce: f64,
+    /// Mean ⟨P, C⟩ of the step's bitext pairs (empty when OT is off).
+    pub ot: Option<f64>,
+    /// λ at this step (empty when OT is off).
+    pub ot_weight: Option<f64>,
+    pub grad_norm: f64,
+    /// Validation nDCG@10 in the target languages, at evaluation steps.
+    pub val_ndcg10: Option<f64>,
+}
+
+/// A trained encoder with its log.
+pub struct Trained {
+    /// The encoder, with the kept weights loaded.
+    pub encoder: Box<dyn TrainableEncoder>,
+    /// One row per step run.
+    pub log: Vec<LogRow>,
+    /// Step whose weights were kept (best validation, or the last step).
+    pub kept_step: usize,
+    /// Best validation nDCG@10, if validation ran.
+    pub best_validation: Option<f64>,
+    /// The device it trained on.
+    pub device: ResolvedDevice,
+}
+
+/// Where the cell keeps its checkpoint and finds shared artifacts, and how the liveness of
+/// another host's lock is decided (the run layer's policy).
+#[derive(Clone, Copy)]
+pub struct TrainPaths<'a> {
+    /// The cell's checkpoint (the best weights, or the last).
+    pub checkpoint: &'a Path,
+    /// The shared artifacts folder (teachers).
+    pub artifacts: &'a Path,
+    /// Asked about the Slurm job of a lock held on another host.
+    pub job_alive: JobAlive,
+}
+
+/// Trains the cell's encoder. `on_step` is called after every step (progress reporting).
+/// A non-finite loss fails the cell with that reason.
+pub fn train(
+    cfg: &CellConfig,
+    dataset: &Dataset,
+    tokenizer: &TextEncoder,
+    paths: &TrainPaths,
+    mut on_step: impl FnMut(&LogRow),
+) -> Result<Trained> {
+    let t = &cfg.train;
+    let cross: Vec<_> = cfg
+        .data
+        .languages
+        .iter()
+        .flat_map(|lang| dataset.cross.get(lang).into_iter().flatten())
+        .collect();
+    let mut sampler = HybridSampler::new(
+        &dataset.mono,
+        cross,
+        cfg.schedule.clone(),
+        cfg.sampler.mixing,
+        t.batch_size,
+        t.steps,
+        cfg.seed,
+    )?;
+    let device = cfg.device.resolve()?;
+    tracing::info!("training on {device} (device: {})", cfg.device);
+    // The model's initial weights and the sampler draw from separate seeded streams.
+    let mut encoder = model::build(
+        cfg.model.preset,
+        cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED,
+        lr::optimizer_settings(t),
+        device,
+    )?;
+
+    let teacher = if cfg.ot.enabled || cfg.ot.init_from_teacher {
+        Some(teacher(cfg, dataset, tokenizer, paths)?)
+    } else {
+        None
+    };
+    if let Some(teacher) = &teacher
+        && cfg.ot.init_from_teacher
+    {
+        encoder.load(&teacher.checkpoint)?;
+    }
+    let bitext: Vec<&Pair> = cfg
+        .data
+        .languages
+        .iter()
+        .flat_map(|lang| dataset.bitext.get(lang).into_iter().flatten())
+        .collect();
+    let bitext = BitextSampler::new(bitext, cfg.ot.batch_size, cfg.seed);
+    if cfg.ot.enabled && bitext.is_empty() {
+        bail!(
+            "ot.enabled: the dataset has no bitext for languages {:?}",
+            cfg.data.languages
+        );
+    }
+    // The teacher's token states are needed only for the OT term.
+    let mut distill = teacher
+        .as_ref()
+        .filter(|_| cfg.ot.enabled)
+        .map(|teacher| Distillation::new(cfg, teacher, bitext));
+
+    let mut log = Vec::with_capacity(t.steps);
+    let mut stopping = EarlyStopping::new(t.steps, t.patience);
+    for step in 0..t.steps {
+        let batch = sampler.batch(step);
+        let lr = learning_rate(t, step);
+        let tp = progress(step, t.steps);
+        let weight = ot_weight(&cfg.ot, tp);
+        let at = StepAt {
+            step,
+            lr,
+            ot_weight: weight,
+        };
+        let loss = step::step(encoder.as_mut(), tokenizer, cfg, &batch, at, distill.as_mut())?;
+        let val_ndcg10 = if is_eval_step(t, step) {
+            Some(validation_ndcg10(encoder.as_ref(), tokenizer, dataset, cfg)?)
+        } else {
+            None
+        };
+        let row = LogRow {
+            step,
+            progress: tp,
+            target_share: batch.target_share,
+            cross_lingual: batch.cross_lingual,
+            batch_size: batch.pairs.len(),
+            lr,
+            loss: loss.total,
+            info_nce: loss.info_nce,
+            ot: loss.ot,
+            ot_weight: distill.as_ref().map(|_| weight),
+            grad_norm: loss.grad_norm,
+            val_ndcg10,
+        };
+        on_step(&row);
+        log.push(row);
+        if let Some(v) = val_ndcg10 {
+            match stopping.record(step, v) {
+                Verdict::Improved => encoder.save(paths.checkpoint)?,
+                Verdict::Stale => {}
+                Verdict::Stop => {
+                    tracing::info!(
+                        step,
+                        "early stopping: no validation improvement in {} evaluations",
+                        stopping.stale()
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    checkpoint::keep_best(encoder.as_mut(), paths.checkpoint, stopping.best().is_some())?;
+    Ok(Trained {
+        encoder,
+        log,
+        kept_step: stopping.kept_step(),
+        best_validation: stopping.best(),
+        device,
+    })
+}

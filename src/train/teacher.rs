@@ -1,0 +1,110 @@
+//! The English teacher: the cell's preset trained on monolingual pairs only, shared by every
+//! cell that needs the same one. A content-addressed artifact under the shared artifacts
+//! folder (`teacher-<key>/model.safetensors` and `teacher.json`, written last), trained once
+//! and guarded by a lock file.
+
+use super::{TrainPaths, lr::optimizer_settings, train};
+use crate::data::format::Dataset;
+use crate::grid::{CellConfig, content_hash};
+use crate::model::{self, TrainableEncoder};
+use crate::schedule::Schedule;
+use crate::spec::{OtConfig, TeacherConfig, TrainConfig};
+use crate::tokenizer::TextEncoder;
+use crate::util::fs::write_json_atomic;
+use crate::util::lock::LockFile;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// `teacher.json` beside a teacher checkpoint: what it is and how it was made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeacherRecord {
+    pub key: String,
+    pub preset: String,
+    pub dataset: String,
+    pub tokenizer_hash: String,
+    pub config: TeacherConfig,
+    pub final_loss: f64,
+    pub train_seconds: f64,
+    pub clirlab_version: String,
+}
+
+/// A loaded teacher.
+pub struct Teacher {
+    pub encoder: Box<dyn TrainableEncoder>,
+    pub checkpoint: PathBuf,
+}
+
+/// The English teacher of `cfg`: trained on monolingual pairs only, with the cell's preset,
+/// tokenizer, temperature and length. Stored under `artifacts/teacher-<hash>/`, keyed by
+/// everything that determines its weights, and trained once even when several cells (or
+/// processes) need it at the same time.
+pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &TextEncoder, paths: &TrainPaths) -> Result<Teacher> {
+    let artifacts = paths.artifacts;
+    let tc = &cfg.ot.teacher;
+    let tokenizer_hash = content_hash(&tokenizer.to_json()?, 16);
+    let key = content_hash(&(&cfg.data, &cfg.model, tc, &tokenizer_hash), 16);
+    let dir = artifacts.join(format!("teacher-{key}"));
+    let checkpoint = dir.join("model.safetensors");
+    let record_path = dir.join("teacher.json");
+    std::fs::create_dir_all(artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
+    let _lock = LockFile::acquire(&artifacts.join(format!("teacher-{key}.lock")), paths.job_alive)?;
+    let mut encoder = model::build(
+        cfg.model.preset,
+        tc.seed,
+        optimizer_settings(&cfg.train),
+        cfg.device.resolve()?,
+    )?;
+    if record_path.is_file() && checkpoint.is_file() {
+        encoder.load(&checkpoint)?;
+        return Ok(Teacher { encoder, checkpoint });
+    }
+    let started = std::time::Instant::now();
+    let teacher_cfg = CellConfig {
+        schedule_name: "teacher".into(),
+        schedule: Schedule::Constant { value: 0.0 },
+        train: TrainConfig {
+            steps: tc.steps,
+            batch_size: tc.batch_size,
+            lr: tc.lr,
+            eval_every: 0,
+            patience: 0,
+            ..cfg.train.clone()
+        },
+        ot: OtConfig {
+            enabled: false,
+            init_from_teacher: false,
+            ..cfg.ot.clone()
+        },
+        seed: tc.seed,
+        ..cfg.clone()
+    };
+    std::fs::create_dir_all(&dir)?;
+    let trained = train(
+        &teacher_cfg,
+        dataset,
+        tokenizer,
+        &TrainPaths {
+            checkpoint: &checkpoint,
+            ..*paths
+        },
+        |_| {},
+    )?;
+    let record = TeacherRecord {
+        key,
+        preset: format!("{:?}", cfg.model.preset).to_lowercase(),
+        dataset: cfg.data.dataset.clone(),
+        tokenizer_hash,
+        config: tc.clone(),
+        final_loss: trained.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+        train_seconds: started.elapsed().as_secs_f64(),
+        clirlab_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    // Written last: its presence means the teacher is complete.
+    write_json_atomic(&record_path, &record)?;
+    tracing::info!(teacher = %dir.display(), "teacher trained");
+    Ok(Teacher {
+        encoder: trained.encoder,
+        checkpoint,
+    })
+}
