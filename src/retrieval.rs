@@ -78,15 +78,21 @@ pub fn search(
 /// The queries of one language and task in a split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryGroup {
+    /// The query language.
     pub lang: String,
+    /// The task.
     pub task: String,
+    /// Its judged queries.
     pub query_ids: Vec<String>,
 }
 
 /// A split's ranking of every query of the cell's languages, with the matching judgments.
 pub struct SplitRun {
+    /// The ranking of every query.
     pub run: Run,
+    /// The judgments of the split.
     pub qrels: Qrels,
+    /// The queries by language and task.
     pub groups: Vec<QueryGroup>,
 }
 

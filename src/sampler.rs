@@ -25,6 +25,7 @@ pub enum Mixing {
 /// One training batch.
 #[derive(Debug, Clone)]
 pub struct Batch<'a> {
+    /// The pairs of the batch.
     pub pairs: Vec<&'a Pair>,
     /// The schedule's target share at this step.
     pub target_share: f64,
@@ -32,6 +33,7 @@ pub struct Batch<'a> {
     pub cross_lingual: usize,
 }
 
+/// Draws the hybrid batches of a run: cross-lingual pairs at the schedule's share p(t), the rest monolingual.
 pub struct HybridSampler<'a> {
     mono: &'a [Pair],
     cross: Vec<&'a Pair>,

@@ -3,6 +3,7 @@
 use super::synthetic::SyntheticConfig;
 use serde::{Deserialize, Serialize};
 
+/// The `data` section of an experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
@@ -10,6 +11,7 @@ pub struct DataConfig {
     pub dataset: String,
     /// Low-resource query languages.
     pub languages: Vec<String>,
+    /// Sizes and seed of the built-in synthetic set.
     pub synthetic: SyntheticConfig,
     /// A data set only evaluated on, never trained on (e.g. `{dataset: udhr, languages: [swh]}`);
     /// its tasks are reported apart, prefixed with its name.
@@ -27,10 +29,13 @@ impl Default for DataConfig {
     }
 }
 
+/// A data set evaluated on only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZeroShot {
+    /// Its name (as `data.dataset`).
     pub dataset: String,
+    /// Its query languages.
     pub languages: Vec<String>,
 }
 

@@ -99,6 +99,7 @@ pub use measure::{
 };
 pub use qrels::Qrels;
 pub use run::Run;
+pub use source::ParseError;
 pub use systems::{SystemTable, per_query_table};
 
 use compute::{Scratch, missing_topic_row, topic_row};

@@ -8,7 +8,9 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, append_id, hash_bytes, same_bytes};
-use super::source::{FileSource, ScanError, Source, line_number, matching_lines, pieces, scan_lines};
+use super::source::{
+    ParseError, ScanError, Source, line_number, matching_lines, parse_file, pieces, scan_lines, scan_result,
+};
 use super::text::{check_id, parse_i32};
 
 /// Relevance judgments: for each topic, the grade of every judged document.
@@ -104,8 +106,7 @@ impl Qrels {
 
     /// Reads a qrels file; errors name `path:line`.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let src = FileSource::open(path).with_context(|| format!("cannot read qrels file {}", path.display()))?;
-        Self::parse_source(&path.display().to_string(), &src)
+        parse_file(path, "qrels", Self::parse_source)
     }
 
     /// Parses qrels text; `name` stands for the file in error messages (`name:line: ...`).
@@ -125,14 +126,12 @@ impl Qrels {
         index.reset(pieces.iter().map(|p| p.groups.len()).sum());
         let mut blocks = Vec::with_capacity(pieces.len());
         for piece in pieces {
-            match piece.scanned {
-                Ok(()) => {}
-                Err(ScanError::Io(e)) => return Err(e).with_context(|| format!("cannot read {name}")),
-                Err(ScanError::Line(offset, msg)) => bail!("{name}:{}: {msg}", line_of(offset)?),
-            }
+            scan_result(name, src, piece.scanned)?;
             for group in piece.groups {
                 let Ok(topic) = std::str::from_utf8(&piece.topic_bytes[group.topic]) else {
-                    bail!("{name}:{}: topic id is not valid UTF-8", line_of(group.first_line)?);
+                    return Err(
+                        ParseError::new(name, line_of(group.first_line)?, "topic id is not valid UTF-8").into(),
+                    );
                 };
                 let position = topics.len() as u32;
                 match index.insert(hash_bytes(topic.as_bytes()), 0, position, |t| {
@@ -164,7 +163,12 @@ impl Qrels {
             let doc = String::from_utf8_lossy(&doc);
             match lines[..] {
                 [first, second, ..] => {
-                    bail!("{name}:{second}: document {doc:?} judged twice for topic {topic:?} (first on line {first})")
+                    return Err(ParseError::new(
+                        name,
+                        second,
+                        format!("document {doc:?} judged twice for topic {topic:?} (first on line {first})"),
+                    )
+                    .into());
                 }
                 _ => bail!("{name}: document {doc:?} judged twice for topic {topic:?} (the file changed meanwhile)"),
             }

@@ -9,7 +9,10 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, append_id, hash_bytes, same_bytes};
-use super::source::{FileSource, ScanError, Source, last_line_field, line_number, matching_lines, pieces, scan_lines};
+use super::source::{
+    ParseError, ScanError, Source, last_line_field, line_number, matching_lines, parse_file, pieces, scan_lines,
+    scan_result,
+};
 use super::text::{check_id, parse_f64};
 
 /// A retrieval run: for each topic, scored documents.
@@ -156,8 +159,7 @@ impl Run {
 
     /// Reads a run file; errors name `path:line`.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let src = FileSource::open(path).with_context(|| format!("cannot read run file {}", path.display()))?;
-        Self::parse_source(&path.display().to_string(), &src)
+        parse_file(path, "run", Self::parse_source)
     }
 
     /// Parses run text; `name` stands for the file in error messages (`name:line: ...`).
@@ -178,15 +180,13 @@ impl Run {
         let mut repeated = None;
         let mut blocks = Vec::with_capacity(pieces.len());
         for piece in pieces {
-            match piece.scanned {
-                Ok(()) => {}
-                Err(ScanError::Io(e)) => return Err(e).with_context(|| format!("cannot read {name}")),
-                Err(ScanError::Line(offset, msg)) => bail!("{name}:{}: {msg}", line_of(offset)?),
-            }
+            scan_result(name, src, piece.scanned)?;
             repeated = repeated.or(piece.repeated);
             for group in piece.groups {
                 let Ok(topic) = std::str::from_utf8(&piece.topic_bytes[group.topic]) else {
-                    bail!("{name}:{}: topic id is not valid UTF-8", line_of(group.first_line)?);
+                    return Err(
+                        ParseError::new(name, line_of(group.first_line)?, "topic id is not valid UTF-8").into(),
+                    );
                 };
                 let topics = &mut run.topics;
                 let position = topics.len() as u32;
@@ -229,9 +229,12 @@ impl Run {
             let (topic, doc) = (String::from_utf8_lossy(&topic), String::from_utf8_lossy(&doc));
             match lines[..] {
                 [first, second, ..] => {
-                    bail!(
-                        "{name}:{second}: document {doc:?} retrieved twice for topic {topic:?} (first on line {first})"
+                    return Err(ParseError::new(
+                        name,
+                        second,
+                        format!("document {doc:?} retrieved twice for topic {topic:?} (first on line {first})"),
                     )
+                    .into());
                 }
                 _ => bail!("{name}: document {doc:?} retrieved twice for topic {topic:?} (the file changed meanwhile)"),
             }
@@ -317,6 +320,7 @@ impl Run {
         self.topics.iter().map(|t| t.docs.len()).sum()
     }
 
+    /// Whether the run retrieved nothing.
     pub fn is_empty(&self) -> bool {
         self.topics.is_empty()
     }

@@ -86,6 +86,54 @@ impl Source for FileSource {
     }
 }
 
+/// A line of a qrels or run file that does not parse: `file:line: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ParseError {
+    /// The file (or the name that stands for it).
+    pub file: String,
+    /// The line, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ParseError {
+    /// The error of line `line` of `file`.
+    pub fn new(file: &str, line: usize, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads the `what` file at `path` and parses it with `parse`, which names it in its errors.
+pub(crate) fn parse_file<T>(
+    path: &std::path::Path,
+    what: &str,
+    parse: impl FnOnce(&str, &dyn Source) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    let src = FileSource::open(path).with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    parse(&path.display().to_string(), &src)
+}
+
+/// A piece's scan result as the file's error: an I/O error, or the rejected line as a
+/// [`ParseError`].
+pub(crate) fn scan_result(name: &str, src: &dyn Source, scanned: Result<(), ScanError>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    match scanned {
+        Ok(()) => Ok(()),
+        Err(ScanError::Io(e)) => Err(e).with_context(|| format!("cannot read {name}")),
+        Err(ScanError::Line(offset, msg)) => {
+            let line = line_number(src, offset).with_context(|| format!("cannot read {name}"))?;
+            Err(ParseError::new(name, line, msg).into())
+        }
+    }
+}
+
 /// Why scanning stopped early.
 pub(crate) enum ScanError {
     Io(io::Error),

@@ -502,37 +502,9 @@ pub fn baseline_variant(loaded: &LoadedExperiment, cells: &[Cell]) -> Result<Opt
     }
     // `--set stats.baseline.a.b=v` arrives nested: read nested maps as dotted axis paths,
     // unless the map itself is the value of an axis.
-    fn flatten(
-        prefix: &str,
-        map: &BTreeMap<String, Value>,
-        axes: &BTreeMap<String, Vec<Value>>,
-        out: &mut BTreeMap<String, Value>,
-    ) -> std::result::Result<(), String> {
-        for (k, v) in map {
-            let path = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                _ if axes.contains_key(&path) => {
-                    out.insert(path, v.clone());
-                }
-                Value::Object(inner) => {
-                    let inner: BTreeMap<String, Value> = inner.clone().into_iter().collect();
-                    flatten(&path, &inner, axes, out)?;
-                }
-                _ => return Err(path),
-            }
-        }
-        Ok(())
-    }
+    let axes: BTreeSet<String> = axis_keys(&loaded.experiment).into_iter().collect();
     let mut flat = BTreeMap::new();
-    let axes: BTreeMap<String, Vec<Value>> = axis_keys(&loaded.experiment)
-        .into_iter()
-        .map(|k| (k, Vec::new()))
-        .collect();
-    if let Err(path) = flatten("", wanted, &axes, &mut flat) {
+    if let Err((path, _)) = crate::util::dotted::flatten_dotted("", wanted, &|path, _| axes.contains(path), &mut flat) {
         bail!(
             "{}: key `stats.baseline.{path}`: not an ablation axis",
             loaded.source.display()

@@ -13,8 +13,10 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum DeviceSpec {
+    /// CUDA when built with it and a GPU opens, else the CPU.
     #[default]
     Auto,
+    /// The CPU.
     Cpu,
     /// `cuda` (device 0) or `cuda:N`.
     Cuda(usize),
@@ -23,6 +25,7 @@ pub enum DeviceSpec {
 /// The device a cell actually runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolvedDevice {
+    /// The CPU.
     Cpu,
     #[cfg(feature = "cuda")]
     Cuda(usize),
@@ -81,6 +84,7 @@ impl fmt::Display for ResolvedDevice {
 }
 
 impl DeviceSpec {
+    /// Whether it is `auto`.
     pub fn is_auto(&self) -> bool {
         *self == DeviceSpec::Auto
     }

@@ -5,7 +5,7 @@ pub use crate::data::{DataConfig, ZeroShot};
 use crate::model::{CostKind, DeviceSpec, OptimizerKind, Preset};
 use crate::sampler::Mixing;
 use crate::schedule::Schedule;
-use crate::stats::{Correction, TestKind};
+use crate::stats::{CompareOptions, Correction, TestKind};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -78,35 +78,18 @@ pub struct ConditionalAxes {
 fn dotted_axes<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<BTreeMap<String, Vec<serde_json::Value>>, D::Error> {
-    fn walk<E: de::Error>(
-        prefix: &str,
-        map: serde_json::Map<String, serde_json::Value>,
-        out: &mut BTreeMap<String, Vec<serde_json::Value>>,
-    ) -> std::result::Result<(), E> {
-        for (key, value) in map {
-            let path = if prefix.is_empty() {
-                key
-            } else {
-                format!("{prefix}.{key}")
-            };
-            match value {
-                serde_json::Value::Array(values) => {
-                    out.insert(path, values);
-                }
-                serde_json::Value::Object(inner) => walk(&path, inner, out)?,
-                other => {
-                    return Err(E::custom(format!(
-                        "axis `{path}`: expected a list of values, found {other}"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
     let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-    let mut out = BTreeMap::new();
-    walk::<D::Error>("", map, &mut out)?;
-    Ok(out)
+    let mut flat = BTreeMap::new();
+    crate::util::dotted::flatten_dotted("", &map, &|_, v| v.is_array(), &mut flat).map_err(|(path, other)| {
+        de::Error::custom(format!("axis `{path}`: expected a list of values, found {other}"))
+    })?;
+    Ok(flat
+        .into_iter()
+        .map(|(path, values)| match values {
+            serde_json::Value::Array(values) => (path, values),
+            _ => unreachable!("only lists are leaves"),
+        })
+        .collect())
 }
 
 impl Default for Experiment {
@@ -301,14 +284,16 @@ pub struct StatsConfig {
 }
 
 impl Default for StatsConfig {
+    /// The defaults of `clirlab compare` ([`CompareOptions::default`]).
     fn default() -> Self {
+        let c = CompareOptions::default();
         Self {
             baseline: BTreeMap::new(),
-            test: TestKind::T,
-            correction: Correction::Holm,
-            permutations: 10_000,
-            bootstrap_samples: 10_000,
-            seed: 42,
+            test: c.test,
+            correction: c.correction,
+            permutations: c.permutations,
+            bootstrap_samples: c.bootstrap_samples,
+            seed: c.seed,
         }
     }
 }

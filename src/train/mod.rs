@@ -31,18 +31,27 @@ use validation::{EarlyStopping, Verdict, is_eval_step, validation_ndcg10};
 /// One row of `train_log.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogRow {
+    /// The step.
     pub step: usize,
+    /// Training progress t in [0, 1].
     pub progress: f64,
+    /// The schedule's target share p(t).
     pub target_share: f64,
+    /// Cross-lingual pairs in the batch.
     pub cross_lingual: usize,
+    /// Pairs in the batch.
     pub batch_size: usize,
+    /// The learning rate.
     pub lr: f64,
+    /// The total loss.
     pub loss: f64,
+    /// The InfoNCE part of the loss.
     pub info_nce: f64,
     /// Mean ⟨P, C⟩ of the step's bitext pairs (empty when OT is off).
     pub ot: Option<f64>,
     /// λ at this step (empty when OT is off).
     pub ot_weight: Option<f64>,
+    /// The gradient norm before clipping.
     pub grad_norm: f64,
     /// Validation nDCG@10 in the target languages, at evaluation steps.
     pub val_ndcg10: Option<f64>,

@@ -19,19 +19,29 @@ use std::path::PathBuf;
 /// `teacher.json` beside a teacher checkpoint: what it is and how it was made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TeacherRecord {
+    /// The content key of the teacher.
     pub key: String,
+    /// The model preset.
     pub preset: String,
+    /// The data set it trained on.
     pub dataset: String,
+    /// Hash of the tokenizer it used.
     pub tokenizer_hash: String,
+    /// Its training settings.
     pub config: TeacherConfig,
+    /// The loss of its last step.
     pub final_loss: f64,
+    /// Seconds of training.
     pub train_seconds: f64,
+    /// The crate version that trained it.
     pub clirlab_version: String,
 }
 
 /// A loaded teacher.
 pub struct Teacher {
+    /// The teacher encoder, weights loaded.
     pub encoder: Box<dyn TrainableEncoder>,
+    /// Its checkpoint.
     pub checkpoint: PathBuf,
 }
 

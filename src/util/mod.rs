@@ -1,7 +1,8 @@
 //! Layer 0 helpers that know nothing of models, experiments or the results layout: atomic
-//! file output ([`fs`]), lock files whose liveness policy is handed in by the caller
+//! file output ([`fs`]), dotted key paths ([`dotted`]), lock files whose liveness policy is handed in by the caller
 //! ([`lock`]), this host and process ([`host`]), and readable slugs ([`slug`]).
 
+pub mod dotted;
 pub mod fs;
 pub mod host;
 pub mod lock;

@@ -247,14 +247,19 @@ fn validate(o: &SlurmOptions) -> Result<()> {
 
 /// What the job script needs to know.
 pub struct ScriptSpec<'a> {
+    /// `--job-name`.
     pub job_name: &'a str,
     /// Cells in `cells.txt`, hence array tasks.
     pub cells: usize,
+    /// The clirlab binary the tasks run.
     pub exe: &'a Path,
+    /// The experiment's results folder.
     pub results_dir: &'a Path,
+    /// The submission folder.
     pub folder: &'a Path,
     /// `CLIRLAB_DATA_DIR` of the tasks: the data sets `submit` prepared.
     pub data_dir: &'a Path,
+    /// Resources and placement of each task.
     pub options: &'a SlurmOptions,
 }
 
@@ -352,6 +357,7 @@ pub fn sbatch_script(spec: &ScriptSpec) -> Result<String> {
 
 /// A submitted job; with `--wait`, sbatch is still running until [`Submitted::wait`].
 pub struct Submitted {
+    /// The scheduler's job id.
     pub job_id: String,
     waiting: Option<(Child, std::thread::JoinHandle<String>)>,
 }

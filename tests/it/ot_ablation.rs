@@ -1,7 +1,6 @@
 //! The OT ablation through the binary at a reduced size, and fault isolation of a diverging cell.
 
-#[path = "common/cli.rs"]
-mod cli;
+use crate::common::cli;
 
 use cli::{clirlab, text};
 

@@ -1,8 +1,7 @@
 //! End to end through the binary: the quickstart at a reduced size into a temporary results
 //! folder, the report's contents, resume, and configuration errors.
 
-#[path = "common/cli.rs"]
-mod cli;
+use crate::common::cli;
 
 use cli::{SMALL, clirlab, command, text};
 use std::path::Path;

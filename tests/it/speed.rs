@@ -1,8 +1,7 @@
 //! Wall time of parsing + evaluating a 100,000-topic x 100-document run (ignored by default):
-//! `cargo test --release --test speed -- --ignored --nocapture`
+//! `cargo test --release --test it speed:: -- --ignored --nocapture`
 
-#[path = "common/synthetic.rs"]
-mod synthetic;
+use crate::common::synthetic;
 
 use std::time::Instant;
 

@@ -2,8 +2,7 @@
 //! followed by the same `run` completes the sweep with identical results, stale locks are
 //! taken over, failed cells are skipped until `--retry-failed`, and `status` tells the state.
 
-#[path = "common/cli.rs"]
-mod cli;
+use crate::common::cli;
 
 use cli::{SMALL, command, text};
 use std::os::unix::process::CommandExt;

@@ -2,8 +2,7 @@
 //! and the whole round trip through a stand-in `sbatch` that runs the array's tasks itself, one
 //! after the other, as Slurm would (scripts/ci-slurm.sh does it with the real Slurm).
 
-#[path = "common/cli.rs"]
-mod cli;
+use crate::common::cli;
 
 use cli::{SMALL, command, text};
 use std::path::Path;

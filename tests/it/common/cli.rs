@@ -1,7 +1,5 @@
 //! Running the `clirlab` binary from integration tests.
 
-#![allow(dead_code)] // each test file uses its own subset
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -3,8 +3,7 @@
 //! their common queries, the notebook reads only columns clirlab writes, and report.html
 //! loads in headless Chromium with its plots drawn.
 
-#[path = "common/cli.rs"]
-mod cli;
+use crate::common::cli;
 
 use cli::{clirlab, text};
 use std::collections::BTreeSet;
@@ -468,7 +467,7 @@ fn report_html_loads_in_headless_chromium_and_its_plots_render() {
         distinct.len(),
         pixels.len()
     );
-    // To look at it: KEEP_REPORT_SCREENSHOT=/tmp/report.png cargo test --test report chromium
+    // To look at it: KEEP_REPORT_SCREENSHOT=/tmp/report.png cargo test --test it report::chromium
     if let Some(keep) = std::env::var_os("KEEP_REPORT_SCREENSHOT") {
         std::fs::copy(&png_path, keep).unwrap();
     }

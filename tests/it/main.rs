@@ -1,0 +1,19 @@
+//! The integration tests, one binary: each module is one area (the CLI end to end, trec_eval
+//! and statistics references, data formats and preparation, sweeps, the report, the module
+//! graph). Shared helpers live in `common`. Run one area with `cargo test --test it <module>::`.
+
+mod common;
+mod compare;
+mod data_format;
+mod data_prepare;
+mod layers;
+mod measures;
+mod ot_ablation;
+mod parsing;
+mod quickstart;
+mod report;
+mod sakai_reference;
+mod speed;
+mod submit;
+mod sweeps;
+mod trec_eval_reference;
