@@ -4,7 +4,7 @@ use super::args::{Command, DataCommand};
 use crate::run::launcher::slurm::{self, SubmitOptions};
 use crate::run::{self, CellStatus, paths};
 use crate::spec::{self, schedule_dirs};
-use crate::stats::{CompareOptions, Correction, Format, MissingPolicy, TestKind};
+use crate::stats::CompareOptions;
 use crate::{eval, grid, report};
 use anyhow::{Result, bail};
 use std::path::PathBuf;
@@ -58,29 +58,7 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             out_raw!("{}", evaluation.to_trec_eval_string(per_query));
             Ok(())
         }
-        Command::Compare {
-            qrels,
-            runs,
-            baseline,
-            metrics,
-            test,
-            correction,
-            missing,
-            permutations,
-            seed,
-            format,
-        } => compare(CompareArgs {
-            qrels,
-            runs,
-            baseline,
-            metrics,
-            test,
-            correction,
-            missing,
-            permutations,
-            seed,
-            format,
-        }),
+        command @ Command::Compare { .. } => compare(command),
         Command::Data(DataCommand::Prepare { name, langs, data_dir }) => {
             let req = crate::data::prepare::PrepareRequest {
                 name,
@@ -193,40 +171,41 @@ fn run_experiment(experiment: PathBuf, sets: &[String], results: PathBuf, opts: 
     Ok(())
 }
 
-/// The flags of `clirlab compare`.
-struct CompareArgs {
-    qrels: PathBuf,
-    runs: Vec<PathBuf>,
-    baseline: Option<String>,
-    metrics: Vec<String>,
-    test: TestKind,
-    correction: Correction,
-    missing: MissingPolicy,
-    permutations: usize,
-    seed: u64,
-    format: Format,
-}
-
 /// `clirlab compare`: evaluates the runs, tests them against the baseline, prints the table.
-fn compare(a: CompareArgs) -> Result<()> {
-    let qrels = eval::Qrels::from_path(&a.qrels)?;
-    let metrics = if a.metrics.is_empty() {
+fn compare(command: Command) -> Result<()> {
+    let Command::Compare {
+        qrels,
+        runs,
+        baseline,
+        metrics,
+        test,
+        correction,
+        missing,
+        permutations,
+        seed,
+        format,
+    } = command
+    else {
+        unreachable!("dispatch passes `compare` only");
+    };
+    let qrels = eval::Qrels::from_path(&qrels)?;
+    let metrics = if metrics.is_empty() {
         vec!["map".into(), "ndcg_cut.10".into()]
     } else {
-        a.metrics
+        metrics
     };
     let measures = eval::parse_measures(&metrics)?;
-    let (names, table) = eval::per_query_table(&qrels, &a.runs, &measures)?;
+    let (names, table) = eval::per_query_table(&qrels, &runs, &measures)?;
     let opts = CompareOptions {
-        test: a.test,
-        correction: a.correction,
-        missing: a.missing,
-        permutations: a.permutations,
-        seed: a.seed,
+        test,
+        correction,
+        missing,
+        permutations,
+        seed,
         ..CompareOptions::default()
     };
-    let rows = crate::stats::compare_table(&table, &names, a.baseline.as_deref(), &opts)?;
-    out_raw!("{}", crate::stats::format_comparisons(&rows, a.format));
+    let rows = crate::stats::compare_table(&table, &names, baseline.as_deref(), &opts)?;
+    out_raw!("{}", crate::stats::format_comparisons(&rows, format));
     Ok(())
 }
 

@@ -332,18 +332,10 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
     let exp = &loaded.experiment;
     let mut base = serde_json::to_value(exp)?;
     if let Some(map) = base.as_object_mut() {
-        for key in [
-            "ablations",
-            "zipped",
-            "exclude",
-            "include",
-            "conditional",
-            "grids",
-            "seeds",
-            "name",
-            "description",
-            "stats",
-        ] {
+        for key in Experiment::grid_keys() {
+            map.remove(&key);
+        }
+        for key in ["seeds", "name", "description", "stats"] {
             map.remove(key);
         }
     }
@@ -413,15 +405,7 @@ fn grid_cells(
             .validate()
             .map_err(|e| anyhow::anyhow!("{file}: schedule of variant {assignment:?}: {e}"))?;
         tree["schedule"] = serde_json::to_value(&schedule)?;
-        let probe = Experiment {
-            ablations: BTreeMap::new(),
-            zipped: Vec::new(),
-            conditional: Vec::new(),
-            exclude: Vec::new(),
-            include: Vec::new(),
-            grids: BTreeMap::new(),
-            ..exp.clone()
-        };
+        let probe = exp.without_grids();
         let checked: Experiment = {
             let mut full = serde_json::to_value(&probe)?;
             for key in ["data", "sampler", "model", "train", "ot", "retrieval", "schedule"] {

@@ -341,14 +341,42 @@ pub struct LoadedExperiment {
 }
 
 impl Experiment {
+    /// Puts `grid` in place of the top-level grid keys and returns what they were: the one
+    /// place that names an experiment's grid keys one by one.
+    pub fn replace_top_grid(&mut self, grid: GridSpec) -> GridSpec {
+        GridSpec {
+            ablations: std::mem::replace(&mut self.ablations, grid.ablations),
+            zipped: std::mem::replace(&mut self.zipped, grid.zipped),
+            conditional: std::mem::replace(&mut self.conditional, grid.conditional),
+            exclude: std::mem::replace(&mut self.exclude, grid.exclude),
+            include: std::mem::replace(&mut self.include, grid.include),
+        }
+    }
+
     /// The top-level grid keys as a grid of their own.
     pub fn top_grid(&self) -> GridSpec {
-        GridSpec {
-            ablations: self.ablations.clone(),
-            zipped: self.zipped.clone(),
-            conditional: self.conditional.clone(),
-            exclude: self.exclude.clone(),
-            include: self.include.clone(),
-        }
+        self.clone().replace_top_grid(GridSpec::default())
+    }
+
+    /// The experiment without a grid: no top-level grid keys and no sub-grids.
+    pub fn without_grids(&self) -> Experiment {
+        let mut plain = self.clone();
+        plain.replace_top_grid(GridSpec::default());
+        plain.grids = BTreeMap::new();
+        plain
+    }
+
+    /// The keys of an experiment file that shape the grid rather than a cell: those of
+    /// [`GridSpec`], and `grids`.
+    pub fn grid_keys() -> Vec<String> {
+        let grid = serde_json::to_value(GridSpec::default()).expect("a grid serializes");
+        let mut keys: Vec<String> = grid
+            .as_object()
+            .expect("a struct serializes to a map")
+            .keys()
+            .cloned()
+            .collect();
+        keys.push("grids".into());
+        keys
     }
 }

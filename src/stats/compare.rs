@@ -482,3 +482,34 @@ pub fn compare_table(
     }
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_compare_every_metric_against_the_baseline() {
+        let values =
+            |v: &[f64]| -> BTreeMap<String, f64> { v.iter().enumerate().map(|(i, x)| (format!("q{i}"), *x)).collect() };
+        let mut table = MetricTable::new();
+        for metric in ["map", "ndcg_cut_10"] {
+            let per_system = table.entry(metric.to_string()).or_default();
+            per_system.insert("a".into(), values(&[0.1, 0.2, 0.3, 0.4]));
+            per_system.insert("b".into(), values(&[0.2, 0.3, 0.5, 0.4]));
+        }
+        let names = vec!["a".to_string(), "b".to_string()];
+        let opts = CompareOptions::default();
+        let rows = compare_table(&table, &names, None, &opts).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.baseline == "a" && r.system == "b"));
+        assert_eq!(
+            (rows[0].metric.as_str(), rows[1].metric.as_str()),
+            ("map", "ndcg_cut_10")
+        );
+        let flipped = compare_table(&table, &names, Some("b"), &opts).unwrap();
+        assert!(flipped.iter().all(|r| r.baseline == "b" && r.system == "a"));
+        let err = compare_table(&table, &names, Some("c"), &opts).unwrap_err().to_string();
+        assert!(err.contains("no run is named `c`"), "{err}");
+        assert!(compare_table(&table, &[], None, &opts).is_err());
+    }
+}
