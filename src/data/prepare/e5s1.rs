@@ -294,13 +294,6 @@ impl<'a> E5s1<'a> {
                 "{file}: tensor {name}: {bytes} bytes for {count} {} values, expected {want}",
                 dtype.as_str()
             );
-            match offset.checked_add(bytes) {
-                Some(end) if end <= data.len() as u64 => {}
-                _ => bail!(
-                    "{file}: tensor {name}: bytes {offset}..{offset}+{bytes} lie outside the file of {} bytes",
-                    data.len()
-                ),
-            }
             if let Some(prev) = seen.insert(name.clone(), i) {
                 bail!("{file}: tensor {name} is listed twice (directory entries {prev} and {i})");
             }
@@ -313,6 +306,19 @@ impl<'a> E5s1<'a> {
             });
         }
         let directory_end = c.pos as u64;
+        for t in &tensors {
+            match t.offset.checked_add(t.bytes) {
+                Some(end) if end <= data.len() as u64 => {}
+                _ => bail!(
+                    "{file}: tensor {}: bytes {}..{}+{} lie outside the file of {} bytes",
+                    t.name,
+                    t.offset,
+                    t.offset,
+                    t.bytes,
+                    data.len()
+                ),
+            }
+        }
         // Data must lie after the directory and tensors must not share bytes.
         let mut by_offset: Vec<&TensorEntry> = tensors.iter().collect();
         by_offset.sort_by_key(|t| t.offset);
