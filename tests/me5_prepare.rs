@@ -13,7 +13,10 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/me5_small/reference.json");
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/testdata/me5_small/reference.json"
+);
 
 fn offline() -> bool {
     if std::env::var("CLIRLAB_OFFLINE").as_deref() == Ok("1") {
@@ -89,7 +92,16 @@ fn check_card(card: &ModelCard, root: &Path, reference: &serde_json::Value) {
     let c = &reference["config"];
     let s = &card.config.sizes;
     assert_eq!(
-        [s.hidden, s.layers, s.heads, s.ffn, s.vocab_rows, s.positions, s.token_types].map(u64::from),
+        [
+            s.hidden,
+            s.layers,
+            s.heads,
+            s.ffn,
+            s.vocab_rows,
+            s.positions,
+            s.token_types
+        ]
+        .map(u64::from),
         ["H", "NL", "NH", "FF", "VOC", "MAXP", "TVS"].map(|k| c[k].as_u64().unwrap())
     );
     assert_eq!(card.config.layer_norm_eps as f64, c["eps"].as_f64().unwrap());
@@ -97,7 +109,11 @@ fn check_card(card: &ModelCard, root: &Path, reference: &serde_json::Value) {
     assert_eq!(card.config.pad_id, 1);
     assert_eq!(card.tensor_count, 197);
     assert_eq!(card.tensors.len(), 197);
-    let params: u64 = card.tensors.iter().map(|t| t.shape.iter().product::<usize>() as u64).sum();
+    let params: u64 = card
+        .tensors
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>() as u64)
+        .sum();
     assert_eq!(card.parameters, params);
     assert!((117_000_000..119_000_000).contains(&params), "{params} parameters");
     let q4 = card.tensors.iter().filter(|t| t.source_dtype == DType::Q4_0).count();
@@ -135,21 +151,33 @@ fn check_weights(card: &ModelCard, path: &Path) {
     assert_eq!(shape("encoder.layer.5.attention.self.query.weight"), [384, 384]);
     assert_eq!(shape("encoder.layer.5.attention.output.LayerNorm.weight"), [384]);
 
-    // LayerNorm gains: f32 as shipped, positive-ish and of order one.
+    // LayerNorm gains: f32 as shipped, all positive; this model's lie around 0.2-0.6 (not 1).
     for name in names.iter().filter(|n| n.ends_with("LayerNorm.weight")) {
         let v = f32s(&st, name);
-        let (mean, _) = mean_std(&v);
-        assert!((0.2..2.0).contains(&mean), "{name}: mean gain {mean}");
-        assert!(v.iter().all(|x| x.is_finite()), "{name}");
+        let (mean, std) = mean_std(&v);
+        assert!(
+            (0.1..1.5).contains(&mean) && std < 0.5,
+            "{name}: gain mean {mean}, std {std}"
+        );
+        assert!(v.iter().all(|&x| x.is_finite() && x > 0.0), "{name}");
     }
     // Dequantised matrices: plausible spread, and each 32-value block takes at most 16 values.
     for t in card.tensors.iter().filter(|t| t.source_dtype == DType::Q4_0) {
         let v = f32s(&st, &t.name);
         let (mean, std) = mean_std(&v);
-        assert!(mean.abs() < 0.01 && (0.005..0.5).contains(&std), "{}: mean {mean}, std {std}", t.name);
+        assert!(
+            mean.abs() < 0.01 && (0.005..0.5).contains(&std),
+            "{}: mean {mean}, std {std}",
+            t.name
+        );
         for block in v.chunks_exact(32).step_by(997) {
             let distinct: BTreeSet<u32> = block.iter().map(|x| x.to_bits()).collect();
-            assert!(distinct.len() <= 16, "{}: {} distinct values in a block", t.name, distinct.len());
+            assert!(
+                distinct.len() <= 16,
+                "{}: {} distinct values in a block",
+                t.name,
+                distinct.len()
+            );
         }
     }
     // The f32 tensors are not quantised: a bias has many distinct values.
@@ -212,7 +240,7 @@ fn real_me5_small_is_prepared_checked_and_rebuilt_when_damaged() {
     let started = Instant::now();
     let again = prepare_me5_small(dir.path(), false).unwrap();
     let warm = started.elapsed();
-    assert_eq!(again, prepared);
+    assert!(again == prepared);
     assert_eq!(mtime(), built_at, "a complete folder is not rewritten");
     assert!(warm.as_secs_f64() < 10.0, "reuse took {warm:?}");
 
@@ -227,16 +255,21 @@ fn real_me5_small_is_prepared_checked_and_rebuilt_when_damaged() {
     let started = Instant::now();
     let rebuilt = prepare_me5_small(dir.path(), false).unwrap();
     let rebuild = started.elapsed();
-    assert_eq!(rebuilt.card, prepared.card, "the rebuild gives the same files");
+    assert_eq!(
+        rebuilt.card.files, prepared.card.files,
+        "the rebuild gives the same files"
+    );
+    assert!(rebuilt.card == prepared.card);
     me5::verify(&rebuilt.root).unwrap();
 
     // So do a missing tokenizer and a missing card.
     fs::remove_file(prepared.tokenizer()).unwrap();
     let rebuilt = prepare_me5_small(dir.path(), false).unwrap();
-    assert_eq!(rebuilt.card, prepared.card);
+    assert_eq!(rebuilt.card.files, prepared.card.files);
     check_tokenizer(&rebuilt.tokenizer(), &reference);
     fs::remove_file(prepared.root.join("card.json")).unwrap();
     let rebuilt = prepare_me5_small(dir.path(), false).unwrap();
-    assert_eq!(rebuilt.card, prepared.card);
+    assert_eq!(rebuilt.card.files, prepared.card.files);
+    assert!(rebuilt.card == prepared.card);
     eprintln!("me5-small: cold prepare {cold:?}, reuse {warm:?}, rebuild from the cached wheels {rebuild:?}");
 }

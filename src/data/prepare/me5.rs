@@ -515,13 +515,12 @@ fn write_safetensors(path: &Path, tensors: &[(TensorNote, F32Tensor)]) -> Result
         .permissions(result_file_permissions())
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let metadata = Some(std::collections::HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (
-            "source".to_string(),
-            format!("clirlab {NAME} recipe r{RECIPE_REVISION}"),
-        ),
-    ]));
+    // One key only: the crate writes the metadata map in hash order, and the file (hence its
+    // sha256) must be the same on every build.
+    let metadata = Some(std::collections::HashMap::from([(
+        "format".to_string(),
+        "pt".to_string(),
+    )]));
     safetensors::tensor::serialize_to_file(
         tensors.iter().map(|(note, t)| (note.name.as_str(), t)),
         &metadata,
