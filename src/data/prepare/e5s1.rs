@@ -94,7 +94,7 @@ impl DType {
         match self {
             DType::F32 => Ok(count * 4),
             DType::Q4_0 => {
-                if count % Q4_BLOCK_VALUES as u64 != 0 {
+                if !count.is_multiple_of(Q4_BLOCK_VALUES as u64) {
                     return Err(format!(
                         "a q4_0 tensor holds whole blocks of {Q4_BLOCK_VALUES} values, not {count}"
                     ));
@@ -237,7 +237,7 @@ impl<'a> E5s1<'a> {
             block: c.positive("the quantisation block size")?,
         };
         ensure!(
-            header.hidden % header.heads == 0,
+            header.hidden.is_multiple_of(header.heads),
             "{file}: hidden size {} is not a multiple of the {} heads",
             header.hidden,
             header.heads
@@ -486,7 +486,7 @@ fn dequantise_q4_0_into(raw: &[u8], emit: &mut dyn FnMut(f32)) {
 /// Dequantises Q4_0 bytes (whole 18-byte blocks) to f32.
 pub fn dequantise_q4_0(raw: &[u8]) -> Result<Vec<f32>> {
     ensure!(
-        raw.len() % Q4_BLOCK_BYTES == 0,
+        raw.len().is_multiple_of(Q4_BLOCK_BYTES),
         "{} bytes are not whole q4_0 blocks of {Q4_BLOCK_BYTES} bytes",
         raw.len()
     );
@@ -635,8 +635,8 @@ mod tests {
         let raw = [q4_block(0x3800, &q), q4_block(0xb400, &q2)].concat();
         let v = dequantise_q4_0(&raw).unwrap();
         assert_eq!(v.len(), 64);
-        for j in 0..32 {
-            assert_eq!(v[j], ((j % 16) as f32 - 8.0) * 0.5, "value {j}");
+        for (j, &x) in v[..32].iter().enumerate() {
+            assert_eq!(x, ((j % 16) as f32 - 8.0) * 0.5, "value {j}");
         }
         assert_eq!(v[32], 2.0, "(0 - 8) × -0.25");
         assert_eq!(v[32 + 16], -1.75, "(15 - 8) × -0.25: the first high nibble is value 16");
