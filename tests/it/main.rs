@@ -7,6 +7,7 @@ mod compare;
 mod data_format;
 mod data_prepare;
 mod layers;
+mod me5_prepare;
 mod measures;
 mod ot_ablation;
 mod parsing;

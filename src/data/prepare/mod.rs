@@ -15,7 +15,9 @@
 //! rebuilt.
 
 pub mod bible;
+pub mod e5s1;
 pub mod fetch;
+pub mod me5;
 mod progress;
 pub mod udhr;
 
