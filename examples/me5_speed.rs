@@ -61,7 +61,11 @@ fn main() -> Result<()> {
     };
     let started = Instant::now();
     let mut model = bert::load(&dir, fine_tune, settings, ResolvedDevice::Cpu).context("loading me5-small")?;
-    eprintln!("loaded in {:.1} s; trainable parameters: {}", started.elapsed().as_secs_f64(), model.num_trainable_params());
+    eprintln!(
+        "loaded in {:.1} s; trainable parameters: {}",
+        started.elapsed().as_secs_f64(),
+        model.num_trainable_params()
+    );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     if mode == "forward" {
         let b = batch(&mut rng, 32, 40);

@@ -484,8 +484,7 @@ pub fn main() -> Result<()> {
                     let stdout = std::io::stdout();
                     let mut out = std::io::BufWriter::new(stdout.lock());
                     if let Err(e) = crate::model::bert::text::encode_file(&req, &mut out) {
-                        if e
-                            .downcast_ref::<std::io::Error>()
+                        if e.downcast_ref::<std::io::Error>()
                             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
                         {
                             std::process::exit(0);

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 fn prepared_model() -> PathBuf {
     match text::resolve_model("me5-small") {
         Ok(dir) => dir,
-        Err(e) => panic!("{e:#}\n(this test needs the prepared model; point CLIRLAB_DATA_DIR at the data folder that holds it)"),
+        Err(e) => panic!(
+            "{e:#}\n(this test needs the prepared model; point CLIRLAB_DATA_DIR at the data folder that holds it)"
+        ),
     }
 }
 
@@ -55,7 +57,11 @@ fn me5_small_reproduces_the_reference_embeddings() {
             .map(|v| v.as_f64().unwrap() as f32)
             .collect();
         assert_eq!(embedding.len(), expected.len());
-        let dot: f64 = embedding.iter().zip(&expected).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        let dot: f64 = embedding
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+            .sum();
         let na: f64 = embedding.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
         let nb: f64 = expected.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
         cosines.push(dot / (na * nb));

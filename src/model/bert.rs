@@ -95,15 +95,25 @@ pub const ME5_SMALL: &str = "me5-small";
 
 /// Loads an encoder from a model folder (`model.safetensors`, full or a checkpoint naming its
 /// base, and `config.json` if present), with me5-small's sizes.
-pub fn load(dir: &Path, fine_tune: FineTune, opt: OptimizerSettings, device: ResolvedDevice) -> Result<Box<dyn BertEncoder>> {
+pub fn load(
+    dir: &Path,
+    fine_tune: FineTune,
+    opt: OptimizerSettings,
+    device: ResolvedDevice,
+) -> Result<Box<dyn BertEncoder>> {
     let file = dir.join("model.safetensors");
-    ensure!(file.is_file(), "{}: no model.safetensors in the model folder", dir.display());
+    ensure!(
+        file.is_file(),
+        "{}: no model.safetensors in the model folder",
+        dir.display()
+    );
     check_config(dir)?;
     match device {
         ResolvedDevice::Cpu => Ok(Box::new(Me5Small::load_file(Cpu::default(), &file, fine_tune, opt)?)),
         #[cfg(feature = "cuda")]
         ResolvedDevice::Cuda(ordinal) => {
-            let dev = Cuda::try_build(ordinal, 0).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e:?}"))?;
+            let dev =
+                Cuda::try_build(ordinal, 0).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e:?}"))?;
             Ok(Box::new(Me5Small::load_file(dev, &file, fine_tune, opt)?))
         }
     }
@@ -111,8 +121,18 @@ pub fn load(dir: &Path, fine_tune: FineTune, opt: OptimizerSettings, device: Res
 
 /// A randomly initialised small encoder of the same architecture (vocabulary 50, 32
 /// positions, hidden 16, 2 heads of 8, feed-forward 32), for tests that need no weights.
-pub fn tiny_random(seed: u64, layers: usize, fine_tune: FineTune, opt: OptimizerSettings) -> Result<Box<dyn BertEncoder>> {
-    Ok(Box::new(TinyBert::random(Cpu::seed_from_u64(seed), layers, fine_tune, opt)?))
+pub fn tiny_random(
+    seed: u64,
+    layers: usize,
+    fine_tune: FineTune,
+    opt: OptimizerSettings,
+) -> Result<Box<dyn BertEncoder>> {
+    Ok(Box::new(TinyBert::random(
+        Cpu::seed_from_u64(seed),
+        layers,
+        fine_tune,
+        opt,
+    )?))
 }
 
 /// The test-sized encoder: vocabulary 50, 32 positions, hidden 16, 2 heads of 8, feed-forward 32.
@@ -141,7 +161,11 @@ fn check_config(dir: &Path) -> Result<()> {
         }
     }
     if let Some(act) = config.get("hidden_act").and_then(|v| v.as_str()) {
-        ensure!(act == "gelu", "{}: hidden_act `{act}`: only erf-GELU (`gelu`) is implemented", path.display());
+        ensure!(
+            act == "gelu",
+            "{}: hidden_act `{act}`: only erf-GELU (`gelu`) is implemented",
+            path.display()
+        );
     }
     if let Some(eps) = config.get("layer_norm_eps").and_then(|v| v.as_f64()) {
         ensure!(
@@ -168,7 +192,12 @@ impl<const M: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for Norm<M, 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
-                Self::tensor("weight", |s| &s.weight, |s| &mut s.weight, TensorOptions::reset_to_ones()),
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_to_ones(),
+                ),
                 Self::tensor("bias", |s| &s.bias, |s| &mut s.bias, TensorOptions::reset_to_zeros()),
             ),
             |(weight, bias)| Norm { weight, bias },
@@ -281,7 +310,11 @@ impl<const M: usize, const F: usize, D: Device<f32>> TensorCollection<f32, D> fo
                     Self::module("attention.output.dense", |s| &s.attention_out, |s| &mut s.attention_out),
                 ),
                 (
-                    Self::module("attention.output.LayerNorm", |s| &s.attention_norm, |s| &mut s.attention_norm),
+                    Self::module(
+                        "attention.output.LayerNorm",
+                        |s| &s.attention_norm,
+                        |s| &mut s.attention_norm,
+                    ),
                     Self::module("intermediate.dense", |s| &s.intermediate, |s| &mut s.intermediate),
                     Self::module("output.dense", |s| &s.output, |s| &mut s.output),
                     Self::module("output.LayerNorm", |s| &s.output_norm, |s| &mut s.output_norm),
@@ -366,7 +399,8 @@ struct Inputs<D: Backend> {
 
 /// The encoder: hidden M = H·DH, feed-forward F, a runtime number of layers and runtime
 /// vocabulary and position-table sizes.
-struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend> {
+struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+{
     dev: D,
     words: Words<V, M, f32, D>,
     rest: EmbeddingRest<S, M, f32, D>,
@@ -418,7 +452,9 @@ const META_BASE: &str = "clirlab.base";
 const META_FINGERPRINT: &str = "clirlab.base_fingerprint";
 const META_FINE_TUNE: &str = "clirlab.fine_tune";
 
-impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend> Bert<V, S, M, H, DH, F, D> {
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    Bert<V, S, M, H, DH, F, D>
+{
     fn assemble(
         dev: D,
         words: Words<V, M, f32, D>,
@@ -521,7 +557,11 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         let layers = (0..)
             .take_while(|l| shapes.contains_key(&format!("encoder.layer.{l}.attention.self.query.weight")))
             .count();
-        ensure!(layers > 0, "{}: no encoder layers (`encoder.layer.0.…`)", file.display());
+        ensure!(
+            layers > 0,
+            "{}: no encoder layers (`encoder.layer.0.…`)",
+            file.display()
+        );
         let words = Words { weight: dev.zeros() };
         let rest = EmbeddingRest {
             position: dev.zeros(),
@@ -552,7 +592,9 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         };
         let prefixes: Vec<String> = self.parts().iter().map(Part::prefix).collect();
         {
-            let Self { words, rest, layers, .. } = self;
+            let Self {
+                words, rest, layers, ..
+            } = self;
             walk_mut(words, &prefixes[0], &mut loader)?;
             walk_mut(rest, &prefixes[1], &mut loader)?;
             for (l, layer) in layers.iter_mut().enumerate() {
@@ -562,7 +604,11 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         if let Some(e) = loader.failure {
             return Err(e.context(format!("loading {}", file.display())));
         }
-        ensure!(loader.loaded > 0, "{}: no tensor of this model in the file", file.display());
+        ensure!(
+            loader.loaded > 0,
+            "{}: no tensor of this model in the file",
+            file.display()
+        );
         if !complete {
             let meta = read_header(file)?.0;
             if let Some(print) = meta.get(META_FINGERPRINT)
@@ -612,7 +658,12 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         add(self.rest.norm.weight.as_vec());
         add(self.rest.norm.bias.as_vec());
         for layer in &self.layers {
-            for bias in [&layer.query.bias, &layer.key.bias, &layer.value.bias, &layer.attention_out.bias] {
+            for bias in [
+                &layer.query.bias,
+                &layer.key.bias,
+                &layer.value.bias,
+                &layer.attention_out.bias,
+            ] {
                 add(bias.as_vec());
             }
             add(layer.output.bias.as_vec());
@@ -749,7 +800,11 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     }
 
     /// Masked mean pooling and L2 normalisation.
-    fn pool<T: Tape<f32, D>>(&self, states: States<M, D, T>, mask: &Tensor<(usize, usize), f32, D>) -> Tensor<(usize, Const<M>), f32, D, T> {
+    fn pool<T: Tape<f32, D>>(
+        &self,
+        states: States<M, D, T>,
+        mask: &Tensor<(usize, usize), f32, D>,
+    ) -> Tensor<(usize, Const<M>), f32, D, T> {
         let (rows, len) = *mask.shape();
         let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
         let summed = (states * spread).sum::<(usize, Const<M>), Axis<1>>();
@@ -847,7 +902,10 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
                 (nce + surrogate, Some(value))
             }
         };
-        let total = info_nce + ot_value.map(|v| v * input.ot.as_ref().map_or(0.0, |t| t.weight)).unwrap_or(0.0);
+        let total = info_nce
+            + ot_value
+                .map(|v| v * input.ot.as_ref().map_or(0.0, |t| t.weight))
+                .unwrap_or(0.0);
         let mut grads = loss.backward();
         let grad_norm = self.clip(&mut grads, input.clip_norm)?;
         if total.is_finite() && grad_norm.is_finite() {
@@ -995,7 +1053,11 @@ fn read_header(file: &Path) -> Result<(HashMap<String, String>, HashMap<String, 
         let shape = value
             .get("shape")
             .and_then(|s| s.as_array())
-            .and_then(|s| s.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
+            .and_then(|s| {
+                s.iter()
+                    .map(|d| d.as_u64().map(|d| d as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
             .with_context(|| format!("{}: tensor `{name}` has no shape", file.display()))?;
         shapes.insert(name, shape);
     }
@@ -1019,7 +1081,8 @@ impl<D: Backend> TensorVisitor<f32, D> for Collector {
         (t, name): (&Tensor<S, f32, D>, String),
     ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
         let bytes = t.as_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.tensors.push((name, t.shape().concrete().into_iter().collect(), bytes));
+        self.tensors
+            .push((name, t.shape().concrete().into_iter().collect(), bytes));
         Ok(None)
     }
 }
@@ -1074,7 +1137,9 @@ impl<D: Backend> TensorVisitor<f32, D> for Loader<'_, '_> {
     }
 }
 
-impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend> Embedder for Bert<V, S, M, H, DH, F, D> {
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    Embedder for Bert<V, S, M, H, DH, F, D>
+{
     fn dim(&self) -> usize {
         M
     }
@@ -1086,8 +1151,8 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     }
 }
 
-impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend> TrainableEncoder
-    for Bert<V, S, M, H, DH, F, D>
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    TrainableEncoder for Bert<V, S, M, H, DH, F, D>
 {
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
         self.step(input, None)
@@ -1140,7 +1205,9 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     }
 }
 
-impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend> BertEncoder for Bert<V, S, M, H, DH, F, D> {
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    BertEncoder for Bert<V, S, M, H, DH, F, D>
+{
     fn num_layers(&self) -> usize {
         self.layers.len()
     }

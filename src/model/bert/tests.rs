@@ -54,7 +54,11 @@ fn padding_and_batching_do_not_change_an_embedding() {
     let norm: f32 = alone.iter().map(|v| v * v).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5);
     let padded = enc
-        .embed(&batch(vec![0, 5, 6, 7, 2, 1, 1, 9], vec![1., 1., 1., 1., 1., 0., 0., 0.], 1))
+        .embed(&batch(
+            vec![0, 5, 6, 7, 2, 1, 1, 9],
+            vec![1., 1., 1., 1., 1., 0., 0., 0.],
+            1,
+        ))
         .unwrap();
     assert!(close(&alone, &padded, 1e-5), "padding changed the embedding");
     let two = enc
@@ -75,7 +79,9 @@ fn gelu_is_the_erf_one() {
     let dev = Cpu::default();
     let x = dev.tensor([-3.0f32, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0]);
     // x · Φ(x), from the normal CDF (tanh GELU differs by up to 1e-3 here, e.g. 0.841192 at 1).
-    let want = [-0.0040497, -0.1586553, -0.1542688, 0.0, 0.3457312, 0.8413447, 1.9544997, 2.9959503];
+    let want = [
+        -0.0040497, -0.1586553, -0.1542688, 0.0, 0.3457312, 0.8413447, 1.9544997, 2.9959503,
+    ];
     let got = x.accurate_gelu().array();
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 2e-6, "gelu {g} vs {w}");
@@ -95,7 +101,10 @@ fn top_layers_train_and_frozen_tensors_stay_bit_identical() {
     let low: Vec<Vec<f32>> = model.layers[..2].iter().map(|l| l.query.weight.as_vec()).collect();
     let top = model.layers[2].query.weight.as_vec();
     let top_norm = model.layers[2].output_norm.bias.as_vec();
-    assert_eq!(model.num_trainable_params(), 4 * (16 * 16 + 16) + 16 * 32 + 32 + 32 * 16 + 16 + 4 * 16);
+    assert_eq!(
+        model.num_trainable_params(),
+        4 * (16 * 16 + 16) + 16 * 32 + 32 + 32 * 16 + 16 + 4 * 16
+    );
     let b = pairs();
     let first = model.train_step(&step(&b)).unwrap().total;
     let mut last = first;
@@ -106,7 +115,11 @@ fn top_layers_train_and_frozen_tensors_stay_bit_identical() {
     assert_eq!(model.words.weight.as_vec(), words);
     assert_eq!(model.rest.position.as_vec(), positions);
     for (l, before) in low.iter().enumerate() {
-        assert_eq!(&model.layers[l].query.weight.as_vec(), before, "frozen layer {l} changed");
+        assert_eq!(
+            &model.layers[l].query.weight.as_vec(),
+            before,
+            "frozen layer {l} changed"
+        );
     }
     assert_ne!(model.layers[2].query.weight.as_vec(), top);
     assert_ne!(model.layers[2].output_norm.bias.as_vec(), top_norm);
@@ -133,8 +146,7 @@ fn everything_but_the_word_table_trains() {
     assert_eq!(model.words.weight.as_vec(), words);
     assert_ne!(model.rest.position.as_vec(), positions);
     // And the word table trains when asked to.
-    let mut full = TinyBert::random(Cpu::seed_from_u64(4), 2, FineTune::full(2), settings())
-        .unwrap();
+    let mut full = TinyBert::random(Cpu::seed_from_u64(4), 2, FineTune::full(2), settings()).unwrap();
     full.train_step(&step(&b)).unwrap();
     assert_ne!(full.words.weight.as_vec(), words);
 }
@@ -154,7 +166,11 @@ fn training_from_cached_states_matches_training_from_ids() {
         after_layer: 1,
         states: &states,
     };
-    assert!(close(&a.embed(&b).unwrap(), &c.embed_from_states(&b, cached).unwrap(), 1e-6));
+    assert!(close(
+        &a.embed(&b).unwrap(),
+        &c.embed_from_states(&b, cached).unwrap(),
+        1e-6
+    ));
     for _ in 0..3 {
         let la = a.train_step(&step(&b)).unwrap();
         let lc = c.train_step_from_states(&step(&b), Some(cached)).unwrap();
@@ -225,9 +241,15 @@ fn checkpoints_round_trip_full_and_trained_only() {
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
     let mut enc = tiny_random(1, 1, FineTune::full(1), settings()).unwrap();
-    let err = enc.embed(&batch(vec![0, 60, 2], vec![1.0; 3], 1)).unwrap_err().to_string();
+    let err = enc
+        .embed(&batch(vec![0, 60, 2], vec![1.0; 3], 1))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("outside the model's vocabulary"), "{err}");
-    let err = enc.embed(&batch(vec![3; 40], vec![1.0; 40], 1)).unwrap_err().to_string();
+    let err = enc
+        .embed(&batch(vec![3; 40], vec![1.0; 40], 1))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("positions"), "{err}");
     let err = enc.embed(&batch(vec![3, 3], vec![0.0; 2], 1)).unwrap_err().to_string();
     assert!(err.contains("no token"), "{err}");

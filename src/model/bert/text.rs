@@ -39,12 +39,11 @@ impl BertTokenizer {
             .with_context(|| format!("loading tokenizer {}", path.display()))?;
         // Lengths are this module's business (batches are padded to their longest text).
         tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(anyhow::Error::msg)?;
+        tokenizer.with_truncation(None).map_err(anyhow::Error::msg)?;
         let pad_id = tokenizer
             .token_to_id("<pad>")
-            .with_context(|| format!("{}: the tokenizer has no <pad> token", path.display()))? as usize;
+            .with_context(|| format!("{}: the tokenizer has no <pad> token", path.display()))?
+            as usize;
         Ok(Self { tokenizer, pad_id })
     }
 
@@ -131,7 +130,11 @@ pub fn resolve_model(model: &str) -> Result<PathBuf> {
         "{model}: neither `{ME5_SMALL}` nor a model folder (one with model.safetensors and tokenizer.json)"
     );
     for file in ["model.safetensors", "tokenizer.json"] {
-        ensure!(dir.join(file).is_file(), "{}: the model folder has no {file}", dir.display());
+        ensure!(
+            dir.join(file).is_file(),
+            "{}: the model folder has no {file}",
+            dir.display()
+        );
     }
     Ok(dir)
 }
