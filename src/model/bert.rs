@@ -1160,10 +1160,10 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.settings.lr = lr;
-        for opt in self.opt_words.iter_mut() {
+        if let Some(opt) = &mut self.opt_words {
             opt.cfg.lr = lr;
         }
-        for opt in self.opt_rest.iter_mut() {
+        if let Some(opt) = &mut self.opt_rest {
             opt.cfg.lr = lr;
         }
         for opt in &mut self.opt_layers {
