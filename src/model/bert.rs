@@ -1018,8 +1018,11 @@ fn walk_mut<C: TensorCollection<f32, D>, D: Backend>(m: &mut C, prefix: &str, lo
     Ok(())
 }
 
+/// A safetensors file's metadata, and its tensors' shapes by name.
+type Header = (HashMap<String, String>, HashMap<String, Vec<usize>>);
+
 /// The metadata and tensor shapes of a safetensors file, without reading the tensors.
-fn read_header(file: &Path) -> Result<(HashMap<String, String>, HashMap<String, Vec<usize>>)> {
+fn read_header(file: &Path) -> Result<Header> {
     use std::io::Read;
     let mut handle = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let size = handle.metadata()?.len();
