@@ -233,9 +233,15 @@ pub fn encode_file(req: &EncodeRequest, out: &mut dyn Write) -> Result<usize> {
     tracing::info!(rows = rows.len(), model = %dir.display(), "encoding");
     let embeddings = embed_sorted(model.as_ref(), &tokenizer, &ids, req.batch_size, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
+    /// One output line: the id first, then the vector (f32, shortest round-trip digits).
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        id: &'a str,
+        embedding: &'a [f32],
+    }
     for (row, embedding) in rows.iter().zip(&embeddings) {
-        let line = serde_json::json!({"id": row.id, "embedding": embedding});
-        writeln!(out, "{line}")?;
+        serde_json::to_writer(&mut *out, &Line { id: &row.id, embedding }).map_err(std::io::Error::from)?;
+        writeln!(out)?;
     }
     out.flush()?;
     Ok(rows.len())
