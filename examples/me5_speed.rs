@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example me5_speed -- forward       # texts/s, batch 32 × 40 tokens
 //! cargo run --release --example me5_speed -- top2 3        # s/step, 32 pairs × 64 tokens, top 2 layers
+//! cargo run --release --example me5_speed -- top2-cached 3 # the same from given layer-10 states
 //! cargo run --release --example me5_speed -- no-words 2    # every layer and embedding but the word table
 //! cargo run --release --example me5_speed -- full 2        # everything (AdamW over 118M parameters)
 //! ```
@@ -41,7 +42,7 @@ fn main() -> Result<()> {
             embeddings: false,
             word_embeddings: false,
         },
-        "top2" => FineTune {
+        "top2" | "top2-cached" => FineTune {
             top_layers: 2,
             embeddings: false,
             word_embeddings: false,
@@ -52,7 +53,7 @@ fn main() -> Result<()> {
             word_embeddings: false,
         },
         "full" => FineTune::full(12),
-        other => anyhow::bail!("unknown mode {other}: forward | top2 | no-words | full"),
+        other => anyhow::bail!("unknown mode {other}: forward | top2 | top2-cached | no-words | full"),
     };
     let settings = OptimizerSettings {
         kind: OptimizerKind::Adamw,
@@ -85,6 +86,23 @@ fn main() -> Result<()> {
         ot: None,
         clip_norm: Some(1.0),
     };
+    if mode == "top2-cached" {
+        let t = Instant::now();
+        let states = model.hidden_states(&b, 10)?;
+        eprintln!("layer-10 states of the batch: {:.2} s", t.elapsed().as_secs_f64());
+        let cached = Some(bert::LayerStates {
+            after_layer: 10,
+            states: &states,
+        });
+        model.train_step_from_states(&input, cached)?;
+        let t = Instant::now();
+        for _ in 0..repeats {
+            model.train_step_from_states(&input, cached)?;
+        }
+        let s = t.elapsed().as_secs_f64() / repeats as f64;
+        println!("train step top2 from cached layer-10 states, 32 pairs × 64 tokens: {s:.2} s/step");
+        return Ok(());
+    }
     let t = Instant::now();
     let first = model.train_step(&input)?;
     eprintln!("first step {:.2} s, loss {:.4}", t.elapsed().as_secs_f64(), first.total);
