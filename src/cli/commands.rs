@@ -6,7 +6,7 @@ use crate::run::{self, CellStatus, paths};
 use crate::spec::{self, schedule_dirs};
 use crate::stats::CompareOptions;
 use crate::{eval, grid, report};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
 /// Runs `command`.
@@ -85,6 +85,44 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Encode {
+            model,
+            side,
+            file,
+            output,
+            batch_size,
+            max_len,
+        } => {
+            let req = crate::model::bert::text::EncodeRequest {
+                model: &model,
+                side,
+                input: &file,
+                batch_size,
+                max_len,
+                progress: !quiet,
+            };
+            match output {
+                Some(path) => crate::util::fs::write_atomic_with(&path, ".jsonl", |tmp| {
+                    let file = std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    crate::model::bert::text::encode_file(&req, &mut out)?;
+                    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))
+                }),
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    match crate::model::bert::text::encode_file(&req, &mut out) {
+                        Err(e)
+                            if e.downcast_ref::<std::io::Error>()
+                                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+                        {
+                            std::process::exit(0)
+                        }
+                        other => other.map(|_| ()),
+                    }
+                }
+            }
         }
         Command::Submit {
             experiment,

@@ -17,6 +17,7 @@ use std::path::Path;
 
 pub use device::{DeviceSpec, ResolvedDevice};
 
+pub mod bert;
 mod device;
 
 /// What the encoders need of a dfdx device (the CPU, or CUDA with the `cuda` feature).

@@ -8,6 +8,7 @@ mod data_format;
 mod data_prepare;
 mod layers;
 mod me5_prepare;
+mod me5_reference;
 mod measures;
 mod ot_ablation;
 mod parsing;

@@ -1,0 +1,1252 @@
+//! A pretrained BERT-style post-LN encoder (multilingual-E5-small and its shape) in dfdx, with
+//! the fine-tuning knobs research needs: which layers train (the top N), whether the embeddings
+//! train, and a hook for caching the frozen lower layers' token states.
+//!
+//! The forward pass: word + position (0..L-1) + token-type-0 embeddings → LayerNorm; post-LN
+//! layers (self-attention with a key-padding mask, residual, LayerNorm; erf-GELU feed-forward,
+//! residual, LayerNorm); mean over the mask (every real token, `<s>` and `</s>` included); L2
+//! normalisation. LayerNorm ε is 1e-12.
+//!
+//! Freezing keeps frozen tensors out of the tape: the frozen lower layers run without a tape
+//! (a top-2 step costs about 2/12 of a full step's backward), a frozen word-embedding table is a
+//! plain gather, and optimizer state (AdamW moments) exists only for trainable tensors (one
+//! dfdx `Adam` per trainable part).
+//!
+//! Weights are read from and written to safetensors with HuggingFace `BertModel` tensor names
+//! (`embeddings.word_embeddings.weight`, `encoder.layer.{l}.attention.self.query.weight`, …;
+//! linear weights [out, in]). A training checkpoint ([`TrainableEncoder::save`]) holds only the
+//! trained tensors and names its base model (path and fingerprint) in the safetensors metadata;
+//! [`BertEncoder::save_full`] writes the whole model.
+
+use super::{
+    Backend, CostKind, Embedder, GradNorm, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder,
+    adam_config, normalize_tokens, transport_batch,
+};
+use crate::tokenizer::TokenBatch;
+use anyhow::{Context, Result, bail, ensure};
+use dfdx::nn::ZeroGrads;
+use dfdx::nn::modules::Linear;
+use dfdx::nn::tensor_collection::{
+    ModuleVisitor, RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
+    ViewTensorRef,
+};
+use dfdx::optim::Adam;
+use dfdx::prelude::*;
+use dfdx::tensor::{OwnedTape, Storage};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub mod text;
+
+/// Which parts of the encoder train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FineTune {
+    /// The top N layers train (0 ..= number of layers); the lower ones stay frozen.
+    pub top_layers: usize,
+    /// Position and token-type embeddings and the embedding LayerNorm.
+    pub embeddings: bool,
+    /// The word-embedding table (250,037 × 384 for me5-small).
+    pub word_embeddings: bool,
+}
+
+impl FineTune {
+    /// Every tensor trains.
+    pub fn full(layers: usize) -> Self {
+        Self {
+            top_layers: layers,
+            embeddings: true,
+            word_embeddings: true,
+        }
+    }
+}
+
+/// Token states of a batch after `after_layer` layers (0: the embedding output), rows × len ×
+/// `state_dim()`, as [`BertEncoder::hidden_states`] computes them: what a cache of the frozen
+/// lower layers stores.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerStates<'a> {
+    pub after_layer: usize,
+    pub states: &'a [f32],
+}
+
+/// A BERT encoder: [`TrainableEncoder`] plus the layer-level hooks.
+pub trait BertEncoder: TrainableEncoder {
+    fn num_layers(&self) -> usize;
+    fn fine_tune(&self) -> FineTune;
+    /// Trainable parameters under the current [`FineTune`].
+    fn num_trainable_params(&self) -> usize;
+    /// Token states after the first `after_layer` layers, without a tape.
+    fn hidden_states(&self, batch: &TokenBatch, after_layer: usize) -> Result<Vec<f32>>;
+    /// Embeddings of a batch from its states after some layer (the rest of the forward pass).
+    fn embed_from_states(&self, batch: &TokenBatch, states: LayerStates) -> Result<Vec<f32>>;
+    /// [`TrainableEncoder::train_step`] starting from given states of `input.batch` (after a
+    /// layer at or below the lowest trainable one; the embeddings must be frozen).
+    fn train_step_from_states(&mut self, input: &StepInput, states: Option<LayerStates>) -> Result<StepLoss>;
+    /// Writes every tensor (HuggingFace `BertModel` names), e.g. for an export.
+    fn save_full(&self, path: &Path) -> Result<()>;
+}
+
+/// multilingual-E5-small's shape: hidden 384, 12 heads of 32, feed-forward 1536.
+type Me5Small<D> = Bert<250_037, 512, 384, 12, 32, 1536, D>;
+
+/// The folder name of the prepared me5-small model under `<data_dir>/models/`.
+pub const ME5_SMALL: &str = "me5-small";
+
+/// Loads an encoder from a model folder (`model.safetensors`, full or a checkpoint naming its
+/// base, and `config.json` if present), with me5-small's sizes.
+pub fn load(
+    dir: &Path,
+    fine_tune: FineTune,
+    opt: OptimizerSettings,
+    device: ResolvedDevice,
+) -> Result<Box<dyn BertEncoder>> {
+    let file = dir.join("model.safetensors");
+    ensure!(
+        file.is_file(),
+        "{}: no model.safetensors in the model folder",
+        dir.display()
+    );
+    check_config(dir)?;
+    match device {
+        ResolvedDevice::Cpu => Ok(Box::new(Me5Small::load_file(Cpu::default(), &file, fine_tune, opt)?)),
+        #[cfg(feature = "cuda")]
+        ResolvedDevice::Cuda(ordinal) => {
+            let dev =
+                Cuda::try_build(ordinal, 0).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e:?}"))?;
+            Ok(Box::new(Me5Small::load_file(dev, &file, fine_tune, opt)?))
+        }
+    }
+}
+
+/// A randomly initialised small encoder of the same architecture (vocabulary 50, 32
+/// positions, hidden 16, 2 heads of 8, feed-forward 32), for tests that need no weights.
+pub fn tiny_random(
+    seed: u64,
+    layers: usize,
+    fine_tune: FineTune,
+    opt: OptimizerSettings,
+) -> Result<Box<dyn BertEncoder>> {
+    Ok(Box::new(TinyBert::random(
+        Cpu::seed_from_u64(seed),
+        layers,
+        fine_tune,
+        opt,
+    )?))
+}
+
+/// The test-sized encoder: vocabulary 50, 32 positions, hidden 16, 2 heads of 8, feed-forward 32.
+type TinyBert = Bert<50, 32, 16, 2, 8, 32, Cpu>;
+
+/// Checks the sizes of `config.json` (HuggingFace `BertConfig`), when the folder has one.
+fn check_config(dir: &Path) -> Result<()> {
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    for (key, want) in [
+        ("hidden_size", 384),
+        ("num_attention_heads", 12),
+        ("intermediate_size", 1536),
+    ] {
+        if let Some(found) = config.get(key).and_then(|v| v.as_u64()) {
+            ensure!(
+                found == want,
+                "{}: {key} is {found}, but this encoder is me5-small's shape ({key} {want})",
+                path.display()
+            );
+        }
+    }
+    if let Some(act) = config.get("hidden_act").and_then(|v| v.as_str()) {
+        ensure!(
+            act == "gelu",
+            "{}: hidden_act `{act}`: only erf-GELU (`gelu`) is implemented",
+            path.display()
+        );
+    }
+    if let Some(eps) = config.get("layer_norm_eps").and_then(|v| v.as_f64()) {
+        ensure!(
+            (eps - LN_EPS).abs() < 1e-15,
+            "{}: layer_norm_eps {eps}: this encoder uses 1e-12",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+const LN_EPS: f64 = 1e-12;
+
+/// LayerNorm with HuggingFace's tensor names (`weight`, `bias`) and ε = 1e-12.
+#[derive(Debug, Clone)]
+struct Norm<const M: usize, E: Dtype, D: Storage<E>> {
+    weight: Tensor<Rank1<M>, E, D>,
+    bias: Tensor<Rank1<M>, E, D>,
+}
+
+impl<const M: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for Norm<M, E, D> {
+    type To<E2: Dtype, D2: Device<E2>> = Norm<M, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_to_ones(),
+                ),
+                Self::tensor("bias", |s| &s.bias, |s| &mut s.bias, TensorOptions::reset_to_zeros()),
+            ),
+            |(weight, bias)| Norm { weight, bias },
+        )
+    }
+}
+
+type States<const M: usize, D, T> = Tensor<(usize, usize, Const<M>), f32, D, T>;
+
+impl<const M: usize, D: Backend> Norm<M, f32, D> {
+    fn new(dev: &D) -> Self {
+        Self {
+            weight: dev.ones(),
+            bias: dev.zeros(),
+        }
+    }
+
+    fn forward<T: Tape<f32, D>>(&self, x: States<M, D, T>) -> States<M, D, T> {
+        let shape = *x.shape();
+        x.normalize::<Axis<2>>(LN_EPS) * self.weight.retaped::<T>().broadcast_like(&shape)
+            + self.bias.retaped::<T>().broadcast_like(&shape)
+    }
+}
+
+/// The word-embedding table (`embeddings.word_embeddings.weight`), vocabulary V × M.
+#[derive(Debug, Clone)]
+struct Words<const N: usize, const M: usize, E: Dtype, D: Storage<E>> {
+    weight: Tensor<Rank2<N, M>, E, D>,
+}
+
+impl<const N: usize, const M: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for Words<N, M, E, D> {
+    type To<E2: Dtype, D2: Device<E2>> = Words<N, M, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            Self::tensor(
+                "word_embeddings.weight",
+                |s| &s.weight,
+                |s| &mut s.weight,
+                TensorOptions::reset_to_zeros(),
+            ),
+            |weight| Words { weight },
+        )
+    }
+}
+
+/// Position (S) and token-type (2) tables and the embedding LayerNorm (under `embeddings.`).
+#[derive(Debug, Clone)]
+struct EmbeddingRest<const S: usize, const M: usize, E: Dtype, D: Storage<E>> {
+    position: Tensor<Rank2<S, M>, E, D>,
+    token_type: Tensor<Rank2<TYPES, M>, E, D>,
+    norm: Norm<M, E, D>,
+}
+
+/// Token types of the table (BERT's two segments; every text is type 0).
+const TYPES: usize = 2;
+
+impl<const S: usize, const M: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for EmbeddingRest<S, M, E, D> {
+    type To<E2: Dtype, D2: Device<E2>> = EmbeddingRest<S, M, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "position_embeddings.weight",
+                    |s| &s.position,
+                    |s| &mut s.position,
+                    TensorOptions::reset_to_zeros(),
+                ),
+                Self::tensor(
+                    "token_type_embeddings.weight",
+                    |s| &s.token_type,
+                    |s| &mut s.token_type,
+                    TensorOptions::reset_to_zeros(),
+                ),
+                Self::module("LayerNorm", |s| &s.norm, |s| &mut s.norm),
+            ),
+            |(position, token_type, norm)| EmbeddingRest {
+                position,
+                token_type,
+                norm,
+            },
+        )
+    }
+}
+
+/// One post-LN layer (under `encoder.layer.{l}.`).
+#[derive(Debug, Clone)]
+struct Layer<const M: usize, const F: usize, E: Dtype, D: Storage<E>> {
+    query: Linear<M, M, E, D>,
+    key: Linear<M, M, E, D>,
+    value: Linear<M, M, E, D>,
+    attention_out: Linear<M, M, E, D>,
+    attention_norm: Norm<M, E, D>,
+    intermediate: Linear<M, F, E, D>,
+    output: Linear<F, M, E, D>,
+    output_norm: Norm<M, E, D>,
+}
+
+impl<const M: usize, const F: usize, D: Device<f32>> TensorCollection<f32, D> for Layer<M, F, f32, D> {
+    type To<E2: Dtype, D2: Device<E2>> = Layer<M, F, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, f32, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                (
+                    Self::module("attention.self.query", |s| &s.query, |s| &mut s.query),
+                    Self::module("attention.self.key", |s| &s.key, |s| &mut s.key),
+                    Self::module("attention.self.value", |s| &s.value, |s| &mut s.value),
+                    Self::module("attention.output.dense", |s| &s.attention_out, |s| &mut s.attention_out),
+                ),
+                (
+                    Self::module(
+                        "attention.output.LayerNorm",
+                        |s| &s.attention_norm,
+                        |s| &mut s.attention_norm,
+                    ),
+                    Self::module("intermediate.dense", |s| &s.intermediate, |s| &mut s.intermediate),
+                    Self::module("output.dense", |s| &s.output, |s| &mut s.output),
+                    Self::module("output.LayerNorm", |s| &s.output_norm, |s| &mut s.output_norm),
+                ),
+            ),
+            |((query, key, value, attention_out), (attention_norm, intermediate, output, output_norm))| Layer {
+                query,
+                key,
+                value,
+                attention_out,
+                attention_norm,
+                intermediate,
+                output,
+                output_norm,
+            },
+        )
+    }
+}
+
+impl<const M: usize, const F: usize, D: Backend> Layer<M, F, f32, D> {
+    fn new(dev: &D) -> Self {
+        Self {
+            query: dev.build_module::<dfdx::nn::builders::Linear<M, M>, f32>(),
+            key: dev.build_module::<dfdx::nn::builders::Linear<M, M>, f32>(),
+            value: dev.build_module::<dfdx::nn::builders::Linear<M, M>, f32>(),
+            attention_out: dev.build_module::<dfdx::nn::builders::Linear<M, M>, f32>(),
+            attention_norm: Norm::new(dev),
+            intermediate: dev.build_module::<dfdx::nn::builders::Linear<M, F>, f32>(),
+            output: dev.build_module::<dfdx::nn::builders::Linear<F, M>, f32>(),
+            output_norm: Norm::new(dev),
+        }
+    }
+
+    /// Self-attention over unpadded keys (`key_bias`: 0 or −1e9 per key), residual, LayerNorm;
+    /// erf-GELU feed-forward, residual, LayerNorm.
+    fn forward<const H: usize, const DH: usize, T: Tape<f32, D>>(
+        &self,
+        x: States<M, D, T>,
+        key_bias: &Tensor<(usize, usize), f32, D>,
+    ) -> States<M, D, T> {
+        let (rows, len, _) = *x.shape();
+        let heads = (rows, len, Const::<H>, Const::<DH>);
+        let q = self
+            .query
+            .forward(x.with_empty_tape())
+            .reshape_like(&heads)
+            .permute::<_, Axes4<0, 2, 1, 3>>();
+        let k = self
+            .key
+            .forward(x.with_empty_tape())
+            .reshape_like(&heads)
+            .permute::<_, Axes4<0, 2, 3, 1>>();
+        let v = self
+            .value
+            .forward(x.with_empty_tape())
+            .reshape_like(&heads)
+            .permute::<_, Axes4<0, 2, 1, 3>>();
+        let scores = q.matmul(k) * (1.0 / (DH as f32).sqrt());
+        let bias = key_bias.clone().broadcast_like::<_, Axes2<1, 2>>(scores.shape());
+        let attention = (scores + bias).softmax::<Axis<3>>();
+        let mixed = attention
+            .matmul(v)
+            .permute::<_, Axes4<0, 2, 1, 3>>()
+            .reshape_like(&(rows, len, Const::<M>));
+        let x = self.attention_norm.forward(self.attention_out.forward(mixed) + x);
+        let h = self
+            .output
+            .forward(self.intermediate.forward(x.with_empty_tape()).accurate_gelu());
+        self.output_norm.forward(h + x)
+    }
+}
+
+/// Input tensors of a batch.
+struct Inputs<D: Backend> {
+    ids: Tensor<(usize, usize), usize, D>,
+    positions: Tensor<(usize, usize), usize, D>,
+    types: Tensor<(usize, usize), usize, D>,
+    mask: Tensor<(usize, usize), f32, D>,
+    /// 0 on real keys, −1e9 on padded ones: their softmax weight is exactly 0 in f32.
+    key_bias: Tensor<(usize, usize), f32, D>,
+}
+
+/// The encoder: hidden M = H·DH, feed-forward F, a runtime number of layers and runtime
+/// vocabulary and position-table sizes.
+struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+{
+    dev: D,
+    words: Words<V, M, f32, D>,
+    rest: EmbeddingRest<S, M, f32, D>,
+    layers: Vec<Layer<M, F, f32, D>>,
+    fine_tune: FineTune,
+    settings: OptimizerSettings,
+    /// Optimizers of the trainable parts only.
+    opt_words: Option<Adam<Words<V, M, f32, D>, f32, D>>,
+    opt_rest: Option<Adam<EmbeddingRest<S, M, f32, D>, f32, D>>,
+    /// One per trainable layer, from the lowest trainable one up.
+    opt_layers: Vec<Adam<Layer<M, F, f32, D>, f32, D>>,
+    grads: Option<Gradients<f32, D>>,
+    /// Where the base weights came from, and their fingerprint (see [`Bert::fingerprint`]).
+    base: Option<PathBuf>,
+    base_fingerprint: String,
+}
+
+/// A part of the model, for the visitors that walk parts one at a time.
+enum Part<'a, const V: usize, const S: usize, const M: usize, const F: usize, D: Backend> {
+    Words(&'a Words<V, M, f32, D>),
+    Rest(&'a EmbeddingRest<S, M, f32, D>),
+    Layer(usize, &'a Layer<M, F, f32, D>),
+}
+
+impl<const V: usize, const S: usize, const M: usize, const F: usize, D: Backend> Part<'_, V, S, M, F, D> {
+    fn prefix(&self) -> String {
+        match self {
+            Part::Words(_) | Part::Rest(_) => "embeddings".into(),
+            Part::Layer(l, _) => format!("encoder.layer.{l}"),
+        }
+    }
+}
+
+/// Calls `$body` with `$m` bound to the part's module (each arm its own type).
+macro_rules! with_part {
+    ($part:expr, $m:ident => $body:expr) => {
+        match $part {
+            Part::Words($m) => $body,
+            Part::Rest($m) => $body,
+            Part::Layer(_, $m) => $body,
+        }
+    };
+}
+
+const META_FORMAT: &str = "clirlab.format";
+const FORMAT_FULL: &str = "clirlab-bert-full/1";
+const FORMAT_DELTA: &str = "clirlab-bert-delta/1";
+const META_BASE: &str = "clirlab.base";
+const META_FINGERPRINT: &str = "clirlab.base_fingerprint";
+const META_FINE_TUNE: &str = "clirlab.fine_tune";
+
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    Bert<V, S, M, H, DH, F, D>
+{
+    fn assemble(
+        dev: D,
+        words: Words<V, M, f32, D>,
+        rest: EmbeddingRest<S, M, f32, D>,
+        layers: Vec<Layer<M, F, f32, D>>,
+        fine_tune: FineTune,
+        settings: OptimizerSettings,
+    ) -> Result<Self> {
+        ensure!(H * DH == M, "heads × head dim must equal the hidden size");
+        ensure!(
+            fine_tune.top_layers <= layers.len(),
+            "fine-tuning the top {} layers of a {}-layer encoder",
+            fine_tune.top_layers,
+            layers.len()
+        );
+        let mut model = Self {
+            dev,
+            words,
+            rest,
+            layers,
+            fine_tune,
+            settings,
+            opt_words: None,
+            opt_rest: None,
+            opt_layers: Vec::new(),
+            grads: None,
+            base: None,
+            base_fingerprint: String::new(),
+        };
+        model.set_fine_tune(fine_tune)?;
+        model.base_fingerprint = model.fingerprint();
+        Ok(model)
+    }
+
+    /// (Re)creates the optimizers and gradient buffers for the trainable parts.
+    fn set_fine_tune(&mut self, fine_tune: FineTune) -> Result<()> {
+        let cfg = adam_config(self.settings);
+        self.fine_tune = fine_tune;
+        self.opt_words = fine_tune.word_embeddings.then(|| Adam::new(&self.words, cfg));
+        self.opt_rest = fine_tune.embeddings.then(|| Adam::new(&self.rest, cfg));
+        let first = self.first_trainable();
+        self.opt_layers = self.layers[first..].iter().map(|l| Adam::new(l, cfg)).collect();
+        self.grads = Some(self.fresh_grads()?);
+        Ok(())
+    }
+
+    /// Zeroed gradient buffers of the trainable tensors, marked as the tape's leaves.
+    fn fresh_grads(&self) -> Result<Gradients<f32, D>> {
+        let mut grads = Gradients::leaky();
+        for part in self.trainable_parts() {
+            with_part!(part, m => m.try_zero_grads(&mut grads)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        Ok(grads)
+    }
+
+    fn random(dev: D, layers: usize, fine_tune: FineTune, settings: OptimizerSettings) -> Result<Self> {
+        let words = Words {
+            weight: dev.sample_normal::<Rank2<V, M>>() * 0.5,
+        };
+        let rest = EmbeddingRest {
+            position: dev.sample_normal::<Rank2<S, M>>() * 0.5,
+            token_type: dev.sample_normal::<Rank2<TYPES, M>>() * 0.5,
+            norm: Norm::new(&dev),
+        };
+        let layers = (0..layers).map(|_| Layer::new(&dev)).collect();
+        Self::assemble(dev.clone(), words, rest, layers, fine_tune, settings)
+    }
+
+    /// Reads a model file: a full one, or a checkpoint of trained tensors over the base it names.
+    fn load_file(dev: D, file: &Path, fine_tune: FineTune, settings: OptimizerSettings) -> Result<Self> {
+        let (meta, shapes) = read_header(file)?;
+        let format = meta.get(META_FORMAT).map(String::as_str);
+        if format == Some(FORMAT_DELTA) {
+            let base = meta
+                .get(META_BASE)
+                .with_context(|| format!("{}: a checkpoint without its base model", file.display()))?;
+            let mut model = Self::load_file(dev, Path::new(base), fine_tune, settings)
+                .with_context(|| format!("loading the base model of {}", file.display()))?;
+            model.overlay(file, false)?;
+            return Ok(model);
+        }
+        let shape_of = |name: &str| -> Result<Vec<usize>> {
+            shapes
+                .get(name)
+                .cloned()
+                .with_context(|| format!("{}: no tensor `{name}`", file.display()))
+        };
+        for (name, rows) in [
+            ("embeddings.word_embeddings.weight", V),
+            ("embeddings.position_embeddings.weight", S),
+            ("embeddings.token_type_embeddings.weight", TYPES),
+        ] {
+            let shape = shape_of(name)?;
+            ensure!(
+                shape == [rows, M],
+                "{}: `{name}` has shape {shape:?}, this encoder's is [{rows}, {M}]",
+                file.display()
+            );
+        }
+        let layers = (0..)
+            .take_while(|l| shapes.contains_key(&format!("encoder.layer.{l}.attention.self.query.weight")))
+            .count();
+        ensure!(
+            layers > 0,
+            "{}: no encoder layers (`encoder.layer.0.…`)",
+            file.display()
+        );
+        let words = Words { weight: dev.zeros() };
+        let rest = EmbeddingRest {
+            position: dev.zeros(),
+            token_type: dev.zeros(),
+            norm: Norm::new(&dev),
+        };
+        let layer_list = (0..layers).map(|_| Layer::new(&dev)).collect();
+        let mut model = Self::assemble(dev.clone(), words, rest, layer_list, fine_tune, settings)?;
+        model.overlay(file, true)?;
+        model.base = Some(std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()));
+        model.base_fingerprint = model.fingerprint();
+        Ok(model)
+    }
+
+    /// Copies the tensors of `file` into the model; with `complete`, every tensor must be there.
+    fn overlay(&mut self, file: &Path, complete: bool) -> Result<()> {
+        let handle = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        // SAFETY: the file is only read; clirlab never writes a model file in place (writes go
+        // through a temporary file and a rename).
+        let buffer = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("mapping {}", file.display()))?;
+        let tensors = ::safetensors::SafeTensors::deserialize(&buffer)
+            .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e:?}", file.display()))?;
+        let mut loader = Loader {
+            tensors: &tensors,
+            complete,
+            loaded: 0,
+            failure: None,
+        };
+        let prefixes: Vec<String> = self.parts().iter().map(Part::prefix).collect();
+        {
+            let Self {
+                words, rest, layers, ..
+            } = self;
+            walk_mut(words, &prefixes[0], &mut loader)?;
+            walk_mut(rest, &prefixes[1], &mut loader)?;
+            for (l, layer) in layers.iter_mut().enumerate() {
+                walk_mut(layer, &prefixes[l + 2], &mut loader)?;
+            }
+        }
+        if let Some(e) = loader.failure {
+            return Err(e.context(format!("loading {}", file.display())));
+        }
+        ensure!(
+            loader.loaded > 0,
+            "{}: no tensor of this model in the file",
+            file.display()
+        );
+        if !complete {
+            let meta = read_header(file)?.0;
+            if let Some(print) = meta.get(META_FINGERPRINT)
+                && *print != self.base_fingerprint
+            {
+                bail!(
+                    "{}: the checkpoint was trained from another base model (fingerprint {print}, this base {})",
+                    file.display(),
+                    self.base_fingerprint
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn parts(&self) -> Vec<Part<'_, V, S, M, F, D>> {
+        let mut parts = vec![Part::Words(&self.words), Part::Rest(&self.rest)];
+        parts.extend(self.layers.iter().enumerate().map(|(l, m)| Part::Layer(l, m)));
+        parts
+    }
+
+    fn trainable_parts(&self) -> Vec<Part<'_, V, S, M, F, D>> {
+        let first = self.first_trainable();
+        self.parts()
+            .into_iter()
+            .filter(|p| match p {
+                Part::Words(_) => self.fine_tune.word_embeddings,
+                Part::Rest(_) => self.fine_tune.embeddings,
+                Part::Layer(l, _) => *l >= first,
+            })
+            .collect()
+    }
+
+    fn first_trainable(&self) -> usize {
+        self.layers.len() - self.fine_tune.top_layers
+    }
+
+    fn embeddings_train(&self) -> bool {
+        self.fine_tune.embeddings || self.fine_tune.word_embeddings
+    }
+
+    /// SHA-256 over the LayerNorm weights and every bias: small, and different for any two
+    /// trained models (identifies the base of a checkpoint).
+    fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        let mut add = |t: Vec<f32>| t.iter().for_each(|v| hash.update(v.to_le_bytes()));
+        add(self.rest.norm.weight.as_vec());
+        add(self.rest.norm.bias.as_vec());
+        for layer in &self.layers {
+            for bias in [
+                &layer.query.bias,
+                &layer.key.bias,
+                &layer.value.bias,
+                &layer.attention_out.bias,
+            ] {
+                add(bias.as_vec());
+            }
+            add(layer.output.bias.as_vec());
+            add(layer.attention_norm.weight.as_vec());
+            add(layer.output_norm.weight.as_vec());
+        }
+        format!("{:x}", hash.finalize())
+    }
+
+    fn inputs(&self, batch: &TokenBatch) -> Result<Inputs<D>> {
+        let (rows, len) = (batch.rows, batch.len);
+        ensure!(
+            batch.ids.len() == rows * len && batch.mask.len() == rows * len,
+            "a token batch whose ids or mask do not have rows × len entries"
+        );
+        ensure!(rows > 0 && len > 0, "an empty token batch");
+        let vocab = V;
+        if let Some(bad) = batch.ids.iter().find(|id| **id >= vocab) {
+            bail!("token id {bad} is outside the model's vocabulary of {vocab}");
+        }
+        let positions = S;
+        ensure!(
+            len <= positions,
+            "sequences of {len} tokens exceed the model's {positions} positions (lower model.max_len)"
+        );
+        for (r, row) in batch.mask.chunks(len).enumerate() {
+            ensure!(row.iter().any(|m| *m > 0.0), "row {r} of the batch has no token");
+        }
+        let shape = (rows, len);
+        let mask = self.dev.tensor_from_vec(batch.mask.clone(), shape);
+        Ok(Inputs {
+            ids: self.dev.tensor_from_vec(batch.ids.clone(), shape),
+            positions: self
+                .dev
+                .tensor_from_vec((0..rows).flat_map(|_| 0..len).collect(), shape),
+            types: self.dev.tensor_from_vec(vec![0; rows * len], shape),
+            key_bias: (mask.clone() - 1.0) * 1e9,
+            mask,
+        })
+    }
+
+    fn embeddings_frozen(&self, inp: &Inputs<D>) -> States<M, D, NoneTape> {
+        let words = self.words.weight.clone().gather(inp.ids.clone());
+        let positions = self.rest.position.clone().gather(inp.positions.clone());
+        let types = self.rest.token_type.clone().gather(inp.types.clone());
+        self.rest.norm.forward(words + positions + types)
+    }
+
+    /// The embeddings on `tape`; frozen tables are plain gathers, outside the tape.
+    fn embeddings_taped(&self, inp: &Inputs<D>, tape: OwnedTape<f32, D>) -> States<M, D, OwnedTape<f32, D>> {
+        type T<D> = OwnedTape<f32, D>;
+        let words = if self.fine_tune.word_embeddings {
+            self.words.weight.retaped::<T<D>>().gather(inp.ids.clone())
+        } else {
+            self.words.weight.clone().gather(inp.ids.clone()).retaped::<T<D>>()
+        };
+        let rest = if self.fine_tune.embeddings {
+            self.rest.position.retaped::<T<D>>().gather(inp.positions.clone())
+                + self.rest.token_type.retaped::<T<D>>().gather(inp.types.clone())
+        } else {
+            (self.rest.position.clone().gather(inp.positions.clone())
+                + self.rest.token_type.clone().gather(inp.types.clone()))
+            .retaped::<T<D>>()
+        };
+        let (x, own) = (words + rest).split_tape();
+        self.rest.norm.forward(x.put_tape(tape.merge(own)))
+    }
+
+    fn run_layers<T: Tape<f32, D>>(
+        &self,
+        mut x: States<M, D, T>,
+        range: std::ops::Range<usize>,
+        inp: &Inputs<D>,
+    ) -> States<M, D, T> {
+        for layer in &self.layers[range] {
+            x = layer.forward::<H, DH, T>(x, &inp.key_bias);
+        }
+        x
+    }
+
+    /// States after `after` layers, no tape.
+    fn frozen_states(&self, inp: &Inputs<D>, after: usize) -> States<M, D, NoneTape> {
+        self.run_layers(self.embeddings_frozen(inp), 0..after, inp)
+    }
+
+    fn states_tensor(&self, batch: &TokenBatch, states: LayerStates) -> Result<States<M, D, NoneTape>> {
+        ensure!(
+            states.after_layer <= self.layers.len(),
+            "states after layer {} of a {}-layer encoder",
+            states.after_layer,
+            self.layers.len()
+        );
+        ensure!(
+            states.states.len() == batch.rows * batch.len * M,
+            "cached states hold {} values, the batch needs {} × {} × {M}",
+            states.states.len(),
+            batch.rows,
+            batch.len
+        );
+        Ok(self
+            .dev
+            .tensor_from_vec(states.states.to_vec(), (batch.rows, batch.len, Const::<M>)))
+    }
+
+    /// The final token states on a tape that starts where training starts.
+    fn taped_states(
+        &self,
+        inp: &Inputs<D>,
+        batch: &TokenBatch,
+        cached: Option<LayerStates>,
+        grads: Gradients<f32, D>,
+    ) -> Result<States<M, D, OwnedTape<f32, D>>> {
+        let depth = self.layers.len();
+        let first = self.first_trainable();
+        if self.embeddings_train() {
+            ensure!(cached.is_none(), "cached layer states need frozen embeddings");
+            let carrier: Tensor<Rank0, f32, D> = self.dev.zeros();
+            let (_, tape) = carrier.traced(grads).split_tape();
+            return Ok(self.run_layers(self.embeddings_taped(inp, tape), 0..depth, inp));
+        }
+        let frozen = match cached {
+            Some(states) => {
+                ensure!(
+                    states.after_layer <= first,
+                    "cached states after layer {} are above the lowest trainable layer {first}",
+                    states.after_layer
+                );
+                let x = self.states_tensor(batch, states)?;
+                self.run_layers(x, states.after_layer..first, inp)
+            }
+            None => self.frozen_states(inp, first),
+        };
+        Ok(self.run_layers(frozen.traced(grads), first..depth, inp))
+    }
+
+    /// Masked mean pooling and L2 normalisation.
+    fn pool<T: Tape<f32, D>>(
+        &self,
+        states: States<M, D, T>,
+        mask: &Tensor<(usize, usize), f32, D>,
+    ) -> Tensor<(usize, Const<M>), f32, D, T> {
+        let (rows, len) = *mask.shape();
+        let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
+        let summed = (states * spread).sum::<(usize, Const<M>), Axis<1>>();
+        let counts = mask
+            .clone()
+            .sum::<(usize,), Axis<1>>()
+            .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
+        let pooled = summed / counts;
+        let norms = (pooled.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
+            .sqrt()
+            .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
+        pooled / norms
+    }
+
+    fn step(&mut self, input: &StepInput, cached: Option<LayerStates>) -> Result<StepLoss> {
+        let result = self.step_inner(input, cached);
+        if result.is_err() && self.grads.is_none() {
+            // The failed step took the gradient buffers with it.
+            self.grads = Some(self.fresh_grads()?);
+        }
+        result
+    }
+
+    fn step_inner(&mut self, input: &StepInput, cached: Option<LayerStates>) -> Result<StepLoss> {
+        let batch = input.batch;
+        ensure!(
+            batch.rows >= 4 && batch.rows.is_multiple_of(2),
+            "a training batch needs query/passage halves"
+        );
+        ensure!(
+            self.fine_tune.top_layers > 0 || self.embeddings_train(),
+            "nothing to train: no layer and no embedding table is trainable"
+        );
+        let half = batch.rows / 2;
+        let inp = self.inputs(batch)?;
+        let grads = self.grads.take().context("gradients in use")?;
+        let states = self.taped_states(&inp, batch, cached, grads)?;
+        let all = self.pool(states, &inp.mask);
+        let queries = all.with_empty_tape().slice((0..half, ..));
+        let passages = all.slice((half..2 * half, ..));
+        let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / input.temperature as f32);
+        let mut targets = vec![0.0f32; half * half];
+        for i in 0..half {
+            targets[i * half + i] = 1.0;
+        }
+        let targets = self.dev.tensor_from_vec(targets, (half, half));
+        let nce = cross_entropy_with_logits_loss(logits, targets);
+        let info_nce = f64::from(nce.array());
+        let (loss, ot_value) = match &input.ot {
+            None => (nce, None),
+            Some(term) => {
+                let s_inp = self.inputs(term.student)?;
+                let (pairs, s_len) = (term.student.rows, term.student.len);
+                ensure!(
+                    term.teacher_states.len() == pairs * term.teacher_len * M,
+                    "teacher states do not match the bitext batch"
+                );
+                let student = self.taped_states(&s_inp, term.student, None, Gradients::leaky())?;
+                let teacher = self
+                    .dev
+                    .tensor_from_vec(term.teacher_states.to_vec(), (pairs, term.teacher_len, Const::<M>));
+                let cost = match term.cost {
+                    CostKind::Cosine => {
+                        let teacher = normalize_tokens(teacher);
+                        let sim = normalize_tokens(student).matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
+                        sim.negate() + 1.0
+                    }
+                    CostKind::SquaredEuclidean => {
+                        let shape = (pairs, s_len, term.teacher_len);
+                        let ss = student
+                            .with_empty_tape()
+                            .square()
+                            .sum::<(usize, usize), Axis<2>>()
+                            .broadcast_like::<_, Axis<2>>(&shape);
+                        let tt = teacher
+                            .clone()
+                            .square()
+                            .sum::<(usize, usize), Axis<2>>()
+                            .broadcast_like::<_, Axis<1>>(&shape);
+                        let cross = student.matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
+                        ss + tt - cross * 2.0
+                    }
+                };
+                let (value, grad) = transport_batch(
+                    &cost.as_vec(),
+                    pairs,
+                    s_len,
+                    term.teacher_len,
+                    &s_inp.mask.as_vec(),
+                    term.teacher_mask,
+                    term,
+                )?;
+                let grad = self.dev.tensor_from_vec(grad, (pairs, s_len, term.teacher_len));
+                let surrogate = (cost * grad).sum::<Rank0, _>() * term.weight as f32;
+                (nce + surrogate, Some(value))
+            }
+        };
+        let total = info_nce
+            + ot_value
+                .map(|v| v * input.ot.as_ref().map_or(0.0, |t| t.weight))
+                .unwrap_or(0.0);
+        let mut grads = loss.backward();
+        let grad_norm = self.clip(&mut grads, input.clip_norm)?;
+        if total.is_finite() && grad_norm.is_finite() {
+            self.update(&grads)?;
+        }
+        for part in self.trainable_parts() {
+            with_part!(part, m => m.try_zero_grads(&mut grads)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        self.grads = Some(grads);
+        Ok(StepLoss {
+            total,
+            info_nce,
+            ot: ot_value,
+            grad_norm,
+        })
+    }
+
+    /// Global gradient norm over the trainable tensors; scaled down to `clip` when above it.
+    fn clip(&self, grads: &mut Gradients<f32, D>, clip: Option<f64>) -> Result<f64> {
+        let mut op = GradNorm {
+            grads,
+            scale: None,
+            sum_sq: 0.0,
+            failure: None,
+        };
+        let parts = self.trainable_parts();
+        for part in &parts {
+            with_part!(part, m => walk_ref(*m, &mut op))?;
+        }
+        let norm = op.sum_sq.sqrt();
+        if let Some(max) = clip
+            && norm > max
+        {
+            op.scale = Some((max / norm) as f32);
+            for part in &parts {
+                with_part!(part, m => walk_ref(*m, &mut op))?;
+            }
+            if let Some(e) = op.failure {
+                return Err(e);
+            }
+        }
+        Ok(norm)
+    }
+
+    fn update(&mut self, grads: &Gradients<f32, D>) -> Result<()> {
+        let err = |e| anyhow::anyhow!("optimizer update: {e:?}");
+        if let Some(opt) = &mut self.opt_words {
+            opt.update(&mut self.words, grads).map_err(err)?;
+        }
+        if let Some(opt) = &mut self.opt_rest {
+            opt.update(&mut self.rest, grads).map_err(err)?;
+        }
+        let first = self.layers.len() - self.fine_tune.top_layers;
+        for (opt, layer) in self.opt_layers.iter_mut().zip(&mut self.layers[first..]) {
+            opt.update(layer, grads).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, path: &Path, parts: Vec<Part<'_, V, S, M, F, D>>, meta: HashMap<String, String>) -> Result<()> {
+        let mut writer = Collector { tensors: Vec::new() };
+        for part in &parts {
+            let prefix = part.prefix();
+            with_part!(part, m => walk_named(*m, &prefix, &mut writer));
+        }
+        let views = writer
+            .tensors
+            .iter()
+            .map(|(name, shape, bytes)| {
+                ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| anyhow::anyhow!("tensor {name}: {e:?}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        crate::util::fs::write_atomic_with(path, ".safetensors", |tmp| {
+            ::safetensors::tensor::serialize_to_file(views, &Some(meta), tmp)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))
+        })
+    }
+}
+
+/// Walks a module's tensors (by reference, with their names under `prefix`) with a [`Collector`].
+fn walk_named<C: TensorCollection<f32, D>, D: Backend>(m: &C, prefix: &str, writer: &mut Collector) {
+    let walked: Result<_, std::convert::Infallible> = C::iter_tensors(&mut RecursiveWalker {
+        m: (m, prefix.to_string()),
+        f: writer,
+    });
+    let _ = walked;
+}
+
+/// Walks a module's tensors (by reference) with a [`GradNorm`].
+fn walk_ref<C: TensorCollection<f32, D>, D: Backend>(m: &C, op: &mut GradNorm<'_, D>) -> Result<()> {
+    C::iter_tensors(&mut RecursiveWalker { m, f: op }).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+fn walk_mut<C: TensorCollection<f32, D>, D: Backend>(m: &mut C, prefix: &str, loader: &mut Loader) -> Result<()> {
+    C::iter_tensors(&mut RecursiveWalker {
+        m: (m, prefix.to_string()),
+        f: loader,
+    })
+    .map_err(|e: std::convert::Infallible| anyhow::anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+/// A safetensors file's metadata, and its tensors' shapes by name.
+type Header = (HashMap<String, String>, HashMap<String, Vec<usize>>);
+
+/// The metadata and tensor shapes of a safetensors file, without reading the tensors.
+fn read_header(file: &Path) -> Result<Header> {
+    use std::io::Read;
+    let mut handle = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let size = handle.metadata()?.len();
+    let mut prefix = [0u8; 8];
+    handle
+        .read_exact(&mut prefix)
+        .with_context(|| format!("{}: too short for a safetensors file", file.display()))?;
+    let n = u64::from_le_bytes(prefix);
+    ensure!(
+        n < size && n < 100_000_000,
+        "{}: not a safetensors file (header of {n} bytes in a file of {size})",
+        file.display()
+    );
+    let mut header = vec![0u8; n as usize];
+    handle
+        .read_exact(&mut header)
+        .with_context(|| format!("{}: truncated header", file.display()))?;
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).with_context(|| format!("{}: the header is not JSON", file.display()))?;
+    let mut meta = HashMap::new();
+    let mut shapes = HashMap::new();
+    for (name, value) in json {
+        if name == "__metadata__" {
+            if let Some(map) = value.as_object() {
+                for (k, v) in map {
+                    meta.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+                }
+            }
+            continue;
+        }
+        let shape = value
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|s| {
+                s.iter()
+                    .map(|d| d.as_u64().map(|d| d as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .with_context(|| format!("{}: tensor `{name}` has no shape", file.display()))?;
+        shapes.insert(name, shape);
+    }
+    Ok((meta, shapes))
+}
+
+/// Collects (name, shape, little-endian bytes) of every visited tensor.
+struct Collector {
+    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+}
+
+impl<D: Backend> TensorVisitor<f32, D> for Collector {
+    type Viewer = (ViewTensorRef, ViewTensorName);
+    type Err = std::convert::Infallible;
+    type E2 = f32;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, f32, D>,
+        (t, name): (&Tensor<S, f32, D>, String),
+    ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
+        let bytes = t.as_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.tensors
+            .push((name, t.shape().concrete().into_iter().collect(), bytes));
+        Ok(None)
+    }
+}
+
+/// Copies tensors from a safetensors file by name; the first problem is kept in `failure`.
+struct Loader<'a, 'data> {
+    tensors: &'a ::safetensors::SafeTensors<'data>,
+    complete: bool,
+    loaded: usize,
+    failure: Option<anyhow::Error>,
+}
+
+impl<D: Backend> TensorVisitor<f32, D> for Loader<'_, '_> {
+    type Viewer = (ViewTensorMut, ViewTensorName);
+    type Err = std::convert::Infallible;
+    type E2 = f32;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, f32, D>,
+        (t, name): (&mut Tensor<S, f32, D>, String),
+    ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
+        if self.failure.is_some() {
+            return Ok(None);
+        }
+        let view = match self.tensors.tensor(&name) {
+            Ok(view) => view,
+            Err(_) if !self.complete => return Ok(None),
+            Err(_) => {
+                self.failure = Some(anyhow::anyhow!("no tensor `{name}`"));
+                return Ok(None);
+            }
+        };
+        let want: Vec<usize> = t.shape().concrete().into_iter().collect();
+        if view.dtype() != ::safetensors::Dtype::F32 || view.shape() != want.as_slice() {
+            self.failure = Some(anyhow::anyhow!(
+                "tensor `{name}` is {:?} {:?}, expected F32 {want:?}",
+                view.dtype(),
+                view.shape()
+            ));
+            return Ok(None);
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        t.copy_from(&values);
+        self.loaded += 1;
+        Ok(None)
+    }
+}
+
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    Embedder for Bert<V, S, M, H, DH, F, D>
+{
+    fn dim(&self) -> usize {
+        M
+    }
+
+    fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        let inp = self.inputs(batch)?;
+        let states = self.frozen_states(&inp, self.layers.len());
+        Ok(self.pool(states, &inp.mask).as_vec())
+    }
+}
+
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    TrainableEncoder for Bert<V, S, M, H, DH, F, D>
+{
+    fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
+        self.step(input, None)
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.settings.lr = lr;
+        if let Some(opt) = &mut self.opt_words {
+            opt.cfg.lr = lr;
+        }
+        if let Some(opt) = &mut self.opt_rest {
+            opt.cfg.lr = lr;
+        }
+        for opt in &mut self.opt_layers {
+            opt.cfg.lr = lr;
+        }
+    }
+
+    fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        self.hidden_states(batch, self.layers.len())
+    }
+
+    fn state_dim(&self) -> usize {
+        M
+    }
+
+    /// The trained tensors only, with the base model's path and fingerprint in the metadata
+    /// (everything when the embeddings train: the word table is most of the model anyway).
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut meta = HashMap::new();
+        meta.insert(META_FINE_TUNE.into(), serde_json::to_string(&self.fine_tune)?);
+        match &self.base {
+            Some(base) if !self.fine_tune.word_embeddings => {
+                meta.insert(META_FORMAT.into(), FORMAT_DELTA.into());
+                meta.insert(META_BASE.into(), base.to_string_lossy().into_owned());
+                meta.insert(META_FINGERPRINT.into(), self.base_fingerprint.clone());
+                self.write(path, self.trainable_parts(), meta)
+            }
+            _ => {
+                meta.insert(META_FORMAT.into(), FORMAT_FULL.into());
+                self.write(path, self.parts(), meta)
+            }
+        }
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        let (meta, _) = read_header(path)?;
+        let complete = meta.get(META_FORMAT).map(String::as_str) != Some(FORMAT_DELTA);
+        self.overlay(path, complete)
+    }
+}
+
+impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+    BertEncoder for Bert<V, S, M, H, DH, F, D>
+{
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn fine_tune(&self) -> FineTune {
+        self.fine_tune
+    }
+
+    fn num_trainable_params(&self) -> usize {
+        let mut n = 0;
+        for part in self.trainable_parts() {
+            n += with_part!(part, m => dfdx::nn::NumParams::num_trainable_params(m));
+        }
+        n
+    }
+
+    fn hidden_states(&self, batch: &TokenBatch, after_layer: usize) -> Result<Vec<f32>> {
+        ensure!(
+            after_layer <= self.layers.len(),
+            "states after layer {after_layer} of a {}-layer encoder",
+            self.layers.len()
+        );
+        let inp = self.inputs(batch)?;
+        Ok(self.frozen_states(&inp, after_layer).as_vec())
+    }
+
+    fn embed_from_states(&self, batch: &TokenBatch, states: LayerStates) -> Result<Vec<f32>> {
+        let inp = self.inputs(batch)?;
+        let x = self.states_tensor(batch, states)?;
+        let x = self.run_layers(x, states.after_layer..self.layers.len(), &inp);
+        Ok(self.pool(x, &inp.mask).as_vec())
+    }
+
+    fn train_step_from_states(&mut self, input: &StepInput, states: Option<LayerStates>) -> Result<StepLoss> {
+        self.step(input, states)
+    }
+
+    fn save_full(&self, path: &Path) -> Result<()> {
+        let mut meta = HashMap::new();
+        meta.insert(META_FORMAT.into(), FORMAT_FULL.into());
+        self.write(path, self.parts(), meta)
+    }
+}
+
+#[cfg(test)]
+mod tests;
