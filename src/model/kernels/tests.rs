@@ -1,0 +1,1 @@
+//! Gradient checks and parity tests of the kernels.
