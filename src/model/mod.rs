@@ -295,7 +295,7 @@ impl<
             let v = D::linear(wv, h);
             let mixed = D::masked_attention(q, k, v, mask, H);
             x = D::linear(wo, mixed) + x;
-            let h = D::gelu_tanh(D::linear(ff1, D::layer_norm(norm2, x.with_empty_tape())));
+            let h = D::linear_gelu_tanh(ff1, D::layer_norm(norm2, x.with_empty_tape()));
             x = D::linear(ff2, h) + x;
         }
         D::layer_norm(&model.3, x)

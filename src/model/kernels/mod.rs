@@ -18,6 +18,7 @@ use dfdx::prelude::*;
 pub mod reference;
 
 mod attention;
+mod cpu_linear;
 mod gelu;
 mod layer_norm;
 mod linear;
@@ -79,13 +80,45 @@ pub trait Kernels: Device<f32> {
     ) -> States<O, Self, T> {
         Self::gelu_erf(Self::linear(lin, x))
     }
+
+    /// `gelu_tanh(linear(x))`.
+    fn linear_gelu_tanh<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        Self::gelu_tanh(Self::linear(lin, x))
+    }
+}
+
+/// Makes glibc keep freed memory for reuse (no trimming, no per-allocation mmap): a training
+/// step frees and re-allocates the same activation-sized buffers every time, and returning
+/// them to the kernel costs page faults and zeroing on every step (15% of a step before).
+/// Process-wide; done once, on the first kernel call (not with
+/// `CLIRLAB_KERNELS=reference`, so that the "before" keeps glibc's defaults).
+fn keep_freed_memory() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator thresholds.
+        unsafe {
+            // 32 MiB, glibc's largest (activations of me5-small's shape are ≤ 13 MB).
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    });
 }
 
 /// Whether the CPU runs the fused kernels: yes unless `CLIRLAB_KERNELS=reference` (read once),
 /// which selects the plain dfdx compositions, for before/after measurements in one binary.
 pub fn fused_on_cpu() -> bool {
     static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FUSED.get_or_init(|| std::env::var("CLIRLAB_KERNELS").map_or(true, |v| v != "reference"))
+    *FUSED.get_or_init(|| {
+        let fused = std::env::var("CLIRLAB_KERNELS").map_or(true, |v| v != "reference");
+        if fused {
+            keep_freed_memory();
+        }
+        fused
+    })
 }
 
 impl Kernels for Cpu {
@@ -120,7 +153,27 @@ impl Kernels for Cpu {
         if !fused_on_cpu() {
             return reference::linear(lin, x);
         }
-        linear::linear(lin, x)
+        cpu_linear::linear(lin, x, None)
+    }
+
+    fn linear_gelu_erf<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        if !fused_on_cpu() {
+            return reference::gelu_erf(reference::linear(lin, x));
+        }
+        cpu_linear::linear(lin, x, Some(gelu::Kind::Erf))
+    }
+
+    fn linear_gelu_tanh<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        if !fused_on_cpu() {
+            return reference::gelu_tanh(reference::linear(lin, x));
+        }
+        cpu_linear::linear(lin, x, Some(gelu::Kind::Tanh))
     }
 
     fn masked_attention<const M: usize, T: Tape<f32, Self>>(
