@@ -98,7 +98,7 @@ fn exp_and_normal_cdf_are_accurate() {
     assert!(worst_exp < 3e-7, "exp: relative error {worst_exp:.2e}");
     // erfc's fit is 1.2e-7; the f32 argument −z² of the exponential adds up to ~z²·2⁻²⁴
     // relative error in the far left tail (Φ(−9) ≈ 1e-19).
-    assert!(worst_core < 1e-6, "Φ on [−3, 3]: relative error {worst_core:.2e}");
+    assert!(worst_core < 2e-6, "Φ on [−3, 3]: relative error {worst_core:.2e}");
     assert!(worst_cdf < 2e-5, "Φ on [−9, 9]: relative error {worst_cdf:.2e}");
     assert_eq!(simd::exp::<false>(-1e9), 0.0);
     assert_eq!(simd::exp::<false>(100.0), f32::INFINITY);
