@@ -19,8 +19,9 @@ workloads=("$@")
 threads=${RAYON_NUM_THREADS:-$(nproc)}
 echo "machine: $(nproc) cores, $(uname -m); $(rustc --version); torch $("$python" -c 'import torch; print(torch.__version__)'); threads $threads; kernels ${CLIRLAB_KERNELS:-fused}"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-cargo build --quiet --release --example throughput
-bin=target/release/examples/throughput
+# THROUGHPUT_BIN=path uses an already built example binary instead of building it.
+bin=${THROUGHPUT_BIN:-target/release/examples/throughput}
+[ -n "${THROUGHPUT_BIN:-}" ] || cargo build --quiet --release --example throughput
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 for round in $(seq "$rounds"); do

@@ -150,7 +150,7 @@ def main():
         started = time.perf_counter()
         for _ in range(steps):
             step()
-        print(f"| {name} | {steps / (time.perf_counter() - started):.2f} |", flush=True)
+        print(f"| {name} | {steps / (time.perf_counter() - started):.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ use std::time::Instant;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let steps: usize = args
-        .next()
-        .map(|s| s.parse().expect("STEPS is a number"))
-        .unwrap_or(30);
+    let steps: usize = args.next().map(|s| s.parse().expect("STEPS is a number")).unwrap_or(30);
     let only: Vec<String> = args.collect();
     let device = training::device();
     println!("| preset | dfdx steps/s ({device}) |");
@@ -54,6 +51,6 @@ fn main() {
             encoder.train_step(&input).expect("step");
         }
         let rate = steps as f64 / started.elapsed().as_secs_f64();
-        println!("| {name} | {rate:.2} |");
+        println!("| {name} | {rate:.3} |");
     }
 }

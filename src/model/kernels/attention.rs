@@ -119,9 +119,29 @@ pub fn forward(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &[f32]) -> (Vec<f
         // SAFETY: in-bounds strided views of q, k, v; each task writes only its own (row,
         // head) block of `out`.
         unsafe {
-            gemm((len, len, dh), p.as_mut_ptr(), (len, 1), false, q[off..].as_ptr(), (m, 1), k[off..].as_ptr(), (1, m), scale);
+            gemm(
+                (len, len, dh),
+                p.as_mut_ptr(),
+                (len, 1),
+                false,
+                q[off..].as_ptr(),
+                (m, 1),
+                k[off..].as_ptr(),
+                (1, m),
+                scale,
+            );
             softmax_rows(p, &bias);
-            gemm((len, dh, len), out_ptr.0.add(off), (m, 1), false, p.as_ptr(), (len, 1), v[off..].as_ptr(), (m, 1), 1.0);
+            gemm(
+                (len, dh, len),
+                out_ptr.0.add(off),
+                (m, 1),
+                false,
+                p.as_ptr(),
+                (len, 1),
+                v[off..].as_ptr(),
+                (m, 1),
+                1.0,
+            );
         }
     });
     (out, probs)
@@ -153,13 +173,53 @@ pub unsafe fn backward(d: Dims, q: &[f32], k: &[f32], v: &[f32], probs: &[f32], 
             unsafe {
                 let dout = dout[off..].as_ptr();
                 // dV += Pᵀ·dO
-                gemm((len, dh, len), dv.0.add(off), (m, 1), true, p.as_ptr(), (1, len), dout, (m, 1), 1.0);
+                gemm(
+                    (len, dh, len),
+                    dv.0.add(off),
+                    (m, 1),
+                    true,
+                    p.as_ptr(),
+                    (1, len),
+                    dout,
+                    (m, 1),
+                    1.0,
+                );
                 // dP = dO·Vᵀ, then dS
-                gemm((len, len, dh), ds.as_mut_ptr(), (len, 1), false, dout, (m, 1), v[off..].as_ptr(), (1, m), 1.0);
+                gemm(
+                    (len, len, dh),
+                    ds.as_mut_ptr(),
+                    (len, 1),
+                    false,
+                    dout,
+                    (m, 1),
+                    v[off..].as_ptr(),
+                    (1, m),
+                    1.0,
+                );
                 softmax_backward(p, ds, len, scale);
                 // dQ += dS·K, dK += dSᵀ·Q
-                gemm((len, dh, len), dq.0.add(off), (m, 1), true, ds.as_ptr(), (len, 1), k[off..].as_ptr(), (m, 1), 1.0);
-                gemm((len, dh, len), dk.0.add(off), (m, 1), true, ds.as_ptr(), (1, len), q[off..].as_ptr(), (m, 1), 1.0);
+                gemm(
+                    (len, dh, len),
+                    dq.0.add(off),
+                    (m, 1),
+                    true,
+                    ds.as_ptr(),
+                    (len, 1),
+                    k[off..].as_ptr(),
+                    (m, 1),
+                    1.0,
+                );
+                gemm(
+                    (len, dh, len),
+                    dk.0.add(off),
+                    (m, 1),
+                    true,
+                    ds.as_ptr(),
+                    (1, len),
+                    q[off..].as_ptr(),
+                    (m, 1),
+                    1.0,
+                );
             }
         },
     );
@@ -204,4 +264,3 @@ pub fn masked_attention<const M: usize, T: Tape<f32, Cpu>>(
     });
     y.put_tape(tape)
 }
-

@@ -87,8 +87,24 @@ pub fn backward(x: &[f32], w: &[f32], dz: &[f32], i: usize, o: usize, dx: &mut [
     let n = x.len() / i;
     // SAFETY: dz is n × o, w is o × i, x is n × i; dx n × i, dw o × i.
     unsafe {
-        gemm_rayon((n, i, o), dx.as_mut_ptr(), true, dz.as_ptr(), (o, 1), w.as_ptr(), (i, 1));
-        gemm_rayon((o, i, n), dw.as_mut_ptr(), true, dz.as_ptr(), (1, o), x.as_ptr(), (i, 1));
+        gemm_rayon(
+            (n, i, o),
+            dx.as_mut_ptr(),
+            true,
+            dz.as_ptr(),
+            (o, 1),
+            w.as_ptr(),
+            (i, 1),
+        );
+        gemm_rayon(
+            (o, i, n),
+            dw.as_mut_ptr(),
+            true,
+            dz.as_ptr(),
+            (1, o),
+            x.as_ptr(),
+            (i, 1),
+        );
     }
     let sums = dz
         .par_chunks(ROWS * o)

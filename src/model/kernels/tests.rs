@@ -12,7 +12,9 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -43,7 +45,11 @@ fn gradient_check(name: &str, run: &Run, inputs: &[Vec<f32>], h: f32, tol: f64) 
     };
     for (which, input) in inputs.iter().enumerate() {
         let dir = values(input.len(), 1000 + which as u64, 1.0);
-        let analytic: f64 = grads_w[which].iter().zip(&dir).map(|(g, d)| f64::from(*g) * f64::from(*d)).sum();
+        let analytic: f64 = grads_w[which]
+            .iter()
+            .zip(&dir)
+            .map(|(g, d)| f64::from(*g) * f64::from(*d))
+            .sum();
         let shifted = |sign: f32| {
             let mut xs = inputs.to_vec();
             xs[which] = input.iter().zip(&dir).map(|(x, d)| x + sign * h * d).collect();
@@ -170,7 +176,14 @@ fn layer_norm_run(eps: f64, fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) -> (Vec
         };
         let out = y.as_vec();
         let g = backward_of(y, w);
-        (out, vec![g.get(&x).as_vec(), g.get(&norm.gamma).as_vec(), g.get(&norm.beta).as_vec()])
+        (
+            out,
+            vec![
+                g.get(&x).as_vec(),
+                g.get(&norm.gamma).as_vec(),
+                g.get(&norm.beta).as_vec(),
+            ],
+        )
     }
 }
 
@@ -220,7 +233,11 @@ fn attention_run(fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) -> (Vec<f32>, Vec<
 
 #[test]
 fn attention_matches_dfdx_and_finite_differences() {
-    let inputs = [values(ROWS * LEN * M, 7, 1.5), values(ROWS * LEN * M, 8, 1.5), values(ROWS * LEN * M, 9, 1.0)];
+    let inputs = [
+        values(ROWS * LEN * M, 7, 1.5),
+        values(ROWS * LEN * M, 8, 1.5),
+        values(ROWS * LEN * M, 9, 1.0),
+    ];
     let w = values(ROWS * LEN * M, 10, 1.0);
     let (out, g) = attention_run(true)(&inputs, &w);
     let (out_ref, g_ref) = attention_run(false)(&inputs, &w);
@@ -248,7 +265,11 @@ fn attention_matches_dfdx_and_finite_differences() {
     let (out_junk, _) = attention_run(true)(&junk, &w);
     for (t, &valid) in m.iter().enumerate() {
         if valid == 1.0 {
-            assert_eq!(out[t * M..(t + 1) * M], out_junk[t * M..(t + 1) * M], "padding changed token {t}");
+            assert_eq!(
+                out[t * M..(t + 1) * M],
+                out_junk[t * M..(t + 1) * M],
+                "padding changed token {t}"
+            );
         }
     }
 }
@@ -276,13 +297,24 @@ fn linear_run(act: Option<bool>, fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) ->
         };
         let out = y.as_vec();
         let g = backward_of(y, w);
-        (out, vec![g.get(&x).as_vec(), g.get(&lin.weight).as_vec(), g.get(&lin.bias).as_vec()])
+        (
+            out,
+            vec![
+                g.get(&x).as_vec(),
+                g.get(&lin.weight).as_vec(),
+                g.get(&lin.bias).as_vec(),
+            ],
+        )
     }
 }
 
 #[test]
 fn linear_matches_dfdx_and_finite_differences() {
-    let inputs = [values(ROWS * LEN * M, 11, 1.0), values(O * M, 12, 0.5), values(O, 13, 0.5)];
+    let inputs = [
+        values(ROWS * LEN * M, 11, 1.0),
+        values(O * M, 12, 0.5),
+        values(O, 13, 0.5),
+    ];
     let w = values(ROWS * LEN * O, 14, 1.0);
     for act in [None, Some(true), Some(false)] {
         gradient_check("linear", &linear_run(act, true), &inputs, 1e-2, 1e-2);
@@ -303,6 +335,16 @@ fn gradients_accumulate() {
     let x = states(&dev, &values(ROWS * LEN * M, 15, 1.0));
     let y = Cpu::gelu_erf(x.leaky_trace()) + Cpu::gelu_erf(x.leaky_trace());
     let twice = y.sum::<Rank0, _>().backward().get(&x).as_vec();
-    let once = Cpu::gelu_erf(x.leaky_trace()).sum::<Rank0, _>().backward().get(&x).as_vec();
-    assert_close("accumulated", &twice, &once.iter().map(|v| 2.0 * v).collect::<Vec<_>>(), 1e-6, 1e-6);
+    let once = Cpu::gelu_erf(x.leaky_trace())
+        .sum::<Rank0, _>()
+        .backward()
+        .get(&x)
+        .as_vec();
+    assert_close(
+        "accumulated",
+        &twice,
+        &once.iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
+        1e-6,
+        1e-6,
+    );
 }
