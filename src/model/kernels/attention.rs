@@ -115,6 +115,8 @@ pub fn forward(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &[f32]) -> (Vec<f
         let off = d.offset(task);
         let b = task / d.heads;
         let bias: Vec<f32> = mask[b * len..(b + 1) * len].iter().map(|m| (m - 1.0) * 1e9).collect();
+        // The whole wrapper, not its raw-pointer field, must move into the closure.
+        #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         // SAFETY: in-bounds strided views of q, k, v; each task writes only its own (row,
         // head) block of `out`.

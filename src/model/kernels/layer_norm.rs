@@ -1,6 +1,8 @@
 //! LayerNorm over the last axis on the CPU: one pass per row forward (mean, biased variance,
 //! normalise, scale and shift), one pass per row backward, rows split over both threads.
 
+#![allow(clippy::too_many_arguments)]
+
 use super::States;
 use super::simd::{self, fmadd, multiversion};
 use dfdx::nn::modules::LayerNorm1D;
@@ -117,7 +119,6 @@ pub fn forward(m: usize, eps: f32, x: &[f32], gamma: &[f32], beta: &[f32]) -> (V
 }
 
 /// Backward over all rows: accumulates into dx, dγ and dβ.
-#[allow(clippy::too_many_arguments)]
 pub fn backward(
     m: usize,
     xhat: &[f32],
@@ -163,9 +164,7 @@ pub fn layer_norm<const M: usize, T: Tape<f32, Cpu>>(
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
     let (g_ghost, b_ghost) = (norm.gamma.ghost(), norm.beta.ghost());
     tape.add_backward_op(move |grads| {
-        for ghost in [&x_ghost] {
-            grads.try_alloc_for(ghost)?;
-        }
+        grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&y_ghost)?;
         grads.try_alloc_for(&g_ghost)?;
         grads.try_alloc_for(&b_ghost)?;

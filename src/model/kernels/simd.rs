@@ -56,7 +56,7 @@ const EXP_HI: f32 = 88.722_83;
 /// below −87.34 and +∞ above 88.72.
 #[inline(always)]
 pub fn exp<const FMA: bool>(x: f32) -> f32 {
-    let xc = x.max(EXP_LO).min(EXP_HI);
+    let xc = x.clamp(EXP_LO, EXP_HI);
     let n = fmadd::<FMA>(xc, LOG2E, 0.5).floor();
     let r = fmadd::<FMA>(n, -LN2_HI, xc);
     let r = fmadd::<FMA>(n, -LN2_LO, r);

@@ -4,6 +4,8 @@
 //! f64), with a step and tolerance suited to f32; the parity tests compare values and all
 //! gradients with the dfdx implementation at f32 rounding level.
 
+#![allow(clippy::type_complexity, clippy::cloned_ref_to_slice_refs)]
+
 use super::{Kernels, reference, simd};
 use dfdx::nn::modules::{LayerNorm1D, Linear};
 use dfdx::prelude::*;
