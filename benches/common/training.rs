@@ -49,3 +49,33 @@ pub fn batch(preset: Preset) -> TokenBatch {
         len,
     }
 }
+
+/// An encoder and the batch it trains on.
+#[allow(dead_code)]
+pub struct Workload {
+    pub encoder: Box<dyn clirlab::model::TrainableEncoder>,
+    pub batch: TokenBatch,
+}
+
+/// me5-small's encoder shape (see `clirlab::model::build_me5_shape`) on 32 query/passage
+/// pairs of 64 tokens.
+#[allow(dead_code)]
+pub fn me5_shape() -> Workload {
+    let mut batch = batch(Preset::TransformerSmall);
+    let (rows, len) = (64, 64);
+    let mut state = 7u64;
+    batch.ids = (0..rows * len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            2 + (state >> 33) as usize % (16384 - 2)
+        })
+        .collect();
+    batch.mask = vec![1.0; rows * len];
+    batch.len = len;
+    Workload {
+        encoder: clirlab::model::build_me5_shape(1, settings()),
+        batch,
+    }
+}

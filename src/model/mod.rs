@@ -12,18 +12,22 @@ use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptio
 use dfdx::optim::Adam;
 use dfdx::prelude::*;
 use dfdx::tensor::{Storage, TensorToArray};
+use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub use device::{DeviceSpec, ResolvedDevice};
+pub use me5_shape::build_me5_shape;
 
 pub mod bert;
 mod device;
+pub mod kernels;
+mod me5_shape;
 
 /// What the encoders need of a dfdx device (the CPU, or CUDA with the `cuda` feature).
-trait Backend: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace {}
+trait Backend: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels {}
 
-impl<D: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace> Backend for D {}
+impl<D: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels> Backend for D {}
 
 /// Scaling a gradient buffer in place, for clipping: dfdx has no public operation on a
 /// gradient's own storage.
@@ -285,33 +289,17 @@ impl<
         let positions = dev.tensor_from_vec(positions, (rows, len));
         let tokens = model.0.forward(ids);
         let mut x = model.1.forward(positions.put_tape(T::default())) + tokens;
-        // −1e9 on padded keys: their softmax weight is exactly 0 in f32.
-        let key_bias = (mask.clone() - 1.0) * 1e9;
-        let heads = (rows, len, Const::<H>, Const::<DH>);
-        let scale = 1.0 / (DH as f32).sqrt();
         for ((norm1, wq, wk, wv, wo), (norm2, ff1, ff2)) in &model.2.modules {
-            let h = norm1.forward(x.with_empty_tape());
-            let q = wq
-                .forward(h.with_empty_tape())
-                .reshape_like(&heads)
-                .permute::<_, Axes4<0, 2, 1, 3>>();
-            let k = wk
-                .forward(h.with_empty_tape())
-                .reshape_like(&heads)
-                .permute::<_, Axes4<0, 2, 3, 1>>();
-            let v = wv.forward(h).reshape_like(&heads).permute::<_, Axes4<0, 2, 1, 3>>();
-            let scores = q.matmul(k) * scale;
-            let bias = key_bias.clone().broadcast_like::<_, Axes2<1, 2>>(scores.shape());
-            let attention = (scores + bias).softmax::<Axis<3>>();
-            let mixed = attention
-                .matmul(v)
-                .permute::<_, Axes4<0, 2, 1, 3>>()
-                .reshape_like(&(rows, len, Const::<M>));
-            x = wo.forward(mixed) + x;
-            let h = ff2.forward(ff1.forward(norm2.forward(x.with_empty_tape())).fast_gelu());
-            x = h + x;
+            let h = D::layer_norm(norm1, x.with_empty_tape());
+            let q = D::linear(wq, h.with_empty_tape());
+            let k = D::linear(wk, h.with_empty_tape());
+            let v = D::linear(wv, h);
+            let mixed = D::masked_attention(q, k, v, mask, H);
+            x = D::linear(wo, mixed) + x;
+            let h = D::linear_gelu_tanh(ff1, D::layer_norm(norm2, x.with_empty_tape()));
+            x = D::linear(ff2, h) + x;
         }
-        model.3.forward(x)
+        D::layer_norm(&model.3, x)
     }
 
     fn project<D: Backend, T: Tape<f32, D>>(

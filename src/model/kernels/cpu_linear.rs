@@ -1,0 +1,170 @@
+//! A linear layer over token states on the CPU with the bias (and optionally GELU) fused:
+//! forward one GEMM plus one pass for bias and activation; backward the activation's
+//! derivative, two GEMMs (dx, dW) and a column sum (db), instead of dfdx's per-row products and
+//! broadcast-add backward.
+
+use super::States;
+use super::gelu::{self, Kind};
+use super::simd::multiversion;
+use dfdx::nn::modules::Linear;
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+const ROWS: usize = 64;
+
+/// dst (m × n, row-major) = [dst +] lhs · rhs with the given (row, column) strides, on all
+/// threads.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_rayon(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    accumulate: bool,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    // SAFETY: the caller's pointers and strides describe valid matrices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+}
+
+#[inline(always)]
+fn add_bias_impl<const FMA: bool>(y: &mut [f32], bias: &[f32]) {
+    for row in y.chunks_exact_mut(bias.len()) {
+        for (y, b) in row.iter_mut().zip(bias) {
+            *y += b;
+        }
+    }
+}
+
+#[inline(always)]
+fn column_sums_impl<const FMA: bool>(dz: &[f32], acc: &mut [f32]) {
+    for row in dz.chunks_exact(acc.len()) {
+        for (a, d) in acc.iter_mut().zip(row) {
+            *a += d;
+        }
+    }
+}
+
+multiversion!(fn add_bias(y: &mut [f32], bias: &[f32]) = add_bias_impl);
+multiversion!(fn column_sums(dz: &[f32], acc: &mut [f32]) = column_sums_impl);
+
+/// z = x·Wᵀ + b for x (n × i) and W (o × i), row-major.
+pub fn forward(x: &[f32], w: &[f32], b: &[f32], i: usize, o: usize) -> Vec<f32> {
+    let n = x.len() / i;
+    let mut z = vec![0.0f32; n * o];
+    // SAFETY: x is n × i, w is o × i (read as its transpose), z is n × o.
+    unsafe { gemm_rayon((n, o, i), z.as_mut_ptr(), false, x.as_ptr(), (i, 1), w.as_ptr(), (1, i)) };
+    z.par_chunks_mut(ROWS * o).for_each(|z| add_bias(z, b));
+    z
+}
+
+/// dx += dz·W, dW += dzᵀ·x, db += Σ_rows dz.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(x: &[f32], w: &[f32], dz: &[f32], i: usize, o: usize, dx: &mut [f32], dw: &mut [f32], db: &mut [f32]) {
+    let n = x.len() / i;
+    // SAFETY: dz is n × o, w is o × i, x is n × i; dx n × i, dw o × i.
+    unsafe {
+        gemm_rayon(
+            (n, i, o),
+            dx.as_mut_ptr(),
+            true,
+            dz.as_ptr(),
+            (o, 1),
+            w.as_ptr(),
+            (i, 1),
+        );
+        gemm_rayon(
+            (o, i, n),
+            dw.as_mut_ptr(),
+            true,
+            dz.as_ptr(),
+            (1, o),
+            x.as_ptr(),
+            (i, 1),
+        );
+    }
+    let sums = dz
+        .par_chunks(ROWS * o)
+        .map(|dz| {
+            let mut acc = vec![0.0f32; o];
+            column_sums(dz, &mut acc);
+            acc
+        })
+        .reduce(
+            || vec![0.0f32; o],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    db.iter_mut().zip(&sums).for_each(|(d, s)| *d += s);
+}
+
+/// `lin` on every token state, then `act` (if any).
+pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
+    lin: &Linear<I, O, f32, Cpu>,
+    x: States<I, Cpu, T>,
+    act: Option<Kind>,
+) -> States<O, Cpu, T> {
+    let (x, mut tape) = x.split_tape();
+    let (rows, len, _) = *x.shape();
+    let (xv, w) = (x.as_vec(), lin.weight.as_vec());
+    let z = forward(&xv, &w, &lin.bias.as_vec(), I, O);
+    let (y, z) = match act {
+        None => (z, None),
+        Some(kind) => {
+            let mut y = vec![0.0f32; z.len()];
+            gelu::forward(kind, &z, &mut y);
+            (y, Some(z))
+        }
+    };
+    let y = x.device().tensor_from_vec(y, (rows, len, Const::<O>));
+    let (xg, yg, wg, bg) = (x.ghost(), y.ghost(), lin.weight.ghost(), lin.bias.ghost());
+    tape.add_backward_op(move |grads| {
+        grads.try_alloc_for(&xg)?;
+        grads.try_alloc_for(&yg)?;
+        grads.try_alloc_for(&wg)?;
+        grads.try_alloc_for(&bg)?;
+        // Four different tensors, so four entries of the gradient map, whose heap buffers
+        // stay put while the others are borrowed.
+        let dy: *const [f32] = &**grads.get_or_alloc_mut(&yg)? as &[f32];
+        let dw: *mut [f32] = &mut **grads.get_or_alloc_mut(&wg)? as &mut [f32];
+        let db: *mut [f32] = &mut **grads.get_or_alloc_mut(&bg)? as &mut [f32];
+        let dx = grads.get_or_alloc_mut(&xg)?;
+        // SAFETY: see above.
+        let (dy, dw, db) = unsafe { (&*dy, &mut *dw, &mut *db) };
+        match (act, &z) {
+            (Some(kind), Some(z)) => {
+                let mut dz = vec![0.0f32; z.len()];
+                gelu::backward(kind, z, dy, &mut dz);
+                backward(&xv, &w, &dz, I, O, dx, dw, db);
+            }
+            _ => backward(&xv, &w, dy, I, O, dx, dw, db),
+        }
+        Ok(())
+    });
+    y.put_tape(tape)
+}

@@ -1,0 +1,194 @@
+//! Fused transformer building blocks over dfdx tensors, each a dfdx operation with its own
+//! backward: masked multi-head attention, LayerNorm, GELU (erf and tanh), and a linear layer
+//! over token states that runs as one GEMM.
+//!
+//! [`Kernels`] is implemented by every device the crate supports. Its default methods are the
+//! plain dfdx compositions (see [`reference`]); the CPU overrides them with hand-written kernels
+//! (`cpu_*` files). The reference compositions stay as the parity baseline of the tests and as
+//! the CUDA path.
+//!
+//! Tapes: every function takes its activations with their tape (owned or none) and returns the
+//! result with the merged tape; parameters are passed by reference, untaped, as dfdx's own
+//! modules hold them. Gradients accumulate into the parameters' entries exactly as dfdx's
+//! operations do, so a gradient set from `alloc_grads` works unchanged.
+
+use dfdx::nn::modules::{LayerNorm1D, Linear};
+use dfdx::prelude::*;
+
+pub mod reference;
+
+mod attention;
+mod cpu_linear;
+mod gelu;
+mod layer_norm;
+mod linear;
+mod simd;
+
+#[cfg(test)]
+mod tests;
+
+/// Token states: rows × tokens × M.
+pub type States<const M: usize, D, T> = Tensor<(usize, usize, Const<M>), f32, D, T>;
+
+/// The fused transformer operations of a device.
+pub trait Kernels: Device<f32> {
+    /// `LayerNorm1D` over the last axis of token states (biased variance, `norm.epsilon`).
+    fn layer_norm<const M: usize, T: Tape<f32, Self>>(
+        norm: &LayerNorm1D<M, f32, Self>,
+        x: States<M, Self, T>,
+    ) -> States<M, Self, T> {
+        reference::layer_norm(norm, x)
+    }
+
+    /// GELU with the exact (erf) normal CDF: x·Φ(x), as BERT and PyTorch's default.
+    fn gelu_erf<S: Shape, T: Tape<f32, Self>>(x: Tensor<S, f32, Self, T>) -> Tensor<S, f32, Self, T> {
+        reference::gelu_erf(x)
+    }
+
+    /// GELU with the tanh approximation (dfdx's `fast_gelu`, PyTorch's `approximate="tanh"`).
+    fn gelu_tanh<S: Shape, T: Tape<f32, Self>>(x: Tensor<S, f32, Self, T>) -> Tensor<S, f32, Self, T> {
+        reference::gelu_tanh(x)
+    }
+
+    /// Multi-head self-attention of projected queries, keys and values (rows × len × M each,
+    /// `heads` heads of M / heads dims, head h in columns h·M/heads..): softmax(q·kᵀ/√dh + bias)·v
+    /// per row and head, where bias is −1e9 on keys whose `key_mask` entry is 0 (padding), so
+    /// their weight is exactly 0. The heads are concatenated back into rows × len × M.
+    fn masked_attention<const M: usize, T: Tape<f32, Self>>(
+        q: States<M, Self, T>,
+        k: States<M, Self, T>,
+        v: States<M, Self, T>,
+        key_mask: &Tensor<(usize, usize), f32, Self>,
+        heads: usize,
+    ) -> States<M, Self, T> {
+        reference::masked_attention(q, k, v, key_mask, heads)
+    }
+
+    /// `Linear` applied to every token state as one (rows·len × I)·(I × O) product. dfdx's own
+    /// 3-d forward loops over the rows with one small product each, forward and backward.
+    fn linear<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        linear::linear(lin, x)
+    }
+
+    /// `gelu_erf(linear(x))` (the feed-forward up-projection of BERT).
+    fn linear_gelu_erf<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        Self::gelu_erf(Self::linear(lin, x))
+    }
+
+    /// `gelu_tanh(linear(x))`.
+    fn linear_gelu_tanh<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        Self::gelu_tanh(Self::linear(lin, x))
+    }
+}
+
+/// Makes glibc keep freed memory for reuse (no trimming, no per-allocation mmap): a training
+/// step frees and re-allocates the same activation-sized buffers every time, and returning
+/// them to the kernel costs page faults and zeroing on every step (15% of a step before).
+/// Process-wide; done once, on the first kernel call (not with
+/// `CLIRLAB_KERNELS=reference`, so that the "before" keeps glibc's defaults).
+fn keep_freed_memory() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator thresholds.
+        unsafe {
+            // 32 MiB, glibc's largest (activations of me5-small's shape are ≤ 13 MB).
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    });
+}
+
+/// Whether the CPU runs the fused kernels: yes unless `CLIRLAB_KERNELS=reference` (read once),
+/// which selects the plain dfdx compositions, for before/after measurements in one binary.
+pub fn fused_on_cpu() -> bool {
+    static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FUSED.get_or_init(|| {
+        let fused = std::env::var("CLIRLAB_KERNELS").map_or(true, |v| v != "reference");
+        if fused {
+            keep_freed_memory();
+        }
+        fused
+    })
+}
+
+impl Kernels for Cpu {
+    fn layer_norm<const M: usize, T: Tape<f32, Self>>(
+        norm: &LayerNorm1D<M, f32, Self>,
+        x: States<M, Self, T>,
+    ) -> States<M, Self, T> {
+        if !fused_on_cpu() {
+            return reference::layer_norm(norm, x);
+        }
+        layer_norm::layer_norm(norm, x)
+    }
+
+    fn gelu_erf<S: Shape, T: Tape<f32, Self>>(x: Tensor<S, f32, Self, T>) -> Tensor<S, f32, Self, T> {
+        if !fused_on_cpu() {
+            return reference::gelu_erf(x);
+        }
+        gelu::gelu(x, gelu::Kind::Erf)
+    }
+
+    fn gelu_tanh<S: Shape, T: Tape<f32, Self>>(x: Tensor<S, f32, Self, T>) -> Tensor<S, f32, Self, T> {
+        if !fused_on_cpu() {
+            return reference::gelu_tanh(x);
+        }
+        gelu::gelu(x, gelu::Kind::Tanh)
+    }
+
+    fn linear<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        if !fused_on_cpu() {
+            return reference::linear(lin, x);
+        }
+        cpu_linear::linear(lin, x, None)
+    }
+
+    fn linear_gelu_erf<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        if !fused_on_cpu() {
+            return reference::gelu_erf(reference::linear(lin, x));
+        }
+        cpu_linear::linear(lin, x, Some(gelu::Kind::Erf))
+    }
+
+    fn linear_gelu_tanh<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+    ) -> States<O, Self, T> {
+        if !fused_on_cpu() {
+            return reference::gelu_tanh(reference::linear(lin, x));
+        }
+        cpu_linear::linear(lin, x, Some(gelu::Kind::Tanh))
+    }
+
+    fn masked_attention<const M: usize, T: Tape<f32, Self>>(
+        q: States<M, Self, T>,
+        k: States<M, Self, T>,
+        v: States<M, Self, T>,
+        key_mask: &Tensor<(usize, usize), f32, Self>,
+        heads: usize,
+    ) -> States<M, Self, T> {
+        if !fused_on_cpu() {
+            return reference::masked_attention(q, k, v, key_mask, heads);
+        }
+        attention::masked_attention(q, k, v, key_mask, heads)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Kernels for Cuda {}
