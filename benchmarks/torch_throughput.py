@@ -15,6 +15,7 @@ Needs: pip install torch (CPU is enough).
 """
 
 import math
+import os
 import sys
 import time
 
@@ -84,7 +85,7 @@ class Me5Shape(nn.Module):
         self.project = nn.Linear(dim, dim)
 
     def forward(self, ids, mask):
-        pos = torch.arange(ids.shape[1]).expand_as(ids)
+        pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
         x = self.norm(self.tokens(ids) + self.positions(pos))
         bias = (mask - 1.0) * 1e9
         for layer in self.layers:
@@ -107,7 +108,7 @@ class Encoder(nn.Module):
     def forward(self, ids, mask):
         x = self.tokens(ids)
         if self.kind == "transformer":
-            pos = torch.arange(ids.shape[1]).expand_as(ids)
+            pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
             x = x + self.positions(pos)
             bias = (mask - 1.0) * 1e9
             for layer in self.layers:
@@ -121,6 +122,9 @@ def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     only = sys.argv[3:]
+    # TORCH_THROUGHPUT_DEVICE=cuda runs the same workloads on the GPU (scripts/gpu-check.sh).
+    device = torch.device(os.environ.get("TORCH_THROUGHPUT_DEVICE", "cpu"))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     print("| preset | PyTorch steps/s |")
@@ -130,11 +134,11 @@ def main():
     for name, build, vocab, length in workloads:
         if only and name not in only:
             continue
-        model = build()
+        model = build().to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-        ids = torch.randint(2, vocab, (64, length))
-        mask = torch.ones(64, length)
-        targets = torch.arange(32)
+        ids = torch.randint(2, vocab, (64, length)).to(device)
+        mask = torch.ones(64, length, device=device)
+        targets = torch.arange(32, device=device)
 
         def step():
             emb = model(ids, mask)
@@ -147,9 +151,11 @@ def main():
 
         for _ in range(1 if name == "me5_small_shape" else 3):
             step()
+        sync()
         started = time.perf_counter()
         for _ in range(steps):
             step()
+        sync()
         print(f"| {name} | {steps / (time.perf_counter() - started):.3f} |", flush=True)
 
 

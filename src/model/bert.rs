@@ -348,41 +348,21 @@ impl<const M: usize, const F: usize, D: Backend> Layer<M, F, f32, D> {
         }
     }
 
-    /// Self-attention over unpadded keys (`key_bias`: 0 or −1e9 per key), residual, LayerNorm;
-    /// erf-GELU feed-forward, residual, LayerNorm.
-    fn forward<const H: usize, const DH: usize, T: Tape<f32, D>>(
+    /// Self-attention over unpadded keys (`mask`: 1 on real tokens, 0 on padding), residual,
+    /// LayerNorm; erf-GELU feed-forward, residual, LayerNorm. The products, the attention and
+    /// the GELU are the device's fused [`Kernels`](super::kernels::Kernels) (dfdx's own
+    /// `accurate_gelu` has a wrong backward in 0.13).
+    fn forward<const H: usize, T: Tape<f32, D>>(
         &self,
         x: States<M, D, T>,
-        key_bias: &Tensor<(usize, usize), f32, D>,
+        mask: &Tensor<(usize, usize), f32, D>,
     ) -> States<M, D, T> {
-        let (rows, len, _) = *x.shape();
-        let heads = (rows, len, Const::<H>, Const::<DH>);
-        let q = self
-            .query
-            .forward(x.with_empty_tape())
-            .reshape_like(&heads)
-            .permute::<_, Axes4<0, 2, 1, 3>>();
-        let k = self
-            .key
-            .forward(x.with_empty_tape())
-            .reshape_like(&heads)
-            .permute::<_, Axes4<0, 2, 3, 1>>();
-        let v = self
-            .value
-            .forward(x.with_empty_tape())
-            .reshape_like(&heads)
-            .permute::<_, Axes4<0, 2, 1, 3>>();
-        let scores = q.matmul(k) * (1.0 / (DH as f32).sqrt());
-        let bias = key_bias.clone().broadcast_like::<_, Axes2<1, 2>>(scores.shape());
-        let attention = (scores + bias).softmax::<Axis<3>>();
-        let mixed = attention
-            .matmul(v)
-            .permute::<_, Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(rows, len, Const::<M>));
-        let x = self.attention_norm.forward(self.attention_out.forward(mixed) + x);
-        let h = self
-            .output
-            .forward(self.intermediate.forward(x.with_empty_tape()).accurate_gelu());
+        let q = D::linear(&self.query, x.with_empty_tape());
+        let k = D::linear(&self.key, x.with_empty_tape());
+        let v = D::linear(&self.value, x.with_empty_tape());
+        let mixed = D::masked_attention(q, k, v, mask, H);
+        let x = self.attention_norm.forward(D::linear(&self.attention_out, mixed) + x);
+        let h = D::linear(&self.output, D::linear_gelu_erf(&self.intermediate, x.with_empty_tape()));
         self.output_norm.forward(h + x)
     }
 }
@@ -392,9 +372,8 @@ struct Inputs<D: Backend> {
     ids: Tensor<(usize, usize), usize, D>,
     positions: Tensor<(usize, usize), usize, D>,
     types: Tensor<(usize, usize), usize, D>,
+    /// 1 on real tokens, 0 on padding (the attention's key mask and the pooling weights).
     mask: Tensor<(usize, usize), f32, D>,
-    /// 0 on real keys, −1e9 on padded ones: their softmax weight is exactly 0 in f32.
-    key_bias: Tensor<(usize, usize), f32, D>,
 }
 
 /// The encoder: hidden M = H·DH, feed-forward F, a runtime number of layers and runtime
@@ -700,7 +679,6 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
                 .dev
                 .tensor_from_vec((0..rows).flat_map(|_| 0..len).collect(), shape),
             types: self.dev.tensor_from_vec(vec![0; rows * len], shape),
-            key_bias: (mask.clone() - 1.0) * 1e9,
             mask,
         })
     }
@@ -739,7 +717,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         inp: &Inputs<D>,
     ) -> States<M, D, T> {
         for layer in &self.layers[range] {
-            x = layer.forward::<H, DH, T>(x, &inp.key_bias);
+            x = layer.forward::<H, T>(x, &inp.mask);
         }
         x
     }
