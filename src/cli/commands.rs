@@ -86,6 +86,16 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             }
             Ok(())
         }
+        Command::Export { model, out } => {
+            let exported = crate::model::bert::export::export(&model, &out, !quiet)?;
+            if !quiet {
+                out!("{}", out.display());
+                for file in &exported.files {
+                    out!("  {file}");
+                }
+            }
+            Ok(())
+        }
         Command::Encode {
             model,
             side,

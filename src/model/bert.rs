@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod export;
 pub mod text;
 
 /// Which parts of the encoder train.
@@ -362,7 +363,10 @@ impl<const M: usize, const F: usize, D: Backend> Layer<M, F, f32, D> {
         let v = D::linear(&self.value, x.with_empty_tape());
         let mixed = D::masked_attention(q, k, v, mask, H);
         let x = self.attention_norm.forward(D::linear(&self.attention_out, mixed) + x);
-        let h = D::linear(&self.output, D::linear_gelu_erf(&self.intermediate, x.with_empty_tape()));
+        let h = D::linear(
+            &self.output,
+            D::linear_gelu_erf(&self.intermediate, x.with_empty_tape()),
+        );
         self.output_norm.forward(h + x)
     }
 }
@@ -1222,6 +1226,8 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     fn save_full(&self, path: &Path) -> Result<()> {
         let mut meta = HashMap::new();
         meta.insert(META_FORMAT.into(), FORMAT_FULL.into());
+        // What `transformers` asks of a safetensors file it loads.
+        meta.insert("format".into(), "pt".into());
         self.write(path, self.parts(), meta)
     }
 }

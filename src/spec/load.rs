@@ -11,7 +11,15 @@ use figment::{Figment, Metadata, Profile, Provider};
 use std::path::{Path, PathBuf};
 
 /// `CLIRLAB_*` variables that steer the program (or its tests) rather than set experiment keys.
-pub const OPERATIONAL_ENV: &[&str] = &["log", "offline", "data_dir", "require_chromium", "kernels", "require_transformers", "python"];
+pub const OPERATIONAL_ENV: &[&str] = &[
+    "log",
+    "offline",
+    "data_dir",
+    "require_chromium",
+    "kernels",
+    "require_transformers",
+    "python",
+];
 
 /// One `--set key.path=value` flag as a figment provider, so errors name it as their source.
 struct SetFlag(String, serde_yaml::Value);

@@ -1,0 +1,137 @@
+//! `clirlab export`: a me5-small-shaped model (the prepared one, a model folder, or a trained
+//! cell's folder) as a folder that HuggingFace `transformers` (`AutoModel`, `AutoTokenizer`) and
+//! `sentence-transformers` load as they are.
+//!
+//! The folder: `model.safetensors` (every tensor, `BertModel` names), `config.json` (a
+//! `BertConfig`: the 512 position rows are used at 0..L-1, as BERT does), `tokenizer.json` with
+//! a `tokenizer_config.json` naming XLM-R's tokenizer class, and the sentence-transformers
+//! modules (Transformer → mean pooling → L2 normalisation, with the E5 prompts). It is written
+//! beside its destination and renamed into place, so a folder at `OUT` is always complete.
+
+use super::ME5_SMALL;
+use super::text::{Side, load_for_inference, resolve_model};
+use crate::model::ResolvedDevice;
+use anyhow::{Context, Result, ensure};
+use serde_json::json;
+use std::path::Path;
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    /// Files written, relative to the export folder.
+    pub files: Vec<String>,
+}
+
+/// Writes the model named by `model` (as `clirlab encode` names models) to the new folder `out`,
+/// which must not exist yet.
+pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
+    ensure!(
+        !out.exists(),
+        "{}: the export folder already exists (exports never overwrite)",
+        out.display()
+    );
+    let source = resolve_model(model, progress)?;
+    let (encoder, _) = load_for_inference(&source, ResolvedDevice::Cpu)?;
+    // A cell folder has the checkpoint and tokenizer but no config.json: it is me5-small's.
+    let config = if source.join("config.json").is_file() {
+        source.join("config.json")
+    } else {
+        resolve_model(ME5_SMALL, progress)?.join("config.json")
+    };
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".tmp-export-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
+    let dir = staging.path();
+    encoder.save_full(&dir.join("model.safetensors"))?;
+    let copy = |from: &Path, name: &str| -> Result<()> {
+        std::fs::copy(from, dir.join(name))
+            .map(|_| ())
+            .with_context(|| format!("copying {} into the export", from.display()))
+    };
+    copy(&config, "config.json")?;
+    copy(&source.join("tokenizer.json"), "tokenizer.json")?;
+    let write = |name: &str, value: serde_json::Value| -> Result<()> {
+        let path = dir.join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+        }
+        let mut text = serde_json::to_string_pretty(&value)?;
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    // multilingual-E5's own tokenizer class; without it `AutoTokenizer` would pick BERT's
+    // WordPiece settings (lower-casing) for a `bert` config.
+    write(
+        "tokenizer_config.json",
+        json!({
+            "tokenizer_class": "XLMRobertaTokenizer",
+            "model_max_length": 512,
+            "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
+            "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+        }),
+    )?;
+    write(
+        "modules.json",
+        json!([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]),
+    )?;
+    write(
+        "sentence_bert_config.json",
+        json!({"max_seq_length": 512, "do_lower_case": false}),
+    )?;
+    write(
+        "config_sentence_transformers.json",
+        json!({
+            "prompts": {"query": Side::Query.prefix(), "passage": Side::Passage.prefix()},
+            "default_prompt_name": null,
+            "similarity_fn_name": "cosine",
+        }),
+    )?;
+    write(
+        "1_Pooling/config.json",
+        json!({
+            "word_embedding_dimension": encoder.dim(),
+            "pooling_mode_cls_token": false,
+            "pooling_mode_mean_tokens": true,
+            "pooling_mode_max_tokens": false,
+            "pooling_mode_mean_sqrt_len_tokens": false,
+        }),
+    )?;
+    std::fs::create_dir_all(dir.join("2_Normalize")).context("creating 2_Normalize")?;
+    write(
+        "clirlab_export.json",
+        json!({
+            "source": source.to_string_lossy(),
+            "clirlab_version": env!("CARGO_PKG_VERSION"),
+            "note": "mean pooling over the attention mask, then L2 normalisation; prefix queries with \
+                     'query: ' and documents with 'passage: '",
+        }),
+    )?;
+    let files = [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+        "clirlab_export.json",
+    ];
+    let staged = staging.keep();
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("setting the mode of {}", staged.display()))?;
+    std::fs::rename(&staged, out).with_context(|| format!("renaming the export into place: {}", out.display()))?;
+    Ok(Exported {
+        files: files.iter().map(|f| f.to_string()).collect(),
+    })
+}
