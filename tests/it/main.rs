@@ -13,6 +13,7 @@ mod parsing;
 mod quickstart;
 mod report;
 mod sakai_reference;
+mod spec;
 mod speed;
 mod submit;
 mod sweeps;
