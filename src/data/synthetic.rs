@@ -28,12 +28,19 @@ pub const TASK: &str = "related";
 pub struct SyntheticConfig {
     /// Seed of the data itself (independent of a cell's training seed).
     pub seed: u64,
+    /// Topics (each a vocabulary of its own).
     pub topics: usize,
+    /// Sub-topics per topic (documents of one sub-topic are relevance 1 to each other's queries).
     pub subtopics_per_topic: usize,
+    /// Documents per topic, over all splits.
     pub docs_per_topic: usize,
+    /// Topic words per topic.
     pub words_per_topic: usize,
+    /// Words shared by every topic.
     pub general_words: usize,
+    /// Words per document.
     pub doc_len: usize,
+    /// Words per query.
     pub query_len: usize,
     /// Share of training documents that have cross-lingual pairs and bitext.
     pub parallel_share: f64,

@@ -44,13 +44,13 @@ fn a_bad_value_from_set_names_the_flag() {
 #[test]
 fn a_bad_value_from_the_environment_names_the_variable() {
     let out = command(&["plan", "experiments/quickstart.yaml"])
-        .env("CLIRLAB_TRAIN__LR", ".nan")
+        .env("CLIRLAB_TRAIN__LR", "-1")
         .output()
         .unwrap();
     let err = text(&out);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("environment variable CLIRLAB_TRAIN__LR: key `train.lr`: expected > 0, found NaN"),
+        err.contains("environment variable CLIRLAB_TRAIN__LR: key `train.lr`: expected > 0, found -1"),
         "{err}"
     );
     assert!(!err.contains("quickstart.yaml: key"), "blamed on the file: {err}");

@@ -14,9 +14,12 @@
 //! describes the same preparation and every file still has its recorded hash; otherwise it is
 //! rebuilt.
 
+/// The Bible data sets.
 pub mod bible;
+/// Downloads of registry packages into the cache.
 pub mod fetch;
 mod progress;
+/// The UDHR data set.
 pub mod udhr;
 
 use crate::data::format::{self, Card, Dataset, FORMAT_VERSION};
@@ -52,7 +55,9 @@ pub struct PrepareRequest {
 /// A prepared data set on disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedDataset {
+    /// Its folder.
     pub root: PathBuf,
+    /// Its card.
     pub card: Card,
 }
 
