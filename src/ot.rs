@@ -14,17 +14,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The settings of one Sinkhorn solve.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SinkhornSettings {
+    /// Entropic regularisation ε.
     pub epsilon: f64,
+    /// Most iterations.
     pub max_iter: usize,
+    /// Stop when every row marginal is within `tol` of 1/n.
     pub tol: f64,
 }
 
+/// How the gradient of ⟨P, C⟩ treats the plan P (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanGradient {
+    /// P is a constant: ∂⟨P, C⟩/∂C = P.
     Detached,
+    /// Differentiate through every Sinkhorn iteration that ran.
     #[default]
     Unrolled,
 }
@@ -34,9 +41,11 @@ pub enum PlanGradient {
 pub struct Transport {
     /// ⟨P, C⟩
     pub cost: f64,
+    /// The transport plan P, row-major like C.
     pub plan: Vec<f64>,
     /// ∂⟨P, C⟩/∂C, row-major like C.
     pub grad: Vec<f64>,
+    /// Sinkhorn iterations run.
     pub iterations: usize,
     /// Largest |row sum − 1/n| of the final plan.
     pub marginal_error: f64,

@@ -11,17 +11,42 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// p(t) = value
-    Constant { value: f64 },
+    Constant {
+        /// The share at every step.
+        value: f64,
+    },
     /// p(t) = start + (end − start)·t
-    Linear { start: f64, end: f64 },
+    Linear {
+        /// p(0).
+        start: f64,
+        /// p(1).
+        end: f64,
+    },
     /// p(t) = values[i] where i = number of milestones ≤ t (milestones strictly increasing in
     /// (0, 1), one more value than milestones).
-    Step { milestones: Vec<f64>, values: Vec<f64> },
+    Step {
+        /// Progress points where the share changes.
+        milestones: Vec<f64>,
+        /// The share before the first milestone, then after each.
+        values: Vec<f64>,
+    },
     /// p(t) = start + (end − start)·(e^{rate·t} − 1)/(e^{rate} − 1); rate > 0 starts slowly
     /// and accelerates, rate < 0 rises quickly then saturates, rate → 0 is linear.
-    Exponential { start: f64, end: f64, rate: f64 },
+    Exponential {
+        /// p(0).
+        start: f64,
+        /// p(1).
+        end: f64,
+        /// The curvature.
+        rate: f64,
+    },
     /// p(t) = start + (end − start)·(1 − cos(πt))/2
-    Cosine { start: f64, end: f64 },
+    Cosine {
+        /// p(0).
+        start: f64,
+        /// p(1).
+        end: f64,
+    },
 }
 
 impl Schedule {

@@ -10,7 +10,9 @@ use tokenizers::normalizers::{Lowercase, NFKC, Sequence};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::{AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Tokenizer};
 
+/// The padding token (mask 0).
 pub const PAD: &str = "[PAD]";
+/// The token of words the vocabulary cannot spell.
 pub const UNK: &str = "[UNK]";
 
 /// A trained tokenizer plus the padding id.
@@ -22,9 +24,13 @@ pub struct TextEncoder {
 /// Token ids of several texts, padded to the longest, row-major, with a 0/1 mask.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBatch {
+    /// Token ids, `rows × len`, row-major; padding is the [`PAD`] id.
     pub ids: Vec<usize>,
+    /// 1 for a token, 0 for padding, like `ids`.
     pub mask: Vec<f32>,
+    /// Texts in the batch.
     pub rows: usize,
+    /// Tokens per row (the longest text's, after truncation).
     pub len: usize,
 }
 
@@ -64,6 +70,7 @@ impl TextEncoder {
         Self::from_tokenizer(tokenizer)
     }
 
+    /// Reads a tokenizer saved by [`TextEncoder::save`] (`tokenizer.json`).
     pub fn load(path: &Path) -> Result<Self> {
         let tokenizer = Tokenizer::from_file(path)
             .map_err(anyhow::Error::msg)
@@ -76,6 +83,7 @@ impl TextEncoder {
         Ok(Self { tokenizer, pad_id })
     }
 
+    /// Writes the tokenizer as JSON, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         crate::util::fs::write_atomic(path, self.to_json()?.as_bytes())
     }
@@ -85,6 +93,7 @@ impl TextEncoder {
         self.tokenizer.to_string(false).map_err(anyhow::Error::msg)
     }
 
+    /// Tokens in the vocabulary, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
     }

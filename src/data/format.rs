@@ -55,10 +55,13 @@ pub const CARD_FILE: &str = "card.json";
 pub struct Source {
     /// `pypi` or `npm`.
     pub registry: String,
+    /// The package name.
     pub package: String,
+    /// The package version.
     pub version: String,
     /// sha256 of the downloaded package file (wheel or tarball).
     pub sha256: String,
+    /// The licence of the text, in words.
     pub licence_note: String,
 }
 
@@ -66,44 +69,61 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Card {
+    /// The data set's name (its folder under the data directory).
     pub name: String,
+    /// Whether the set is generated (the synthetic quickstart data).
     pub synthetic: bool,
     /// True when the set has no training pairs and is meant for zero-shot evaluation only.
     pub zero_shot: bool,
+    /// What the set is, in a few sentences.
     pub description: String,
+    /// The packages its text came from.
     pub sources: Vec<Source>,
     /// Query (low-resource) languages.
     pub languages: Vec<String>,
     /// Language of the documents and of the English side of the pairs.
     pub pivot: String,
+    /// The evaluation tasks (qrels) it has.
     pub tasks: Vec<String>,
     /// What each split is made of (book numbers for the Bibles, article numbers for UDHR).
     pub splits: BTreeMap<String, Vec<String>>,
     /// Record counts; see the module docs for which keys are checked against the files.
     pub counts: BTreeMap<String, u64>,
+    /// Version of this data format.
     pub format_version: u32,
     /// sha256 of every data file, keyed by its path relative to the dataset root.
     /// [`Dataset::save`] recomputes it from what it wrote.
     pub files: BTreeMap<String, String>,
 }
 
+/// A document or a query: an id and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Doc {
+    /// Unique within its file.
     pub id: String,
+    /// The text.
     pub text: String,
 }
 
+/// A training pair: a query and its positive passage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair {
+    /// Unique within its file.
     pub id: String,
+    /// The query side.
     pub query: String,
+    /// The passage side (for bitext: the English translation).
     pub passage: String,
 }
 
+/// A relevance judgment (one qrels line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgment {
+    /// The query.
     pub query_id: String,
+    /// The document.
     pub doc_id: String,
+    /// Graded relevance (0: not relevant).
     pub relevance: i32,
 }
 
@@ -135,8 +155,10 @@ impl std::fmt::Display for Split {
     }
 }
 
+/// A data set in memory: its card, corpus, queries, judgments and training pairs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
+    /// The data set's card.
     pub card: Card,
     /// Documents by split.
     pub corpus: BTreeMap<String, Vec<Doc>>,

@@ -1,9 +1,13 @@
 //! Data sets: the `data` section of an experiment (`config`), the on-disk and in-memory format (`format`), preparation of real data from
 //! registry packages (`prepare`), and the built-in synthetic set (`synthetic`).
 
+/// The `data` section of an experiment.
 pub mod config;
+/// The data format on disk and in memory.
 pub mod format;
+/// Preparation of real data sets from registry packages.
 pub mod prepare;
+/// The built-in synthetic data set.
 pub mod synthetic;
 
 use anyhow::{Context, Result, bail};

@@ -28,12 +28,19 @@ pub const TASK: &str = "related";
 pub struct SyntheticConfig {
     /// Seed of the data itself (independent of a cell's training seed).
     pub seed: u64,
+    /// Topics (each a vocabulary of its own).
     pub topics: usize,
+    /// Sub-topics per topic (documents of one sub-topic are relevance 1 to each other's queries).
     pub subtopics_per_topic: usize,
+    /// Documents per topic, over all splits.
     pub docs_per_topic: usize,
+    /// Topic words per topic.
     pub words_per_topic: usize,
+    /// Words shared by every topic.
     pub general_words: usize,
+    /// Words per document.
     pub doc_len: usize,
+    /// Words per query.
     pub query_len: usize,
     /// Share of training documents that have cross-lingual pairs and bitext.
     pub parallel_share: f64,
@@ -58,8 +65,74 @@ impl Default for SyntheticConfig {
     }
 }
 
+/// A synthetic-data setting that cannot generate a usable data set; the key is one of
+/// [`SyntheticConfig`]'s fields.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SyntheticConfigError {
+    /// A count below its minimum.
+    #[error("`{key}` must be at least {min}{why}, found {found}")]
+    TooSmall {
+        /// The field.
+        key: &'static str,
+        /// The least value that works.
+        min: usize,
+        /// Why the minimum is what it is (empty, or a parenthesis with a leading space).
+        why: &'static str,
+        /// The value given.
+        found: usize,
+    },
+    /// Fewer words per topic than sub-topics (each sub-topic needs a word of its own).
+    #[error("`words_per_topic` must be at least `subtopics_per_topic`, found {words} < {subtopics}")]
+    FewerWordsThanSubtopics {
+        /// `words_per_topic`.
+        words: usize,
+        /// `subtopics_per_topic`.
+        subtopics: usize,
+    },
+    /// A probability outside [0, 1].
+    #[error("`{key}` must lie in [0, 1], found {found}")]
+    NotAProbability {
+        /// The field.
+        key: &'static str,
+        /// The value given.
+        found: f64,
+    },
+}
+
+impl SyntheticConfigError {
+    /// The offending field of [`SyntheticConfig`].
+    pub fn key(&self) -> &'static str {
+        match self {
+            SyntheticConfigError::TooSmall { key, .. } | SyntheticConfigError::NotAProbability { key, .. } => key,
+            SyntheticConfigError::FewerWordsThanSubtopics { .. } => "words_per_topic",
+        }
+    }
+
+    /// What the field expects.
+    pub fn expected(&self) -> String {
+        match self {
+            SyntheticConfigError::TooSmall { min, why, .. } => format!("at least {min}{why}"),
+            SyntheticConfigError::FewerWordsThanSubtopics { subtopics, .. } => {
+                format!("at least `subtopics_per_topic` ({subtopics})")
+            }
+            SyntheticConfigError::NotAProbability { .. } => "a value in [0, 1]".into(),
+        }
+    }
+
+    /// What was found.
+    pub fn found(&self) -> Option<String> {
+        Some(match self {
+            SyntheticConfigError::TooSmall { found, .. } => found.to_string(),
+            SyntheticConfigError::FewerWordsThanSubtopics { words, .. } => words.to_string(),
+            SyntheticConfigError::NotAProbability { found, .. } => found.to_string(),
+        })
+    }
+}
+
 impl SyntheticConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that the settings can generate a data set with train, validation and test
+    /// documents; the error names the field.
+    pub fn validate(&self) -> Result<(), SyntheticConfigError> {
         let positive = [
             ("topics", self.topics),
             ("subtopics_per_topic", self.subtopics_per_topic),
@@ -70,21 +143,31 @@ impl SyntheticConfig {
         ];
         for (key, v) in positive {
             if v == 0 {
-                return Err(format!("`{key}` must be at least 1"));
+                return Err(SyntheticConfigError::TooSmall {
+                    key,
+                    min: 1,
+                    why: "",
+                    found: v,
+                });
             }
         }
         if self.docs_per_topic < 4 {
-            return Err(format!(
-                "`docs_per_topic` must be at least 4 (train, validation and test need documents), found {}",
-                self.docs_per_topic
-            ));
+            return Err(SyntheticConfigError::TooSmall {
+                key: "docs_per_topic",
+                min: 4,
+                why: " (train, validation and test need documents)",
+                found: self.docs_per_topic,
+            });
         }
         if self.words_per_topic < self.subtopics_per_topic {
-            return Err("`words_per_topic` must be at least `subtopics_per_topic`".into());
+            return Err(SyntheticConfigError::FewerWordsThanSubtopics {
+                words: self.words_per_topic,
+                subtopics: self.subtopics_per_topic,
+            });
         }
         for (key, v) in [("parallel_share", self.parallel_share), ("noise", self.noise)] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(format!("`{key}` must lie in [0, 1], found {v}"));
+                return Err(SyntheticConfigError::NotAProbability { key, found: v });
             }
         }
         Ok(())
@@ -471,11 +554,11 @@ mod tests {
             docs_per_topic: 2,
             ..Default::default()
         };
-        assert!(cfg.validate().unwrap_err().contains("docs_per_topic"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("docs_per_topic"));
         let cfg = SyntheticConfig {
             noise: 1.5,
             ..Default::default()
         };
-        assert!(cfg.validate().unwrap_err().contains("noise"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("noise"));
     }
 }

@@ -54,6 +54,33 @@ pub fn axis_keys(exp: &Experiment) -> Vec<String> {
     keys.into_iter().collect()
 }
 
+/// A grid whose axes cannot be combined; each names the key path of the offending entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GridError {
+    /// A key varied by two axes (or zipped groups).
+    #[error("key `{key}`: the key is already an axis")]
+    AlreadyAnAxis {
+        /// The key path of the second entry that varies it.
+        key: String,
+    },
+    /// A zipped group whose lists differ in length (or are empty).
+    #[error("key `{key}`: every list of a zipped group must have the same, non-zero length, found lengths {lengths:?}")]
+    ZippedLengths {
+        /// The key path of the group.
+        key: String,
+        /// The lengths of its lists.
+        lengths: Vec<usize>,
+    },
+    /// A `when` test `in`/`not_in` whose argument is not a list.
+    #[error("`{op}` expects a list of values, found {found}")]
+    NotAList {
+        /// The test (`in` or `not_in`).
+        op: String,
+        /// The argument as written.
+        found: Value,
+    },
+}
+
 /// One dimension per axis and per zipped group; each alternative is a set of (key → value).
 /// `taken` collects the keys so far, so a key varied twice is an error that names it.
 fn dimensions(
@@ -61,11 +88,13 @@ fn dimensions(
     ablations: &BTreeMap<String, Vec<Value>>,
     zipped: &[BTreeMap<String, Vec<Value>>],
     taken: &mut BTreeSet<String>,
-) -> std::result::Result<Vec<Vec<Point>>, String> {
+) -> std::result::Result<Vec<Vec<Point>>, GridError> {
     let mut dims = Vec::new();
     for (axis, values) in ablations {
         if !taken.insert(axis.clone()) {
-            return Err(format!("key `{at}ablations.{axis}`: the key is already an axis"));
+            return Err(GridError::AlreadyAnAxis {
+                key: format!("{at}ablations.{axis}"),
+            });
         }
         dims.push(
             values
@@ -77,13 +106,16 @@ fn dimensions(
     for (g, group) in zipped.iter().enumerate() {
         let lengths: BTreeSet<usize> = group.values().map(Vec::len).collect();
         if lengths.len() != 1 || lengths.contains(&0) {
-            return Err(format!(
-                "key `{at}zipped[{g}]`: every list of a zipped group must have the same, non-zero length"
-            ));
+            return Err(GridError::ZippedLengths {
+                key: format!("{at}zipped[{g}]"),
+                lengths: group.values().map(Vec::len).collect(),
+            });
         }
         for key in group.keys() {
             if !taken.insert(key.clone()) {
-                return Err(format!("key `{at}zipped[{g}].{key}`: the key is already an axis"));
+                return Err(GridError::AlreadyAnAxis {
+                    key: format!("{at}zipped[{g}].{key}"),
+                });
             }
         }
         let n = *lengths.first().expect("one length");
@@ -128,7 +160,7 @@ enum Test {
 }
 
 impl Test {
-    fn parse(v: &Value) -> std::result::Result<Test, String> {
+    fn parse(v: &Value) -> std::result::Result<Test, GridError> {
         let Value::Object(map) = v else {
             return Ok(Test::Is(v.clone()));
         };
@@ -136,9 +168,10 @@ impl Test {
             return Ok(Test::Is(v.clone()));
         };
         let list = |arg: &Value| {
-            arg.as_array()
-                .cloned()
-                .ok_or_else(|| format!("`{op}` expects a list of values, found {arg}"))
+            arg.as_array().cloned().ok_or_else(|| GridError::NotAList {
+                op: op.to_string(),
+                found: arg.clone(),
+            })
         };
         match op.as_str() {
             "not" => Ok(Test::Not(arg.clone())),
@@ -186,7 +219,7 @@ impl Lookup<'_> {
 /// matches, plus the `include` points. `layers` are the shared top level and the sub-grid.
 fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Lookup) -> Result<Vec<(Point, String)>> {
     let file = lookup.loaded.source.display();
-    let fail = |msg: String| anyhow::anyhow!("{file}: {msg}");
+    let fail = |e: GridError| anyhow::anyhow!("{file}: {e}");
     let origin = match name {
         Some(name) => format!("grid `{name}`: product of the axes"),
         None => "product of the axes".to_string(),
@@ -209,7 +242,7 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
             taken.extend(block_keys.iter().cloned());
             let mut tests = Vec::new();
             for (key, test) in &block.when {
-                let test = Test::parse(test).map_err(|e| fail(format!("key `{at}.when.{key}`: {e}")))?;
+                let test = Test::parse(test).map_err(|e| anyhow::anyhow!("{file}: key `{at}.when.{key}`: {e}"))?;
                 if lookup.value(&Point::new(), key)?.is_none() && !taken.contains(key) && !key.starts_with("schedule.")
                 {
                     bail!("{file}: key `{at}.when.{key}`: unknown key");
@@ -414,9 +447,10 @@ fn grid_cells(
             serde_json::from_value(full)
                 .map_err(|e| anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)))?
         };
-        checked
-            .validate()
-            .map_err(|p| anyhow::anyhow!("{file}: variant {}: {}", variant_slug(assignment), p.join("; ")))?;
+        checked.validate().map_err(|e| {
+            let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{file}: variant {}: {}", variant_slug(assignment), problems.join("; "))
+        })?;
         let variant_config = (
             &checked.data,
             &schedule,

@@ -6,7 +6,7 @@
 pub mod expand;
 pub mod ids;
 
-pub use expand::{axis_keys, baseline_variant, expand};
+pub use expand::{GridError, axis_keys, baseline_variant, expand};
 pub use ids::content_hash;
 
 use crate::model::DeviceSpec;

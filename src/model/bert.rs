@@ -67,13 +67,17 @@ impl FineTune {
 /// lower layers stores.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerStates<'a> {
+    /// Number of layers applied so far (0: the embedding output).
     pub after_layer: usize,
+    /// The states: rows × len × `state_dim()` values.
     pub states: &'a [f32],
 }
 
 /// A BERT encoder: [`TrainableEncoder`] plus the layer-level hooks.
 pub trait BertEncoder: TrainableEncoder {
+    /// Number of encoder layers.
     fn num_layers(&self) -> usize;
+    /// Which parts of the model train.
     fn fine_tune(&self) -> FineTune;
     /// Trainable parameters under the current [`FineTune`].
     fn num_trainable_params(&self) -> usize;

@@ -22,20 +22,42 @@ pub enum DeviceSpec {
     Cuda(usize),
 }
 
+/// Why a device cannot be named or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// A `device` value that is none of the known spellings.
+    #[error("expected auto, cpu, cuda or cuda:N, found {0:?}")]
+    Unknown(String),
+    /// A CUDA device asked of a build without the `cuda` feature.
+    #[error("{0}: {WITHOUT_CUDA}")]
+    WithoutCuda(DeviceSpec),
+    /// A CUDA device that does not open.
+    #[error("{spec}: the device does not open ({why}); CUDA_VISIBLE_DEVICES={visible:?}")]
+    DoesNotOpen {
+        /// The device asked for.
+        spec: DeviceSpec,
+        /// The driver's (or cudarc's) message.
+        why: String,
+        /// `CUDA_VISIBLE_DEVICES` as set.
+        visible: String,
+    },
+}
+
 /// The device a cell actually runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolvedDevice {
     /// The CPU.
     Cpu,
+    /// CUDA device N.
     #[cfg(feature = "cuda")]
     Cuda(usize),
 }
 
 impl FromStr for DeviceSpec {
-    type Err = String;
+    type Err = DeviceError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let expected = || format!("expected auto, cpu, cuda or cuda:N, found {s:?}");
+    fn from_str(s: &str) -> Result<Self, DeviceError> {
+        let expected = || DeviceError::Unknown(s.to_string());
         match s {
             "auto" => Ok(DeviceSpec::Auto),
             "cpu" => Ok(DeviceSpec::Cpu),
@@ -50,9 +72,9 @@ impl FromStr for DeviceSpec {
 }
 
 impl TryFrom<String> for DeviceSpec {
-    type Error = String;
+    type Error = DeviceError;
 
-    fn try_from(s: String) -> Result<Self, String> {
+    fn try_from(s: String) -> Result<Self, DeviceError> {
         s.parse()
     }
 }
@@ -91,9 +113,9 @@ impl DeviceSpec {
 
     /// Whether this build can use the device at all (checked when an experiment loads, so a
     /// CUDA request to a CPU build fails before any cell runs).
-    pub fn check_build(self) -> Result<(), String> {
+    pub fn check_build(self) -> Result<(), DeviceError> {
         match self {
-            DeviceSpec::Cuda(_) if cfg!(not(feature = "cuda")) => Err(format!("{self}: {WITHOUT_CUDA}")),
+            DeviceSpec::Cuda(_) if cfg!(not(feature = "cuda")) => Err(DeviceError::WithoutCuda(self)),
             _ => Ok(()),
         }
     }
@@ -103,9 +125,7 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => Ok(ResolvedDevice::Cpu),
             DeviceSpec::Auto => Ok(cuda_device(0).unwrap_or(ResolvedDevice::Cpu)),
-            DeviceSpec::Cuda(ordinal) => {
-                cuda_device(ordinal).map_err(|why| anyhow::anyhow!("key `device`: {self}: {why}"))
-            }
+            DeviceSpec::Cuda(ordinal) => cuda_device(ordinal).map_err(|why| anyhow::anyhow!("key `device`: {why}")),
         }
     }
 }
@@ -113,10 +133,10 @@ impl DeviceSpec {
 /// CUDA device `ordinal`, if it opens (a context is created and dropped). Probed once per
 /// process and ordinal.
 #[cfg(feature = "cuda")]
-fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, String> {
+fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, DeviceError> {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
-    static PROBED: Mutex<BTreeMap<usize, Result<ResolvedDevice, String>>> = Mutex::new(BTreeMap::new());
+    static PROBED: Mutex<BTreeMap<usize, Result<ResolvedDevice, DeviceError>>> = Mutex::new(BTreeMap::new());
     let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
     probed.entry(ordinal).or_insert_with(|| probe(ordinal)).clone()
 }
@@ -124,7 +144,7 @@ fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, String> {
 /// cudarc panics (rather than erring) when the driver has no device or the ordinal is out of
 /// range, so the probe catches the panic, with the panic message silenced.
 #[cfg(feature = "cuda")]
-fn probe(ordinal: usize) -> Result<ResolvedDevice, String> {
+fn probe(ordinal: usize) -> Result<ResolvedDevice, DeviceError> {
     let visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -139,17 +159,19 @@ fn probe(ordinal: usize) -> Result<ResolvedDevice, String> {
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "the CUDA driver failed".into()),
     };
-    Err(format!(
-        "the device does not open ({why}); CUDA_VISIBLE_DEVICES={visible:?}"
-    ))
+    Err(DeviceError::DoesNotOpen {
+        spec: DeviceSpec::Cuda(ordinal),
+        why,
+        visible,
+    })
 }
 
 const WITHOUT_CUDA: &str =
     "this clirlab was built without CUDA; build it with scripts/build-cuda.sh (cargo's `cuda` feature)";
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device(_ordinal: usize) -> Result<ResolvedDevice, String> {
-    Err(WITHOUT_CUDA.into())
+fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, DeviceError> {
+    Err(DeviceError::WithoutCuda(DeviceSpec::Cuda(ordinal)))
 }
 
 #[cfg(test)]
@@ -172,6 +194,7 @@ mod tests {
             assert!(
                 bad.parse::<DeviceSpec>()
                     .unwrap_err()
+                    .to_string()
                     .contains("expected auto, cpu, cuda or cuda:N")
             );
         }

@@ -3,6 +3,10 @@
 //!
 //! dfdx fixes tensor sizes at compile time, so model sizes are named presets; everything
 //! outside this module sees an encoder only through [`TrainableEncoder`].
+//!
+//! It owns the presets and their architectures, the loss (InfoNCE + λ·OT through
+//! [`crate::ot`]), gradient clipping and the optimizer update, the weight files of a
+//! checkpoint, and the device a cell trains on ([`DeviceSpec`]).
 
 use crate::ot::{self, PlanGradient, SinkhornSettings};
 use crate::tokenizer::TokenBatch;
@@ -16,7 +20,7 @@ use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub use device::{DeviceSpec, ResolvedDevice};
+pub use device::{DeviceError, DeviceSpec, ResolvedDevice};
 pub use me5_shape::build_me5_shape;
 
 pub mod bert;
@@ -97,21 +101,27 @@ impl Preset {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
+    /// Adam with L2 weight decay in the gradient.
     Adam,
     /// Adam with decoupled weight decay.
     #[default]
     Adamw,
 }
 
+/// The optimizer of one update: its kind, learning rate and weight decay.
 #[derive(Debug, Clone, Copy)]
 pub struct OptimizerSettings {
+    /// Adam or AdamW.
     pub kind: OptimizerKind,
+    /// Learning rate of the step.
     pub lr: f64,
+    /// Weight decay.
     pub weight_decay: f64,
 }
 
 /// An encoder that embeds texts (already tokenized) into L2-normalised vectors.
 pub trait Embedder {
+    /// Dimension of the embeddings.
     fn dim(&self) -> usize;
     /// One row of `dim()` values per text of the batch.
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>>;
@@ -135,12 +145,17 @@ pub struct OtTerm<'a> {
     pub student: &'a TokenBatch,
     /// Teacher token states of the English sides: rows × `teacher_len` × `state_dim()`.
     pub teacher_states: &'a [f32],
+    /// 1 for a teacher token, 0 for padding: rows × `teacher_len`.
     pub teacher_mask: &'a [f32],
+    /// Tokens per row of the teacher states.
     pub teacher_len: usize,
     /// λ: the OT term's weight at this step.
     pub weight: f64,
+    /// The settings of the Sinkhorn solve.
     pub sinkhorn: SinkhornSettings,
+    /// The token-to-token cost.
     pub cost: CostKind,
+    /// How the gradient treats the transport plan.
     pub gradient: PlanGradient,
 }
 
@@ -148,7 +163,9 @@ pub struct OtTerm<'a> {
 pub struct StepInput<'a> {
     /// Queries then their positive passages (rows i and i + n/2 match).
     pub batch: &'a TokenBatch,
+    /// InfoNCE temperature.
     pub temperature: f64,
+    /// The OT distillation term, when it is on.
     pub ot: Option<OtTerm<'a>>,
     /// Global gradient-norm clipping threshold.
     pub clip_norm: Option<f64>,
@@ -159,6 +176,7 @@ pub struct StepInput<'a> {
 pub struct StepLoss {
     /// InfoNCE + λ·OT
     pub total: f64,
+    /// The InfoNCE loss.
     pub info_nce: f64,
     /// Mean ⟨P, C⟩ over the bitext pairs, when the OT term is on.
     pub ot: Option<f64>,
@@ -170,11 +188,15 @@ pub struct StepLoss {
 pub trait TrainableEncoder: Embedder {
     /// One optimizer step; a non-finite loss skips the update and is returned as it is.
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss>;
+    /// Sets the learning rate of the following steps (the schedule's value at this step).
     fn set_learning_rate(&mut self, lr: f64);
     /// Token-level states (before pooling), rows × len × `state_dim()`, for OT distillation.
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>>;
+    /// Dimension of the token states.
     fn state_dim(&self) -> usize;
+    /// Writes the weights to `path` (safetensors).
     fn save(&self, path: &Path) -> Result<()>;
+    /// Reads weights written by [`TrainableEncoder::save`] for the same preset.
     fn load(&mut self, path: &Path) -> Result<()>;
 }
 

@@ -14,6 +14,7 @@
 
 mod html;
 mod latex;
+/// The report's content, computed from the records.
 pub mod model;
 mod plots;
 mod text;

@@ -30,19 +30,25 @@ pub const PAIRWISE_MAX_SYSTEMS: usize = 20;
 
 /// One results folder.
 pub struct Folder {
+    /// The folder.
     pub dir: PathBuf,
     /// What its systems' labels start with when two folders are compared; empty otherwise.
     pub prefix: String,
+    /// Its `sweep.json`.
     pub record: SweepRecord,
     /// Planned cells without a result, in plan order.
     pub missing: Vec<Missing>,
 }
 
+/// A planned cell without a result.
 pub struct Missing {
+    /// The cell id.
     pub id: String,
     /// Index into [`Report::variants`].
     pub variant: usize,
+    /// Its state in words (`pending`, `failed`, …).
     pub status: &'static str,
+    /// The error of a failed cell.
     pub error: Option<String>,
 }
 
@@ -50,11 +56,17 @@ pub struct Missing {
 pub struct Variant {
     /// Unique over the report (prefixed with the folder when two are compared).
     pub id: String,
+    /// The label shown in tables and plots.
     pub label: String,
+    /// Index into [`Report::folders`].
     pub folder: usize,
+    /// Its axis values (key path → value).
     pub assignment: BTreeMap<String, serde_json::Value>,
+    /// The name of its curriculum schedule.
     pub schedule_name: String,
+    /// Cells planned for it (one per seed).
     pub planned: usize,
+    /// Its finished cells, in seed order.
     pub cells: Vec<Cell>,
     /// (task, metric) → query id → one value per finished seed.
     values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>>,
@@ -64,6 +76,7 @@ pub struct Variant {
 
 /// A finished cell.
 pub struct Cell {
+    /// The cell's `result.json`.
     pub result: CellResult,
     /// (step, training loss) from `train_log.csv`.
     pub loss: Vec<(f64, f64)>,
@@ -71,13 +84,17 @@ pub struct Cell {
 
 /// A distinct curriculum schedule of the report.
 pub struct ScheduleCurve {
+    /// The label shown in tables and plots.
     pub label: String,
+    /// The schedule.
     pub schedule: Schedule,
 }
 
 /// Mean of one metric with its interval, and the test against the baseline.
 pub struct Stat {
+    /// Mean over the task's queries with its interval.
     pub ci: MeanCi,
+    /// The test against the baseline (none for the baseline itself, or without one).
     pub vs_baseline: Option<Comparison>,
 }
 
@@ -91,19 +108,27 @@ pub struct Row {
 
 /// One system on the queries of one language of a task.
 pub struct LangRow {
+    /// The language.
     pub lang: String,
+    /// Index into [`Report::variants`].
     pub variant: usize,
+    /// Queries of the language.
     pub queries: usize,
+    /// One per metric, in [`Report::metrics`] order.
     pub metrics: Vec<MeanCi>,
 }
 
+/// The results on one evaluation task (cross-lingual retrieval, or a prepared data set's task).
 pub struct Task {
+    /// The task's name.
     pub name: String,
     /// Queries every system of the task was scored on: all statistics use exactly these.
     pub queries: usize,
     /// Per folder: queries its systems were scored on that are not common to all systems.
     pub dropped: Vec<usize>,
+    /// One row per system that has results on the task.
     pub rows: Vec<Row>,
+    /// Per language and system.
     pub languages: Vec<LangRow>,
     /// Per metric (in [`Report::metrics`] order): every pair of rows (i < j) with
     /// `baseline` = row i and `system` = row j, corrected over all pairs; empty when the task has
@@ -141,16 +166,23 @@ impl Task {
     }
 }
 
+/// Everything a report shows, computed once from the results folders.
 pub struct Report {
+    /// Title of the report (the experiment's name or names).
     pub title: String,
+    /// The results folders reported on.
     pub folders: Vec<Folder>,
     /// Report names of the metrics ([`CellMetric::ALL`]).
     pub metrics: Vec<String>,
+    /// Every grid point of every folder.
     pub variants: Vec<Variant>,
     /// Index into `variants`.
     pub baseline: Option<usize>,
+    /// The options of the significance tests.
     pub options: CompareOptions,
+    /// The evaluation tasks, in order.
     pub tasks: Vec<Task>,
+    /// The distinct schedules of the variants.
     pub schedules: Vec<ScheduleCurve>,
 }
 
@@ -160,6 +192,7 @@ impl Report {
         self.folders.iter().any(|f| f.record.synthetic)
     }
 
+    /// The significance test in effect.
     pub fn test(&self) -> TestKind {
         self.options.test
     }

@@ -2,9 +2,9 @@
 //! environment variables (nested with `__`) < `--set key.path=value` flags; and loading named
 //! schedules from `schedules/`.
 
+use super::error::{ConfigError, ConfigSource, Problem, ProblemKind, from_figment};
 use super::schema::{Experiment, LoadedExperiment};
 use crate::schedule::Schedule;
-use anyhow::{Context, Result, bail};
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -21,90 +21,157 @@ pub const OPERATIONAL_ENV: &[&str] = &[
     "python",
 ];
 
-/// One `--set key.path=value` flag as a figment provider, so errors name it as their source.
-struct SetFlag(String, serde_yaml::Value);
+/// The prefix of the environment variables that set experiment keys.
+const ENV_PREFIX: &str = "CLIRLAB_";
+
+/// The name of the metadata of a [`SetFlag`] provider starts so.
+const SET_FLAG_NAME: &str = "--set ";
+
+/// One `--set key.path=value` flag as a figment provider, so errors name it as their source:
+/// the flag as written, its key path and its value.
+struct SetFlag {
+    flag: String,
+    key: String,
+    value: serde_yaml::Value,
+}
 
 impl Provider for SetFlag {
     fn metadata(&self) -> Metadata {
-        Metadata::named(format!("--set {}", self.0))
+        Metadata::named(format!("{SET_FLAG_NAME}{}", self.flag))
     }
     fn data(&self) -> std::result::Result<Map<Profile, Dict>, figment::Error> {
-        Serialized::default(&self.0, &self.1).data()
+        Serialized::default(&self.key, &self.value).data()
     }
+}
+
+/// A malformed `--set` flag: the flag names itself as the source.
+fn bad_flag(flag: &str, expected: &str, found: Option<String>) -> ConfigError {
+    Problem {
+        source: Some(ConfigSource::SetFlag(flag.to_string())),
+        key: String::new(),
+        kind: ProblemKind::Invalid,
+        expected: expected.to_string(),
+        found,
+    }
+    .into()
 }
 
 /// Parses `key.path=value`; the value is read as YAML, so `0.1`, `true`, `[1, 2]` are typed.
-pub fn parse_set_flag(flag: &str) -> Result<(String, serde_yaml::Value)> {
-    let (key, value) = flag
-        .split_once('=')
-        .with_context(|| format!("--set {flag}: expected key.path=value"))?;
+pub fn parse_set_flag(flag: &str) -> Result<(String, serde_yaml::Value), ConfigError> {
+    let Some((key, value)) = flag.split_once('=') else {
+        return Err(bad_flag(flag, "key.path=value", None));
+    };
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
-        bail!("--set {flag}: expected a dotted key path before `=`");
+        return Err(bad_flag(flag, "a dotted key path before `=`", Some(format!("{key:?}"))));
     }
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(value).with_context(|| format!("--set {flag}: the value is not valid YAML"))?;
+    let value: serde_yaml::Value = serde_yaml::from_str(value).map_err(|e| {
+        bad_flag(
+            flag,
+            "a YAML value after `=`",
+            Some(format!("{value:?} (the value is not valid YAML: {e})")),
+        )
+    })?;
     Ok((key.to_string(), value))
 }
 
-/// Turns figment's errors into lines that name source, key path and expectation.
-fn describe(err: figment::Error) -> anyhow::Error {
-    let lines: Vec<String> = err
-        .into_iter()
-        .map(|e| {
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| match &m.source {
-                    Some(figment::Source::File(p)) => p.display().to_string(),
-                    _ => m.name.to_string(),
-                })
-                .unwrap_or_else(|| "configuration".into());
-            let path = e.path.join(".");
-            if path.is_empty() {
-                format!("{source}: {}", e.kind)
-            } else {
-                format!("{source}: key `{path}`: {}", e.kind)
-            }
+/// The `CLIRLAB_*` variable that sets `key` (figment lowercases the names and splits them at
+/// `__`), if one does.
+fn env_variable(key: &str) -> Option<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .find(|name| {
+            name.strip_prefix(ENV_PREFIX)
+                .is_some_and(|rest| rest.to_lowercase().split("__").collect::<Vec<_>>().join(".") == key)
         })
-        .collect();
-    anyhow::anyhow!(lines.join("\n"))
 }
 
-/// Loads an experiment file with all layers applied and validates it.
-pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment> {
-    if !path.is_file() {
-        bail!("{}: experiment file not found", path.display());
+/// The source a provider's metadata names for a value at `key`; a value of the built-in
+/// defaults (or of no known provider) is blamed on the experiment file, which could have set it.
+fn source_of(metadata: Option<&Metadata>, key: &str, file: &Path) -> ConfigSource {
+    let Some(m) = metadata else {
+        return ConfigSource::File(file.to_path_buf());
+    };
+    if let Some(figment::Source::File(p)) = &m.source {
+        return ConfigSource::File(p.clone());
     }
-    let flags = sets.iter().map(|s| parse_set_flag(s)).collect::<Result<Vec<_>>>()?;
+    if let Some(flag) = m.name.strip_prefix(SET_FLAG_NAME) {
+        return ConfigSource::SetFlag(flag.to_string());
+    }
+    if m.name.contains("environment variable") {
+        // The error may point at a key inside the variable's value, so try the parents too.
+        let parts: Vec<&str> = key.split('.').collect();
+        let found = (1..=parts.len())
+            .rev()
+            .find_map(|n| env_variable(&parts[..n].join(".")));
+        return ConfigSource::Env(
+            found.unwrap_or_else(|| format!("{ENV_PREFIX}{}", key.to_uppercase().replace('.', "__"))),
+        );
+    }
+    ConfigSource::File(file.to_path_buf())
+}
+
+/// The provider that set `key` (or, when `key` is not a value of its own, its nearest parent).
+fn metadata_for<'a>(figment: &'a Figment, key: &str) -> Option<&'a Metadata> {
+    let parts: Vec<&str> = key.split('.').collect();
+    (1..=parts.len())
+        .rev()
+        .find_map(|n| figment.find_metadata(&parts[..n].join(".")))
+}
+
+/// Turns figment's errors into problems that name source, key path, expectation and finding.
+fn describe(err: figment::Error, file: &Path) -> ConfigError {
+    ConfigError::Invalid(
+        err.into_iter()
+            .map(|e| {
+                let path = e.path.join(".");
+                from_figment(&e, source_of(e.metadata.as_ref(), &path, file))
+            })
+            .collect(),
+    )
+}
+
+/// Loads an experiment file with all layers applied and validates it. Every problem names
+/// the source of the offending value: the file, the `CLIRLAB_*` variable or the `--set` flag.
+pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::NotFound(path.to_path_buf()));
+    }
+    let flags = sets
+        .iter()
+        .map(|s| parse_set_flag(s).map(|(key, value)| (s.clone(), key, value)))
+        .collect::<Result<Vec<_>, _>>()?;
     // The default schedule stays out of the defaults layer: figment merges maps key by key,
     // and its keys would leak into an inline schedule of another kind.
-    let mut defaults = serde_json::to_value(Experiment::default())?;
+    let mut defaults = serde_json::to_value(Experiment::default()).expect("the defaults serialize");
     defaults
         .as_object_mut()
         .expect("a struct serializes to a map")
         .remove("schedule");
     let mut figment = Figment::from(Serialized::defaults(defaults))
         .merge(Yaml::file_exact(path))
-        .merge(Env::prefixed("CLIRLAB_").split("__").ignore(OPERATIONAL_ENV));
-    for (key, value) in flags {
-        figment = figment.merge(SetFlag(key, value));
+        .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(OPERATIONAL_ENV));
+    for (flag, key, value) in flags {
+        figment = figment.merge(SetFlag { flag, key, value });
     }
-    let mut experiment: Experiment = figment.extract().map_err(describe)?;
+    let mut experiment: Experiment = figment.extract().map_err(|e| describe(e, path))?;
     if experiment.name.is_empty() {
         experiment.name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
     }
-    experiment.validate().map_err(|problems| {
-        anyhow::anyhow!(
+    experiment.validate().map_err(|err| match err {
+        ConfigError::Invalid(problems) => ConfigError::Invalid(
             problems
-                .iter()
-                .map(|p| format!("{}: {p}", path.display()))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
+                .into_iter()
+                .map(|mut p| {
+                    p.source = Some(source_of(metadata_for(&figment, &p.key), &p.key, path));
+                    p
+                })
+                .collect(),
+        ),
+        other => other,
     })?;
     Ok(LoadedExperiment {
         experiment,
@@ -126,30 +193,34 @@ pub fn schedule_dirs(experiment_file: &Path) -> Vec<PathBuf> {
 }
 
 /// Loads a schedule from a file path, or by name from the first of `dirs` that has it.
-pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule> {
+pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule, ConfigError> {
     let direct = Path::new(name_or_path);
     let path = if direct.is_file() {
         direct.to_path_buf()
     } else {
         let file = format!("{name_or_path}.yaml");
-        dirs.iter()
-            .map(|d| d.join(&file))
-            .find(|p| p.is_file())
-            .with_context(|| {
-                format!(
-                    "schedule `{name_or_path}` not found: looked for {}",
-                    dirs.iter()
-                        .map(|d| d.join(&file).display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?
+        let looked: Vec<PathBuf> = dirs.iter().map(|d| d.join(&file)).collect();
+        match looked.iter().find(|p| p.is_file()) {
+            Some(p) => p.clone(),
+            None => {
+                return Err(ConfigError::ScheduleNotFound {
+                    name: name_or_path.to_string(),
+                    looked,
+                });
+            }
+        }
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let schedule: Schedule = serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    schedule
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let in_file = |message: String| -> ConfigError {
+        let mut p = Problem::other("", message);
+        p.source = Some(ConfigSource::File(path.clone()));
+        p.into()
+    };
+    let schedule: Schedule = serde_yaml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
+    schedule.validate().map_err(|e| in_file(e.to_string()))?;
     Ok(schedule)
 }
 
@@ -246,6 +317,36 @@ mod tests {
             load(&p, &[]).unwrap().experiment.schedule,
             ScheduleSpec::Inline(Schedule::Exponential { .. })
         ));
+    }
+
+    #[test]
+    fn problems_name_the_layer_that_set_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "nan.yaml", "train:\n  lr: .nan\n  steps: 0\n");
+        let err = load(&p, &["train.lr=-1".into()]).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 2, "{err}");
+        let lr = problems.iter().find(|p| p.key == "train.lr").unwrap();
+        assert_eq!(lr.source, Some(ConfigSource::SetFlag("train.lr=-1".into())));
+        assert_eq!((lr.expected.as_str(), lr.found.as_deref()), ("> 0", Some("-1")));
+        let steps = problems.iter().find(|p| p.key == "train.steps").unwrap();
+        assert_eq!(steps.source, Some(ConfigSource::File(p.clone())));
+        assert_eq!(steps.found.as_deref(), Some("0"));
+        let text = err.to_string();
+        assert!(
+            text.contains("--set train.lr=-1: key `train.lr`: expected > 0, found -1")
+                && text.contains("nan.yaml: key `train.steps`: expected at least 1, found 0"),
+            "{text}"
+        );
+        // A type error from a flag names the flag, with what was expected and found.
+        let err = load(&p, &["train.steps=many".into()]).unwrap_err();
+        let problem = &err.problems()[0];
+        assert_eq!(problem.source, Some(ConfigSource::SetFlag("train.steps=many".into())));
+        assert_eq!(
+            (problem.key.as_str(), &problem.kind),
+            ("train.steps", &ProblemKind::InvalidType)
+        );
+        assert!(problem.found.as_deref().unwrap().contains("many"), "{problem}");
     }
 
     #[test]

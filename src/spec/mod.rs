@@ -1,11 +1,14 @@
 //! The experiment specification: its schema ([`schema`]), its loading from layered sources
-//! ([`load`]: defaults < file < `CLIRLAB_*` variables < `--set` flags) and its validation
-//! ([`validate`]). Unknown keys are rejected; every error names the source (file,
-//! environment or flag), the key path and what was expected.
+//! ([`load`]: defaults < file < `CLIRLAB_*` variables < `--set` flags), its validation
+//! ([`validate`]) and its error type ([`error::ConfigError`]). Unknown keys are rejected;
+//! every problem names the source (file, environment variable or flag), the key path, what
+//! was expected and what was found.
 
+pub mod error;
 pub mod load;
 pub mod schema;
 pub mod validate;
 
+pub use error::{ConfigError, ConfigSource, Problem, ProblemKind};
 pub use load::{OPERATIONAL_ENV, load, load_schedule, parse_set_flag, schedule_dirs};
 pub use schema::*;

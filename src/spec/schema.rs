@@ -12,20 +12,30 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+/// An experiment as written in its YAML file: data, schedule, model, training, OT, retrieval
+/// and statistics settings, the seeds and the grid of ablations. Every key has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Experiment {
     /// Names the results folder; defaults to the file's stem.
     pub name: String,
+    /// Free text shown in the report.
     pub description: String,
+    /// The data set and languages.
     pub data: DataConfig,
     /// A schedule name (a file `schedules/<name>.yaml`) or an inline schedule.
     pub schedule: ScheduleSpec,
+    /// How training batches mix languages.
     pub sampler: SamplerConfig,
+    /// The model preset and its loss settings.
     pub model: ModelConfig,
+    /// The training loop.
     pub train: TrainConfig,
+    /// OT distillation from the teacher.
     pub ot: OtConfig,
+    /// Retrieval at evaluation time.
     pub retrieval: RetrievalConfig,
+    /// The significance tests of the report.
     pub stats: StatsConfig,
     /// Where cells train: `auto` (CUDA when built with it and a GPU opens, else the CPU),
     /// `cpu`, `cuda` or `cuda:N`. Not part of cell ids.
@@ -54,11 +64,16 @@ pub struct Experiment {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GridSpec {
+    /// Axes: a key path → the values it takes (see [`Experiment::ablations`]).
     #[serde(deserialize_with = "dotted_axes")]
     pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Groups of key paths that vary together (see [`Experiment::zipped`]).
     pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
+    /// Axes that apply only where a predicate holds (see [`Experiment::conditional`]).
     pub conditional: Vec<ConditionalAxes>,
+    /// Points to leave out (see [`Experiment::exclude`]).
     pub exclude: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Extra points (see [`Experiment::include`]).
     pub include: Vec<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -69,8 +84,10 @@ pub struct ConditionalAxes {
     /// Key path → the value it must have, or `{in: [...]}`, `{not: v}`, `{not_in: [...]}`;
     /// tested on the point's axis values, then on the experiment's resolved configuration.
     pub when: BTreeMap<String, serde_json::Value>,
+    /// Axes crossed with the points where the tests hold.
     #[serde(default, deserialize_with = "dotted_axes")]
     pub ablations: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Zipped groups crossed with the points where the tests hold.
     #[serde(default)]
     pub zipped: Vec<BTreeMap<String, Vec<serde_json::Value>>>,
 }
@@ -117,15 +134,19 @@ impl Default for Experiment {
     }
 }
 
+/// The `sampler` key: how training batches are drawn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerConfig {
+    /// How the languages of a batch are mixed.
     pub mixing: Mixing,
 }
 
+/// The `model` key: the architecture preset and the contrastive loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// The architecture size.
     pub preset: Preset,
     /// InfoNCE temperature.
     pub temperature: f64,
@@ -147,22 +168,30 @@ impl Default for ModelConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Decay {
+    /// Constant `lr` after warm-up.
     None,
     /// Linear from `lr` at the end of warm-up to 0 at the last step.
     #[default]
     Linear,
 }
 
+/// The `train` key: the training loop of a cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Optimizer steps.
     pub steps: usize,
+    /// Query–document pairs per batch (in-batch negatives need at least 2).
     pub batch_size: usize,
+    /// Adam or AdamW.
     pub optimizer: OptimizerKind,
+    /// Peak learning rate.
     pub lr: f64,
+    /// Weight decay (decoupled for AdamW).
     pub weight_decay: f64,
     /// Linear warm-up from 0 to `lr` over this many steps.
     pub warmup_steps: usize,
+    /// Learning-rate decay after warm-up.
     pub decay: Decay,
     /// Global gradient-norm clipping threshold (null: no clipping).
     pub clip_norm: Option<f64>,
@@ -194,6 +223,7 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtConfig {
+    /// Whether the OT term is added to the loss.
     pub enabled: bool,
     /// λ in InfoNCE + λ·OT.
     pub weight: f64,
@@ -201,9 +231,11 @@ pub struct OtConfig {
     pub weight_schedule: Option<Schedule>,
     /// Entropic regularisation ε of Sinkhorn.
     pub epsilon: f64,
+    /// Most Sinkhorn iterations.
     pub max_iter: usize,
     /// Stop Sinkhorn when every row marginal is within `tol`.
     pub tol: f64,
+    /// The cost between two token embeddings.
     pub cost: CostKind,
     /// Stop gradients through the transport plan (∂/∂C = P).
     pub detach_plan: bool,
@@ -212,6 +244,7 @@ pub struct OtConfig {
     /// Start the student from the teacher's weights (also when OT is off, so that an
     /// ablation of OT changes one thing only).
     pub init_from_teacher: bool,
+    /// How the teacher is trained.
     pub teacher: TeacherConfig,
 }
 
@@ -237,9 +270,13 @@ impl Default for OtConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TeacherConfig {
+    /// Optimizer steps.
     pub steps: usize,
+    /// Pairs per batch.
     pub batch_size: usize,
+    /// Learning rate.
     pub lr: f64,
+    /// Seed of its initialisation and batches (shared by every cell, so one teacher serves all).
     pub seed: u64,
 }
 
@@ -254,6 +291,7 @@ impl Default for TeacherConfig {
     }
 }
 
+/// The `retrieval` key: ranking at evaluation time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrievalConfig {
@@ -267,6 +305,7 @@ impl Default for RetrievalConfig {
     }
 }
 
+/// The `stats` key: the significance tests of the report against the baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
@@ -278,6 +317,7 @@ pub struct StatsConfig {
     pub correction: Correction,
     /// Monte Carlo permutations of the randomization test (exact enumeration for small n).
     pub permutations: usize,
+    /// Resamples of the bootstrap test.
     pub bootstrap_samples: usize,
     /// Seed of the randomization and bootstrap tests.
     pub seed: u64,
@@ -301,7 +341,9 @@ impl Default for StatsConfig {
 /// A schedule as written: a name to look up under `schedules/`, or inline.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScheduleSpec {
+    /// A name, looked up as `schedules/<name>.yaml`.
     Named(String),
+    /// A schedule written in place.
     Inline(Schedule),
 }
 
@@ -336,7 +378,9 @@ impl<'de> Deserialize<'de> for ScheduleSpec {
 /// A loaded experiment and where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedExperiment {
+    /// The experiment with every layer applied, validated.
     pub experiment: Experiment,
+    /// The experiment file.
     pub source: PathBuf,
 }
 

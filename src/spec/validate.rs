@@ -1,14 +1,23 @@
-//! Checks of an experiment that its types cannot express; each problem names its key.
+//! Checks of an experiment that its types cannot express; each problem names its key path,
+//! what was expected and what was found ([`Problem`]).
 
+use super::error::{ConfigError, Problem};
 use super::schema::{Experiment, ScheduleSpec};
 
+/// A failed check of `key`: expected `expected`, found `found` (when there is a value to show).
+fn problem(key: impl Into<String>, expected: impl Into<String>, found: Option<String>) -> Problem {
+    Problem::invalid(key, expected, found)
+}
+
 impl Experiment {
-    /// Checks values that types cannot express; each problem names its key.
-    pub fn validate(&self) -> std::result::Result<(), Vec<String>> {
+    /// Checks values that types cannot express; each problem names its key path, what was
+    /// expected and what was found. The problems carry no source: [`load`](super::load)
+    /// names the file, variable or flag each value came from.
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
         let mut problems = Vec::new();
-        let mut check = |ok: bool, msg: String| {
+        let mut check = |ok: bool, p: Problem| {
             if !ok {
-                problems.push(msg);
+                problems.push(p);
             }
         };
         check(
@@ -17,96 +26,125 @@ impl Experiment {
                     .name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
-            format!(
-                "key `name`: expected letters, digits, '-', '_' or '.', found {:?}",
-                self.name
+            problem(
+                "name",
+                "letters, digits, '-', '_' or '.'",
+                Some(format!("{:?}", self.name)),
             ),
         );
         check(
             !self.data.languages.is_empty(),
-            "key `data.languages`: expected at least one language".into(),
+            problem("data.languages", "at least one language", None),
         );
         if let Err(e) = self.data.synthetic.validate() {
-            check(false, format!("key `data.synthetic`: {e}"));
+            check(
+                false,
+                problem(format!("data.synthetic.{}", e.key()), e.expected(), e.found()),
+            );
         }
         if let ScheduleSpec::Inline(s) = &self.schedule
             && let Err(e) = s.validate()
         {
-            check(false, format!("key `schedule`: {e}"));
+            check(false, Problem::other("schedule", e.to_string()));
         }
         check(
             self.model.temperature > 0.0,
-            format!(
-                "key `model.temperature`: expected > 0, found {}",
-                self.model.temperature
-            ),
+            problem("model.temperature", "> 0", Some(self.model.temperature.to_string())),
         );
         check(
             self.model.max_len >= 1,
-            "key `model.max_len`: expected at least 1".into(),
+            problem("model.max_len", "at least 1", Some(self.model.max_len.to_string())),
         );
-        check(self.train.steps >= 1, "key `train.steps`: expected at least 1".into());
+        check(
+            self.train.steps >= 1,
+            problem("train.steps", "at least 1", Some(self.train.steps.to_string())),
+        );
         check(
             self.train.batch_size >= 2,
-            format!(
-                "key `train.batch_size`: expected at least 2, found {}",
-                self.train.batch_size
+            problem(
+                "train.batch_size",
+                "at least 2",
+                Some(self.train.batch_size.to_string()),
             ),
         );
         check(
             self.train.lr > 0.0 && self.train.lr.is_finite(),
-            format!("key `train.lr`: expected > 0, found {}", self.train.lr),
+            problem("train.lr", "> 0", Some(self.train.lr.to_string())),
         );
         check(
             self.train.weight_decay >= 0.0,
-            "key `train.weight_decay`: expected ≥ 0".into(),
+            problem("train.weight_decay", "≥ 0", Some(self.train.weight_decay.to_string())),
         );
         check(
             self.retrieval.top_k >= 100,
-            format!(
-                "key `retrieval.top_k`: expected at least 100 (R@100 needs it), found {}",
-                self.retrieval.top_k
+            problem(
+                "retrieval.top_k",
+                "at least 100 (R@100 needs it)",
+                Some(self.retrieval.top_k.to_string()),
             ),
         );
-        check(!self.seeds.is_empty(), "key `seeds`: expected at least one seed".into());
+        check(
+            !self.seeds.is_empty(),
+            problem("seeds", "at least one seed", Some("[]".into())),
+        );
         if let Err(e) = self.device.check_build() {
-            check(false, format!("key `device`: {e}"));
+            check(
+                false,
+                problem("device", "a device this build can use", Some(e.to_string())),
+            );
         }
         if let Some(c) = self.train.clip_norm {
-            check(
-                c > 0.0,
-                format!("key `train.clip_norm`: expected > 0 or null, found {c}"),
-            );
+            check(c > 0.0, problem("train.clip_norm", "> 0 or null", Some(c.to_string())));
         }
         check(
             self.train.patience == 0 || self.train.eval_every > 0,
-            "key `train.patience`: early stopping needs `train.eval_every` > 0".into(),
+            problem(
+                "train.patience",
+                "0 unless `train.eval_every` > 0 (early stopping needs `train.eval_every` > 0)",
+                Some(format!(
+                    "{} with `train.eval_every` {}",
+                    self.train.patience, self.train.eval_every
+                )),
+            ),
         );
         let ot = &self.ot;
         check(
             ot.weight >= 0.0 && ot.weight.is_finite(),
-            format!("key `ot.weight`: expected ≥ 0, found {}", ot.weight),
+            problem("ot.weight", "≥ 0", Some(ot.weight.to_string())),
         );
         check(
             ot.epsilon > 0.0 && ot.epsilon.is_finite(),
-            format!("key `ot.epsilon`: expected > 0, found {}", ot.epsilon),
+            problem("ot.epsilon", "> 0", Some(ot.epsilon.to_string())),
         );
-        check(ot.max_iter >= 1, "key `ot.max_iter`: expected at least 1".into());
-        check(ot.tol >= 0.0, format!("key `ot.tol`: expected ≥ 0, found {}", ot.tol));
-        check(ot.batch_size >= 1, "key `ot.batch_size`: expected at least 1".into());
+        check(
+            ot.max_iter >= 1,
+            problem("ot.max_iter", "at least 1", Some(ot.max_iter.to_string())),
+        );
+        check(ot.tol >= 0.0, problem("ot.tol", "≥ 0", Some(ot.tol.to_string())));
+        check(
+            ot.batch_size >= 1,
+            problem("ot.batch_size", "at least 1", Some(ot.batch_size.to_string())),
+        );
         check(
             ot.teacher.steps >= 1,
-            "key `ot.teacher.steps`: expected at least 1".into(),
+            problem("ot.teacher.steps", "at least 1", Some(ot.teacher.steps.to_string())),
         );
         check(
             ot.teacher.batch_size >= 2,
-            "key `ot.teacher.batch_size`: expected at least 2".into(),
+            problem(
+                "ot.teacher.batch_size",
+                "at least 2",
+                Some(ot.teacher.batch_size.to_string()),
+            ),
         );
-        check(ot.teacher.lr > 0.0, "key `ot.teacher.lr`: expected > 0".into());
+        check(
+            ot.teacher.lr > 0.0,
+            problem("ot.teacher.lr", "> 0", Some(ot.teacher.lr.to_string())),
+        );
         if let Some(s) = &ot.weight_schedule
             && let Err(e) = s.validate()
         {
-            check(false, format!("key `ot.weight_schedule`: {e}"));
+            check(false, Problem::other("ot.weight_schedule", e.to_string()));
         }
         let grids = std::iter::once((String::new(), self.top_grid()))
             .chain(self.grids.iter().map(|(name, g)| (format!("grids.{name}."), g.clone())));
@@ -120,15 +158,27 @@ impl Experiment {
                 for (axis, values) in axes {
                     check(
                         !values.is_empty(),
-                        format!("key `{at}ablations.{axis}`: expected a non-empty list of values"),
+                        problem(
+                            format!("{at}ablations.{axis}"),
+                            "a non-empty list of values",
+                            Some("[]".into()),
+                        ),
                     );
                     check(
                         axis != "seeds" && axis != "ablations" && axis != "grids",
-                        format!("key `{at}ablations.{axis}`: use `seeds` to replicate cells"),
+                        problem(
+                            format!("{at}ablations.{axis}"),
+                            "an axis other than `seeds`, `ablations` or `grids` (use `seeds` to replicate cells)",
+                            Some(format!("`{axis}`")),
+                        ),
                     );
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 }

@@ -16,21 +16,37 @@ pub struct TwoWayAnova {
     pub systems: usize,
     /// Number of topics (columns).
     pub topics: usize,
+    /// Mean score of each system, in row order.
     pub system_means: Vec<f64>,
+    /// Mean of all scores.
     pub grand_mean: f64,
+    /// Sum of squares between systems.
     pub ss_systems: f64,
+    /// Sum of squares between topics.
     pub ss_topics: f64,
+    /// Residual sum of squares.
     pub ss_residual: f64,
+    /// Total sum of squares.
     pub ss_total: f64,
+    /// Degrees of freedom of the systems (systems − 1).
     pub df_systems: f64,
+    /// Degrees of freedom of the topics (topics − 1).
     pub df_topics: f64,
+    /// Residual degrees of freedom ((systems − 1)(topics − 1)).
     pub df_residual: f64,
+    /// Mean square of the systems.
     pub ms_systems: f64,
+    /// Mean square of the topics.
     pub ms_topics: f64,
+    /// Residual mean square.
     pub ms_residual: f64,
+    /// F statistic of the systems.
     pub f_systems: f64,
+    /// p-value of the systems' F.
     pub p_systems: f64,
+    /// F statistic of the topics.
     pub f_topics: f64,
+    /// p-value of the topics' F.
     pub p_topics: f64,
     /// The scores, `scores[system][topic]`, kept for per-pair effect sizes.
     scores: Vec<Vec<f64>>,
@@ -52,6 +68,7 @@ pub struct TukeyPair {
     pub p_value: f64,
     /// Simultaneous confidence interval of `diff`: diff ± q_crit · √(MS_residual / topics).
     pub ci_low: f64,
+    /// Upper end of the interval.
     pub ci_high: f64,
     /// Cohen's d_z of the per-topic differences of the pair.
     pub effect_size: f64,

@@ -24,8 +24,11 @@ pub enum BootstrapMethod {
 pub struct BootstrapOptions {
     /// Bootstrap resamples B.
     pub samples: usize,
+    /// Seed of the resampling.
     pub seed: u64,
+    /// Confidence level of the interval (0.95 for 95%).
     pub confidence: f64,
+    /// Percentile or BCa interval.
     pub method: BootstrapMethod,
     /// Worker threads (0: all available). Results do not depend on it.
     pub threads: usize,
@@ -48,7 +51,9 @@ impl Default for BootstrapOptions {
 pub struct Bootstrap {
     /// mean(y − x).
     pub mean_diff: f64,
+    /// Lower end of the interval of the mean difference.
     pub ci_low: f64,
+    /// Upper end of the interval of the mean difference.
     pub ci_high: f64,
     /// Observed paired t statistic, the statistic of the bootstrap test.
     pub t: f64,
@@ -56,6 +61,7 @@ pub struct Bootstrap {
     pub p_value: f64,
     /// Resamples whose null-centred t is at least as extreme as the observed t.
     pub extreme: u64,
+    /// Resamples drawn.
     pub samples: usize,
     /// BCa bias correction z0 (NaN for the percentile method).
     pub z0: f64,

@@ -57,6 +57,7 @@ pub enum MissingPolicy {
 }
 
 impl MissingPolicy {
+    /// The name as written in options and tables.
     pub fn name(self) -> &'static str {
         match self {
             MissingPolicy::Error => "error",
@@ -69,10 +70,12 @@ impl MissingPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompareOptions {
+    /// The significance test.
     pub test: TestKind,
     /// Correction over the family; ignored for `tukey`, whose p-values already control the
     /// family-wise error rate over all pairs.
     pub correction: Correction,
+    /// What to do with a query that a system lacks.
     pub missing: MissingPolicy,
     /// Monte Carlo sign vectors for `randomization` when there are more than 30 queries
     /// (fewer are enumerated exactly).
@@ -112,9 +115,13 @@ impl Default for CompareOptions {
 /// One system against the baseline on one metric (for `tukey`: one pair of systems).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
+    /// The baseline system.
     pub baseline: String,
+    /// The system compared with it.
     pub system: String,
+    /// The metric compared.
     pub metric: String,
+    /// The significance test.
     pub test: TestKind,
     /// How the p-value was obtained, e.g. `exact, 2^20 sign vectors` or
     /// `monte carlo, B = 10000, seed 42`.
@@ -123,31 +130,41 @@ pub struct Comparison {
     pub n: usize,
     /// Values of this pair filled with 0 under `missing = zero` (baseline plus system).
     pub filled_with_zero: usize,
+    /// Mean of the baseline over the compared queries.
     pub mean_baseline: f64,
+    /// Mean of the system over the compared queries.
     pub mean_system: f64,
     /// mean_system − mean_baseline.
     pub mean_diff: f64,
     /// Name of `statistic`: `t`, `W` (min(W+, W−)), `mean_diff`, or `q` (studentized range).
     pub statistic_name: &'static str,
+    /// The test statistic (named by `statistic_name`).
     pub statistic: f64,
     /// Degrees of freedom of `statistic`, where it has them.
     pub df: Option<f64>,
+    /// Unadjusted p-value.
     pub p_value: f64,
     /// p-value after `correction` over `family`.
     pub p_adjusted: f64,
+    /// The multiple-comparison correction applied.
     pub correction: Correction,
     /// The family the correction runs over, in words.
     pub family: String,
+    /// Comparisons in the family.
     pub family_size: usize,
     /// Cohen's d_z of the per-query differences.
     pub effect_size: f64,
     /// Hedges' g_z.
     pub hedges_g: f64,
+    /// Lower end of the interval of the mean difference.
     pub ci_low: f64,
+    /// Upper end of the interval of the mean difference.
     pub ci_high: f64,
     /// How the interval of the mean difference was obtained.
     pub ci_method: String,
+    /// Confidence level of the interval.
     pub confidence: f64,
+    /// The policy for missing queries that applied.
     pub missing_policy: MissingPolicy,
 }
 

@@ -6,8 +6,11 @@ use statrs::distribution::{Continuous, ContinuousCDF, StudentsT};
 /// A mean with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeanCi {
+    /// The mean.
     pub mean: f64,
+    /// Lower end of the interval.
     pub low: f64,
+    /// Upper end of the interval.
     pub high: f64,
 }
 

@@ -49,6 +49,7 @@ pub struct Randomization {
     pub extreme: u64,
     /// Sign vectors evaluated: 2^n when exact, B otherwise.
     pub evaluated: u64,
+    /// Whether every sign vector was enumerated (else Monte Carlo).
     pub exact: bool,
 }
 

@@ -20,6 +20,7 @@ pub enum ZeroMethod {
 /// Options of [`wilcoxon`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WilcoxonOptions {
+    /// How zero differences are treated.
     pub zero_method: ZeroMethod,
     /// Continuity correction of the normal approximation (scipy's `correction=True`; scipy's
     /// default is `False`, ours is `true`).
@@ -54,6 +55,7 @@ pub struct Wilcoxon {
     pub n_zero: usize,
     /// The z-score of the normal approximation, `None` when the exact distribution was used.
     pub z: Option<f64>,
+    /// Two-sided p-value.
     pub p_value: f64,
     /// Whether the p-value comes from the exact null distribution.
     pub exact: bool,

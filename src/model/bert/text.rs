@@ -13,11 +13,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
+    /// The searcher's query.
     Query,
+    /// A document passage being searched.
     Passage,
 }
 
 impl Side {
+    /// The text prefix E5 models expect for this side.
     pub fn prefix(self) -> &'static str {
         match self {
             Side::Query => "query: ",
@@ -33,6 +36,7 @@ pub struct BertTokenizer {
 }
 
 impl BertTokenizer {
+    /// Loads a `tokenizer.json`, with padding and truncation turned off; it must have `<pad>`.
     pub fn load(path: &Path) -> Result<Self> {
         let mut tokenizer = tokenizers::Tokenizer::from_file(path)
             .map_err(anyhow::Error::msg)
@@ -62,6 +66,7 @@ impl BertTokenizer {
         Ok(ids)
     }
 
+    /// Id of the `<pad>` token.
     pub fn pad_id(&self) -> usize {
         self.pad_id
     }
@@ -155,7 +160,9 @@ pub fn load_for_inference(dir: &Path, device: ResolvedDevice) -> Result<(Box<dyn
 /// One `id<TAB>text` row of a TSV file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// The row's id (the text before the tab).
     pub id: String,
+    /// The row's text (after the tab).
     pub text: String,
 }
 
@@ -165,6 +172,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
     parse_rows(&text, &path.display().to_string())
 }
 
+/// Parses `id<TAB>text` rows of `text`; errors name `name:line`.
 pub fn parse_rows(text: &str, name: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -192,11 +200,17 @@ pub fn parse_rows(text: &str, name: &str) -> Result<Vec<Row>> {
 
 /// Settings of `clirlab encode`.
 pub struct EncodeRequest<'a> {
+    /// Model: `me5-small` or the path of a model folder.
     pub model: &'a str,
+    /// Which prefix to add to each text.
     pub side: Side,
+    /// The TSV file of `id<TAB>text` rows.
     pub input: &'a Path,
+    /// Texts per forward batch.
     pub batch_size: usize,
+    /// Most tokens per text (special tokens included); longer texts are cut.
     pub max_len: usize,
+    /// Whether to show progress bars.
     pub progress: bool,
 }
 

@@ -5,6 +5,7 @@ use super::States;
 use dfdx::nn::modules::{LayerNorm1D, Linear};
 use dfdx::prelude::*;
 
+/// Layer norm over the last axis, as dfdx's `LayerNorm1D` computes it.
 pub fn layer_norm<const M: usize, D: Device<f32>, T: Tape<f32, D>>(
     norm: &LayerNorm1D<M, f32, D>,
     x: States<M, D, T>,
@@ -12,10 +13,12 @@ pub fn layer_norm<const M: usize, D: Device<f32>, T: Tape<f32, D>>(
     norm.forward(x)
 }
 
+/// GELU with the exact erf formula.
 pub fn gelu_erf<S: Shape, D: Device<f32>, T: Tape<f32, D>>(x: Tensor<S, f32, D, T>) -> Tensor<S, f32, D, T> {
     x.accurate_gelu()
 }
 
+/// GELU with the tanh approximation.
 pub fn gelu_tanh<S: Shape, D: Device<f32>, T: Tape<f32, D>>(x: Tensor<S, f32, D, T>) -> Tensor<S, f32, D, T> {
     x.fast_gelu()
 }
