@@ -19,8 +19,8 @@
 //! [`BertEncoder::save_full`] writes the whole model.
 
 use super::{
-    Backend, CostKind, Embedder, GradNorm, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder,
-    adam_config, normalize_tokens, transport_batch,
+    Backend, Embedder, GradNorm, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder, adam_config,
+    ot_surrogate,
 };
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result, bail, ensure};
@@ -843,48 +843,8 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             None => (nce, None),
             Some(term) => {
                 let s_inp = self.inputs(term.student)?;
-                let (pairs, s_len) = (term.student.rows, term.student.len);
-                ensure!(
-                    term.teacher_states.len() == pairs * term.teacher_len * M,
-                    "teacher states do not match the bitext batch"
-                );
                 let student = self.taped_states(&s_inp, term.student, None, Gradients::leaky())?;
-                let teacher = self
-                    .dev
-                    .tensor_from_vec(term.teacher_states.to_vec(), (pairs, term.teacher_len, Const::<M>));
-                let cost = match term.cost {
-                    CostKind::Cosine => {
-                        let teacher = normalize_tokens(teacher);
-                        let sim = normalize_tokens(student).matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
-                        sim.negate() + 1.0
-                    }
-                    CostKind::SquaredEuclidean => {
-                        let shape = (pairs, s_len, term.teacher_len);
-                        let ss = student
-                            .with_empty_tape()
-                            .square()
-                            .sum::<(usize, usize), Axis<2>>()
-                            .broadcast_like::<_, Axis<2>>(&shape);
-                        let tt = teacher
-                            .clone()
-                            .square()
-                            .sum::<(usize, usize), Axis<2>>()
-                            .broadcast_like::<_, Axis<1>>(&shape);
-                        let cross = student.matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
-                        ss + tt - cross * 2.0
-                    }
-                };
-                let (value, grad) = transport_batch(
-                    &cost.as_vec(),
-                    pairs,
-                    s_len,
-                    term.teacher_len,
-                    &s_inp.mask.as_vec(),
-                    term.teacher_mask,
-                    term,
-                )?;
-                let grad = self.dev.tensor_from_vec(grad, (pairs, s_len, term.teacher_len));
-                let surrogate = (cost * grad).sum::<Rank0, _>() * term.weight as f32;
+                let (surrogate, value) = ot_surrogate(&self.dev, student, &s_inp.mask.as_vec(), term)?;
                 (nce + surrogate, Some(value))
             }
         };

@@ -446,6 +446,56 @@ fn normalize_tokens<const N: usize, D: Backend, T: Tape<f32, D>>(
     x / norms
 }
 
+/// The OT distillation term in the graph: λ·Σ G ⊙ C, whose gradient carries ∂⟨P, C⟩/∂C into
+/// the student's token states (d/dC of Σ G ⊙ C is G), and the mean transport cost ⟨P, C⟩.
+/// Rows of C are student tokens, columns teacher tokens: the taped operand goes first.
+fn ot_surrogate<const M: usize, D: Backend, T: Tape<f32, D>>(
+    dev: &D,
+    student: Tensor<(usize, usize, Const<M>), f32, D, T>,
+    student_mask: &[f32],
+    term: &OtTerm,
+) -> Result<(Tensor<Rank0, f32, D, T>, f64)> {
+    let (pairs, s_len, _) = *student.shape();
+    anyhow::ensure!(
+        term.teacher_states.len() == pairs * term.teacher_len * M,
+        "teacher states do not match the bitext batch"
+    );
+    let teacher = dev.tensor_from_vec(term.teacher_states.to_vec(), (pairs, term.teacher_len, Const::<M>));
+    let cost = match term.cost {
+        CostKind::Cosine => {
+            let teacher = normalize_tokens(teacher);
+            let sim = normalize_tokens(student).matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
+            sim.negate() + 1.0
+        }
+        CostKind::SquaredEuclidean => {
+            let shape = (pairs, s_len, term.teacher_len);
+            let ss = student
+                .with_empty_tape()
+                .square()
+                .sum::<(usize, usize), Axis<2>>()
+                .broadcast_like::<_, Axis<2>>(&shape);
+            let tt = teacher
+                .clone()
+                .square()
+                .sum::<(usize, usize), Axis<2>>()
+                .broadcast_like::<_, Axis<1>>(&shape);
+            let cross = student.matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
+            ss + tt - cross * 2.0
+        }
+    };
+    let (value, grad) = transport_batch(
+        &cost.as_vec(),
+        pairs,
+        s_len,
+        term.teacher_len,
+        student_mask,
+        term.teacher_mask,
+        term,
+    )?;
+    let grad = dev.tensor_from_vec(grad, (pairs, s_len, term.teacher_len));
+    Ok(((cost * grad).sum::<Rank0, _>() * term.weight as f32, value))
+}
+
 /// Solves OT for every pair on its unpadded block of `cost` (pairs × r_len × c_len, rows
 /// and columns masked by `row_mask` and `col_mask`) and returns the mean transport cost and
 /// ∂(mean cost)/∂cost.
@@ -592,51 +642,9 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder
             None => (nce, None),
             Some(term) => {
                 let (s_ids, s_mask) = self.inputs(term.student)?;
-                let (pairs, s_len) = (term.student.rows, term.student.len);
-                anyhow::ensure!(
-                    term.teacher_states.len() == pairs * term.teacher_len * M,
-                    "teacher states do not match the bitext batch"
-                );
                 // Student token states join the same graph through a second, merged tape.
                 let student = A::states(&self.model, s_ids.leaky_traced(), &s_mask);
-                let teacher = self
-                    .dev
-                    .tensor_from_vec(term.teacher_states.to_vec(), (pairs, term.teacher_len, Const::<M>));
-                // Rows are student tokens, columns teacher tokens: the taped operand goes first.
-                let cost = match term.cost {
-                    CostKind::Cosine => {
-                        let teacher = normalize_tokens(teacher);
-                        let sim = normalize_tokens(student).matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
-                        sim.negate() + 1.0
-                    }
-                    CostKind::SquaredEuclidean => {
-                        let shape = (pairs, s_len, term.teacher_len);
-                        let ss = student
-                            .with_empty_tape()
-                            .square()
-                            .sum::<(usize, usize), Axis<2>>()
-                            .broadcast_like::<_, Axis<2>>(&shape);
-                        let tt = teacher
-                            .clone()
-                            .square()
-                            .sum::<(usize, usize), Axis<2>>()
-                            .broadcast_like::<_, Axis<1>>(&shape);
-                        let cross = student.matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
-                        ss + tt - cross * 2.0
-                    }
-                };
-                let (value, grad) = transport_batch(
-                    &cost.as_vec(),
-                    pairs,
-                    s_len,
-                    term.teacher_len,
-                    &s_mask.as_vec(),
-                    term.teacher_mask,
-                    term,
-                )?;
-                let grad = self.dev.tensor_from_vec(grad, (pairs, s_len, term.teacher_len));
-                // d/dC of Σ G ⊙ C is G: the surrogate carries ∂⟨P, C⟩/∂C into the graph.
-                let surrogate = (cost * grad).sum::<Rank0, _>() * term.weight as f32;
+                let (surrogate, value) = ot_surrogate(&self.dev, student, &s_mask.as_vec(), term)?;
                 (nce + surrogate, Some(value))
             }
         };

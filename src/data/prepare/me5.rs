@@ -29,7 +29,7 @@ use super::e5s1::{DType, E5s1, Header};
 use super::fetch::{self, Package};
 use super::progress;
 use crate::data::format::sha256_of_file;
-use crate::util::fs::{result_file_permissions, write_atomic, write_json_atomic};
+use crate::util::fs::{write_atomic, write_atomic_with, write_json_atomic};
 use crate::util::lock::{LockFile, no_scheduler};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -560,30 +560,16 @@ fn check_tokenizer(model: &E5s1, tokenizer_json: &[u8], label: &str) -> Result<(
 /// Writes `tensors` as safetensors to `path` atomically (temporary file beside it, synced,
 /// renamed), streaming instead of building the 470 MB file in memory.
 fn write_safetensors(path: &Path, tensors: &[(TensorNote, F32Tensor)]) -> Result<()> {
-    let dir = path.parent().expect("the weights file has a folder");
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(result_file_permissions())
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     // One key only: the crate writes the metadata map in hash order, and the file (hence its
     // sha256) must be the same on every build.
     let metadata = Some(std::collections::HashMap::from([(
         "format".to_string(),
         "pt".to_string(),
     )]));
-    safetensors::tensor::serialize_to_file(
-        tensors.iter().map(|(note, t)| (note.name.as_str(), t)),
-        &metadata,
-        tmp.path(),
-    )
-    .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into place: {}", path.display()))?;
-    Ok(())
+    write_atomic_with(path, ".safetensors", |tmp| {
+        safetensors::tensor::serialize_to_file(tensors.iter().map(|(note, t)| (note.name.as_str(), t)), &metadata, tmp)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))
+    })
 }
 
 fn file_note(path: &Path) -> Result<FileNote> {
