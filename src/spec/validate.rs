@@ -250,8 +250,12 @@ mod tests {
         let ids = expand(&loaded).unwrap();
         let plain = expand(&load(&quickstart(), &sets[..5]).unwrap()).unwrap();
         assert_ne!(ids[0].id, plain[0].id);
-        // And ablatable.
-        let axis = ["ablations.model.train_layers=[1, 2]".to_string(), sets[0].clone()];
+        // And ablatable (an axis must name a key the resolved config has: set it at top level).
+        let axis = [
+            "ablations.model.train_layers=[1, 2]".to_string(),
+            sets[0].clone(),
+            sets[1].clone(),
+        ];
         assert_eq!(expand(&load(&quickstart(), &axis).unwrap()).unwrap().len(), 12);
     }
 
