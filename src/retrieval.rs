@@ -5,23 +5,47 @@ use crate::data::format::{Dataset, Doc, Split};
 use crate::eval::{Qrels, Run};
 use crate::grid::CellConfig;
 use crate::model::Embedder;
-use crate::tokenizer::TextEncoder;
+use crate::tokenizer::{Side, TextEncoder};
 use anyhow::{Context, Result};
 use std::cmp::Ordering;
 
 /// Texts encoded per forward pass.
 const ENCODE_CHUNK: usize = 256;
 
-/// Row-major embeddings of `texts`, `encoder.dim()` values per text.
+/// Texts per forward pass of a pretrained backbone, in batches of similar length.
+const BACKBONE_CHUNK: usize = 32;
+
+/// Row-major embeddings of `texts` of `side`, `encoder.dim()` values per text. A backbone's
+/// texts are encoded in batches of similar length (sorted by token count, each padded to its
+/// longest), not padded to `max_len`; the result is in the order of `texts`.
 pub fn embed_texts(
     encoder: &dyn Embedder,
     tokenizer: &TextEncoder,
     texts: &[&str],
+    side: Side,
     max_len: usize,
 ) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(texts.len() * encoder.dim());
-    for chunk in texts.chunks(ENCODE_CHUNK) {
-        out.extend(encoder.embed(&tokenizer.batch(chunk, max_len)?)?);
+    let dim = encoder.dim();
+    if !tokenizer.is_backbone() {
+        let mut out = Vec::with_capacity(texts.len() * dim);
+        for chunk in texts.chunks(ENCODE_CHUNK) {
+            out.extend(encoder.embed(&tokenizer.batch_side(chunk, side, max_len)?)?);
+        }
+        return Ok(out);
+    }
+    let rows = texts
+        .iter()
+        .map(|t| tokenizer.ids(t, side, max_len))
+        .collect::<Result<Vec<_>>>()?;
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| (rows[i].len(), i));
+    let mut out = vec![0.0f32; texts.len() * dim];
+    for chunk in order.chunks(BACKBONE_CHUNK) {
+        let batch_rows: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
+        let embedded = encoder.embed(&tokenizer.pad(&batch_rows))?;
+        for (k, &i) in chunk.iter().enumerate() {
+            out[i * dim..(i + 1) * dim].copy_from_slice(&embedded[k * dim..(k + 1) * dim]);
+        }
     }
     Ok(out)
 }
@@ -69,8 +93,8 @@ pub fn search(
 ) -> Result<Vec<Ranking>> {
     let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
     let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
-    let q = embed_texts(encoder, tokenizer, &q_texts, max_len)?;
-    let d = embed_texts(encoder, tokenizer, &d_texts, max_len)?;
+    let q = embed_texts(encoder, tokenizer, &q_texts, Side::Query, max_len)?;
+    let d = embed_texts(encoder, tokenizer, &d_texts, Side::Passage, max_len)?;
     let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
     Ok(top_k(&q, &d, &ids, encoder.dim(), k))
 }
@@ -113,11 +137,21 @@ pub fn run_split(
     let mut run = Run::new(run_name);
     let mut qrels = Qrels::new();
     let mut groups = Vec::new();
+    let is_test = split == Split::Test.as_str();
     for lang in &cfg.data.languages {
-        let queries = dataset
+        let all_queries = dataset
             .queries
             .get(&(lang.clone(), split.to_string()))
             .with_context(|| format!("the dataset has no {split} queries in language `{lang}`"))?;
+        let sampled;
+        let queries: &[Doc] = match cfg.data.max_test_queries {
+            Some(n) if is_test && n < all_queries.len() => {
+                sampled = sample_queries(all_queries, n, lang);
+                &sampled
+            }
+            _ => all_queries,
+        };
+        let kept: std::collections::HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
         let rankings = search(
             encoder,
             tokenizer,
@@ -133,7 +167,8 @@ pub fn run_split(
         }
         for ((q_lang, task, q_split), judged) in &dataset.qrels {
             if q_lang == lang && q_split == split {
-                for j in judged {
+                let judged: Vec<_> = judged.iter().filter(|j| kept.contains(j.query_id.as_str())).collect();
+                for j in &judged {
                     qrels.insert(&j.query_id, &j.doc_id, j.relevance)?;
                 }
                 let mut query_ids: Vec<String> = judged.iter().map(|j| j.query_id.clone()).collect();
@@ -149,9 +184,38 @@ pub fn run_split(
     Ok(SplitRun { run, qrels, groups })
 }
 
+/// `n` of `queries`, drawn with a fixed seed per language (the same queries for every cell
+/// and seed, so that cells compare on the same sample), in their original order.
+pub fn sample_queries(queries: &[Doc], n: usize, lang: &str) -> Vec<Doc> {
+    use rand::SeedableRng;
+    use rand::seq::index::sample;
+    let seed = crate::grid::content_hash(&("max_test_queries", lang), 16);
+    let seed = u64::from_str_radix(&seed[..16], 16).unwrap_or(0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut picked = sample(&mut rng, queries.len(), n.min(queries.len())).into_vec();
+    picked.sort_unstable();
+    picked.into_iter().map(|i| queries[i].clone()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_samples_are_seeded_subsets() {
+        let docs: Vec<Doc> = (0..50)
+            .map(|i| Doc {
+                id: format!("q{i}"),
+                text: format!("text {i}"),
+            })
+            .collect();
+        let a = sample_queries(&docs, 10, "sw");
+        assert_eq!(a.len(), 10);
+        assert_eq!(a, sample_queries(&docs, 10, "sw"));
+        assert_ne!(a, sample_queries(&docs, 10, "tl"));
+        assert!(a.windows(2).all(|w| w[0].id != w[1].id));
+        assert_eq!(sample_queries(&docs, 80, "sw").len(), 50);
+    }
 
     #[test]
     fn exact_top_k_with_trec_eval_tie_order() {

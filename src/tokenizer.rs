@@ -1,6 +1,7 @@
 //! Subword tokenizer (WordPiece, `tokenizers` crate) trained on a cell's training text, and
 //! conversion of texts into padded id/mask batches for the encoder.
 
+pub use crate::model::bert::text::Side;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,10 +16,15 @@ pub const PAD: &str = "[PAD]";
 /// The token of words the vocabulary cannot spell.
 pub const UNK: &str = "[UNK]";
 
-/// A trained tokenizer plus the padding id.
+/// A trained tokenizer plus the padding id, or a pretrained backbone's own tokenizer (its
+/// special tokens added, and the side prefixes of [`crate::spec::ModelConfig::prefix`]).
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     pad_id: u32,
+    /// A backbone's tokenizer: `<s> … </s>` added, truncation keeps the last token.
+    backbone: bool,
+    /// The prefixes of the query and the passage side.
+    prefixes: [&'static str; 2],
 }
 
 /// Token ids of several texts, padded to the longest, row-major, with a 0/1 mask.
@@ -80,7 +86,113 @@ impl TextEncoder {
 
     fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
         let pad_id = tokenizer.token_to_id(PAD).context("tokenizer has no [PAD] token")?;
-        Ok(Self { tokenizer, pad_id })
+        Ok(Self {
+            tokenizer,
+            pad_id,
+            backbone: false,
+            prefixes: ["", ""],
+        })
+    }
+
+    /// A pretrained backbone's `tokenizer.json` (padding id `<pad>`), which adds its special
+    /// tokens, with the prefixes that `model` puts before queries and passages.
+    pub fn load_backbone(path: &Path, model: &crate::spec::ModelConfig) -> Result<Self> {
+        let mut tokenizer = Tokenizer::from_file(path)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("loading tokenizer {}", path.display()))?;
+        // Lengths are this module's business (batches are padded to their longest text).
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(anyhow::Error::msg)?;
+        let pad_id = tokenizer
+            .token_to_id("<pad>")
+            .with_context(|| format!("{}: the tokenizer has no <pad> token", path.display()))?;
+        Ok(Self {
+            tokenizer,
+            pad_id,
+            backbone: true,
+            prefixes: [model.prefix(Side::Query), model.prefix(Side::Passage)],
+        })
+    }
+
+    /// The prefix put before texts of `side`.
+    pub fn prefix(&self, side: Side) -> &'static str {
+        match side {
+            Side::Query => self.prefixes[0],
+            Side::Passage => self.prefixes[1],
+        }
+    }
+
+    /// Whether this is a pretrained backbone's tokenizer.
+    pub fn is_backbone(&self) -> bool {
+        self.backbone
+    }
+
+    /// The token ids of one text of `side` (prefixed), at most `max_len` of them (at least one).
+    /// A backbone's text keeps `<s>`, its first `max_len − 2` tokens and `</s>`.
+    pub fn ids(&self, text: &str, side: Side, max_len: usize) -> Result<Vec<u32>> {
+        let prefixed;
+        let text = match self.prefix(side) {
+            "" => text,
+            p => {
+                prefixed = format!("{p}{text}");
+                prefixed.as_str()
+            }
+        };
+        let encoding = self.tokenizer.encode(text, self.backbone).map_err(anyhow::Error::msg)?;
+        let mut ids = encoding.get_ids().to_vec();
+        if ids.is_empty() {
+            ids.push(self.tokenizer.token_to_id(UNK).unwrap_or(self.pad_id));
+        }
+        let max_len = max_len.max(1);
+        if ids.len() > max_len {
+            if self.backbone && max_len >= 2 {
+                let last = ids[ids.len() - 1];
+                ids.truncate(max_len - 1);
+                ids.push(last);
+            } else {
+                ids.truncate(max_len);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Pads token id rows to the longest, as a batch with its mask.
+    pub fn pad(&self, rows: &[&[u32]]) -> TokenBatch {
+        let len = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+        let mut ids = vec![self.pad_id as usize; rows.len() * len];
+        let mut mask = vec![0.0f32; rows.len() * len];
+        for (row, tokens) in rows.iter().enumerate() {
+            for (pos, id) in tokens.iter().enumerate() {
+                ids[row * len + pos] = *id as usize;
+                mask[row * len + pos] = 1.0;
+            }
+        }
+        TokenBatch {
+            ids,
+            mask,
+            rows: rows.len(),
+            len,
+        }
+    }
+
+    /// Tokenizes texts, each of its side (prefixed as the model wants), padded to the longest.
+    pub fn batch_sides(&self, texts: &[(&str, Side)], max_len: usize) -> Result<TokenBatch> {
+        if !self.backbone && self.prefixes == ["", ""] {
+            let plain: Vec<&str> = texts.iter().map(|(t, _)| *t).collect();
+            return self.batch(&plain, max_len);
+        }
+        let rows = texts
+            .iter()
+            .map(|(t, side)| self.ids(t, *side, max_len))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        Ok(self.pad(&refs))
+    }
+
+    /// Tokenizes texts all of one side.
+    pub fn batch_side(&self, texts: &[&str], side: Side, max_len: usize) -> Result<TokenBatch> {
+        let sided: Vec<(&str, Side)> = texts.iter().map(|t| (*t, side)).collect();
+        self.batch_sides(&sided, max_len)
     }
 
     /// Writes the tokenizer as JSON, atomically.
@@ -98,7 +210,8 @@ impl TextEncoder {
         self.tokenizer.get_vocab_size(true)
     }
 
-    /// Tokenizes `texts`, truncating each to `max_len` tokens (at least one token per text, so
+    /// Tokenizes `texts` as a preset's tokenizer does (no prefixes, no special tokens),
+    /// truncating each to `max_len` tokens (at least one token per text, so
     /// an empty text still has a defined mean).
     pub fn batch(&self, texts: &[&str], max_len: usize) -> Result<TokenBatch> {
         let encodings = texts

@@ -16,6 +16,10 @@ pub struct DataConfig {
     /// A data set only evaluated on, never trained on (e.g. `{dataset: udhr, languages: [swh]}`);
     /// its tasks are reported apart, prefixed with its name.
     pub zero_shot: Option<ZeroShot>,
+    /// Evaluate on at most this many test queries per language, a sample drawn with a fixed
+    /// seed (the same for every cell); absent: every test query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_test_queries: Option<usize>,
 }
 
 impl Default for DataConfig {
@@ -25,6 +29,7 @@ impl Default for DataConfig {
             languages: vec!["sx".into()],
             synthetic: SyntheticConfig::default(),
             zero_shot: None,
+            max_test_queries: None,
         }
     }
 }

@@ -115,7 +115,12 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
 /// The cell's tokenizer, trained on the training text of its languages. For prepared data
 /// sets it is stored with the data (`<data_dir>/tokenizers/`) and reused by every cell with
 /// the same data, languages and vocabulary size; the synthetic set is cheap to redo.
+/// With `model.backbone`, the backbone's own tokenizer (and its prefixes).
 fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
+    if let Some(backbone) = cfg.model.backbone {
+        let dir = crate::model::bert::text::resolve_model(backbone.model_name(), false)?;
+        return TextEncoder::load_backbone(&dir.join("tokenizer.json"), &cfg.model);
+    }
     let vocab = cfg.model.preset.vocab_size();
     if dataset.card.synthetic {
         return TextEncoder::train(training_texts(cfg, dataset), vocab);

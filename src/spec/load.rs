@@ -322,20 +322,20 @@ mod tests {
     #[test]
     fn problems_name_the_layer_that_set_the_value() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "nan.yaml", "train:\n  lr: .nan\n  steps: 0\n");
+        let p = write(dir.path(), "nan.yaml", "train:\n  lr: .nan\n  batch_size: 1\n");
         let err = load(&p, &["train.lr=-1".into()]).unwrap_err();
         let problems = err.problems();
         assert_eq!(problems.len(), 2, "{err}");
         let lr = problems.iter().find(|p| p.key == "train.lr").unwrap();
         assert_eq!(lr.source, Some(ConfigSource::SetFlag("train.lr=-1".into())));
         assert_eq!((lr.expected.as_str(), lr.found.as_deref()), ("> 0", Some("-1")));
-        let steps = problems.iter().find(|p| p.key == "train.steps").unwrap();
-        assert_eq!(steps.source, Some(ConfigSource::File(p.clone())));
-        assert_eq!(steps.found.as_deref(), Some("0"));
+        let batch = problems.iter().find(|p| p.key == "train.batch_size").unwrap();
+        assert_eq!(batch.source, Some(ConfigSource::File(p.clone())));
+        assert_eq!(batch.found.as_deref(), Some("1"));
         let text = err.to_string();
         assert!(
             text.contains("--set train.lr=-1: key `train.lr`: expected > 0, found -1")
-                && text.contains("nan.yaml: key `train.steps`: expected at least 1, found 0"),
+                && text.contains("nan.yaml: key `train.batch_size`: expected at least 2, found 1"),
             "{text}"
         );
         // A type error from a flag names the flag, with what was expected and found.

@@ -146,12 +146,73 @@ pub struct SamplerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// The architecture size.
+    /// A model trained from scratch (ignored, and left at its default, with a backbone).
     pub preset: Preset,
     /// InfoNCE temperature.
     pub temperature: f64,
     /// Tokens kept per text.
     pub max_len: usize,
+    /// A pretrained encoder to fine-tune instead of a preset trained from scratch; absent:
+    /// the preset. Left out of the serialised config when absent, so ids stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<Backbone>,
+    /// With a backbone: the top N of its layers train (default: all, 12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_layers: Option<usize>,
+    /// With a backbone: position and token-type embeddings and the embedding LayerNorm train
+    /// (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_embeddings: Option<bool>,
+    /// With a backbone: the word-embedding table trains (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_word_embeddings: Option<bool>,
+}
+
+/// A pretrained encoder (`model.backbone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Backbone {
+    /// intfloat's multilingual-E5-small (12 layers, hidden 384, XLM-R vocabulary), prepared
+    /// on first use by `clirlab data prepare me5-small`.
+    #[serde(rename = "me5-small")]
+    Me5Small,
+}
+
+impl Backbone {
+    /// The model name `resolve_model` prepares and finds.
+    pub fn model_name(self) -> &'static str {
+        match self {
+            Backbone::Me5Small => crate::model::bert::ME5_SMALL,
+        }
+    }
+
+    /// Its number of layers.
+    pub fn num_layers(self) -> usize {
+        match self {
+            Backbone::Me5Small => 12,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The one place that decides the text prefix of a side: E5 backbones were trained with
+    /// `query: ` / `passage: `; presets use none. Used by training, validation and retrieval.
+    pub fn prefix(&self, side: crate::model::bert::text::Side) -> &'static str {
+        match self.backbone {
+            Some(Backbone::Me5Small) => side.prefix(),
+            None => "",
+        }
+    }
+
+    /// Which parts of the backbone train, from `model.train_layers`, `model.train_embeddings`
+    /// and `model.train_word_embeddings` (defaults: every layer, no embeddings).
+    pub fn fine_tune(&self) -> Option<crate::model::bert::FineTune> {
+        let backbone = self.backbone?;
+        Some(crate::model::bert::FineTune {
+            top_layers: self.train_layers.unwrap_or(backbone.num_layers()),
+            embeddings: self.train_embeddings.unwrap_or(false),
+            word_embeddings: self.train_word_embeddings.unwrap_or(false),
+        })
+    }
 }
 
 impl Default for ModelConfig {
@@ -160,6 +221,10 @@ impl Default for ModelConfig {
             preset: Preset::Tiny,
             temperature: 0.05,
             max_len: 32,
+            backbone: None,
+            train_layers: None,
+            train_embeddings: None,
+            train_word_embeddings: None,
         }
     }
 }

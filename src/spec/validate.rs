@@ -55,9 +55,76 @@ impl Experiment {
             self.model.max_len >= 1,
             problem("model.max_len", "at least 1", Some(self.model.max_len.to_string())),
         );
+        let m = &self.model;
+        match m.backbone {
+            Some(backbone) => {
+                check(
+                    m.preset == crate::model::Preset::default(),
+                    problem(
+                        "model.preset",
+                        "no preset with `model.backbone` (remove one of them)",
+                        Some(format!("{:?}", m.preset)),
+                    ),
+                );
+                if let Some(n) = m.train_layers {
+                    check(
+                        n <= backbone.num_layers(),
+                        problem(
+                            "model.train_layers",
+                            format!("at most {} (the backbone's layers)", backbone.num_layers()),
+                            Some(n.to_string()),
+                        ),
+                    );
+                }
+                check(
+                    m.max_len >= 2,
+                    problem(
+                        "model.max_len",
+                        "with a backbone, at least 2 (room for <s> and </s>)",
+                        Some(m.max_len.to_string()),
+                    ),
+                );
+                check(
+                    m.max_len <= 512,
+                    problem(
+                        "model.max_len",
+                        "at most 512 (the backbone's positions)",
+                        Some(m.max_len.to_string()),
+                    ),
+                );
+                check(
+                    !self.ot.enabled && !self.ot.init_from_teacher,
+                    problem(
+                        "ot.enabled",
+                        "false with `model.backbone`: OT distillation (and `ot.init_from_teacher`) with a backbone is not supported yet",
+                        Some("true".into()),
+                    ),
+                );
+            }
+            None => {
+                for (key, set) in [
+                    ("model.train_layers", m.train_layers.is_some()),
+                    ("model.train_embeddings", m.train_embeddings.is_some()),
+                    ("model.train_word_embeddings", m.train_word_embeddings.is_some()),
+                ] {
+                    check(
+                        !set,
+                        problem(
+                            key,
+                            "no value without `model.backbone` (it applies only to a backbone)",
+                            None,
+                        ),
+                    );
+                }
+            }
+        }
         check(
-            self.train.steps >= 1,
-            problem("train.steps", "at least 1", Some(self.train.steps.to_string())),
+            self.train.steps > 0 || self.train.eval_every == 0,
+            problem(
+                "train.eval_every",
+                "0 for a zero-shot cell (`train.steps: 0` has nothing to validate)",
+                Some(self.train.eval_every.to_string()),
+            ),
         );
         check(
             self.train.batch_size >= 2,
@@ -180,5 +247,109 @@ impl Experiment {
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::grid::expand;
+    use crate::spec::{Backbone, load};
+    use std::path::{Path, PathBuf};
+
+    fn quickstart() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.yaml")
+    }
+
+    fn problems(sets: &[&str]) -> String {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        match load(&quickstart(), &sets) {
+            Ok(_) => String::new(),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn experiments_without_backbone_keep_their_ids() {
+        // The cell ids of `experiments/quickstart.yaml` as main (823c4e1) resolved them.
+        let loaded = load(&quickstart(), &[]).unwrap();
+        let mut ids: Vec<String> = expand(&loaded).unwrap().into_iter().map(|c| c.id).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                "schedule-constant_s1_af9f984e",
+                "schedule-constant_s2_000fe244",
+                "schedule-exponential_s1_fd0dddd5",
+                "schedule-exponential_s2_782822cd",
+                "schedule-linear_s1_ee9e54d6",
+                "schedule-linear_s2_eea44ec1",
+            ]
+        );
+        let model = serde_json::to_value(&loaded.experiment.model).unwrap();
+        let keys: Vec<&String> = model.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["max_len", "preset", "temperature"]);
+        let data = serde_json::to_value(&loaded.experiment.data).unwrap();
+        assert!(data.get("max_test_queries").is_none());
+    }
+
+    #[test]
+    fn backbone_keys_parse_with_defaults() {
+        let sets = ["model.backbone=me5-small".to_string()];
+        let e = load(&quickstart(), &sets).unwrap().experiment;
+        assert_eq!(e.model.backbone, Some(Backbone::Me5Small));
+        let ft = e.model.fine_tune().unwrap();
+        assert_eq!((ft.top_layers, ft.embeddings, ft.word_embeddings), (12, false, false));
+        let sets: Vec<String> = [
+            "model.backbone=me5-small",
+            "model.train_layers=2",
+            "model.train_embeddings=true",
+            "model.train_word_embeddings=true",
+            "data.max_test_queries=100",
+            "train.steps=0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let loaded = load(&quickstart(), &sets).unwrap();
+        let ft = loaded.experiment.model.fine_tune().unwrap();
+        assert_eq!((ft.top_layers, ft.embeddings, ft.word_embeddings), (2, true, true));
+        assert_eq!(loaded.experiment.data.max_test_queries, Some(100));
+        assert_eq!(loaded.experiment.model.prefix(crate::tokenizer::Side::Query), "query: ");
+        // The keys are part of the cell ids.
+        let ids = expand(&loaded).unwrap();
+        let plain = expand(&load(&quickstart(), &sets[..5]).unwrap()).unwrap();
+        assert_ne!(ids[0].id, plain[0].id);
+        // And ablatable (an axis must name a key the resolved config has: set it at top level).
+        let axis = [
+            "ablations.model.train_layers=[1, 2]".to_string(),
+            sets[0].clone(),
+            sets[1].clone(),
+        ];
+        assert_eq!(expand(&load(&quickstart(), &axis).unwrap()).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn bad_combinations_name_the_key() {
+        for (sets, key) in [
+            (&["model.train_layers=2"][..], "model.train_layers"),
+            (&["model.train_embeddings=false"][..], "model.train_embeddings"),
+            (&["model.train_word_embeddings=true"][..], "model.train_word_embeddings"),
+            (&["model.backbone=me5-small", "model.preset=small"][..], "model.preset"),
+            (
+                &["model.backbone=me5-small", "model.train_layers=13"][..],
+                "model.train_layers",
+            ),
+            (&["model.backbone=me5-small", "ot.enabled=true"][..], "ot.enabled"),
+            (&["model.backbone=me5-small", "model.max_len=1"][..], "model.max_len"),
+            (&["train.steps=0", "train.eval_every=5"][..], "train.eval_every"),
+            (&["model.backbone=me5-large"][..], "backbone"),
+        ] {
+            let found = problems(sets);
+            assert!(
+                found.contains(key),
+                "{sets:?}: expected an error naming `{key}`, got {found:?}"
+            );
+        }
+        assert_eq!(problems(&["train.steps=0"]), "");
     }
 }

@@ -83,7 +83,26 @@ pub struct TrainPaths<'a> {
     pub job_alive: JobAlive,
 }
 
-/// Trains the cell's encoder. `on_step` is called after every step (progress reporting).
+/// The cell's encoder before training: the pretrained backbone (prepared on first use), with
+/// the layers `model.train_*` name trainable, or the preset at the cell's seeded initial
+/// weights.
+pub fn build_encoder(cfg: &CellConfig, device: ResolvedDevice) -> Result<Box<dyn TrainableEncoder>> {
+    let settings = lr::optimizer_settings(&cfg.train);
+    if let (Some(backbone), Some(fine_tune)) = (cfg.model.backbone, cfg.model.fine_tune()) {
+        let dir = model::bert::text::resolve_model(backbone.model_name(), false)?;
+        let encoder: Box<dyn TrainableEncoder> = model::bert::load(&dir, fine_tune, settings, device)?;
+        return Ok(encoder);
+    }
+    // The model's initial weights and the sampler draw from separate seeded streams.
+    model::build(
+        cfg.model.preset,
+        cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED,
+        settings,
+        device,
+    )
+}
+
+/// Trains the cell's encoder (`train.steps: 0`: the model as it is, untrained). `on_step` is called after every step (progress reporting).
 /// A non-finite loss fails the cell with that reason.
 pub fn train(
     cfg: &CellConfig,
@@ -110,13 +129,7 @@ pub fn train(
     )?;
     let device = cfg.device.resolve()?;
     tracing::info!("training on {device} (device: {})", cfg.device);
-    // The model's initial weights and the sampler draw from separate seeded streams.
-    let mut encoder = model::build(
-        cfg.model.preset,
-        cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED,
-        lr::optimizer_settings(t),
-        device,
-    )?;
+    let mut encoder = build_encoder(cfg, device)?;
 
     let teacher = if cfg.ot.enabled || cfg.ot.init_from_teacher {
         Some(teacher(cfg, dataset, tokenizer, paths)?)
@@ -196,7 +209,10 @@ pub fn train(
             }
         }
     }
-    checkpoint::keep_best(encoder.as_mut(), paths.checkpoint, stopping.best().is_some())?;
+    // A zero-shot cell (no step) evaluates the model as it is: nothing to keep.
+    if t.steps > 0 {
+        checkpoint::keep_best(encoder.as_mut(), paths.checkpoint, stopping.best().is_some())?;
+    }
     Ok(Trained {
         encoder,
         log,
@@ -204,4 +220,57 @@ pub fn train(
         best_validation: stopping.best(),
         device,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic;
+    use crate::model::DeviceSpec;
+    use crate::schedule::Schedule;
+    use crate::spec::Experiment;
+
+    fn cell(steps: usize) -> CellConfig {
+        let exp = Experiment::default();
+        CellConfig {
+            data: exp.data.clone(),
+            schedule_name: "constant".into(),
+            schedule: Schedule::Constant { value: 0.5 },
+            sampler: exp.sampler.clone(),
+            model: exp.model.clone(),
+            train: crate::spec::TrainConfig {
+                steps,
+                batch_size: 8,
+                ..exp.train.clone()
+            },
+            ot: exp.ot.clone(),
+            retrieval: exp.retrieval.clone(),
+            seed: 3,
+            device: DeviceSpec::Cpu,
+        }
+    }
+
+    #[test]
+    fn zero_steps_evaluate_the_model_as_it_is() {
+        let cfg = cell(0);
+        let dataset = synthetic::generate(&cfg.data.synthetic, &cfg.data.languages);
+        let texts: Vec<&str> = dataset.mono.iter().map(|p| p.query.as_str()).collect();
+        let tokenizer = TextEncoder::train(texts.into_iter(), 256).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("model.safetensors");
+        let paths = TrainPaths {
+            checkpoint: &checkpoint,
+            artifacts: dir.path(),
+            job_alive: crate::run::state::JOB_ALIVE,
+        };
+        let trained = train(&cfg, &dataset, &tokenizer, &paths, |_| panic!("no step runs")).unwrap();
+        assert!(trained.log.is_empty());
+        assert_eq!((trained.kept_step, trained.best_validation), (0, None));
+        assert!(!checkpoint.exists(), "a zero-shot cell writes no checkpoint");
+        // The untrained encoder is the one a cell with steps would start from.
+        let fresh = build_encoder(&cfg, ResolvedDevice::Cpu).unwrap();
+        let batch = tokenizer.batch(&["some text", "other words here"], 16).unwrap();
+        assert_eq!(trained.encoder.embed(&batch).unwrap(), fresh.embed(&batch).unwrap());
+        assert_eq!(progress(0, 0), 1.0);
+    }
 }

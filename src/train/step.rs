@@ -7,7 +7,7 @@ use crate::grid::CellConfig;
 use crate::model::{OtTerm, StepInput, StepLoss, TrainableEncoder};
 use crate::ot::{PlanGradient, SinkhornSettings};
 use crate::sampler::Batch;
-use crate::tokenizer::TextEncoder;
+use crate::tokenizer::{Side, TextEncoder};
 use anyhow::{Result, bail};
 
 /// The OT term's source: the teacher, the bitext pairs to draw, and how to transport.
@@ -63,13 +63,13 @@ pub fn step(
     distill: Option<&mut Distillation>,
 ) -> Result<StepLoss> {
     let StepAt { step, lr, ot_weight } = at;
-    let texts: Vec<&str> = batch
+    let texts: Vec<(&str, Side)> = batch
         .pairs
         .iter()
-        .map(|p| p.query.as_str())
-        .chain(batch.pairs.iter().map(|p| p.passage.as_str()))
+        .map(|p| (p.query.as_str(), Side::Query))
+        .chain(batch.pairs.iter().map(|p| (p.passage.as_str(), Side::Passage)))
         .collect();
-    let tokens = tokenizer.batch(&texts, cfg.model.max_len)?;
+    let tokens = tokenizer.batch_sides(&texts, cfg.model.max_len)?;
     encoder.set_learning_rate(lr);
     let t = &cfg.train;
     let loss = match distill {
@@ -77,8 +77,8 @@ pub fn step(
             let picked = d.bitext.next_batch();
             let low: Vec<&str> = picked.iter().map(|p| p.query.as_str()).collect();
             let english: Vec<&str> = picked.iter().map(|p| p.passage.as_str()).collect();
-            let student = tokenizer.batch(&low, cfg.model.max_len)?;
-            let english = tokenizer.batch(&english, cfg.model.max_len)?;
+            let student = tokenizer.batch_side(&low, Side::Query, cfg.model.max_len)?;
+            let english = tokenizer.batch_side(&english, Side::Query, cfg.model.max_len)?;
             let teacher_states = d.teacher.encoder.token_states(&english)?;
             let term = OtTerm {
                 student: &student,

@@ -2,6 +2,7 @@
 //! and statistics references, data formats and preparation, sweeps, the report, the module
 //! graph). Shared helpers live in `common`. Run one area with `cargo test --test it <module>::`.
 
+mod backbone;
 mod common;
 mod compare;
 mod data_format;
