@@ -1,7 +1,6 @@
 //! Subword tokenizer (WordPiece, `tokenizers` crate) trained on a cell's training text, and
 //! conversion of texts into padded id/mask batches for the encoder.
 
-pub use crate::model::bert::text::Side;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,13 +10,33 @@ use tokenizers::normalizers::{Lowercase, NFKC, Sequence};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::{AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Tokenizer};
 
+/// Which side of retrieval a text is on: E5 models are trained with a prefix per side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The searcher's query.
+    Query,
+    /// A document passage being searched.
+    Passage,
+}
+
+impl Side {
+    /// The text prefix E5 models expect for this side.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Side::Query => "query: ",
+            Side::Passage => "passage: ",
+        }
+    }
+}
+
 /// The padding token (mask 0).
 pub const PAD: &str = "[PAD]";
 /// The token of words the vocabulary cannot spell.
 pub const UNK: &str = "[UNK]";
 
 /// A trained tokenizer plus the padding id, or a pretrained backbone's own tokenizer (its
-/// special tokens added, and the side prefixes of [`crate::spec::ModelConfig::prefix`]).
+/// special tokens added, and the side prefixes the experiment's model asks for).
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     pad_id: u32,
@@ -95,8 +114,8 @@ impl TextEncoder {
     }
 
     /// A pretrained backbone's `tokenizer.json` (padding id `<pad>`), which adds its special
-    /// tokens, with the prefixes that `model` puts before queries and passages.
-    pub fn load_backbone(path: &Path, model: &crate::spec::ModelConfig) -> Result<Self> {
+    /// tokens, with the prefixes put before queries and passages (in that order).
+    pub fn load_backbone(path: &Path, prefixes: [&'static str; 2]) -> Result<Self> {
         let mut tokenizer = Tokenizer::from_file(path)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("loading tokenizer {}", path.display()))?;
@@ -110,7 +129,7 @@ impl TextEncoder {
             tokenizer,
             pad_id,
             backbone: true,
-            prefixes: [model.prefix(Side::Query), model.prefix(Side::Passage)],
+            prefixes,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::data::{self, synthetic};
 use crate::eval::cell::cell_metrics;
 use crate::grid::{Cell, CellConfig, content_hash};
 use crate::retrieval::{self, QueryGroup};
-use crate::tokenizer::TextEncoder;
+use crate::tokenizer::{Side, TextEncoder};
 use crate::train;
 use crate::util::fs::{write_atomic, write_json_atomic};
 use crate::util::host::{now_unix, peak_memory_kib};
@@ -119,7 +119,10 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
 fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
     if let Some(backbone) = cfg.model.backbone {
         let dir = crate::model::bert::text::resolve_model(backbone.model_name(), false)?;
-        return TextEncoder::load_backbone(&dir.join("tokenizer.json"), &cfg.model);
+        return TextEncoder::load_backbone(
+            &dir.join("tokenizer.json"),
+            [cfg.model.prefix(Side::Query), cfg.model.prefix(Side::Passage)],
+        );
     }
     let vocab = cfg.model.preset.vocab_size();
     if dataset.card.synthetic {

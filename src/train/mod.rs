@@ -261,7 +261,7 @@ mod tests {
         let paths = TrainPaths {
             checkpoint: &checkpoint,
             artifacts: dir.path(),
-            job_alive: crate::run::state::JOB_ALIVE,
+            job_alive: crate::util::lock::no_scheduler,
         };
         let trained = train(&cfg, &dataset, &tokenizer, &paths, |_| panic!("no step runs")).unwrap();
         assert!(trained.log.is_empty());

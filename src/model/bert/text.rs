@@ -9,25 +9,8 @@ use anyhow::{Context, Result, bail, ensure};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Which side of retrieval a text is on: E5 models are trained with a prefix per side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// The searcher's query.
-    Query,
-    /// A document passage being searched.
-    Passage,
-}
-
-impl Side {
-    /// The text prefix E5 models expect for this side.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Side::Query => "query: ",
-            Side::Passage => "passage: ",
-        }
-    }
-}
+/// Which side of retrieval a text is on (defined with the tokenizer, which adds the prefix).
+pub use crate::tokenizer::Side;
 
 /// A model folder's tokenizer, with its padding id.
 pub struct BertTokenizer {
