@@ -560,6 +560,34 @@ mod tests {
     use crate::spec::load;
     use std::path::Path;
 
+    #[test]
+    fn experiments_without_backbone_keep_their_ids() {
+        // The cell ids of `experiments/quickstart.yaml` as main (823c4e1) resolved them.
+        let loaded = load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.yaml"),
+            &[],
+        )
+        .unwrap();
+        let mut ids: Vec<String> = expand(&loaded).unwrap().into_iter().map(|c| c.id).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                "schedule-constant_s1_af9f984e",
+                "schedule-constant_s2_000fe244",
+                "schedule-exponential_s1_fd0dddd5",
+                "schedule-exponential_s2_782822cd",
+                "schedule-linear_s1_ee9e54d6",
+                "schedule-linear_s2_eea44ec1",
+            ]
+        );
+        let model = serde_json::to_value(&loaded.experiment.model).unwrap();
+        let keys: Vec<&String> = model.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["max_len", "preset", "temperature"]);
+        let data = serde_json::to_value(&loaded.experiment.data).unwrap();
+        assert!(data.get("max_test_queries").is_none());
+    }
+
     fn experiment(dir: &Path, text: &str) -> LoadedExperiment {
         std::fs::create_dir_all(dir.join("schedules")).unwrap();
         std::fs::write(dir.join("schedules/ramp.yaml"), "kind: linear\nstart: 0\nend: 1\n").unwrap();
@@ -812,5 +840,86 @@ mod tests {
                 .to_string()
                 .contains("stats.baseline")
         );
+    }
+}
+
+/// The backbone keys of the experiment schema, checked through loading and expansion.
+#[cfg(test)]
+mod backbone_keys {
+    use super::expand;
+    use crate::spec::{Backbone, load};
+    use std::path::{Path, PathBuf};
+
+    fn quickstart() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.yaml")
+    }
+
+    fn problems(sets: &[&str]) -> String {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        match load(&quickstart(), &sets) {
+            Ok(_) => String::new(),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn backbone_keys_parse_with_defaults() {
+        let sets = ["model.backbone=me5-small".to_string()];
+        let e = load(&quickstart(), &sets).unwrap().experiment;
+        assert_eq!(e.model.backbone, Some(Backbone::Me5Small));
+        let ft = e.model.fine_tune().unwrap();
+        assert_eq!((ft.top_layers, ft.embeddings, ft.word_embeddings), (12, false, false));
+        let sets: Vec<String> = [
+            "model.backbone=me5-small",
+            "model.train_layers=2",
+            "model.train_embeddings=true",
+            "model.train_word_embeddings=true",
+            "data.max_test_queries=100",
+            "train.steps=0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let loaded = load(&quickstart(), &sets).unwrap();
+        let ft = loaded.experiment.model.fine_tune().unwrap();
+        assert_eq!((ft.top_layers, ft.embeddings, ft.word_embeddings), (2, true, true));
+        assert_eq!(loaded.experiment.data.max_test_queries, Some(100));
+        assert_eq!(loaded.experiment.model.prefix(crate::tokenizer::Side::Query), "query: ");
+        // The keys are part of the cell ids.
+        let ids = expand(&loaded).unwrap();
+        let plain = expand(&load(&quickstart(), &sets[..5]).unwrap()).unwrap();
+        assert_ne!(ids[0].id, plain[0].id);
+        // And ablatable (an axis must name a key the resolved config has: set it at top level).
+        let axis = [
+            "ablations.model.train_layers=[1, 2]".to_string(),
+            sets[0].clone(),
+            sets[1].clone(),
+        ];
+        assert_eq!(expand(&load(&quickstart(), &axis).unwrap()).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn bad_combinations_name_the_key() {
+        for (sets, key) in [
+            (&["model.train_layers=2"][..], "model.train_layers"),
+            (&["model.train_embeddings=false"][..], "model.train_embeddings"),
+            (&["model.train_word_embeddings=true"][..], "model.train_word_embeddings"),
+            (&["model.backbone=me5-small", "model.preset=small"][..], "model.preset"),
+            (
+                &["model.backbone=me5-small", "model.train_layers=13"][..],
+                "model.train_layers",
+            ),
+            (&["model.backbone=me5-small", "ot.enabled=true"][..], "ot.enabled"),
+            (&["model.backbone=me5-small", "model.max_len=1"][..], "model.max_len"),
+            (&["train.steps=0", "train.eval_every=5"][..], "train.eval_every"),
+            (&["model.backbone=me5-large"][..], "backbone"),
+        ] {
+            let found = problems(sets);
+            assert!(
+                found.contains(key),
+                "{sets:?}: expected an error naming `{key}`, got {found:?}"
+            );
+        }
+        assert_eq!(problems(&["train.steps=0"]), "");
     }
 }
