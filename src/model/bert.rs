@@ -20,7 +20,7 @@
 
 use super::{
     Backend, Embedder, GradNorm, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder, adam_config,
-    ot_surrogate,
+    info_nce_loss, ot_surrogate,
 };
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result, bail, ensure};
@@ -829,15 +829,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         let grads = self.grads.take().context("gradients in use")?;
         let states = self.taped_states(&inp, batch, cached, grads)?;
         let all = self.pool(states, &inp.mask);
-        let queries = all.with_empty_tape().slice((0..half, ..));
-        let passages = all.slice((half..2 * half, ..));
-        let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / input.temperature as f32);
-        let mut targets = vec![0.0f32; half * half];
-        for i in 0..half {
-            targets[i * half + i] = 1.0;
-        }
-        let targets = self.dev.tensor_from_vec(targets, (half, half));
-        let nce = cross_entropy_with_logits_loss(logits, targets);
+        let nce = info_nce_loss(&self.dev, all, half, input.temperature);
         let info_nce = f64::from(nce.array());
         let (loss, ot_value) = match &input.ot {
             None => (nce, None),

@@ -446,6 +446,24 @@ fn normalize_tokens<const N: usize, D: Backend, T: Tape<f32, D>>(
     x / norms
 }
 
+/// InfoNCE over in-batch negatives: rows `0..half` are queries, rows `half..2·half` their
+/// positive passages; every other passage of the batch is a negative.
+fn info_nce_loss<const P: usize, D: Backend, T: Tape<f32, D>>(
+    dev: &D,
+    all: Tensor<(usize, Const<P>), f32, D, T>,
+    half: usize,
+    temperature: f64,
+) -> Tensor<Rank0, f32, D, T> {
+    let queries = all.with_empty_tape().slice((0..half, ..));
+    let passages = all.slice((half..2 * half, ..));
+    let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
+    let mut targets = vec![0.0f32; half * half];
+    for i in 0..half {
+        targets[i * half + i] = 1.0;
+    }
+    cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (half, half)))
+}
+
 /// The OT distillation term in the graph: λ·Σ G ⊙ C, whose gradient carries ∂⟨P, C⟩/∂C into
 /// the student's token states (d/dC of Σ G ⊙ C is G), and the mean transport cost ⟨P, C⟩.
 /// Rows of C are student tokens, columns teacher tokens: the taped operand goes first.
@@ -627,15 +645,7 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder
         let (ids, mask) = self.inputs(batch)?;
         let grads = self.grads.take().context("gradients in use")?;
         let all = self.encode(ids.traced(grads), mask);
-        let queries = all.with_empty_tape().slice((0..half, ..));
-        let passages = all.slice((half..2 * half, ..));
-        let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / input.temperature as f32);
-        let mut targets = vec![0.0f32; half * half];
-        for i in 0..half {
-            targets[i * half + i] = 1.0;
-        }
-        let targets = self.dev.tensor_from_vec(targets, (half, half));
-        let nce = cross_entropy_with_logits_loss(logits, targets);
+        let nce = info_nce_loss(&self.dev, all, half, input.temperature);
         let info_nce = f64::from(nce.array());
 
         let (loss, ot_value) = match &input.ot {
