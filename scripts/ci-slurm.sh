@@ -31,6 +31,8 @@ logs() {
 fail() {
   printf '\nci-slurm: FAILED: %s\n' "$*" >&2
   logs >&2
+  # Again at the end: CI shows the tail of the output.
+  printf '\nci-slurm: FAILED: %s\n' "$*" >&2
   exit 1
 }
 
@@ -164,21 +166,28 @@ DIR="$RESULTS/quickstart"
   --cpus-per-cell 1 --time 30 --extra-sbatch "--comment=clirlab ci" --wait >"$WORK/submit.out" 2>&1 &
 submit=$!
 # While the array runs, `status` must show cells running.
+# (Each answer is kept whole, not piped into grep, and its errors go to a log shown on failure.)
 saw_running=no
+polls=0
 while kill -0 "$submit" 2>/dev/null; do
-  if [ -f "$DIR/slurm/1/job.json" ] && "$BIN" status "$DIR" 2>/dev/null | grep -q '^running '; then
-    saw_running=yes
-    "$BIN" status "$DIR" | head -n 2
-    break
+  if [ -f "$DIR/slurm/1/job.json" ]; then
+    polls=$((polls + 1))
+    answer=$("$BIN" status "$DIR" 2>>"$WORK/log/status-poll.err" || true)
+    if printf '%s\n' "$answer" | grep -q '^running '; then
+      saw_running=yes
+      printf '%s\n' "$answer" | head -n 2
+      break
+    fi
+    printf -- '--- poll %d\n%s\n' "$polls" "$answer" >>"$WORK/log/status-poll.out"
   fi
-  sleep 0.2
+  sleep 0.1
 done
 submit_rc=0
 wait "$submit" || submit_rc=$?
 cat "$WORK/submit.out"
 [ "$submit_rc" = 0 ] || fail "clirlab submit --wait exited with $submit_rc"
 grep -q '^submitted Slurm job [0-9]' "$WORK/submit.out" || fail "submit printed no job id"
-[ "$saw_running" = yes ] || fail "clirlab status never showed a running cell while the job ran"
+[ "$saw_running" = yes ] || fail "clirlab status never showed a running cell while the job ran ($polls polls; log/status-poll.*)"
 JOB=$(sed -n 's/^submitted Slurm job \([0-9]*\).*/\1/p' "$WORK/submit.out")
 # An #SBATCH value with a space reached Slurm whole.
 scontrol show job "$JOB" | grep -q 'Comment=clirlab ci' || fail "job $JOB lost its --extra-sbatch comment"
