@@ -18,10 +18,9 @@
 //! trained tensors and names its base model (path and fingerprint) in the safetensors metadata;
 //! [`BertEncoder::save_full`] writes the whole model.
 
-use super::{
-    Backend, Embedder, GradNorm, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder, adam_config,
-    info_nce_loss, ot_surrogate,
-};
+use super::clipping::{GradNorm, clip_walked};
+use super::loss::{info_nce_loss, ot_surrogate};
+use super::{Backend, Embedder, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder, adam_config};
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result, bail, ensure};
 use dfdx::nn::ZeroGrads;
@@ -863,29 +862,13 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
 
     /// Global gradient norm over the trainable tensors; scaled down to `clip` when above it.
     fn clip(&self, grads: &mut Gradients<f32, D>, clip: Option<f64>) -> Result<f64> {
-        let mut op = GradNorm {
-            grads,
-            scale: None,
-            sum_sq: 0.0,
-            failure: None,
-        };
         let parts = self.trainable_parts();
-        for part in &parts {
-            with_part!(part, m => walk_ref(*m, &mut op))?;
-        }
-        let norm = op.sum_sq.sqrt();
-        if let Some(max) = clip
-            && norm > max
-        {
-            op.scale = Some((max / norm) as f32);
+        clip_walked(grads, clip, |op| {
             for part in &parts {
-                with_part!(part, m => walk_ref(*m, &mut op))?;
+                with_part!(part, m => walk_ref(*m, op))?;
             }
-            if let Some(e) = op.failure {
-                return Err(e);
-            }
-        }
-        Ok(norm)
+            Ok(())
+        })
     }
 
     fn update(&mut self, grads: &Gradients<f32, D>) -> Result<()> {

@@ -5,7 +5,8 @@
 //! same projection head as the presets, so that the shared pooling, loss and optimiser apply.
 //! Not a preset: `build_me5_shape` is for `examples/throughput.rs` and the profiles.
 
-use super::{Arch, Backend, Encoder, OptimizerSettings, TrainableEncoder};
+use super::arch::{Arch, Encoder};
+use super::{Backend, OptimizerSettings, TrainableEncoder};
 use dfdx::prelude::*;
 
 type PostLnLayer<const M: usize, const F: usize> = (

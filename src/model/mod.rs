@@ -4,18 +4,21 @@
 //! dfdx fixes tensor sizes at compile time, so model sizes are named presets; everything
 //! outside this module sees an encoder only through [`TrainableEncoder`].
 //!
-//! It owns the presets and their architectures, the loss (InfoNCE + λ·OT through
-//! [`crate::ot`]), gradient clipping and the optimizer update, the weight files of a
-//! checkpoint, and the device a cell trains on ([`DeviceSpec`]).
+//! This file owns the encoder interface ([`TrainableEncoder`], the step's input and losses),
+//! the preset names and the optimizer settings. The rooms: `arch` (the preset
+//! architectures and their shared encoder), `loss` (InfoNCE + λ·OT through [`crate::ot`]),
+//! `clipping` (the global gradient norm), `checkpoint` (a preset's weight file), `device`
+//! (where a cell trains, [`DeviceSpec`]), [`kernels`] (fused CPU/GPU operations) and [`bert`]
+//! (the pretrained backbone).
 
-use crate::ot::{self, PlanGradient, SinkhornSettings};
+use crate::ot::{PlanGradient, SinkhornSettings};
 use crate::tokenizer::TokenBatch;
-use anyhow::{Context, Result};
+use anyhow::Result;
+use arch::build_on;
+use clipping::ScaleInPlace;
 use dfdx::nn::DeviceBuildExt;
-use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};
-use dfdx::optim::Adam;
 use dfdx::prelude::*;
-use dfdx::tensor::{Storage, TensorToArray};
+use dfdx::tensor::TensorToArray;
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -23,43 +26,19 @@ use std::path::Path;
 pub use device::{DeviceError, DeviceSpec, ResolvedDevice};
 pub use me5_shape::build_me5_shape;
 
+mod arch;
 pub mod bert;
+mod checkpoint;
+mod clipping;
 mod device;
 pub mod kernels;
+mod loss;
 mod me5_shape;
 
 /// What the encoders need of a dfdx device (the CPU, or CUDA with the `cuda` feature).
 trait Backend: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels {}
 
 impl<D: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels> Backend for D {}
-
-/// Scaling a gradient buffer in place, for clipping: dfdx has no public operation on a
-/// gradient's own storage.
-trait ScaleInPlace: Storage<f32> {
-    fn scale_in_place(buf: &mut Self::Vec, factor: f32) -> Result<()>;
-}
-
-impl ScaleInPlace for Cpu {
-    fn scale_in_place(buf: &mut Self::Vec, factor: f32) -> Result<()> {
-        buf.iter_mut().for_each(|v| *v *= factor);
-        Ok(())
-    }
-}
-
-/// Through the host: clipping is rare enough (only steps over the threshold) that the copy is
-/// cheaper than a kernel of our own.
-#[cfg(feature = "cuda")]
-impl ScaleInPlace for Cuda {
-    fn scale_in_place(buf: &mut Self::Vec, factor: f32) -> Result<()> {
-        let dev = buf.device();
-        let mut host = dev
-            .dtoh_sync_copy(&**buf)
-            .map_err(|e| anyhow::anyhow!("gradient to host: {e:?}"))?;
-        host.iter_mut().for_each(|v| *v *= factor);
-        dev.htod_sync_copy_into(&host, &mut **buf)
-            .map_err(|e| anyhow::anyhow!("gradient to device: {e:?}"))
-    }
-}
 
 /// Named model sizes (`model.preset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -200,146 +179,6 @@ pub trait TrainableEncoder: Embedder {
     fn load(&mut self, path: &Path) -> Result<()>;
 }
 
-/// Token ids and the padding mask of a batch, as tensors.
-type Inputs<D> = (Tensor<(usize, usize), usize, D>, Tensor<(usize, usize), f32, D>);
-
-/// An encoder architecture: token states (rows × len × M) from ids and mask, and the
-/// projection of pooled states to the output dimension P. Pooling, normalisation, losses and
-/// optimisation are shared by every architecture (see [`Encoder`]).
-trait Arch<const M: usize, const P: usize>: 'static {
-    type Built<D: Backend>: TensorCollection<f32, D>;
-    const VOCAB: usize;
-    /// Longest sequence the architecture accepts (position table size), if bounded.
-    const MAX_LEN: Option<usize>;
-    fn build<D: Backend>(dev: &D) -> Self::Built<D>;
-    fn states<D: Backend, T: Tape<f32, D>>(
-        model: &Self::Built<D>,
-        ids: Tensor<(usize, usize), usize, D, T>,
-        mask: &Tensor<(usize, usize), f32, D>,
-    ) -> Tensor<(usize, usize, Const<M>), f32, D, T>;
-    fn project<D: Backend, T: Tape<f32, D>>(
-        model: &Self::Built<D>,
-        pooled: Tensor<(usize, Const<M>), f32, D, T>,
-    ) -> Tensor<(usize, Const<P>), f32, D, T>;
-}
-
-/// Token embeddings only: the mean of a text's token embeddings, projected.
-struct MeanPool<const V: usize>;
-
-impl<const V: usize, const M: usize, const P: usize> Arch<M, P> for MeanPool<V> {
-    type Built<D: Backend> = <(Embedding<V, M>, Linear<M, P>) as BuildOnDevice<D, f32>>::Built;
-    const VOCAB: usize = V;
-    const MAX_LEN: Option<usize> = None;
-
-    fn build<D: Backend>(dev: &D) -> Self::Built<D> {
-        dev.build_module::<(Embedding<V, M>, Linear<M, P>), f32>()
-    }
-
-    fn states<D: Backend, T: Tape<f32, D>>(
-        model: &Self::Built<D>,
-        ids: Tensor<(usize, usize), usize, D, T>,
-        _mask: &Tensor<(usize, usize), f32, D>,
-    ) -> Tensor<(usize, usize, Const<M>), f32, D, T> {
-        model.0.forward(ids)
-    }
-
-    fn project<D: Backend, T: Tape<f32, D>>(
-        model: &Self::Built<D>,
-        pooled: Tensor<(usize, Const<M>), f32, D, T>,
-    ) -> Tensor<(usize, Const<P>), f32, D, T> {
-        model.1.forward(pooled)
-    }
-}
-
-/// A pre-norm transformer layer: masked multi-head self-attention, then a GELU feed-forward.
-type Layer<const M: usize, const F: usize> = (
-    (LayerNorm1D<M>, Linear<M, M>, Linear<M, M>, Linear<M, M>, Linear<M, M>),
-    (LayerNorm1D<M>, Linear<M, F>, Linear<F, M>),
-);
-type TransformerModules<
-    const V: usize,
-    const M: usize,
-    const P: usize,
-    const F: usize,
-    const L: usize,
-    const S: usize,
-> = (
-    Embedding<V, M>,
-    Embedding<S, M>,
-    Repeated<Layer<M, F>, L>,
-    LayerNorm1D<M>,
-    Linear<M, P>,
-);
-
-/// Token and learned position embeddings, L transformer layers with H heads of DH dims
-/// (M = H·DH) whose attention ignores padded keys, a final layer norm. dfdx's own
-/// multi-head attention has no padding mask, hence this one.
-struct Transformer<const V: usize, const H: usize, const DH: usize, const F: usize, const L: usize, const S: usize>;
-
-impl<
-    const V: usize,
-    const M: usize,
-    const P: usize,
-    const H: usize,
-    const DH: usize,
-    const F: usize,
-    const L: usize,
-    const S: usize,
-> Arch<M, P> for Transformer<V, H, DH, F, L, S>
-{
-    type Built<D: Backend> = <TransformerModules<V, M, P, F, L, S> as BuildOnDevice<D, f32>>::Built;
-    const VOCAB: usize = V;
-    const MAX_LEN: Option<usize> = Some(S);
-
-    fn build<D: Backend>(dev: &D) -> Self::Built<D> {
-        assert_eq!(
-            H * DH,
-            M,
-            "transformer preset: heads × head dim must equal the model dim"
-        );
-        dev.build_module::<TransformerModules<V, M, P, F, L, S>, f32>()
-    }
-
-    fn states<D: Backend, T: Tape<f32, D>>(
-        model: &Self::Built<D>,
-        ids: Tensor<(usize, usize), usize, D, T>,
-        mask: &Tensor<(usize, usize), f32, D>,
-    ) -> Tensor<(usize, usize, Const<M>), f32, D, T> {
-        let (rows, len) = *mask.shape();
-        let dev = mask.device().clone();
-        let positions: Vec<usize> = (0..rows).flat_map(|_| 0..len).collect();
-        let positions = dev.tensor_from_vec(positions, (rows, len));
-        let tokens = model.0.forward(ids);
-        let mut x = model.1.forward(positions.put_tape(T::default())) + tokens;
-        for ((norm1, wq, wk, wv, wo), (norm2, ff1, ff2)) in &model.2.modules {
-            let h = D::layer_norm(norm1, x.with_empty_tape());
-            let q = D::linear(wq, h.with_empty_tape());
-            let k = D::linear(wk, h.with_empty_tape());
-            let v = D::linear(wv, h);
-            let mixed = D::masked_attention(q, k, v, mask, H);
-            x = D::linear(wo, mixed) + x;
-            let h = D::linear_gelu_tanh(ff1, D::layer_norm(norm2, x.with_empty_tape()));
-            x = D::linear(ff2, h) + x;
-        }
-        D::layer_norm(&model.3, x)
-    }
-
-    fn project<D: Backend, T: Tape<f32, D>>(
-        model: &Self::Built<D>,
-        pooled: Tensor<(usize, Const<M>), f32, D, T>,
-    ) -> Tensor<(usize, Const<P>), f32, D, T> {
-        model.4.forward(pooled)
-    }
-}
-
-/// An encoder of architecture `A`, with its optimizer state.
-struct Encoder<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> {
-    dev: D,
-    model: A::Built<D>,
-    grads: Option<Gradients<f32, D>>,
-    opt: Adam<A::Built<D>, f32, D>,
-}
-
 /// Builds a freshly initialised encoder of `preset` on `device`, seeded.
 pub fn build(
     preset: Preset,
@@ -358,20 +197,6 @@ pub fn build(
     }
 }
 
-fn build_on<D: Backend>(dev: D, preset: Preset, opt: OptimizerSettings) -> Box<dyn TrainableEncoder> {
-    match preset {
-        Preset::Tiny => Box::new(Encoder::<MeanPool<4096>, D, 64, 64>::new(dev, opt)),
-        Preset::Small => Box::new(Encoder::<MeanPool<16384>, D, 128, 128>::new(dev, opt)),
-        Preset::Base => Box::new(Encoder::<MeanPool<32768>, D, 256, 256>::new(dev, opt)),
-        Preset::TransformerTiny => Box::new(Encoder::<Transformer<4096, 4, 16, 128, 2, 128>, D, 64, 64>::new(
-            dev, opt,
-        )),
-        Preset::TransformerSmall => Box::new(Encoder::<Transformer<16384, 4, 32, 256, 2, 128>, D, 128, 128>::new(
-            dev, opt,
-        )),
-    }
-}
-
 fn adam_config(opt: OptimizerSettings) -> AdamConfig {
     let weight_decay = match (opt.kind, opt.weight_decay) {
         (_, 0.0) => None,
@@ -382,328 +207,6 @@ fn adam_config(opt: OptimizerSettings) -> AdamConfig {
         lr: opt.lr,
         weight_decay,
         ..Default::default()
-    }
-}
-
-impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Encoder<A, D, M, P> {
-    fn new(dev: D, opt: OptimizerSettings) -> Self {
-        let model = A::build(&dev);
-        let grads = Some(model.alloc_grads());
-        let opt = Adam::new(&model, adam_config(opt));
-        Self { dev, model, grads, opt }
-    }
-
-    fn inputs(&self, batch: &TokenBatch) -> Result<Inputs<D>> {
-        if let Some(bad) = batch.ids.iter().find(|id| **id >= A::VOCAB) {
-            anyhow::bail!(
-                "token id {bad} is outside the model's vocabulary of {}: the tokenizer is larger than the preset",
-                A::VOCAB
-            );
-        }
-        if let Some(max) = A::MAX_LEN {
-            anyhow::ensure!(
-                batch.len <= max,
-                "sequences of {} tokens exceed the preset's {max} positions (lower model.max_len)",
-                batch.len
-            );
-        }
-        let shape = (batch.rows, batch.len);
-        Ok((
-            self.dev.tensor_from_vec(batch.ids.clone(), shape),
-            self.dev.tensor_from_vec(batch.mask.clone(), shape),
-        ))
-    }
-
-    /// Masked mean pooling of the token states, projection and L2 normalisation.
-    fn encode<T: Tape<f32, D>>(
-        &self,
-        ids: Tensor<(usize, usize), usize, D, T>,
-        mask: Tensor<(usize, usize), f32, D>,
-    ) -> Tensor<(usize, Const<P>), f32, D, T> {
-        let (rows, len) = *mask.shape();
-        let tokens = A::states(&self.model, ids, &mask);
-        let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
-        let summed = (tokens * spread).sum::<(usize, Const<M>), Axis<1>>();
-        let counts = mask
-            .sum::<(usize,), Axis<1>>()
-            .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
-        let projected = A::project(&self.model, summed / counts);
-        let norms = (projected.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
-            .sqrt()
-            .broadcast_like::<_, Axis<1>>(&(rows, Const::<P>));
-        projected / norms
-    }
-}
-
-/// L2 normalisation along the last axis of a (rows, cols, D) tensor.
-fn normalize_tokens<const N: usize, D: Backend, T: Tape<f32, D>>(
-    x: Tensor<(usize, usize, Const<N>), f32, D, T>,
-) -> Tensor<(usize, usize, Const<N>), f32, D, T> {
-    let shape = *x.shape();
-    let norms = (x.with_empty_tape().square().sum::<(usize, usize), Axis<2>>() + 1e-12)
-        .sqrt()
-        .broadcast_like::<_, Axis<2>>(&shape);
-    x / norms
-}
-
-/// InfoNCE over in-batch negatives: rows `0..half` are queries, rows `half..2·half` their
-/// positive passages; every other passage of the batch is a negative.
-fn info_nce_loss<const P: usize, D: Backend, T: Tape<f32, D>>(
-    dev: &D,
-    all: Tensor<(usize, Const<P>), f32, D, T>,
-    half: usize,
-    temperature: f64,
-) -> Tensor<Rank0, f32, D, T> {
-    let queries = all.with_empty_tape().slice((0..half, ..));
-    let passages = all.slice((half..2 * half, ..));
-    let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
-    let mut targets = vec![0.0f32; half * half];
-    for i in 0..half {
-        targets[i * half + i] = 1.0;
-    }
-    cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (half, half)))
-}
-
-/// The OT distillation term in the graph: λ·Σ G ⊙ C, whose gradient carries ∂⟨P, C⟩/∂C into
-/// the student's token states (d/dC of Σ G ⊙ C is G), and the mean transport cost ⟨P, C⟩.
-/// Rows of C are student tokens, columns teacher tokens: the taped operand goes first.
-fn ot_surrogate<const M: usize, D: Backend, T: Tape<f32, D>>(
-    dev: &D,
-    student: Tensor<(usize, usize, Const<M>), f32, D, T>,
-    student_mask: &[f32],
-    term: &OtTerm,
-) -> Result<(Tensor<Rank0, f32, D, T>, f64)> {
-    let (pairs, s_len, _) = *student.shape();
-    anyhow::ensure!(
-        term.teacher_states.len() == pairs * term.teacher_len * M,
-        "teacher states do not match the bitext batch"
-    );
-    let teacher = dev.tensor_from_vec(term.teacher_states.to_vec(), (pairs, term.teacher_len, Const::<M>));
-    let cost = match term.cost {
-        CostKind::Cosine => {
-            let teacher = normalize_tokens(teacher);
-            let sim = normalize_tokens(student).matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
-            sim.negate() + 1.0
-        }
-        CostKind::SquaredEuclidean => {
-            let shape = (pairs, s_len, term.teacher_len);
-            let ss = student
-                .with_empty_tape()
-                .square()
-                .sum::<(usize, usize), Axis<2>>()
-                .broadcast_like::<_, Axis<2>>(&shape);
-            let tt = teacher
-                .clone()
-                .square()
-                .sum::<(usize, usize), Axis<2>>()
-                .broadcast_like::<_, Axis<1>>(&shape);
-            let cross = student.matmul(teacher.permute::<_, Axes3<0, 2, 1>>());
-            ss + tt - cross * 2.0
-        }
-    };
-    let (value, grad) = transport_batch(
-        &cost.as_vec(),
-        pairs,
-        s_len,
-        term.teacher_len,
-        student_mask,
-        term.teacher_mask,
-        term,
-    )?;
-    let grad = dev.tensor_from_vec(grad, (pairs, s_len, term.teacher_len));
-    Ok(((cost * grad).sum::<Rank0, _>() * term.weight as f32, value))
-}
-
-/// Solves OT for every pair on its unpadded block of `cost` (pairs × r_len × c_len, rows
-/// and columns masked by `row_mask` and `col_mask`) and returns the mean transport cost and
-/// ∂(mean cost)/∂cost.
-fn transport_batch(
-    cost: &[f32],
-    pairs: usize,
-    r_len: usize,
-    c_len: usize,
-    row_mask: &[f32],
-    col_mask: &[f32],
-    term: &OtTerm,
-) -> Result<(f64, Vec<f32>)> {
-    let mut grad = vec![0.0f32; cost.len()];
-    let mut total = 0.0;
-    for b in 0..pairs {
-        let n = row_mask[b * r_len..(b + 1) * r_len]
-            .iter()
-            .filter(|m| **m > 0.0)
-            .count();
-        let m = col_mask[b * c_len..(b + 1) * c_len]
-            .iter()
-            .filter(|m| **m > 0.0)
-            .count();
-        anyhow::ensure!(n > 0 && m > 0, "a bitext pair has an empty side");
-        let block: Vec<f64> = (0..n)
-            .flat_map(|i| (0..m).map(move |j| (i, j)))
-            .map(|(i, j)| f64::from(cost[(b * r_len + i) * c_len + j]))
-            .collect();
-        anyhow::ensure!(
-            block.iter().all(|c| c.is_finite()),
-            "non-finite OT cost (diverged token states)"
-        );
-        let t = ot::sinkhorn(&block, n, m, term.sinkhorn, term.gradient);
-        total += t.cost;
-        for i in 0..n {
-            for j in 0..m {
-                grad[(b * r_len + i) * c_len + j] = (t.grad[i * m + j] / pairs as f64) as f32;
-            }
-        }
-    }
-    Ok((total / pairs as f64, grad))
-}
-
-/// Sum of squared gradient entries of every trainable tensor, and their in-place scaling.
-/// Both run as tensor operations, so they stay on the device.
-struct GradNorm<'a, D: Backend> {
-    grads: &'a mut Gradients<f32, D>,
-    scale: Option<f32>,
-    sum_sq: f64,
-    /// A scaling error (the visitor's own error type is the device's).
-    failure: Option<anyhow::Error>,
-}
-
-impl<D: Backend> TensorVisitor<f32, D> for GradNorm<'_, D> {
-    type Viewer = ViewTensorRef;
-    type Err = D::Err;
-    type E2 = f32;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, f32, D>,
-        t: &Tensor<S, f32, D>,
-    ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
-        if !opts.do_gradient_update {
-            return Ok(None);
-        }
-        self.grads.try_alloc_for(t)?;
-        match self.scale {
-            None => {
-                let flat = self.grads.get(t).reshape_like(&(t.shape().num_elements(),));
-                self.sum_sq += f64::from(flat.try_square()?.try_sum::<Rank0, _>()?.array());
-            }
-            Some(factor) => {
-                if let Err(e) = D::scale_in_place(self.grads.get_or_alloc_mut(t)?, factor) {
-                    self.failure = Some(e);
-                }
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// Global gradient norm; scales the gradients down to `clip` when it is exceeded.
-fn clip_gradients<D: Backend, M: TensorCollection<f32, D>>(
-    model: &M,
-    grads: &mut Gradients<f32, D>,
-    clip: Option<f64>,
-) -> Result<f64> {
-    let mut op = GradNorm {
-        grads,
-        scale: None,
-        sum_sq: 0.0,
-        failure: None,
-    };
-    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let norm = op.sum_sq.sqrt();
-    if let Some(max) = clip
-        && norm > max
-    {
-        op.scale = Some((max / norm) as f32);
-        M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        if let Some(e) = op.failure {
-            return Err(e);
-        }
-    }
-    Ok(norm)
-}
-
-impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Embedder for Encoder<A, D, M, P> {
-    fn dim(&self) -> usize {
-        P
-    }
-
-    fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let (ids, mask) = self.inputs(batch)?;
-        Ok(self.encode(ids, mask).as_vec())
-    }
-}
-
-impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder for Encoder<A, D, M, P> {
-    fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
-        let batch = input.batch;
-        anyhow::ensure!(
-            batch.rows >= 4 && batch.rows.is_multiple_of(2),
-            "a training batch needs query/passage halves"
-        );
-        let half = batch.rows / 2;
-        let (ids, mask) = self.inputs(batch)?;
-        let grads = self.grads.take().context("gradients in use")?;
-        let all = self.encode(ids.traced(grads), mask);
-        let nce = info_nce_loss(&self.dev, all, half, input.temperature);
-        let info_nce = f64::from(nce.array());
-
-        let (loss, ot_value) = match &input.ot {
-            None => (nce, None),
-            Some(term) => {
-                let (s_ids, s_mask) = self.inputs(term.student)?;
-                // Student token states join the same graph through a second, merged tape.
-                let student = A::states(&self.model, s_ids.leaky_traced(), &s_mask);
-                let (surrogate, value) = ot_surrogate(&self.dev, student, &s_mask.as_vec(), term)?;
-                (nce + surrogate, Some(value))
-            }
-        };
-        let total = info_nce
-            + ot_value
-                .map(|v| v * input.ot.as_ref().map(|t| t.weight).unwrap_or(0.0))
-                .unwrap_or(0.0);
-        let mut grads = loss.backward();
-        let grad_norm = clip_gradients(&self.model, &mut grads, input.clip_norm)?;
-        if total.is_finite() && grad_norm.is_finite() {
-            self.opt
-                .update(&mut self.model, &grads)
-                .map_err(|e| anyhow::anyhow!("optimizer update: {e:?}"))?;
-        }
-        self.model.zero_grads(&mut grads);
-        self.grads = Some(grads);
-        Ok(StepLoss {
-            total,
-            info_nce,
-            ot: ot_value,
-            grad_norm,
-        })
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.opt.cfg.lr = lr;
-    }
-
-    fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let (ids, mask) = self.inputs(batch)?;
-        Ok(A::states(&self.model, ids, &mask).as_vec())
-    }
-
-    fn state_dim(&self) -> usize {
-        M
-    }
-
-    fn save(&self, path: &Path) -> Result<()> {
-        crate::util::fs::write_atomic_with(path, ".safetensors", |tmp| {
-            self.model
-                .save_safetensors(tmp)
-                .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))
-        })
-    }
-
-    fn load(&mut self, path: &Path) -> Result<()> {
-        self.model
-            .load_safetensors(path)
-            .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", path.display()))
     }
 }
 
