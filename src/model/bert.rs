@@ -37,6 +37,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub mod export;
+pub mod frozen;
 pub mod text;
 
 /// Which parts of the encoder train.
@@ -89,6 +90,12 @@ pub trait BertEncoder: TrainableEncoder {
     fn train_step_from_states(&mut self, input: &StepInput, states: Option<LayerStates>) -> Result<StepLoss>;
     /// Writes every tensor (HuggingFace `BertModel` names), e.g. for an export.
     fn save_full(&self, path: &Path) -> Result<()>;
+    /// Keeps the token states after the frozen lower layers in a [`frozen::StateStore`] under
+    /// `root` (one folder per base model and depth), so that training and embedding run only
+    /// the layers above them. The numbers are the same as without the store. Nothing changes
+    /// when no layer is frozen or an embedding table trains; loading a full checkpoint later
+    /// detaches the store. Returns the number of frozen layers it covers.
+    fn use_state_store(&mut self, root: &Path) -> Result<usize>;
 }
 
 /// multilingual-E5-small's shape: hidden 384, 12 heads of 32, feed-forward 1536.
@@ -402,6 +409,14 @@ struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, cons
     /// Where the base weights came from, and their fingerprint (see [`Bert::fingerprint`]).
     base: Option<PathBuf>,
     base_fingerprint: String,
+    /// The states after the frozen layers, when a store is attached.
+    frozen: Option<Frozen>,
+}
+
+/// An attached state store and the depth of the states it holds.
+struct Frozen {
+    after_layer: usize,
+    store: std::sync::Mutex<frozen::StateStore>,
 }
 
 /// A part of the model, for the visitors that walk parts one at a time.
@@ -469,6 +484,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             grads: None,
             base: None,
             base_fingerprint: String::new(),
+            frozen: None,
         };
         model.set_fine_tune(fine_tune)?;
         model.base_fingerprint = model.fingerprint();
@@ -784,6 +800,60 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         Ok(self.run_layers(frozen.traced(grads), first..depth, inp))
     }
 
+    /// The depth of the attached store's states, while they are valid for this model (the
+    /// layers below it and the embeddings frozen).
+    fn frozen_depth(&self) -> Option<usize> {
+        let depth = self.frozen.as_ref()?.after_layer;
+        (!self.embeddings_train() && depth <= self.first_trainable() && depth > 0).then_some(depth)
+    }
+
+    /// The states after `depth` layers of every row of `batch` (rows × len × M, zeros on the
+    /// padding), read from the store; the rows it lacks are computed together, then stored.
+    fn stored_states(&self, batch: &TokenBatch, depth: usize) -> Result<Vec<f32>> {
+        let frozen = self.frozen.as_ref().context("no state store attached")?;
+        let (rows, len) = (batch.rows, batch.len);
+        let mut out = vec![0.0f32; rows * len * M];
+        let mut missing: Vec<(usize, frozen::Key, usize)> = Vec::new();
+        let mut store = frozen
+            .store
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the state store's lock is poisoned"))?;
+        for r in 0..rows {
+            let mask = &batch.mask[r * len..(r + 1) * len];
+            let tokens = mask.iter().take_while(|m| **m > 0.0).count();
+            ensure!(
+                tokens > 0 && mask[tokens..].iter().all(|m| *m == 0.0),
+                "row {r} of the batch is not tokens followed by padding"
+            );
+            let key = frozen::key(&batch.ids[r * len..r * len + tokens]);
+            let at = r * len * M;
+            if !store.read_into(&key, tokens, &mut out[at..at + tokens * M])? {
+                missing.push((r, key, tokens));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let sub_len = missing.iter().map(|m| m.2).max().unwrap_or(1);
+        let mut sub = TokenBatch {
+            ids: vec![0; missing.len() * sub_len],
+            mask: vec![0.0; missing.len() * sub_len],
+            rows: missing.len(),
+            len: sub_len,
+        };
+        for (k, (r, _, tokens)) in missing.iter().enumerate() {
+            sub.ids[k * sub_len..k * sub_len + tokens].copy_from_slice(&batch.ids[r * len..r * len + tokens]);
+            sub.mask[k * sub_len..k * sub_len + tokens].fill(1.0);
+        }
+        let states = self.frozen_states(&self.inputs(&sub)?, depth).as_vec();
+        for (k, (r, key, tokens)) in missing.into_iter().enumerate() {
+            let row = states[k * sub_len * M..(k * sub_len + tokens) * M].to_vec();
+            out[r * len * M..(r * len + tokens) * M].copy_from_slice(&row);
+            store.insert(key, tokens, row)?;
+        }
+        Ok(out)
+    }
+
     /// Masked mean pooling and L2 normalisation.
     fn pool<T: Tape<f32, D>>(
         &self,
@@ -1063,7 +1133,21 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
         let inp = self.inputs(batch)?;
-        let states = self.frozen_states(&inp, self.layers.len());
+        let depth = self.layers.len();
+        let states = match self.frozen_depth() {
+            Some(after_layer) => {
+                let stored = self.stored_states(batch, after_layer)?;
+                let x = self.states_tensor(
+                    batch,
+                    LayerStates {
+                        after_layer,
+                        states: &stored,
+                    },
+                )?;
+                self.run_layers(x, after_layer..depth, &inp)
+            }
+            None => self.frozen_states(&inp, depth),
+        };
         Ok(self.pool(states, &inp.mask).as_vec())
     }
 }
@@ -1072,7 +1156,19 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     TrainableEncoder for Bert<V, S, M, H, DH, F, D>
 {
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
-        self.step(input, None)
+        match self.frozen_depth() {
+            Some(after_layer) => {
+                let stored = self.stored_states(input.batch, after_layer)?;
+                self.step(
+                    input,
+                    Some(LayerStates {
+                        after_layer,
+                        states: &stored,
+                    }),
+                )
+            }
+            None => self.step(input, None),
+        }
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
@@ -1118,6 +1214,10 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     fn load(&mut self, path: &Path) -> Result<()> {
         let (meta, _) = read_header(path)?;
         let complete = meta.get(META_FORMAT).map(String::as_str) != Some(FORMAT_DELTA);
+        if complete {
+            // The frozen layers may be another model's now.
+            self.frozen = None;
+        }
         self.overlay(path, complete)
     }
 }
@@ -1168,6 +1268,30 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         // What `transformers` asks of a safetensors file it loads.
         meta.insert("format".into(), "pt".into());
         self.write(path, self.parts(), meta)
+    }
+
+    fn use_state_store(&mut self, root: &Path) -> Result<usize> {
+        let depth = self.first_trainable();
+        if self.embeddings_train() || depth == 0 {
+            self.frozen = None;
+            return Ok(0);
+        }
+        // The kernels (fused, reference, CUDA) round differently: their states are kept apart.
+        let kernels = if std::any::type_name::<D>().contains("Cuda") {
+            "cuda"
+        } else if super::kernels::fused_on_cpu() {
+            "fused"
+        } else {
+            "reference"
+        };
+        let dir = root.join(format!("{}-after{depth}-{kernels}", &self.base_fingerprint[..16]));
+        let store = frozen::StateStore::open(&dir, M)?;
+        tracing::info!(store = %dir.display(), texts = store.len(), "frozen-layer states of the {depth} lower layers");
+        self.frozen = Some(Frozen {
+            after_layer: depth,
+            store: std::sync::Mutex::new(store),
+        });
+        Ok(depth)
     }
 }
 

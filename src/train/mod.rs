@@ -83,14 +83,21 @@ pub struct TrainPaths<'a> {
     pub job_alive: JobAlive,
 }
 
+/// The folder under the data folder that holds the backbones' frozen-layer state stores.
+pub const STATE_STORES: &str = "states";
+
 /// The cell's encoder before training: the pretrained backbone (prepared on first use), with
-/// the layers `model.train_*` name trainable, or the preset at the cell's seeded initial
+/// the layers `model.train_*` name trainable and a store of its frozen layers' states
+/// (`<data_dir>/states/`), or the preset at the cell's seeded initial
 /// weights.
 pub fn build_encoder(cfg: &CellConfig, device: ResolvedDevice) -> Result<Box<dyn TrainableEncoder>> {
     let settings = lr::optimizer_settings(&cfg.train);
     if let (Some(backbone), Some(fine_tune)) = (cfg.model.backbone, cfg.model.fine_tune()) {
         let dir = model::bert::text::resolve_model(backbone.model_name(), false)?;
-        let encoder: Box<dyn TrainableEncoder> = model::bert::load(&dir, fine_tune, settings, device)?;
+        let mut encoder = model::bert::load(&dir, fine_tune, settings, device)?;
+        // The frozen lower layers run once per text, for every cell on this data folder.
+        encoder.use_state_store(&crate::data::data_dir().join(STATE_STORES))?;
+        let encoder: Box<dyn TrainableEncoder> = encoder;
         return Ok(encoder);
     }
     // The model's initial weights and the sampler draw from separate seeded streams.

@@ -264,3 +264,54 @@ fn bad_input_is_an_error_not_a_panic() {
     std::fs::write(&junk, b"not a model").unwrap();
     assert!(TinyBert::load_file(Cpu::default(), &junk, frozen(), settings()).is_err());
 }
+
+#[test]
+fn frozen_states_do_not_depend_on_the_batch() {
+    // What makes a shared state store deterministic: a text's states are the same whichever
+    // texts it was computed with, and however far its batch was padded.
+    let enc = tiny_random(3, 3, frozen(), settings()).unwrap();
+    let text = [0, 5, 6, 7, 2];
+    let alone = enc.hidden_states(&batch(text.to_vec(), vec![1.0; 5], 1), 2).unwrap();
+    let mut ids = text.to_vec();
+    ids.extend([1, 1, 1]);
+    ids.extend([0, 9, 8, 7, 6, 5, 4, 2]);
+    let mut mask = vec![1.0; 5];
+    mask.extend([0.0; 3]);
+    mask.extend([1.0; 8]);
+    let together = enc.hidden_states(&batch(ids, mask, 2), 2).unwrap();
+    assert_eq!(alone[..], together[..alone.len()]);
+}
+
+#[test]
+fn a_state_store_changes_no_number() {
+    let ft = FineTune {
+        top_layers: 1,
+        embeddings: false,
+        word_embeddings: false,
+    };
+    let store = tempfile::tempdir().unwrap();
+    let b = pairs();
+    let mut plain = tiny_random(5, 3, ft, settings()).unwrap();
+    let mut stored = tiny_random(5, 3, ft, settings()).unwrap();
+    assert_eq!(stored.use_state_store(store.path()).unwrap(), 2);
+    assert_eq!(plain.embed(&b).unwrap(), stored.embed(&b).unwrap());
+    for _ in 0..3 {
+        let (lp, ls) = (
+            plain.train_step(&step(&b)).unwrap(),
+            stored.train_step(&step(&b)).unwrap(),
+        );
+        assert_eq!(lp, ls);
+    }
+    assert_eq!(plain.embed(&b).unwrap(), stored.embed(&b).unwrap());
+    drop(stored);
+    // A second model reads the states the first one wrote (one shard per flush).
+    let shards = std::fs::read_dir(store.path()).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::read_dir(&shards).unwrap().count(), 1);
+    let mut again = tiny_random(5, 3, ft, settings()).unwrap();
+    again.use_state_store(store.path()).unwrap();
+    let fresh = tiny_random(5, 3, ft, settings()).unwrap();
+    assert_eq!(fresh.embed(&b).unwrap(), again.embed(&b).unwrap());
+    // Nothing frozen below a trainable embedding table: the store is not used.
+    let mut full = tiny_random(5, 3, FineTune::full(3), settings()).unwrap();
+    assert_eq!(full.use_state_store(store.path()).unwrap(), 0);
+}
