@@ -6,6 +6,7 @@ use crate::eval::{Qrels, Run};
 use crate::grid::CellConfig;
 use crate::model::Embedder;
 use crate::tokenizer::{Side, TextEncoder};
+use crate::util::sample::fixed_sample;
 use anyhow::{Context, Result};
 use std::cmp::Ordering;
 
@@ -187,14 +188,12 @@ pub fn run_split(
 /// `n` of `queries`, drawn with a fixed seed per language (the same queries for every cell
 /// and seed, so that cells compare on the same sample), in their original order.
 pub fn sample_queries(queries: &[Doc], n: usize, lang: &str) -> Vec<Doc> {
-    use rand::SeedableRng;
-    use rand::seq::index::sample;
     let seed = crate::grid::content_hash(&("max_test_queries", lang), 16);
     let seed = u64::from_str_radix(&seed[..16], 16).unwrap_or(0);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut picked = sample(&mut rng, queries.len(), n.min(queries.len())).into_vec();
-    picked.sort_unstable();
-    picked.into_iter().map(|i| queries[i].clone()).collect()
+    fixed_sample(queries.len(), n, seed)
+        .into_iter()
+        .map(|i| queries[i].clone())
+        .collect()
 }
 
 #[cfg(test)]

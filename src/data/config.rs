@@ -20,6 +20,11 @@ pub struct DataConfig {
     /// seed (the same for every cell); absent: every test query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_test_queries: Option<usize>,
+    /// Train on at most this many pairs of each pool (the English pairs, and the cross-lingual
+    /// pairs of each language), a sample drawn with a fixed seed per pool (the same for every
+    /// cell and seed, so that cells share it); absent: every training pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_train_pairs: Option<usize>,
 }
 
 impl Default for DataConfig {
@@ -30,6 +35,7 @@ impl Default for DataConfig {
             synthetic: SyntheticConfig::default(),
             zero_shot: None,
             max_test_queries: None,
+            max_train_pairs: None,
         }
     }
 }

@@ -36,6 +36,15 @@ impl Experiment {
             !self.data.languages.is_empty(),
             problem("data.languages", "at least one language", None),
         );
+        for (key, cap) in [
+            ("data.max_test_queries", self.data.max_test_queries),
+            ("data.max_train_pairs", self.data.max_train_pairs),
+        ] {
+            check(
+                cap != Some(0),
+                problem(key, "at least 1 (or no key: every one)", Some("0".into())),
+            );
+        }
         if let Err(e) = self.data.synthetic.validate() {
             check(
                 false,

@@ -109,6 +109,21 @@ pub fn build_encoder(cfg: &CellConfig, device: ResolvedDevice) -> Result<Box<dyn
     )
 }
 
+/// The pairs of a training pool that a cell draws from: all, or `data.max_train_pairs` of them,
+/// the same sample for every cell (seeded by the pool's name).
+fn capped_pool<'a>(pairs: &'a [Pair], cap: Option<usize>, pool: &str) -> Vec<&'a Pair> {
+    match cap {
+        Some(n) if n < pairs.len() => {
+            let seed = u64::from_str_radix(&crate::grid::content_hash(&("max_train_pairs", pool), 16), 16).unwrap_or(0);
+            crate::util::sample::fixed_sample(pairs.len(), n, seed)
+                .into_iter()
+                .map(|i| &pairs[i])
+                .collect()
+        }
+        _ => pairs.iter().collect(),
+    }
+}
+
 /// Trains the cell's encoder (`train.steps: 0`: the model as it is, untrained). `on_step` is called after every step (progress reporting).
 /// A non-finite loss fails the cell with that reason.
 pub fn train(
@@ -119,14 +134,23 @@ pub fn train(
     mut on_step: impl FnMut(&LogRow),
 ) -> Result<Trained> {
     let t = &cfg.train;
-    let cross: Vec<_> = cfg
+    let cap = cfg.data.max_train_pairs;
+    let cross: Vec<&Pair> = cfg
         .data
         .languages
         .iter()
-        .flat_map(|lang| dataset.cross.get(lang).into_iter().flatten())
+        .flat_map(|lang| capped_pool(dataset.cross.get(lang).map_or(&[][..], Vec::as_slice), cap, lang))
         .collect();
+    let capped_mono: Vec<Pair>;
+    let mono: &[Pair] = match cap {
+        Some(n) if n < dataset.mono.len() => {
+            capped_mono = capped_pool(&dataset.mono, cap, "mono").into_iter().cloned().collect();
+            &capped_mono
+        }
+        _ => &dataset.mono,
+    };
     let mut sampler = HybridSampler::new(
-        &dataset.mono,
+        mono,
         cross,
         cfg.schedule.clone(),
         cfg.sampler.mixing,
@@ -255,6 +279,28 @@ mod tests {
             seed: 3,
             device: DeviceSpec::Cpu,
         }
+    }
+
+    #[test]
+    fn a_capped_pool_is_the_same_sample_for_every_cell() {
+        let pairs: Vec<Pair> = (0..50)
+            .map(|i| Pair {
+                id: format!("p{i}"),
+                query: format!("q{i}"),
+                passage: format!("d{i}"),
+            })
+            .collect();
+        let ids = |v: Vec<&Pair>| v.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+        assert_eq!(capped_pool(&pairs, None, "sw").len(), 50);
+        assert_eq!(capped_pool(&pairs, Some(80), "sw").len(), 50);
+        let sw = ids(capped_pool(&pairs, Some(10), "sw"));
+        assert_eq!(sw.len(), 10);
+        assert_eq!(sw, ids(capped_pool(&pairs, Some(10), "sw")));
+        assert_ne!(
+            sw,
+            ids(capped_pool(&pairs, Some(10), "tl")),
+            "each pool has its own sample"
+        );
     }
 
     #[test]
