@@ -173,9 +173,9 @@ while kill -0 "$submit" 2>/dev/null; do
   if [ -f "$DIR/slurm/1/job.json" ]; then
     polls=$((polls + 1))
     answer=$("$BIN" status "$DIR" 2>>"$WORK/log/status-poll.err" || true)
-    if printf '%s\n' "$answer" | grep -q '^running '; then
+    if grep -q '^running ' <<<"$answer"; then
       saw_running=yes
-      printf '%s\n' "$answer" | head -n 2
+      head -n 2 <<<"$answer"
       break
     fi
     printf -- '--- poll %d\n%s\n' "$polls" "$answer" >>"$WORK/log/status-poll.out"
@@ -190,7 +190,10 @@ grep -q '^submitted Slurm job [0-9]' "$WORK/submit.out" || fail "submit printed 
 [ "$saw_running" = yes ] || fail "clirlab status never showed a running cell while the job ran ($polls polls; log/status-poll.*)"
 JOB=$(sed -n 's/^submitted Slurm job \([0-9]*\).*/\1/p' "$WORK/submit.out")
 # An #SBATCH value with a space reached Slurm whole.
-scontrol show job "$JOB" | grep -q 'Comment=clirlab ci' || fail "job $JOB lost its --extra-sbatch comment"
+# (Captured first: `grep -q` ends at its first match, and under pipefail the writer it leaves
+# behind, killed by SIGPIPE, would fail the check.)
+job_info=$(scontrol show job "$JOB")
+grep -q 'Comment=clirlab ci' <<<"$job_info" || fail "job $JOB lost its --extra-sbatch comment"
 
 say "the job script, and the log of its first task"
 cat "$DIR/slurm/1/job.sbatch"
