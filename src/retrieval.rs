@@ -100,8 +100,9 @@ pub fn search(
     Ok(top_k(&q, &d, &ids, encoder.dim(), k))
 }
 
-/// The queries of one language and task in a split.
-#[derive(Debug, Clone, PartialEq)]
+/// The queries of one language and task in a split, with that task's judgments only: tasks
+/// share their queries (a verse is judged for its translation and, apart, for its
+/// cross-references), so each task is evaluated against its own qrels.
 pub struct QueryGroup {
     /// The query language.
     pub lang: String,
@@ -109,15 +110,15 @@ pub struct QueryGroup {
     pub task: String,
     /// Its judged queries.
     pub query_ids: Vec<String>,
+    /// The task's judgments of these queries.
+    pub qrels: Qrels,
 }
 
-/// A split's ranking of every query of the cell's languages, with the matching judgments.
+/// A split's ranking of every query of the cell's languages, with the judgments by task.
 pub struct SplitRun {
     /// The ranking of every query.
     pub run: Run,
-    /// The judgments of the split.
-    pub qrels: Qrels,
-    /// The queries by language and task.
+    /// The queries by language and task, each with its judgments.
     pub groups: Vec<QueryGroup>,
 }
 
@@ -136,7 +137,6 @@ pub fn run_split(
         .get(split)
         .with_context(|| format!("the dataset has no {split} corpus"))?;
     let mut run = Run::new(run_name);
-    let mut qrels = Qrels::new();
     let mut groups = Vec::new();
     let is_test = split == Split::Test.as_str();
     for lang in &cfg.data.languages {
@@ -169,6 +169,7 @@ pub fn run_split(
         for ((q_lang, task, q_split), judged) in &dataset.qrels {
             if q_lang == lang && q_split == split {
                 let judged: Vec<_> = judged.iter().filter(|j| kept.contains(j.query_id.as_str())).collect();
+                let mut qrels = Qrels::new();
                 for j in &judged {
                     qrels.insert(&j.query_id, &j.doc_id, j.relevance)?;
                 }
@@ -178,11 +179,12 @@ pub fn run_split(
                     lang: lang.clone(),
                     task: task.clone(),
                     query_ids,
+                    qrels,
                 });
             }
         }
     }
-    Ok(SplitRun { run, qrels, groups })
+    Ok(SplitRun { run, groups })
 }
 
 /// `n` of `queries`, drawn with a fixed seed per language (the same queries for every cell

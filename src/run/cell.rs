@@ -223,13 +223,14 @@ pub fn run_cell(
     let mut means: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let mut n_queries = 0;
     for (prefix, split) in &evaluated {
-        let per_query = cell_metrics(&split.qrels, &split.run)?;
         for QueryGroup {
             lang,
             task,
             query_ids: ids,
+            qrels,
         } in &split.groups
         {
+            let per_query = cell_metrics(qrels, &split.run)?;
             let task = format!("{prefix}{task}");
             n_queries += ids.len();
             for (name, values) in &per_query {

@@ -304,6 +304,60 @@ mod tests {
     }
 
     #[test]
+    fn each_task_is_evaluated_against_its_own_judgments() {
+        // Two tasks judge the same queries (as the Bible's translation and crossref do): a
+        // group holds its own task's judgments only.
+        let cfg = cell(0);
+        let mut dataset = synthetic::generate(&cfg.data.synthetic, &cfg.data.languages);
+        let lang = cfg.data.languages[0].clone();
+        let key = dataset
+            .qrels
+            .keys()
+            .find(|(l, _, s)| *l == lang && s == "test")
+            .cloned()
+            .unwrap();
+        let original = dataset.qrels[&key].clone();
+        let other_doc = dataset.corpus["test"][0].id.clone();
+        let mut other: Vec<_> = original
+            .iter()
+            .map(|j| crate::data::format::Judgment {
+                query_id: j.query_id.clone(),
+                doc_id: other_doc.clone(),
+                relevance: 1,
+            })
+            .collect();
+        other.dedup_by(|a, b| a.query_id == b.query_id);
+        dataset
+            .qrels
+            .insert((lang.clone(), "other".into(), "test".into()), other);
+        let texts: Vec<&str> = dataset.mono.iter().map(|p| p.query.as_str()).collect();
+        let tokenizer = TextEncoder::train(texts.into_iter(), 256).unwrap();
+        let encoder = build_encoder(&cfg, ResolvedDevice::Cpu).unwrap();
+        let split = crate::retrieval::run_split(
+            encoder.as_ref(),
+            &tokenizer,
+            &dataset,
+            &cfg,
+            crate::data::format::Split::Test,
+            "r",
+        )
+        .unwrap();
+        let group = |task: &str| split.groups.iter().find(|g| g.task == task).unwrap();
+        let (first, second) = (group(&key.1), group("other"));
+        assert_eq!(first.query_ids, second.query_ids);
+        assert_eq!(first.qrels.num_judgments(), original.len());
+        assert_eq!(second.qrels.num_judgments(), second.query_ids.len());
+        assert_eq!(second.qrels.get(&second.query_ids[0], &other_doc), Some(1));
+        assert!(
+            original
+                .iter()
+                .filter(|j| j.doc_id != other_doc)
+                .all(|j| second.qrels.get(&j.query_id, &j.doc_id).is_none()),
+            "the other task's judgments stay out"
+        );
+    }
+
+    #[test]
     fn zero_steps_evaluate_the_model_as_it_is() {
         let cfg = cell(0);
         let dataset = synthetic::generate(&cfg.data.synthetic, &cfg.data.languages);

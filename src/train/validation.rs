@@ -24,11 +24,20 @@ pub fn validation_ndcg10(
     cfg: &CellConfig,
 ) -> Result<f64> {
     let split = retrieval::run_split(encoder, tokenizer, dataset, cfg, Split::Validation, "validation")?;
-    let values = cell_metrics(&split.qrels, &split.run)?;
-    let ndcg = &values[&CellMetric::Ndcg10];
-    let ids: Vec<&String> = split.groups.iter().flat_map(|g| &g.query_ids).collect();
-    anyhow::ensure!(!ids.is_empty(), "no validation queries in the target languages");
-    Ok(ids.iter().map(|q| ndcg.get(*q).copied().unwrap_or(0.0)).sum::<f64>() / ids.len() as f64)
+    // Each (language, task) against its own judgments; the mean over every judged query.
+    let (mut sum, mut count) = (0.0, 0);
+    for group in &split.groups {
+        let values = cell_metrics(&group.qrels, &split.run)?;
+        let ndcg = &values[&CellMetric::Ndcg10];
+        sum += group
+            .query_ids
+            .iter()
+            .map(|q| ndcg.get(q).copied().unwrap_or(0.0))
+            .sum::<f64>();
+        count += group.query_ids.len();
+    }
+    anyhow::ensure!(count > 0, "no validation queries in the target languages");
+    Ok(sum / count as f64)
 }
 
 /// What a validation value means for training.
