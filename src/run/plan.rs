@@ -54,7 +54,7 @@ pub fn sweep_record(
 pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Result<(PathBuf, SweepRecord, Vec<Cell>)> {
     let cells = grid::expand(loaded)?;
     let baseline = grid::baseline_variant(loaded, &cells)?;
-    let dir = paths::experiment_dir(results_root, &loaded.experiment.name);
+    let dir = paths::experiment_dir(results_root, &loaded.experiment.name)?;
     let cells_dir = paths::cells_dir(&dir);
     std::fs::create_dir_all(&cells_dir).with_context(|| format!("creating {}", dir.display()))?;
     for cell in &cells {

@@ -4,6 +4,7 @@
 
 use super::error::{ConfigError, ConfigSource, Problem, ProblemKind, from_figment};
 use super::schema::{Experiment, LoadedExperiment};
+use super::text;
 use crate::schedule::Schedule;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::value::{Dict, Map};
@@ -134,8 +135,34 @@ fn describe(err: figment::Error, file: &Path) -> ConfigError {
 /// Loads an experiment file with all layers applied and validates it. Every problem names
 /// the source of the offending value: the file, the `CLIRLAB_*` variable or the `--set` flag.
 pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment, ConfigError> {
+    if path.is_dir() {
+        let mut files: Vec<String> = std::fs::read_dir(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".yaml") || name.ends_with(".yml"))
+            .collect();
+        files.sort();
+        return Err(ConfigError::IsFolder {
+            path: path.to_path_buf(),
+            files,
+        });
+    }
     if !path.is_file() {
         return Err(ConfigError::NotFound(path.to_path_buf()));
+    }
+    // Figment would take an empty file for the defaults and a duplicate key's last value.
+    let (_, document) = text::read_checked(path)?;
+    if text::is_empty(&document) {
+        let mut p = Problem::other(
+            "",
+            "expected an experiment (a map of keys such as `name`, `train`, `seeds`), found an empty document".into(),
+        );
+        p.source = Some(ConfigSource::File(path.to_path_buf()));
+        return Err(p.into());
     }
     let flags = sets
         .iter()
@@ -210,10 +237,7 @@ pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule, C
             }
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let (text, _) = text::read_checked(&path)?;
     let in_file = |message: String| -> ConfigError {
         let mut p = Problem::other("", message);
         p.source = Some(ConfigSource::File(path.clone()));
@@ -270,9 +294,12 @@ mod tests {
             err.contains("bad.yaml") && err.contains("train.steps") && err.contains("expected"),
             "{err}"
         );
-        let err = load(&write(dir.path(), "ok.yaml", ""), &["model.preset=huge".into()])
-            .unwrap_err()
-            .to_string();
+        let err = load(
+            &write(dir.path(), "ok.yaml", "seeds: [1]\n"),
+            &["model.preset=huge".into()],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("--set") && err.contains("model.preset") && err.contains("huge"),
             "{err}"
@@ -347,6 +374,63 @@ mod tests {
             ("train.steps", &ProblemKind::InvalidType)
         );
         assert!(problem.found.as_deref().unwrap().contains("many"), "{problem}");
+    }
+
+    #[test]
+    fn names_are_one_folder_under_the_results_root() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["..", ".", ".hidden", "a/b"] {
+            let p = write(dir.path(), "e.yaml", &format!("name: {name:?}\n"));
+            let err = load(&p, &[]).unwrap_err();
+            assert_eq!(err.problems()[0].key, "name", "{name}: {err}");
+            assert!(err.to_string().contains("e.yaml: key `name`"), "{err}");
+        }
+        // A file named `..yaml` names its experiment `.` (its stem), refused too.
+        let p = write(dir.path(), "..yaml", "seeds: [1]\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("key `name`") && err.contains("found \".\""), "{err}");
+        let p = write(dir.path(), "ok.yaml", "name: v1.2\n");
+        assert_eq!(load(&p, &[]).unwrap().experiment.name, "v1.2");
+    }
+
+    #[test]
+    fn empty_files_duplicates_and_folders_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in ["", "# nothing\n", "{}\n"] {
+            let err = load(&write(dir.path(), "empty.yaml", text), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("empty.yaml: expected an experiment") && err.contains("empty document"),
+                "{err}"
+            );
+        }
+        let p = write(dir.path(), "dup.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n  lerning: 1\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("dup.yaml: train: duplicate entry with key \"lr\" at line 2"),
+            "{err}"
+        );
+        write(dir.path(), "exps/a.yaml", "seeds: [1]\n");
+        let err = load(&dir.path().join("exps"), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("exps: a folder, expected an experiment file; it holds a.yaml"),
+            "{err}"
+        );
+        let p = write(dir.path(), "w.yaml", "train:\n  steps: 5\n  warmup_steps: 6\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("w.yaml: key `train.warmup_steps`") && err.contains("found 6"),
+            "{err}"
+        );
+        write(dir.path(), "schedules/wide.yaml", "kind: linear\nstart: 2\nend: 1\n");
+        let err = load_schedule("wide", &[dir.path().join("schedules")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wide.yaml") && err.contains("`start`") && err.contains("[0, 1]"),
+            "{err}"
+        );
     }
 
     #[test]

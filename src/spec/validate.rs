@@ -20,15 +20,19 @@ impl Experiment {
                 problems.push(p);
             }
         };
+        // The name is the results folder under `--results`: one plain path component, so
+        // `.` and `..` (which would write into the results root or its parent) are refused, as
+        // is a leading dot (hidden, and the namespace of `.artifacts`).
         check(
             !self.name.is_empty()
+                && !self.name.starts_with('.')
                 && self
                     .name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
             problem(
                 "name",
-                "letters, digits, '-', '_' or '.'",
+                "letters, digits, '-', '_' or '.', not starting with '.' (one folder under the results root)",
                 Some(format!("{:?}", self.name)),
             ),
         );
@@ -124,6 +128,14 @@ impl Experiment {
                 "train.eval_every",
                 "0 for a zero-shot cell (`train.steps: 0` has nothing to validate)",
                 Some(self.train.eval_every.to_string()),
+            ),
+        );
+        check(
+            self.train.steps == 0 || self.train.warmup_steps <= self.train.steps,
+            problem(
+                "train.warmup_steps",
+                format!("at most `train.steps` ({})", self.train.steps),
+                Some(self.train.warmup_steps.to_string()),
             ),
         );
         check(
