@@ -87,3 +87,55 @@ fn bad_files_flags_and_variables_are_errors() {
         text(&out)
     );
 }
+
+#[test]
+fn damaged_cells_are_reported_and_run_again_and_status_only_reads() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sets = ISSUE.to_vec();
+    sets.extend(["seeds=[1, 2]", "ablations.schedule=[constant]"]);
+    let out = run_with(tmp.path(), &sets);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = tmp.path().join("quickstart");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    let id = record["cells"][0]["id"].as_str().unwrap().to_string();
+    let cell = dir.join("cells").join(&id);
+    let metrics = std::fs::read_to_string(cell.join("metrics.csv")).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("result.json")).unwrap()).unwrap();
+    assert!(result["outputs"]["metrics.csv"]["sha256"].is_string(), "{result}");
+    let dir_arg = dir.to_str().unwrap();
+
+    // Half of metrics.csv gone: status and report say so, sweep.json is not rewritten.
+    std::fs::write(cell.join("metrics.csv"), &metrics[..metrics.len() / 2]).unwrap();
+    let inode = std::fs::metadata(dir.join("sweep.json")).unwrap().ino();
+    let out = command(&["status", dir_arg]).output().unwrap();
+    let said = text(&out);
+    assert!(out.status.success() && said.contains("1 damaged") && said.contains("metrics.csv has"), "{said}");
+    assert_eq!(std::fs::metadata(dir.join("sweep.json")).unwrap().ino(), inode, "status wrote sweep.json");
+    let out = command(&["report", dir_arg]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains(&id) && md.contains("damaged"), "{md}");
+
+    // `run` trains it again, to the same numbers; so it does for a deleted metrics.csv.
+    for damage in ["truncated", "deleted"] {
+        if damage == "deleted" {
+            std::fs::remove_file(cell.join("metrics.csv")).unwrap();
+        }
+        let out = run_with(tmp.path(), &sets);
+        let said = text(&out);
+        assert!(out.status.success(), "{damage}: {said}");
+        assert!(said.contains("were damaged and ran again") && said.contains(&id), "{damage}: {said}");
+        assert_eq!(std::fs::read_to_string(cell.join("metrics.csv")).unwrap(), metrics, "{damage}");
+    }
+
+    // A worker that finds its cell held by another live process (pid 1) leaves log.txt alone.
+    std::fs::write(cell.join("log.txt"), "the holder's log\n").unwrap();
+    std::fs::remove_file(cell.join("result.json")).unwrap();
+    std::fs::write(dir.join("cells").join(format!("{id}.lock")), "1").unwrap();
+    let out = command(&["run-cell", "--quiet", dir_arg, &id]).output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(cell.join("log.txt")).unwrap(), "the holder's log\n");
+}
