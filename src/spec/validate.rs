@@ -166,6 +166,34 @@ impl Experiment {
             !self.seeds.is_empty(),
             problem("seeds", "at least one seed", Some("[]".into())),
         );
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = self.seeds.iter().find(|s| !seen.insert(**s)) {
+            check(
+                false,
+                problem(
+                    "seeds",
+                    "distinct seeds (each names its own cell)",
+                    Some(format!("{twice} twice")),
+                ),
+            );
+        }
+        // The report's tests need their resamples; zero would fail only after every cell trained.
+        check(
+            self.stats.permutations >= 1,
+            problem(
+                "stats.permutations",
+                "at least 1",
+                Some(self.stats.permutations.to_string()),
+            ),
+        );
+        check(
+            self.stats.bootstrap_samples >= 1,
+            problem(
+                "stats.bootstrap_samples",
+                "at least 1",
+                Some(self.stats.bootstrap_samples.to_string()),
+            ),
+        );
         if let Err(e) = self.device.check_build() {
             check(
                 false,
