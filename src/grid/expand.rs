@@ -405,6 +405,15 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
     Ok(cells)
 }
 
+/// The experiment `probe` (without grids) with the sections of the configuration `tree`.
+fn experiment_of(probe: &Value, tree: &Value) -> serde_json::Result<Experiment> {
+    let mut full = probe.clone();
+    for key in ["data", "sampler", "model", "train", "ot", "retrieval", "schedule"] {
+        full[key] = tree[key].clone();
+    }
+    serde_json::from_value(full)
+}
+
 /// The cells of one grid's points, each with the digest of its configuration: each point
 /// applied to the base configuration, checked, and trained once per seed.
 fn grid_cells(
@@ -438,15 +447,19 @@ fn grid_cells(
             .validate()
             .map_err(|e| anyhow::anyhow!("{file}: schedule of variant {assignment:?}: {e}"))?;
         tree["schedule"] = serde_json::to_value(&schedule)?;
-        let probe = exp.without_grids();
-        let checked: Experiment = {
-            let mut full = serde_json::to_value(&probe)?;
-            for key in ["data", "sampler", "model", "train", "ot", "retrieval", "schedule"] {
-                full[key] = tree[key].clone();
+        let probe = serde_json::to_value(exp.without_grids())?;
+        let checked: Experiment = experiment_of(&probe, &tree).map_err(|e| {
+            // Name the axis whose value does not fit: the first that fails applied alone.
+            let culprit = assignment.iter().find(|(axis, value)| {
+                let mut alone = base.clone();
+                let single: Point = [((*axis).clone(), (*value).clone())].into();
+                apply_point(&mut alone, &single, loaded).is_ok() && experiment_of(&probe, &alone).is_err()
+            });
+            match culprit {
+                Some((axis, value)) => anyhow::anyhow!("{file}: key `ablations.{axis}`: value {value}: {e}"),
+                None => anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)),
             }
-            serde_json::from_value(full)
-                .map_err(|e| anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)))?
-        };
+        })?;
         checked.validate().map_err(|e| {
             let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
             anyhow::anyhow!("{file}: variant {}: {}", variant_slug(assignment), problems.join("; "))
@@ -814,7 +827,10 @@ mod tests {
         );
         let e = experiment(dir.path(), "ablations:\n  train.steps: [many]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
-        assert!(err.contains("e.yaml") && err.contains("train.steps-many"), "{err}");
+        assert!(
+            err.contains("e.yaml: key `ablations.train.steps`: value \"many\""),
+            "{err}"
+        );
         let e = experiment(dir.path(), "ablations:\n  schedule: [missing]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
         assert!(err.contains("schedule `missing` not found"), "{err}");
