@@ -41,8 +41,10 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             rel_level,
             measures,
         } => {
-            let qrels = eval::Qrels::from_path(&qrels)?;
-            let run = eval::Run::from_path(&run)?;
+            let qrels_path = qrels;
+            let run_path = run;
+            let qrels = eval::Qrels::from_path(&qrels_path)?;
+            let run = eval::Run::from_path(&run_path)?;
             let measures = if measures.is_empty() {
                 vec!["official".to_string()]
             } else {
@@ -54,7 +56,13 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
                 max_ret,
                 rel_level,
             };
-            let evaluation = eval::evaluate(&qrels, &run, &measures, &opts)?;
+            let evaluation = eval::evaluate(&qrels, &run, &measures, &opts).with_context(|| {
+                format!(
+                    "evaluating run file {} against {}",
+                    run_path.display(),
+                    qrels_path.display()
+                )
+            })?;
             out_raw!("{}", evaluation.to_trec_eval_string(per_query));
             Ok(())
         }

@@ -283,6 +283,12 @@ fn read_metrics(path: &Path, v: &mut Variant) -> Result<()> {
         let value: f64 = record[4]
             .parse()
             .with_context(|| format!("{}: expected a number in column `value`", at()))?;
+        // A NaN would pass the parse and poison the grid point's means and tests.
+        anyhow::ensure!(
+            value.is_finite(),
+            "{}: expected a finite number in column `value`, found {value}",
+            at()
+        );
         let (lang, task, query, metric) = (&record[0], &record[1], &record[2], &record[3]);
         v.langs.insert((task.to_string(), query.to_string()), lang.to_string());
         v.values
