@@ -93,11 +93,49 @@ pub struct SweepRecord {
 }
 
 impl SweepRecord {
-    /// Reads `<dir>/sweep.json`.
+    /// Reads `<dir>/sweep.json`. A folder without one is told apart: missing, a cell's folder,
+    /// or a results root (whose experiment folders are listed).
     pub fn read(dir: &Path) -> Result<SweepRecord> {
         let path = paths::sweep_record(dir);
+        if !path.is_file() {
+            anyhow::bail!("{}", not_a_results_folder(dir));
+        }
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{}: not a clirlab sweep record", path.display()))
+    }
+}
+
+/// Why `dir`, which has no `sweep.json`, is not an experiment's results folder, and what to
+/// give instead.
+fn not_a_results_folder(dir: &Path) -> String {
+    let shown = dir.display();
+    let expected = "expected an experiment's results folder (the one holding sweep.json, e.g. results/quickstart)";
+    if !dir.exists() {
+        return format!("{shown}: no such folder; {expected}");
+    }
+    if !dir.is_dir() {
+        return format!("{shown}: not a folder; {expected}");
+    }
+    if CellFile::Config.at(dir).is_file()
+        && let Some(experiment) = dir.parent().and_then(Path::parent)
+    {
+        return format!("{shown}: a cell's folder; {expected}: {}", experiment.display());
+    }
+    let mut experiments: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| paths::sweep_record(&e.path()).is_file())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    experiments.sort();
+    if experiments.is_empty() {
+        format!("{shown}: holds no sweep.json; {expected}")
+    } else {
+        format!(
+            "{shown}: a results root, not one experiment's folder; give one of {}",
+            experiments.join(", ")
+        )
     }
 }
 

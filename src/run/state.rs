@@ -195,6 +195,26 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_without_sweep_json_is_told_apart() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let err = |dir: &Path| SweepRecord::read(dir).unwrap_err().to_string();
+        assert!(err(&root.join("nope")).contains("nope: no such folder; expected"));
+        assert!(err(root).contains("holds no sweep.json; expected an experiment's results folder"));
+        let exp = root.join("quickstart");
+        std::fs::create_dir_all(paths::cell_dir(&exp, "c1")).unwrap();
+        std::fs::write(paths::sweep_record(&exp), "{}").unwrap();
+        std::fs::write(paths::cell_file(&exp, "c1", CellFile::Config), "").unwrap();
+        let said = err(root);
+        assert!(said.contains("a results root") && said.contains("quickstart"), "{said}");
+        let said = err(&paths::cell_dir(&exp, "c1"));
+        assert!(
+            said.contains("a cell's folder") && said.ends_with("quickstart"),
+            "{said}"
+        );
+    }
+
+    #[test]
     fn only_pending_and_retried_failures_run() {
         assert!(wants_run(CellStatus::Pending, false));
         assert!(!wants_run(CellStatus::Failed, false));
