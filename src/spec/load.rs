@@ -66,6 +66,13 @@ pub fn parse_set_flag(flag: &str) -> Result<(String, serde_yaml::Value), ConfigE
     if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(bad_flag(flag, "a dotted key path before `=`", Some(format!("{key:?}"))));
     }
+    if text::too_deep(value).is_some() {
+        return Err(bad_flag(
+            flag,
+            &format!("a YAML value nested at most {} deep", text::MAX_DEPTH),
+            None,
+        ));
+    }
     let value: serde_yaml::Value = serde_yaml::from_str(value).map_err(|e| {
         bad_flag(
             flag,
@@ -417,6 +424,14 @@ mod tests {
             err.contains("exps: a folder, expected an experiment file; it holds a.yaml"),
             "{err}"
         );
+        let p = write(dir.path(), "s.yaml", "seeds: [1, 1]\nstats:\n  permutations: 0\n");
+        let err = load(&p, &[]).unwrap_err();
+        let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["seeds", "stats.permutations"], "{err}");
+        assert!(
+            err.to_string().contains("s.yaml: key `seeds`: expected distinct seeds"),
+            "{err}"
+        );
         let p = write(dir.path(), "w.yaml", "train:\n  steps: 5\n  warmup_steps: 6\n");
         let err = load(&p, &[]).unwrap_err().to_string();
         assert!(
@@ -433,6 +448,95 @@ mod tests {
         );
     }
 
+    /// Pieces of YAML and of this schema, for the generated inputs.
+    const YAML: &[&str] = &[
+        "train",
+        "model",
+        "seeds",
+        "ablations",
+        "schedule",
+        "name",
+        "lr",
+        "steps",
+        "kind",
+        "linear",
+        ".",
+        "=",
+        ":",
+        ": ",
+        "\n",
+        "\n  ",
+        "  ",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ", ",
+        "0",
+        "1",
+        "0.1",
+        "-3",
+        "1e309",
+        ".nan",
+        ".inf",
+        "~",
+        "null",
+        "true",
+        "abc",
+        "'",
+        "\"",
+        "&a ",
+        "*a",
+        "<<: ",
+        "!!str ",
+        "|",
+        ">",
+        "#",
+        "%YAML 1.2\n",
+        "---\n",
+        "? ",
+        "@",
+        "`",
+    ];
+
+    #[test]
+    fn generated_inputs_never_panic_and_every_error_names_its_source() {
+        let mut fuzz = crate::util::fuzz::Fuzz::new(16);
+        // `--set` flags alone, and with an experiment.
+        for _ in 0..60_000 {
+            let flag = fuzz.text(YAML, 12);
+            if let Err(e) = parse_set_flag(&flag) {
+                let source = Some(ConfigSource::SetFlag(flag.clone()));
+                assert!(e.problems().iter().all(|p| p.source == source), "{flag:?}: {e}");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "f.yaml", "seeds: [1]\n");
+        for _ in 0..3_000 {
+            let flag = format!("{}={}", fuzz.text(YAML, 3), fuzz.text(YAML, 6));
+            if let Err(e) = load(&file, &[flag.clone()]) {
+                assert!(!e.problems().is_empty(), "{flag:?}: {e}");
+                assert!(e.problems().iter().all(|p| p.source.is_some()), "{flag:?}: {e}");
+            }
+        }
+        // Experiment files: the text checks, and the whole load.
+        for i in 0..40_000 {
+            let text = fuzz.text(YAML, 30);
+            std::fs::write(&file, &text).unwrap();
+            let outcome = if i % 4 == 0 {
+                load(&file, &[]).map(|_| ())
+            } else {
+                text::read_checked(&file).map(|_| ())
+            };
+            if let Err(e) = outcome {
+                assert!(!e.problems().is_empty(), "{text:?}: {e}");
+                assert!(e.problems().iter().all(|p| p.source.is_some()), "{text:?}: {e}");
+                assert!(e.to_string().contains("f.yaml"), "{text:?}: {e}");
+            }
+        }
+    }
+
     #[test]
     fn set_flags_need_a_key_and_a_value() {
         assert!(
@@ -442,6 +546,13 @@ mod tests {
                 .contains("key.path=value")
         );
         assert!(parse_set_flag("a..b=1").is_err());
+        let deep = format!("a={}", "[".repeat(100_000));
+        assert!(
+            parse_set_flag(&deep)
+                .unwrap_err()
+                .to_string()
+                .contains("nested at most")
+        );
         assert_eq!(parse_set_flag("a.b=0.5").unwrap().1, serde_yaml::Value::from(0.5));
     }
 }
