@@ -284,7 +284,20 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
             .flat_map(|(_, g)| &g.exclude)
             .any(|rule| rule.iter().all(|(k, v)| p.get(k).is_some_and(|x| same_value(x, v))))
     };
+    let before = points.len();
     points.retain(|(p, _)| !excluded(p));
+    let includes = layers.iter().any(|(_, g)| !g.include.is_empty());
+    if before > 0 && points.is_empty() && !includes {
+        let rules: Vec<String> = layers
+            .iter()
+            .filter(|(_, g)| !g.exclude.is_empty())
+            .map(|(at, _)| format!("`{at}exclude`"))
+            .collect();
+        bail!(
+            "{file}: key {}: expected rules that leave at least one of the {before} grid points, found rules that remove all of them",
+            rules.join(", ")
+        );
+    }
     for (at, grid) in layers {
         for (i, point) in grid.include.iter().enumerate() {
             if points.iter().any(|(p, _)| p == point) {
@@ -456,7 +469,15 @@ fn grid_cells(
                 apply_point(&mut alone, &single, loaded).is_ok() && experiment_of(&probe, &alone).is_err()
             });
             match culprit {
-                Some((axis, value)) => anyhow::anyhow!("{file}: key `ablations.{axis}`: value {value}: {e}"),
+                Some((axis, value)) => {
+                    // Axis values travel as JSON, which has no NaN or infinity.
+                    let hint = if value.is_null() {
+                        " (`.nan`, `.inf` and `~` are all null in an axis)"
+                    } else {
+                        ""
+                    };
+                    anyhow::anyhow!("{file}: key `ablations.{axis}`: value {value}{hint}: {e}")
+                }
                 None => anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)),
             }
         })?;
@@ -661,6 +682,15 @@ mod tests {
         assert!(expand(&bad).unwrap_err().to_string().contains("exclude[0].train.steps"));
         let bad = experiment(
             dir.path(),
+            "ablations:\n  train.lr: [0.1, 0.2]\nexclude:\n  - {train.lr: 0.1}\n  - {train.lr: 0.2}\n",
+        );
+        let err = expand(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("key `exclude`") && err.contains("remove all of them"),
+            "{err}"
+        );
+        let bad = experiment(
+            dir.path(),
             "ablations:\n  train.lr: [0.1]\ninclude:\n  - {train.lr: 0.1}\n",
         );
         assert!(expand(&bad).unwrap_err().to_string().contains("include[0]"));
@@ -831,6 +861,9 @@ mod tests {
             err.contains("e.yaml: key `ablations.train.steps`: value \"many\""),
             "{err}"
         );
+        let e = experiment(dir.path(), "ablations:\n  train.lr: [.nan]\n");
+        let err = format!("{:#}", expand(&e).unwrap_err());
+        assert!(err.contains("key `ablations.train.lr`: value null (`.nan`"), "{err}");
         let e = experiment(dir.path(), "ablations:\n  schedule: [missing]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
         assert!(err.contains("schedule `missing` not found"), "{err}");

@@ -1,6 +1,7 @@
-//! A cell's state, read from its files (the source of truth; `sweep.json` mirrors it), the
-//! recording of failures, and the liveness policy of the locks: a lock of another host's
-//! process is live unless Slurm says its job has ended.
+//! A cell's state, read from its files (the source of truth; `sweep.json` mirrors it; a
+//! finished cell whose outputs differ from its `result.json` is damaged), the recording of
+//! failures, the discarding of damaged results, and the liveness policy of the locks: a lock
+//! of another host's process is live unless Slurm says its job has ended.
 
 use super::launcher::slurm;
 use super::paths::{self, CellFile};

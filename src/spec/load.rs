@@ -515,7 +515,7 @@ mod tests {
         let file = write(dir.path(), "f.yaml", "seeds: [1]\n");
         for _ in 0..3_000 {
             let flag = format!("{}={}", fuzz.text(YAML, 3), fuzz.text(YAML, 6));
-            if let Err(e) = load(&file, &[flag.clone()]) {
+            if let Err(e) = load(&file, std::slice::from_ref(&flag)) {
                 assert!(!e.problems().is_empty(), "{flag:?}: {e}");
                 assert!(e.problems().iter().all(|p| p.source.is_some()), "{flag:?}: {e}");
             }

@@ -112,8 +112,15 @@ fn damaged_cells_are_reported_and_run_again_and_status_only_reads() {
     let inode = std::fs::metadata(dir.join("sweep.json")).unwrap().ino();
     let out = command(&["status", dir_arg]).output().unwrap();
     let said = text(&out);
-    assert!(out.status.success() && said.contains("1 damaged") && said.contains("metrics.csv has"), "{said}");
-    assert_eq!(std::fs::metadata(dir.join("sweep.json")).unwrap().ino(), inode, "status wrote sweep.json");
+    assert!(
+        out.status.success() && said.contains("1 damaged") && said.contains("metrics.csv has"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("sweep.json")).unwrap().ino(),
+        inode,
+        "status wrote sweep.json"
+    );
     let out = command(&["report", dir_arg]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
@@ -127,8 +134,15 @@ fn damaged_cells_are_reported_and_run_again_and_status_only_reads() {
         let out = run_with(tmp.path(), &sets);
         let said = text(&out);
         assert!(out.status.success(), "{damage}: {said}");
-        assert!(said.contains("were damaged and ran again") && said.contains(&id), "{damage}: {said}");
-        assert_eq!(std::fs::read_to_string(cell.join("metrics.csv")).unwrap(), metrics, "{damage}");
+        assert!(
+            said.contains("were damaged and ran again") && said.contains(&id),
+            "{damage}: {said}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(cell.join("metrics.csv")).unwrap(),
+            metrics,
+            "{damage}"
+        );
     }
 
     // A worker that finds its cell held by another live process (pid 1) leaves log.txt alone.
@@ -137,5 +151,46 @@ fn damaged_cells_are_reported_and_run_again_and_status_only_reads() {
     std::fs::write(dir.join("cells").join(format!("{id}.lock")), "1").unwrap();
     let out = command(&["run-cell", "--quiet", dir_arg, &id]).output().unwrap();
     assert!(!out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(cell.join("log.txt")).unwrap(), "the holder's log\n");
+    assert_eq!(
+        std::fs::read_to_string(cell.join("log.txt")).unwrap(),
+        "the holder's log\n"
+    );
+}
+
+#[test]
+fn eval_status_and_report_name_the_file_or_folder_at_fault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (qrels, run) = (tmp.path().join("qrels.txt"), tmp.path().join("mine.trec"));
+    std::fs::write(&qrels, "").unwrap();
+    std::fs::write(&run, "1 Q0 d1 1 2.0 tag\n").unwrap();
+    let out = command(&["eval", qrels.to_str().unwrap(), run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = text(&out);
+    assert!(
+        !out.status.success() && err.contains("qrels.txt:1: expected judgments"),
+        "{err}"
+    );
+    std::fs::write(&qrels, "2 0 d1 1\n").unwrap();
+    let out = command(&["eval", qrels.to_str().unwrap(), run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = text(&out);
+    assert!(!out.status.success() && err.contains("mine.trec"), "{err}");
+    for verb in ["status", "report"] {
+        let out = command(&[verb, tmp.path().join("missing").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = text(&out);
+        assert!(
+            !out.status.success() && err.contains("no such folder; expected"),
+            "{verb}: {err}"
+        );
+        let out = command(&[verb, tmp.path().to_str().unwrap()]).output().unwrap();
+        let err = text(&out);
+        assert!(
+            !out.status.success() && err.contains("holds no sweep.json"),
+            "{verb}: {err}"
+        );
+    }
 }
