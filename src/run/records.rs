@@ -201,11 +201,12 @@ pub struct OutputDigest {
     pub sha256: String,
 }
 
-/// The outputs of a cell whose digests `result.json` records, when they exist.
-pub const OUTPUTS: [CellFile; 6] = [
+/// The outputs of a cell whose digests `result.json` records, when they exist. Not the
+/// checkpoint: nothing downstream reads it, it may be large to hash on every `status`, and it
+/// may be pruned to save space (or left out of a copy of the results).
+pub const OUTPUTS: [CellFile; 5] = [
     CellFile::Tokenizer,
     CellFile::TrainLog,
-    CellFile::Checkpoint,
     CellFile::Run,
     CellFile::ZeroShotRun,
     CellFile::Metrics,
