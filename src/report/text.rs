@@ -102,14 +102,18 @@ pub fn comparisons_csv(r: &Report) -> (String, String) {
     )
 }
 
-/// Text from data or configuration, safe in `report.md`: HTML-escaped as in `report.html`
-/// (Markdown renders raw HTML), with the backticks, bars and line breaks that would end a
-/// code span, a table cell or a line written as entities or spaces.
+/// Text from data or configuration, safe in `report.md`: the characters that make HTML
+/// (Markdown renders raw HTML) written as entities, as in `report.html`, and so are the
+/// backticks, bars and line breaks that would end a code span, a table cell or a line. Quotes
+/// stay: outside an attribute they are text (axis labels hold JSON).
 fn md(s: &str) -> String {
-    super::html::escape(s)
-        .replace('`', "&#96;")
-        .replace('|', "&#124;")
-        .replace(['\n', '\r'], " ")
+    use super::html::{markup_entity, replace_chars};
+    replace_chars(s, |c| match c {
+        '`' => Some("&#96;"),
+        '|' => Some("&#124;"),
+        '\n' | '\r' => Some(" "),
+        c => markup_entity(c),
+    })
 }
 
 /// `report.md`.
@@ -270,5 +274,6 @@ mod tests {
         assert_eq!(super::md("a`b|c\nd"), "a&#96;b&#124;c d");
         // Ordinary names and labels are unchanged.
         assert_eq!(super::md("schedule=linear_0a1b2c3d/en"), "schedule=linear_0a1b2c3d/en");
+        assert_eq!(super::md(r#"ot={"enabled":false}"#), r#"ot={"enabled":false}"#);
     }
 }
