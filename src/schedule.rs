@@ -1,8 +1,9 @@
 //! Curriculum schedules: the share p(t) ∈ [0, 1] of cross-lingual pairs in a training batch
 //! as a function of training progress t ∈ [0, 1].
 //!
-//! Every schedule is evaluated at a clamped t and its result is clamped to [0, 1], so a
-//! schedule written with values slightly outside the unit interval still yields a valid share.
+//! A schedule's shares (`value`, `start`, `end`, `values`) must lie in [0, 1]: one outside is
+//! an error of [`Schedule::validate`], not clamped. Every schedule is still evaluated at a
+//! clamped t and its result clamped to [0, 1], against rounding of values computed inside it.
 
 use serde::{Deserialize, Serialize};
 
@@ -83,15 +84,23 @@ impl Schedule {
                 Err(format!("`{name}` must be a finite number, found {v}"))
             }
         };
+        // A share is a fraction of the batch: outside [0, 1] it would be clamped silently.
+        let share = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("`{name}` must be a share in [0, 1], found {v}"))
+            }
+        };
         match self {
-            Schedule::Constant { value } => finite("value", *value),
+            Schedule::Constant { value } => share("value", *value),
             Schedule::Linear { start, end } | Schedule::Cosine { start, end } => {
-                finite("start", *start)?;
-                finite("end", *end)
+                share("start", *start)?;
+                share("end", *end)
             }
             Schedule::Exponential { start, end, rate } => {
-                finite("start", *start)?;
-                finite("end", *end)?;
+                share("start", *start)?;
+                share("end", *end)?;
                 finite("rate", *rate)
             }
             Schedule::Step { milestones, values } => {
@@ -114,7 +123,7 @@ impl Schedule {
                     }
                 }
                 for (i, v) in values.iter().enumerate() {
-                    finite(&format!("values[{i}]"), *v)?;
+                    share(&format!("values[{i}]"), *v)?;
                 }
                 Ok(())
             }
@@ -261,6 +270,23 @@ mod tests {
             rate: f64::INFINITY,
         };
         assert!(bad.validate().unwrap_err().contains("`rate`"));
+        // Shares outside [0, 1] are errors naming the parameter, not clamped.
+        let err = Schedule::Linear { start: 2.0, end: 1.0 }.validate().unwrap_err();
+        assert!(
+            err.contains("`start`") && err.contains("[0, 1]") && err.contains('2'),
+            "{err}"
+        );
+        let err = Schedule::Constant { value: 1.5 }.validate().unwrap_err();
+        assert!(err.contains("`value`") && err.contains("1.5"), "{err}");
+        let err = Schedule::Constant { value: f64::NAN }.validate().unwrap_err();
+        assert!(err.contains("`value`"), "{err}");
+        let err = Schedule::Step {
+            milestones: vec![0.5],
+            values: vec![0.0, -0.1],
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("`values[1]`"), "{err}");
         for s in all_kinds() {
             s.validate().unwrap();
         }

@@ -41,8 +41,10 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             rel_level,
             measures,
         } => {
-            let qrels = eval::Qrels::from_path(&qrels)?;
-            let run = eval::Run::from_path(&run)?;
+            let qrels_path = qrels;
+            let run_path = run;
+            let qrels = eval::Qrels::from_path(&qrels_path)?;
+            let run = eval::Run::from_path(&run_path)?;
             let measures = if measures.is_empty() {
                 vec!["official".to_string()]
             } else {
@@ -54,7 +56,13 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
                 max_ret,
                 rel_level,
             };
-            let evaluation = eval::evaluate(&qrels, &run, &measures, &opts)?;
+            let evaluation = eval::evaluate(&qrels, &run, &measures, &opts).with_context(|| {
+                format!(
+                    "evaluating run file {} against {}",
+                    run_path.display(),
+                    qrels_path.display()
+                )
+            })?;
             out_raw!("{}", evaluation.to_trec_eval_string(per_query));
             Ok(())
         }
@@ -157,7 +165,11 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             dry_run,
             quiet,
         ),
-        Command::RunCell { results_dir, cell_id } => run::run_planned_cell(&results_dir, &cell_id),
+        Command::RunCell { results_dir, cell_id } => match run::run_planned_cell(&results_dir, &cell_id) {
+            // A worker's output is the cell's log.txt, which belongs to the holder: say nothing.
+            Err(e) if quiet && e.is::<run::cell::HeldElsewhere>() => std::process::exit(1),
+            other => other,
+        },
         Command::Status { results_dir } => status(&results_dir),
         Command::Plan { experiment, sets } => plan(&experiment, &sets),
         Command::Report {
@@ -208,6 +220,13 @@ fn failure_list(failed: &[(String, String)]) -> String {
 fn run_experiment(experiment: PathBuf, sets: &[String], results: PathBuf, opts: run::RunOptions) -> Result<()> {
     let loaded = spec::load(&experiment, sets)?;
     let outcome = run::run(&loaded, &results, opts)?;
+    if !outcome.damaged.is_empty() {
+        eprintln!(
+            "{} finished cell(s) were damaged and ran again:\n{}",
+            outcome.damaged.len(),
+            failure_list(&outcome.damaged)
+        );
+    }
     report::write(&outcome.dir)?;
     if !opts.quiet {
         out!(
@@ -344,10 +363,15 @@ fn submit(
 
 /// `clirlab status`: the cells by state, and the latest Slurm job.
 fn status(results_dir: &std::path::Path) -> Result<()> {
-    let record = run::refresh(results_dir)?;
+    // Only reads: a read-only results folder can be looked at.
+    let record = run::current(results_dir, run::Check::Contents)?;
     let count = |s: CellStatus| record.cells.iter().filter(|c| c.status == s).count();
+    let damaged = match count(CellStatus::Damaged) {
+        0 => String::new(),
+        n => format!(", {n} damaged (`run` trains them again)"),
+    };
     out!(
-        "{}: {} cells — {} done, {} running, {} failed, {} pending",
+        "{}: {} cells — {} done, {} running, {} failed, {} pending{damaged}",
         record.experiment,
         record.cells.len(),
         count(CellStatus::Done),

@@ -30,12 +30,28 @@ use anyhow::Result;
 pub use args::{Cli, Command, DataCommand};
 use clap::Parser;
 
-fn init_logging(quiet: bool) {
+/// The log filter of `CLIRLAB_LOG` (`warn` when unset); a filter that does not parse is an
+/// error naming the variable, not ignored.
+fn log_filter(value: Option<&str>) -> Result<tracing_subscriber::EnvFilter> {
+    let Some(value) = value else {
+        return Ok(tracing_subscriber::EnvFilter::new("warn"));
+    };
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "environment variable CLIRLAB_LOG: expected a log filter (`info`, `clirlab=debug,warn`), found {value:?}: {e}"
+            )
+        })
+}
+
+fn init_logging(quiet: bool) -> Result<()> {
+    let variable = std::env::var("CLIRLAB_LOG").ok();
+    let filter = log_filter(variable.as_deref())?;
     let filter = if quiet {
         tracing_subscriber::EnvFilter::new("off")
     } else {
-        tracing_subscriber::EnvFilter::try_from_env("CLIRLAB_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        filter
     };
     // No colour codes in log files (worker and Slurm task logs).
     let _ = tracing_subscriber::fmt()
@@ -43,12 +59,13 @@ fn init_logging(quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    Ok(())
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.quiet);
+    init_logging(cli.quiet)?;
     commands::dispatch(cli.command, cli.quiet)
 }
 
@@ -60,5 +77,13 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_log_filter_that_does_not_parse_is_an_error() {
+        assert!(super::log_filter(None).is_ok());
+        assert!(super::log_filter(Some("clirlab=debug,warn")).is_ok());
+        let err = super::log_filter(Some("info,[[[")).unwrap_err().to_string();
+        assert!(err.contains("CLIRLAB_LOG") && err.contains("info,[[["), "{err}");
     }
 }

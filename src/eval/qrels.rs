@@ -106,7 +106,17 @@ impl Qrels {
 
     /// Reads a qrels file; errors name `path:line`.
     pub fn from_path(path: &Path) -> Result<Self> {
-        parse_file(path, "qrels", Self::parse_source)
+        let qrels = parse_file(path, "qrels", Self::parse_source)?;
+        if qrels.num_topics() == 0 {
+            // Every run would be blamed for finding nothing: the judgments are what is missing.
+            return Err(ParseError::new(
+                &path.display().to_string(),
+                1,
+                "expected judgments (`topic iteration document relevance`), found none",
+            )
+            .into());
+        }
+        Ok(qrels)
     }
 
     /// Parses qrels text; `name` stands for the file in error messages (`name:line: ...`).

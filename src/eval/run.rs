@@ -159,7 +159,17 @@ impl Run {
 
     /// Reads a run file; errors name `path:line`.
     pub fn from_path(path: &Path) -> Result<Self> {
-        parse_file(path, "run", Self::parse_source)
+        let run = parse_file(path, "run", Self::parse_source)?;
+        if run.is_empty() {
+            // An empty run has no runid either: name the file.
+            return Err(ParseError::new(
+                &path.display().to_string(),
+                1,
+                "expected ranked results (`topic Q0 document rank score runid`), found none",
+            )
+            .into());
+        }
+        Ok(run)
     }
 
     /// Parses run text; `name` stands for the file in error messages (`name:line: ...`).

@@ -370,3 +370,28 @@ mod tests {
         assert_eq!(last_line_field(&far.as_bytes(), 5).unwrap(), Some(b"tag".to_vec()));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use crate::eval::{Qrels, Run};
+
+    /// Pieces of qrels and run lines.
+    const TREC: &[&str] = &[
+        "1", "0", "2", "-1", "Q0", "d1", "d2", "q/1", " ", "  ", "\t", "\n", "\r\n", "1.5", "-0.25", "1e308", "1e999",
+        "nan", "inf", "x", "#", "run", "é",
+    ];
+
+    #[test]
+    fn generated_qrels_and_runs_never_panic_and_errors_name_the_file() {
+        let mut fuzz = crate::util::fuzz::Fuzz::new(16);
+        for _ in 0..30_000 {
+            let text = fuzz.text(TREC, 40);
+            if let Err(e) = Qrels::parse("QRELS", &text) {
+                assert!(format!("{e:#}").contains("QRELS"), "{text:?}: {e:#}");
+            }
+            if let Err(e) = Run::parse("RUNFILE", &text) {
+                assert!(format!("{e:#}").contains("RUNFILE"), "{text:?}: {e:#}");
+            }
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! tests, systems named by their run files' stems.
 
 use super::{EvalOptions, Measure, Qrels, Run, evaluate};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -26,7 +26,8 @@ pub fn per_query_table(qrels: &Qrels, runs: &[PathBuf], measures: &[Measure]) ->
             );
         }
         let run = Run::from_path(path)?;
-        let evaluation = evaluate(qrels, &run, measures, &EvalOptions::default())?;
+        let evaluation = evaluate(qrels, &run, measures, &EvalOptions::default())
+            .with_context(|| format!("evaluating run file {}", path.display()))?;
         for metric in evaluation.measure_names() {
             if let Some(values) = evaluation.per_query(metric) {
                 let per_query = values.iter().map(|(q, v)| (q.to_string(), v)).collect();
@@ -61,5 +62,17 @@ mod tests {
         assert_eq!(table["map"]["b"]["1"], 0.0);
         let twice = per_query_table(&qrels, &[a.clone(), a], &measures).unwrap_err();
         assert!(twice.to_string().contains("two runs are named `a`"), "{twice}");
+        // A run that finds no judged topic is named by its file, not its runid.
+        let c = dir.path().join("c.trec");
+        std::fs::write(&c, "7 Q0 d1 1 2.0 tag\n").unwrap();
+        let err = format!("{:#}", per_query_table(&qrels, &[c], &measures).unwrap_err());
+        assert!(err.contains("c.trec") && err.contains("no judged topic"), "{err}");
+        // Empty files: the qrels, or the run, is named as the one without lines.
+        let empty = dir.path().join("empty.txt");
+        std::fs::write(&empty, "").unwrap();
+        let err = Qrels::from_path(&empty).unwrap_err().to_string();
+        assert!(err.contains("empty.txt:1: expected judgments"), "{err}");
+        let err = Run::from_path(&empty).unwrap_err().to_string();
+        assert!(err.contains("empty.txt:1: expected ranked results"), "{err}");
     }
 }

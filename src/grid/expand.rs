@@ -284,7 +284,20 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
             .flat_map(|(_, g)| &g.exclude)
             .any(|rule| rule.iter().all(|(k, v)| p.get(k).is_some_and(|x| same_value(x, v))))
     };
+    let before = points.len();
     points.retain(|(p, _)| !excluded(p));
+    let includes = layers.iter().any(|(_, g)| !g.include.is_empty());
+    if before > 0 && points.is_empty() && !includes {
+        let rules: Vec<String> = layers
+            .iter()
+            .filter(|(_, g)| !g.exclude.is_empty())
+            .map(|(at, _)| format!("`{at}exclude`"))
+            .collect();
+        bail!(
+            "{file}: key {}: expected rules that leave at least one of the {before} grid points, found rules that remove all of them",
+            rules.join(", ")
+        );
+    }
     for (at, grid) in layers {
         for (i, point) in grid.include.iter().enumerate() {
             if points.iter().any(|(p, _)| p == point) {
@@ -405,6 +418,15 @@ pub fn expand(loaded: &LoadedExperiment) -> Result<Vec<Cell>> {
     Ok(cells)
 }
 
+/// The experiment `probe` (without grids) with the sections of the configuration `tree`.
+fn experiment_of(probe: &Value, tree: &Value) -> serde_json::Result<Experiment> {
+    let mut full = probe.clone();
+    for key in ["data", "sampler", "model", "train", "ot", "retrieval", "schedule"] {
+        full[key] = tree[key].clone();
+    }
+    serde_json::from_value(full)
+}
+
 /// The cells of one grid's points, each with the digest of its configuration: each point
 /// applied to the base configuration, checked, and trained once per seed.
 fn grid_cells(
@@ -438,15 +460,27 @@ fn grid_cells(
             .validate()
             .map_err(|e| anyhow::anyhow!("{file}: schedule of variant {assignment:?}: {e}"))?;
         tree["schedule"] = serde_json::to_value(&schedule)?;
-        let probe = exp.without_grids();
-        let checked: Experiment = {
-            let mut full = serde_json::to_value(&probe)?;
-            for key in ["data", "sampler", "model", "train", "ot", "retrieval", "schedule"] {
-                full[key] = tree[key].clone();
+        let probe = serde_json::to_value(exp.without_grids())?;
+        let checked: Experiment = experiment_of(&probe, &tree).map_err(|e| {
+            // Name the axis whose value does not fit: the first that fails applied alone.
+            let culprit = assignment.iter().find(|(axis, value)| {
+                let mut alone = base.clone();
+                let single: Point = [((*axis).clone(), (*value).clone())].into();
+                apply_point(&mut alone, &single, loaded).is_ok() && experiment_of(&probe, &alone).is_err()
+            });
+            match culprit {
+                Some((axis, value)) => {
+                    // Axis values travel as JSON, which has no NaN or infinity.
+                    let hint = if value.is_null() {
+                        " (`.nan`, `.inf` and `~` are all null in an axis)"
+                    } else {
+                        ""
+                    };
+                    anyhow::anyhow!("{file}: key `ablations.{axis}`: value {value}{hint}: {e}")
+                }
+                None => anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)),
             }
-            serde_json::from_value(full)
-                .map_err(|e| anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)))?
-        };
+        })?;
         checked.validate().map_err(|e| {
             let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
             anyhow::anyhow!("{file}: variant {}: {}", variant_slug(assignment), problems.join("; "))
@@ -648,6 +682,15 @@ mod tests {
         assert!(expand(&bad).unwrap_err().to_string().contains("exclude[0].train.steps"));
         let bad = experiment(
             dir.path(),
+            "ablations:\n  train.lr: [0.1, 0.2]\nexclude:\n  - {train.lr: 0.1}\n  - {train.lr: 0.2}\n",
+        );
+        let err = expand(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("key `exclude`") && err.contains("remove all of them"),
+            "{err}"
+        );
+        let bad = experiment(
+            dir.path(),
             "ablations:\n  train.lr: [0.1]\ninclude:\n  - {train.lr: 0.1}\n",
         );
         assert!(expand(&bad).unwrap_err().to_string().contains("include[0]"));
@@ -814,7 +857,13 @@ mod tests {
         );
         let e = experiment(dir.path(), "ablations:\n  train.steps: [many]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
-        assert!(err.contains("e.yaml") && err.contains("train.steps-many"), "{err}");
+        assert!(
+            err.contains("e.yaml: key `ablations.train.steps`: value \"many\""),
+            "{err}"
+        );
+        let e = experiment(dir.path(), "ablations:\n  train.lr: [.nan]\n");
+        let err = format!("{:#}", expand(&e).unwrap_err());
+        assert!(err.contains("key `ablations.train.lr`: value null (`.nan`"), "{err}");
         let e = experiment(dir.path(), "ablations:\n  schedule: [missing]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
         assert!(err.contains("schedule `missing` not found"), "{err}");

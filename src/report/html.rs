@@ -8,20 +8,35 @@ use super::{dropped_note, fmt_p, mark, missing_note};
 use crate::stats::MeanCi;
 use std::fmt::Write as _;
 
-/// `s` safe as HTML text and as a quoted attribute value.
-pub fn escape(s: &str) -> String {
+/// `s` with every character that `entity` has a replacement for replaced.
+pub(crate) fn replace_chars(s: &str, entity: impl Fn(char) -> Option<&'static str>) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+        match entity(c) {
+            Some(e) => out.push_str(e),
+            None => out.push(c),
         }
     }
     out
+}
+
+/// The entity of a character that makes HTML markup (`&`, `<`, `>`).
+pub(crate) fn markup_entity(c: char) -> Option<&'static str> {
+    match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        _ => None,
+    }
+}
+
+/// `s` safe as HTML text and as a quoted attribute value.
+pub fn escape(s: &str) -> String {
+    replace_chars(s, |c| match c {
+        '"' => Some("&quot;"),
+        '\'' => Some("&#39;"),
+        c => markup_entity(c),
+    })
 }
 
 const STYLE: &str = r#"

@@ -254,6 +254,7 @@ fn status_name(status: CellStatus) -> &'static str {
         CellStatus::Running => "running",
         CellStatus::Done => "done, but its result could not be read",
         CellStatus::Pending => "not run",
+        CellStatus::Damaged => "damaged (run it again)",
     }
 }
 
@@ -282,6 +283,12 @@ fn read_metrics(path: &Path, v: &mut Variant) -> Result<()> {
         let value: f64 = record[4]
             .parse()
             .with_context(|| format!("{}: expected a number in column `value`", at()))?;
+        // A NaN would pass the parse and poison the grid point's means and tests.
+        anyhow::ensure!(
+            value.is_finite(),
+            "{}: expected a finite number in column `value`, found {value}",
+            at()
+        );
         let (lang, task, query, metric) = (&record[0], &record[1], &record[2], &record[3]);
         v.langs.insert((task.to_string(), query.to_string()), lang.to_string());
         v.values
@@ -411,8 +418,11 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
             };
             let v = &mut variants[pos];
             v.planned += 1;
-            let Some(result) = run::finished(dir, &planned.id) else {
-                let (status, error) = run::cell_state(dir, &planned.id);
+            // A cell whose outputs differ from its result.json is reported as damaged, not used.
+            let intact =
+                run::finished(dir, &planned.id).filter(|r| run::damage(dir, r, run::Check::Contents).is_none());
+            let Some(result) = intact else {
+                let (status, error) = run::checked_state(dir, &planned.id, run::Check::Contents);
                 missing.push(Missing {
                     id: planned.id.clone(),
                     variant: pos,

@@ -102,13 +102,27 @@ pub fn comparisons_csv(r: &Report) -> (String, String) {
     )
 }
 
+/// Text from data or configuration, safe in `report.md`: the characters that make HTML
+/// (Markdown renders raw HTML) written as entities, as in `report.html`, and so are the
+/// backticks, bars and line breaks that would end a code span, a table cell or a line. Quotes
+/// stay: outside an attribute they are text (axis labels hold JSON).
+fn md(s: &str) -> String {
+    use super::html::{markup_entity, replace_chars};
+    replace_chars(s, |c| match c {
+        '`' => Some("&#96;"),
+        '|' => Some("&#124;"),
+        '\n' | '\r' => Some(" "),
+        c => markup_entity(c),
+    })
+}
+
 /// `report.md`.
 pub fn markdown(r: &Report) -> Result<String> {
-    let mut md = String::new();
-    writeln!(md, "# {} — clirlab report\n", r.title)?;
+    let mut out = String::new();
+    writeln!(out, "# {} — clirlab report\n", md(&r.title))?;
     if r.synthetic() {
         writeln!(
-            md,
+            out,
             "> **Data: SYNTHETIC** — the built-in generated bilingual set, not real text.\n"
         )?;
     }
@@ -117,65 +131,65 @@ pub fn markdown(r: &Report) -> Result<String> {
         let lead = if f.prefix.is_empty() {
             String::new()
         } else {
-            format!("`{}` ({}): ", f.prefix, f.dir.display())
+            format!("`{}` ({}): ", md(&f.prefix), md(&f.dir.display().to_string()))
         };
         writeln!(
-            md,
+            out,
             "- {lead}data set: `{}`; experiment file: `{}`",
-            rec.dataset,
-            rec.source.display()
+            md(&rec.dataset),
+            md(&rec.source.display().to_string())
         )?;
         writeln!(
-            md,
+            out,
             "- {lead}cells: {} planned, {} finished; seeds of a grid point are averaged per query before testing",
             rec.cells.len(),
             rec.cells.len() - f.missing.len()
         )?;
         let p = &rec.provenance;
         writeln!(
-            md,
+            out,
             "- {lead}provenance: clirlab {}, commit {}{}, host {}, device {}",
-            p.clirlab_version,
-            p.git_commit.as_deref().unwrap_or("unknown"),
+            md(&p.clirlab_version),
+            md(p.git_commit.as_deref().unwrap_or("unknown")),
             if p.git_dirty == Some(true) { " (dirty)" } else { "" },
-            p.host,
-            p.device
+            md(&p.host),
+            md(&p.device)
         )?;
     }
     match r.baseline {
         Some(b) => writeln!(
-            md,
+            out,
             "- baseline: `{}`; test: {:?} (paired, two-sided, over queries); correction: {:?} within the comparisons \
              of one metric on one task against the baseline; effect size d_z = mean difference / sd of differences",
-            r.variants[b].label,
+            md(&r.variants[b].label),
             r.test(),
             r.correction()
         )?,
         None => writeln!(
-            md,
+            out,
             "- no baseline: a single grid point, or the baseline has no finished cell; no tests"
         )?,
     }
-    writeln!(md)?;
-    writeln!(md, "## Summary (mean over queries; * = corrected p < {ALPHA})\n")?;
+    writeln!(out)?;
+    writeln!(out, "## Summary (mean over queries; * = corrected p < {ALPHA})\n")?;
     for task in &r.tasks {
-        writeln!(md, "### Task `{}`\n", task.name)?;
+        writeln!(out, "### Task `{}`\n", md(&task.name))?;
         if let Some(note) = super::dropped_note(r, task) {
-            writeln!(md, "{note}\n")?;
+            writeln!(out, "{}\n", md(&note))?;
         }
         let heads: Vec<String> = r
             .metrics
             .iter()
             .map(|m| format!("{m} ({:.0}% CI) | p / p_adj | d_z", CONFIDENCE * 100.0))
             .collect();
-        writeln!(md, "| grid point | seeds | queries | {} |", heads.join(" | "))?;
-        writeln!(md, "|---|---|---|{}", "---|---|---|".repeat(r.metrics.len()))?;
+        writeln!(out, "| grid point | seeds | queries | {} |", heads.join(" | "))?;
+        writeln!(out, "|---|---|---|{}", "---|---|---|".repeat(r.metrics.len()))?;
         for row in &task.rows {
             let v = &r.variants[row.variant];
             write!(
-                md,
+                out,
                 "| {}{} | {} | {} |",
-                v.label,
+                md(&v.label),
                 if r.baseline == Some(row.variant) {
                     " **(baseline)**"
                 } else {
@@ -185,38 +199,44 @@ pub fn markdown(r: &Report) -> Result<String> {
                 task.queries
             )?;
             for s in &row.stats {
-                write!(md, " {:.4} ({:.4}–{:.4}) |", s.ci.mean, s.ci.low, s.ci.high)?;
+                write!(out, " {:.4} ({:.4}–{:.4}) |", s.ci.mean, s.ci.low, s.ci.high)?;
                 match &s.vs_baseline {
                     Some(c) => {
                         let mark = if c.p_adjusted < ALPHA { " *" } else { "" };
                         write!(
-                            md,
+                            out,
                             " {} / {}{mark} | {:+.3} |",
                             fmt_p(c.p_value),
                             fmt_p(c.p_adjusted),
                             c.effect_size
                         )?;
                     }
-                    None => md.push_str(" — | — |"),
+                    None => out.push_str(" — | — |"),
                 }
             }
-            writeln!(md)?;
+            writeln!(out)?;
         }
-        writeln!(md)?;
+        writeln!(out)?;
     }
-    writeln!(md, "## Per language and task\n")?;
-    writeln!(md, "| grid point | language/task | {} |", r.metrics.join(" | "))?;
-    writeln!(md, "|---|---|{}", "---|".repeat(r.metrics.len()))?;
+    writeln!(out, "## Per language and task\n")?;
+    writeln!(out, "| grid point | language/task | {} |", r.metrics.join(" | "))?;
+    writeln!(out, "|---|---|{}", "---|".repeat(r.metrics.len()))?;
     for task in &r.tasks {
         for l in &task.languages {
-            write!(md, "| {} | {}/{} |", r.variants[l.variant].label, l.lang, task.name)?;
+            write!(
+                out,
+                "| {} | {}/{} |",
+                md(&r.variants[l.variant].label),
+                md(&l.lang),
+                md(&task.name)
+            )?;
             for ci in &l.metrics {
-                write!(md, " {:.4} |", ci.mean)?;
+                write!(out, " {:.4} |", ci.mean)?;
             }
-            writeln!(md)?;
+            writeln!(out)?;
         }
     }
-    writeln!(md)?;
+    writeln!(out)?;
     let missing: Vec<String> = r
         .folders
         .iter()
@@ -227,18 +247,33 @@ pub fn markdown(r: &Report) -> Result<String> {
             } else {
                 format!("{}/{}", f.prefix, m.id)
             };
-            format!("- `{id}`: {}", missing_note(m))
+            format!("- `{}`: {}", md(&id), md(&missing_note(m)))
         })
         .collect();
     if !missing.is_empty() {
-        writeln!(md, "## Cells without results\n")?;
-        writeln!(md, "{}\n", missing.join("\n"))?;
+        writeln!(out, "## Cells without results\n")?;
+        writeln!(out, "{}\n", missing.join("\n"))?;
     }
     writeln!(
-        md,
+        out,
         "Files: `report.html` (tables and plots in one file), `tables.tex` (booktabs), `plots/*.svg`, \
          `summary.csv` (one row per grid point and task), `cells.csv` (one row per cell and language/task), \
          `comparisons.csv` (every test against the baseline), `pairwise.csv` (every pair of grid points)."
     )?;
-    Ok(md)
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn markdown_text_from_data_is_escaped() {
+        assert_eq!(
+            super::md("<img src=x onerror=alert(3)>.yaml"),
+            "&lt;img src=x onerror=alert(3)&gt;.yaml"
+        );
+        assert_eq!(super::md("a`b|c\nd"), "a&#96;b&#124;c d");
+        // Ordinary names and labels are unchanged.
+        assert_eq!(super::md("schedule=linear_0a1b2c3d/en"), "schedule=linear_0a1b2c3d/en");
+        assert_eq!(super::md(r#"ot={"enabled":false}"#), r#"ot={"enabled":false}"#);
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::paths::{self, CellFile};
 use super::provenance::{device_label, provenance};
-use super::records::{CellProvenance, CellResult, Provenance, SweepRecord, failure, finished};
+use super::records::{CellProvenance, CellResult, Provenance, SweepRecord, digest_outputs, failure, finished};
 use super::state::{JOB_ALIVE, record_failure};
 use crate::data::format::{Dataset, Split};
 use crate::data::{self, synthetic};
@@ -22,12 +22,24 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+/// `run-cell` found its cell held by another live process: it did nothing (and, with
+/// `--quiet`, says nothing, since a worker's output is the cell's `log.txt`, the holder's).
+#[derive(Debug, thiserror::Error)]
+#[error("cell {0} is being run by another process")]
+pub struct HeldElsewhere(pub String);
+
 /// Runs one planned cell in this process, under its lock; records a failure in `error.json`.
 /// Returns `Ok(false)` when another live process holds the cell.
 pub fn execute_cell(dir: &Path, cell: &Cell, dataset: &Dataset, artifacts: &Path, bar: &ProgressBar) -> Result<bool> {
     let Some(_lock) = LockFile::try_acquire(&paths::cell_lock(dir, &cell.id), JOB_ALIVE)? else {
         return Ok(false);
     };
+    execute_locked(dir, cell, dataset, artifacts, bar)?;
+    Ok(true)
+}
+
+/// Runs cell `cell` while this process holds its lock; a failure is recorded in `error.json`.
+fn execute_locked(dir: &Path, cell: &Cell, dataset: &Dataset, artifacts: &Path, bar: &ProgressBar) -> Result<()> {
     let _ = std::fs::remove_file(paths::cell_file(dir, &cell.id, CellFile::Error));
     // A panic inside training (a bug, or a library assertion) fails this cell only.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -46,13 +58,12 @@ pub fn execute_cell(dir: &Path, cell: &Cell, dataset: &Dataset, artifacts: &Path
     match outcome {
         Ok(result) => {
             tracing::info!(cell = %cell.id, seconds = result.total_seconds, "cell finished");
-            Ok(true)
+            Ok(())
         }
         Err(err) => {
             let reason = format!("{err:#}");
             tracing::error!(cell = %cell.id, %reason, "cell failed");
-            record_failure(dir, &cell.id, &reason)?;
-            Ok(true)
+            record_failure(dir, &cell.id, &reason)
         }
     }
 }
@@ -83,17 +94,29 @@ pub fn run_planned_cell(dir: &Path, cell_id: &str) -> Result<()> {
     if finished(dir, cell_id).is_some() {
         return Ok(());
     }
+    // The lock comes first: a worker that finds the cell held must not touch its `log.txt`
+    // (its output, opened for appending by the launcher), which the holder writes.
+    let Some(lock) = LockFile::try_acquire(&paths::cell_lock(dir, cell_id), JOB_ALIVE)? else {
+        return Err(HeldElsewhere(cell_id.to_string()).into());
+    };
+    if finished(dir, cell_id).is_some() {
+        return Ok(());
+    }
+    // This attempt's log starts empty (the launcher's append-mode handle writes from 0 again).
+    let log = paths::cell_file(dir, cell_id, CellFile::Log);
+    if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&log) {
+        file.set_len(0).with_context(|| format!("emptying {}", log.display()))?;
+    }
     let dataset = data::load(&cell.config.data, false)?;
     let results_root = dir.parent().context("results folder has no parent")?;
-    if !execute_cell(
+    execute_locked(
         dir,
         &cell,
         &dataset,
         &paths::artifacts_dir(results_root),
         &ProgressBar::hidden(),
-    )? {
-        bail!("cell {cell_id} is being run by another process");
-    }
+    )?;
+    drop(lock);
     if let Some(e) = failure(dir, cell_id) {
         bail!("cell {cell_id} failed: {}", e.reason);
     }
@@ -274,6 +297,7 @@ pub fn run_cell(
             ended_unix: now_unix(),
             peak_memory_kib: peak_memory_kib(),
         },
+        outputs: digest_outputs(cell_dir)?,
     };
     write_json_atomic(&CellFile::Result.at(cell_dir), &result)?;
     Ok(result)

@@ -19,5 +19,7 @@ pub use launcher::local::{RunOptions, SweepOutcome, run};
 pub use paths::{ARTIFACTS, cell_dir, experiment_dir};
 pub use plan::{load_unfinished_data, plan};
 pub use provenance::provenance;
-pub use records::{CellError, CellProvenance, CellResult, CellStatus, PlannedCell, Provenance, SweepRecord, finished};
-pub use state::{cell_state, record_failure, refresh, wants_run};
+pub use records::{
+    CellError, CellProvenance, CellResult, CellStatus, Check, PlannedCell, Provenance, SweepRecord, damage, finished,
+};
+pub use state::{cell_state, checked_state, current, record_failure, refresh, wants_run};

@@ -148,9 +148,20 @@ impl SubmissionFile {
     }
 }
 
-/// The results folder of experiment `name` under `results_root`.
-pub fn experiment_dir(results_root: &Path, name: &str) -> PathBuf {
-    results_root.join(name)
+/// The results folder of experiment `name` under `results_root`. The name must be one plain
+/// path component (no `.`, `..`, separator or leading dot): nothing is written outside the root.
+pub fn experiment_dir(results_root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let mut parts = Path::new(name).components();
+    let plain = matches!(parts.next(), Some(std::path::Component::Normal(_)))
+        && parts.next().is_none()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\']);
+    anyhow::ensure!(
+        plain,
+        "experiment name {name:?}: expected one plain folder name under the results root {}",
+        results_root.display()
+    );
+    Ok(results_root.join(name))
 }
 
 /// `sweep.json` of the results folder `dir`.
@@ -222,7 +233,10 @@ mod tests {
 
     #[test]
     fn the_layout_reads_as_documented() {
-        let dir = experiment_dir(Path::new("results"), "quickstart");
+        let dir = experiment_dir(Path::new("results"), "quickstart").unwrap();
+        for bad in ["..", ".", "", "a/b", "../x", ".artifacts", "/abs"] {
+            assert!(experiment_dir(Path::new("results"), bad).is_err(), "{bad:?}");
+        }
         assert_eq!(sweep_record(&dir), Path::new("results/quickstart/sweep.json"));
         assert_eq!(
             cell_file(&dir, "c1", CellFile::Result),

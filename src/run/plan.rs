@@ -4,7 +4,7 @@
 use super::paths::{self, CellFile};
 use super::provenance::provenance;
 use super::records::{CellStatus, PlannedCell, SweepRecord};
-use super::state::cell_state;
+use super::state::{cell_state, invalidate_damaged};
 use crate::data::format::Dataset;
 use crate::data::{self, synthetic};
 use crate::grid::{self, Cell, content_hash};
@@ -50,13 +50,19 @@ pub fn sweep_record(
     }
 }
 
+/// A planned results folder: its path, `sweep.json`, the cells, and the finished cells found
+/// damaged (with the reasons), whose results were discarded so that they run again.
+pub type Planned = (PathBuf, SweepRecord, Vec<Cell>, Vec<(String, String)>);
+
 /// Expands the experiment, writes each cell's `config.yaml` and `sweep.json`.
-pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Result<(PathBuf, SweepRecord, Vec<Cell>)> {
+pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Result<Planned> {
     let cells = grid::expand(loaded)?;
     let baseline = grid::baseline_variant(loaded, &cells)?;
-    let dir = paths::experiment_dir(results_root, &loaded.experiment.name);
+    let dir = paths::experiment_dir(results_root, &loaded.experiment.name)?;
     let cells_dir = paths::cells_dir(&dir);
     std::fs::create_dir_all(&cells_dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A finished cell whose outputs were damaged since (deleted, truncated) is run again.
+    let damaged = invalidate_damaged(&dir, cells.iter().map(|c| c.id.as_str()))?;
     for cell in &cells {
         let path = paths::cell_file(&dir, &cell.id, CellFile::Config);
         let yaml = serde_yaml::to_string(&cell.config)?;
@@ -66,7 +72,7 @@ pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Resu
     }
     let record = sweep_record(loaded, &dir, &cells, baseline, jobs);
     write_json_atomic(&paths::sweep_record(&dir), &record)?;
-    Ok((dir, record, cells))
+    Ok((dir, record, cells, damaged))
 }
 
 /// Loads the data set of every unfinished cell, once each (preparing registry data sets on
@@ -107,7 +113,7 @@ mod tests {
         .unwrap();
         let loaded = crate::spec::load(&file, &[]).unwrap();
         let root = dir.path().join("results");
-        let (exp_dir, record, cells) = plan(&loaded, &root, 3).unwrap();
+        let (exp_dir, record, cells, _) = plan(&loaded, &root, 3).unwrap();
         assert_eq!(exp_dir, root.join("p"));
         assert_eq!(cells.len(), 4);
         assert_eq!(record.jobs, 3);
@@ -128,7 +134,7 @@ mod tests {
             cells.iter().map(|c| &c.id).collect::<Vec<_>>()
         );
         // Planning again is stable: same ids, configs untouched.
-        let (_, again, _) = plan(&loaded, &root, 1).unwrap();
+        let (_, again, _, _) = plan(&loaded, &root, 1).unwrap();
         assert_eq!(
             again.cells.iter().map(|c| &c.id).collect::<Vec<_>>(),
             record.cells.iter().map(|c| &c.id).collect::<Vec<_>>()

@@ -1,6 +1,7 @@
 //! The records of a results folder: `sweep.json` ([`SweepRecord`]: the plan, each cell's
 //! status, the statistics settings, provenance), a finished cell's `result.json`
-//! ([`CellResult`]) and a failed cell's `error.json` ([`CellError`]).
+//! ([`CellResult`], with the sizes and SHA-256 of the cell's outputs, checked by [`damage`])
+//! and a failed cell's `error.json` ([`CellError`]).
 
 use super::paths::{self, CellFile};
 use anyhow::{Context, Result};
@@ -20,6 +21,8 @@ pub enum CellStatus {
     Done,
     /// Its `error.json` is there.
     Failed,
+    /// Its `result.json` is there, but an output differs from what it recorded (run again).
+    Damaged,
 }
 
 /// One cell of the plan in `sweep.json`.
@@ -90,11 +93,49 @@ pub struct SweepRecord {
 }
 
 impl SweepRecord {
-    /// Reads `<dir>/sweep.json`.
+    /// Reads `<dir>/sweep.json`. A folder without one is told apart: missing, a cell's folder,
+    /// or a results root (whose experiment folders are listed).
     pub fn read(dir: &Path) -> Result<SweepRecord> {
         let path = paths::sweep_record(dir);
+        if !path.is_file() {
+            anyhow::bail!("{}", not_a_results_folder(dir));
+        }
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{}: not a clirlab sweep record", path.display()))
+    }
+}
+
+/// Why `dir`, which has no `sweep.json`, is not an experiment's results folder, and what to
+/// give instead.
+fn not_a_results_folder(dir: &Path) -> String {
+    let shown = dir.display();
+    let expected = "expected an experiment's results folder (the one holding sweep.json, e.g. results/quickstart)";
+    if !dir.exists() {
+        return format!("{shown}: no such folder; {expected}");
+    }
+    if !dir.is_dir() {
+        return format!("{shown}: not a folder; {expected}");
+    }
+    if CellFile::Config.at(dir).is_file()
+        && let Some(experiment) = dir.parent().and_then(Path::parent)
+    {
+        return format!("{shown}: a cell's folder; {expected}: {}", experiment.display());
+    }
+    let mut experiments: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| paths::sweep_record(&e.path()).is_file())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    experiments.sort();
+    if experiments.is_empty() {
+        format!("{shown}: holds no sweep.json; {expected}")
+    } else {
+        format!(
+            "{shown}: a results root, not one experiment's folder; give one of {}",
+            experiments.join(", ")
+        )
     }
 }
 
@@ -145,6 +186,99 @@ pub struct CellResult {
     pub total_seconds: f64,
     /// Where and how it ran.
     pub provenance: CellProvenance,
+    /// File name → size and SHA-256 of each output of the cell, as written (empty in results
+    /// of older versions, whose outputs are only checked to exist).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, OutputDigest>,
+}
+
+/// The size and SHA-256 of one output file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputDigest {
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256, in hex.
+    pub sha256: String,
+}
+
+/// The outputs of a cell whose digests `result.json` records, when they exist. Not the
+/// checkpoint: nothing downstream reads it, it may be large to hash on every `status`, and it
+/// may be pruned to save space (or left out of a copy of the results).
+pub const OUTPUTS: [CellFile; 5] = [
+    CellFile::Tokenizer,
+    CellFile::TrainLog,
+    CellFile::Run,
+    CellFile::ZeroShotRun,
+    CellFile::Metrics,
+];
+
+/// Outputs every finished cell has, recorded or not.
+const REQUIRED: [CellFile; 3] = [CellFile::TrainLog, CellFile::Run, CellFile::Metrics];
+
+/// The size and SHA-256 of the file at `path`.
+fn digest(path: &Path) -> std::io::Result<OutputDigest> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let bytes = std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(OutputDigest {
+        bytes,
+        sha256: format!("{:x}", hasher.finalize()),
+    })
+}
+
+/// The digests of the outputs in `cell_dir`, for its `result.json`.
+pub fn digest_outputs(cell_dir: &Path) -> Result<BTreeMap<String, OutputDigest>> {
+    OUTPUTS
+        .iter()
+        .map(|f| f.at(cell_dir))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let d = digest(&p).with_context(|| format!("reading {}", p.display()))?;
+            Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), d))
+        })
+        .collect()
+}
+
+/// How closely [`damage`] compares a cell's outputs with its `result.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// That they exist with their recorded sizes (cheap: the rounds of `run` ask often).
+    Sizes,
+    /// Sizes and SHA-256 (`run` before planning, `report`, `status`).
+    Contents,
+}
+
+/// Why the outputs of finished cell `result` in `dir` are damaged (missing, truncated,
+/// changed), if they are: the first file that differs and how.
+pub fn damage(dir: &Path, result: &CellResult, check: Check) -> Option<String> {
+    let cell_dir = paths::cell_dir(dir, &result.id);
+    for file in REQUIRED {
+        if !file.at(&cell_dir).is_file() && !result.outputs.contains_key(file.name()) {
+            return Some(format!("{} is missing", file.at(&cell_dir).display()));
+        }
+    }
+    for (name, recorded) in &result.outputs {
+        let path = cell_dir.join(name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return Some(format!("{} is missing", path.display()));
+        };
+        if meta.len() != recorded.bytes {
+            return Some(format!(
+                "{} has {} bytes, result.json recorded {}",
+                path.display(),
+                meta.len(),
+                recorded.bytes
+            ));
+        }
+        if check == Check::Contents {
+            match digest(&path) {
+                Ok(d) if d.sha256 == recorded.sha256 => {}
+                Ok(_) => return Some(format!("{} differs from its SHA-256 in result.json", path.display())),
+                Err(e) => return Some(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    None
 }
 
 /// `error.json` of a failed cell.

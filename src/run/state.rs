@@ -1,14 +1,15 @@
-//! A cell's state, read from its files (the source of truth; `sweep.json` mirrors it), the
-//! recording of failures, and the liveness policy of the locks: a lock of another host's
-//! process is live unless Slurm says its job has ended.
+//! A cell's state, read from its files (the source of truth; `sweep.json` mirrors it; a
+//! finished cell whose outputs differ from its `result.json` is damaged), the recording of
+//! failures, the discarding of damaged results, and the liveness policy of the locks: a lock
+//! of another host's process is live unless Slurm says its job has ended.
 
 use super::launcher::slurm;
 use super::paths::{self, CellFile};
-use super::records::{CellError, CellStatus, SweepRecord, failure, finished};
+use super::records::{CellError, CellStatus, Check, SweepRecord, damage, failure, finished};
 use crate::util::fs::{write_atomic, write_json_atomic};
 use crate::util::host::now_unix;
 use crate::util::lock::{JobAlive, LockFile};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::Path;
 
 /// How the run layer decides whether the owner of another host's lock is alive.
@@ -19,10 +20,20 @@ pub fn cell_running(dir: &Path, cell_id: &str) -> bool {
     LockFile::held_by_live_process(&paths::cell_lock(dir, cell_id), JOB_ALIVE)
 }
 
-/// A cell's state, read from its files (the source of truth; `sweep.json` mirrors it).
+/// A cell's state, read from its files (the source of truth; `sweep.json` mirrors it); a
+/// finished cell's outputs are checked to have their recorded sizes.
 pub fn cell_state(dir: &Path, cell_id: &str) -> (CellStatus, Option<String>) {
-    if finished(dir, cell_id).is_some() {
-        (CellStatus::Done, None)
+    checked_state(dir, cell_id, Check::Sizes)
+}
+
+/// [`cell_state`], with a finished cell's outputs checked as closely as `check` says; a
+/// damaged cell's reason says which file differs.
+pub fn checked_state(dir: &Path, cell_id: &str, check: Check) -> (CellStatus, Option<String>) {
+    if let Some(result) = finished(dir, cell_id) {
+        match damage(dir, &result, check) {
+            None => (CellStatus::Done, None),
+            Some(reason) => (CellStatus::Damaged, Some(reason)),
+        }
     } else if cell_running(dir, cell_id) {
         (CellStatus::Running, None)
     } else if let Some(e) = failure(dir, cell_id) {
@@ -35,7 +46,7 @@ pub fn cell_state(dir: &Path, cell_id: &str) -> (CellStatus, Option<String>) {
 /// Whether a cell in state `status` is to be run: pending ones, and failed ones on a retry.
 pub fn wants_run(status: CellStatus, retry_failed: bool) -> bool {
     match status {
-        CellStatus::Pending => true,
+        CellStatus::Pending | CellStatus::Damaged => true,
         CellStatus::Failed => retry_failed,
         CellStatus::Running | CellStatus::Done => false,
     }
@@ -55,14 +66,36 @@ pub fn record_failure(dir: &Path, id: &str, reason: &str) -> Result<()> {
     write_atomic(&log, text.as_bytes())
 }
 
-/// Re-reads every cell's state from its files into `sweep.json`.
-pub fn refresh(dir: &Path) -> Result<SweepRecord> {
+/// The plan of `dir` with every cell's state read from its files (outputs checked as `check`
+/// says); writes nothing, so it works on a read-only folder (`status`).
+pub fn current(dir: &Path, check: Check) -> Result<SweepRecord> {
     let mut record = SweepRecord::read(dir)?;
     for c in &mut record.cells {
-        (c.status, c.error) = cell_state(dir, &c.id);
+        (c.status, c.error) = checked_state(dir, &c.id, check);
     }
+    Ok(record)
+}
+
+/// Re-reads every cell's state from its files into `sweep.json`.
+pub fn refresh(dir: &Path) -> Result<SweepRecord> {
+    let record = current(dir, Check::Sizes)?;
     write_json_atomic(&paths::sweep_record(dir), &record)?;
     Ok(record)
+}
+
+/// Removes the `result.json` of every finished cell of `ids` in `dir` whose outputs are
+/// damaged (checked by content), so that it runs again; returns those cells with the reasons.
+pub fn invalidate_damaged<'a>(dir: &Path, ids: impl IntoIterator<Item = &'a str>) -> Result<Vec<(String, String)>> {
+    let mut damaged = Vec::new();
+    for id in ids {
+        if let (CellStatus::Damaged, Some(reason)) = checked_state(dir, id, Check::Contents) {
+            tracing::warn!(cell = %id, %reason, "the finished cell is damaged; it runs again");
+            let path = paths::cell_file(dir, id, CellFile::Result);
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            damaged.push((id.to_string(), reason));
+        }
+    }
+    Ok(damaged)
 }
 
 /// The failed cells of `record` (restricted to `among` when given), with their reasons.
@@ -112,9 +145,74 @@ mod tests {
         let path = paths::cell_file(dir, "a", CellFile::Result);
         std::fs::write(&path, result("b").to_string()).unwrap();
         assert_eq!(cell_state(dir, "a").0, CellStatus::Failed);
+        // (A result of an older version records no digests: its outputs need only exist.)
         std::fs::write(&path, result("a").to_string()).unwrap();
+        assert_eq!(cell_state(dir, "a").0, CellStatus::Damaged);
+        for file in [CellFile::TrainLog, CellFile::Run, CellFile::Metrics] {
+            std::fs::write(paths::cell_file(dir, "a", file), "x").unwrap();
+        }
         assert_eq!(cell_state(dir, "a"), (CellStatus::Done, None));
         let _: CellResult = serde_json::from_value(result("a")).unwrap();
+    }
+
+    #[test]
+    fn damaged_outputs_are_found_and_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let cell = paths::cell_dir(dir, "a");
+        std::fs::create_dir_all(&cell).unwrap();
+        let metrics = CellFile::Metrics.at(&cell);
+        for file in [CellFile::TrainLog, CellFile::Run] {
+            std::fs::write(file.at(&cell), "rows\n").unwrap();
+        }
+        std::fs::write(&metrics, "lang,task,query_id,metric,value\nen,t,q1,ndcg@10,0.5\n").unwrap();
+        let mut recorded: CellResult = serde_json::from_value(result("a")).unwrap();
+        recorded.outputs = crate::run::records::digest_outputs(&cell).unwrap();
+        assert_eq!(recorded.outputs.len(), 3);
+        let write_result = || write_json_atomic(&CellFile::Result.at(&cell), &recorded).unwrap();
+        write_result();
+        assert_eq!(checked_state(dir, "a", Check::Contents), (CellStatus::Done, None));
+        // Half of metrics.csv gone, emptied, changed in place, deleted: each one is damage.
+        std::fs::write(&metrics, "lang,task,query_id,metric,value\n").unwrap();
+        let (status, why) = cell_state(dir, "a");
+        assert_eq!(status, CellStatus::Damaged);
+        assert!(why.unwrap().contains("metrics.csv has 32 bytes, result.json recorded"));
+        std::fs::write(&metrics, "").unwrap();
+        assert_eq!(cell_state(dir, "a").0, CellStatus::Damaged);
+        std::fs::write(&metrics, "lang,task,query_id,metric,value\nen,t,q1,ndcg@10,0.9\n").unwrap();
+        assert_eq!(cell_state(dir, "a").0, CellStatus::Done, "sizes alone cannot tell");
+        let (status, why) = checked_state(dir, "a", Check::Contents);
+        assert_eq!(status, CellStatus::Damaged);
+        assert!(why.unwrap().contains("differs from its SHA-256"));
+        // `current` only reads; `invalidate_damaged` discards the result so the cell runs again.
+        std::fs::write(paths::sweep_record(dir), "{}").unwrap();
+        assert!(current(dir, Check::Contents).is_err());
+        let damaged = invalidate_damaged(dir, ["a"]).unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(cell_state(dir, "a").0, CellStatus::Pending);
+        write_result();
+        std::fs::remove_file(&metrics).unwrap();
+        assert!(cell_state(dir, "a").1.unwrap().contains("metrics.csv is missing"));
+    }
+
+    #[test]
+    fn a_folder_without_sweep_json_is_told_apart() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let err = |dir: &Path| SweepRecord::read(dir).unwrap_err().to_string();
+        assert!(err(&root.join("nope")).contains("nope: no such folder; expected"));
+        assert!(err(root).contains("holds no sweep.json; expected an experiment's results folder"));
+        let exp = root.join("quickstart");
+        std::fs::create_dir_all(paths::cell_dir(&exp, "c1")).unwrap();
+        std::fs::write(paths::sweep_record(&exp), "{}").unwrap();
+        std::fs::write(paths::cell_file(&exp, "c1", CellFile::Config), "").unwrap();
+        let said = err(root);
+        assert!(said.contains("a results root") && said.contains("quickstart"), "{said}");
+        let said = err(&paths::cell_dir(&exp, "c1"));
+        assert!(
+            said.contains("a cell's folder") && said.ends_with("quickstart"),
+            "{said}"
+        );
     }
 
     #[test]
@@ -123,6 +221,7 @@ mod tests {
         assert!(!wants_run(CellStatus::Failed, false));
         assert!(wants_run(CellStatus::Failed, true));
         assert!(!wants_run(CellStatus::Done, true));
+        assert!(wants_run(CellStatus::Damaged, false));
         assert!(!wants_run(CellStatus::Running, true));
     }
 }

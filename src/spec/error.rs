@@ -136,6 +136,14 @@ pub enum ConfigError {
     /// The experiment file does not exist (or is not a file).
     #[error("{}: experiment file not found", .0.display())]
     NotFound(PathBuf),
+    /// An experiment path that is a folder; its YAML files are listed.
+    #[error("{}: a folder, expected an experiment file{}", path.display(), if files.is_empty() { " (it holds no .yaml file)".to_string() } else { format!("; it holds {}", files.join(", ")) })]
+    IsFolder {
+        /// The folder.
+        path: PathBuf,
+        /// The `.yaml` files in it, by name.
+        files: Vec<String>,
+    },
     /// A named schedule is in none of the folders looked in.
     #[error("schedule `{name}` not found: looked for {}", looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     ScheduleNotFound {

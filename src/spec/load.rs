@@ -4,6 +4,7 @@
 
 use super::error::{ConfigError, ConfigSource, Problem, ProblemKind, from_figment};
 use super::schema::{Experiment, LoadedExperiment};
+use super::text;
 use crate::schedule::Schedule;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::value::{Dict, Map};
@@ -64,6 +65,13 @@ pub fn parse_set_flag(flag: &str) -> Result<(String, serde_yaml::Value), ConfigE
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(bad_flag(flag, "a dotted key path before `=`", Some(format!("{key:?}"))));
+    }
+    if text::too_deep(value).is_some() {
+        return Err(bad_flag(
+            flag,
+            &format!("a YAML value nested at most {} deep", text::MAX_DEPTH),
+            None,
+        ));
     }
     let value: serde_yaml::Value = serde_yaml::from_str(value).map_err(|e| {
         bad_flag(
@@ -134,8 +142,34 @@ fn describe(err: figment::Error, file: &Path) -> ConfigError {
 /// Loads an experiment file with all layers applied and validates it. Every problem names
 /// the source of the offending value: the file, the `CLIRLAB_*` variable or the `--set` flag.
 pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment, ConfigError> {
+    if path.is_dir() {
+        let mut files: Vec<String> = std::fs::read_dir(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".yaml") || name.ends_with(".yml"))
+            .collect();
+        files.sort();
+        return Err(ConfigError::IsFolder {
+            path: path.to_path_buf(),
+            files,
+        });
+    }
     if !path.is_file() {
         return Err(ConfigError::NotFound(path.to_path_buf()));
+    }
+    // Figment would take an empty file for the defaults and a duplicate key's last value.
+    let (_, document) = text::read_checked(path)?;
+    if text::is_empty(&document) {
+        let mut p = Problem::other(
+            "",
+            "expected an experiment (a map of keys such as `name`, `train`, `seeds`), found an empty document".into(),
+        );
+        p.source = Some(ConfigSource::File(path.to_path_buf()));
+        return Err(p.into());
     }
     let flags = sets
         .iter()
@@ -210,10 +244,7 @@ pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule, C
             }
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let (text, _) = text::read_checked(&path)?;
     let in_file = |message: String| -> ConfigError {
         let mut p = Problem::other("", message);
         p.source = Some(ConfigSource::File(path.clone()));
@@ -270,9 +301,12 @@ mod tests {
             err.contains("bad.yaml") && err.contains("train.steps") && err.contains("expected"),
             "{err}"
         );
-        let err = load(&write(dir.path(), "ok.yaml", ""), &["model.preset=huge".into()])
-            .unwrap_err()
-            .to_string();
+        let err = load(
+            &write(dir.path(), "ok.yaml", "seeds: [1]\n"),
+            &["model.preset=huge".into()],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("--set") && err.contains("model.preset") && err.contains("huge"),
             "{err}"
@@ -350,6 +384,160 @@ mod tests {
     }
 
     #[test]
+    fn names_are_one_folder_under_the_results_root() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["..", ".", ".hidden", "a/b"] {
+            let p = write(dir.path(), "e.yaml", &format!("name: {name:?}\n"));
+            let err = load(&p, &[]).unwrap_err();
+            assert_eq!(err.problems()[0].key, "name", "{name}: {err}");
+            assert!(err.to_string().contains("e.yaml: key `name`"), "{err}");
+        }
+        // A file named `..yaml` names its experiment `.` (its stem), refused too.
+        let p = write(dir.path(), "..yaml", "seeds: [1]\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("key `name`") && err.contains("found \".\""), "{err}");
+        let p = write(dir.path(), "ok.yaml", "name: v1.2\n");
+        assert_eq!(load(&p, &[]).unwrap().experiment.name, "v1.2");
+    }
+
+    #[test]
+    fn empty_files_duplicates_and_folders_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in ["", "# nothing\n", "{}\n"] {
+            let err = load(&write(dir.path(), "empty.yaml", text), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("empty.yaml: expected an experiment") && err.contains("empty document"),
+                "{err}"
+            );
+        }
+        let p = write(dir.path(), "dup.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n  lerning: 1\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("dup.yaml: train: duplicate entry with key \"lr\" at line 2"),
+            "{err}"
+        );
+        write(dir.path(), "exps/a.yaml", "seeds: [1]\n");
+        let err = load(&dir.path().join("exps"), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("exps: a folder, expected an experiment file; it holds a.yaml"),
+            "{err}"
+        );
+        let p = write(dir.path(), "s.yaml", "seeds: [1, 1]\nstats:\n  permutations: 0\n");
+        let err = load(&p, &[]).unwrap_err();
+        let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["seeds", "stats.permutations"], "{err}");
+        assert!(
+            err.to_string().contains("s.yaml: key `seeds`: expected distinct seeds"),
+            "{err}"
+        );
+        let p = write(dir.path(), "w.yaml", "train:\n  steps: 5\n  warmup_steps: 6\n");
+        let err = load(&p, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("w.yaml: key `train.warmup_steps`") && err.contains("found 6"),
+            "{err}"
+        );
+        write(dir.path(), "schedules/wide.yaml", "kind: linear\nstart: 2\nend: 1\n");
+        let err = load_schedule("wide", &[dir.path().join("schedules")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wide.yaml") && err.contains("`start`") && err.contains("[0, 1]"),
+            "{err}"
+        );
+    }
+
+    /// Pieces of YAML and of this schema, for the generated inputs.
+    const YAML: &[&str] = &[
+        "train",
+        "model",
+        "seeds",
+        "ablations",
+        "schedule",
+        "name",
+        "lr",
+        "steps",
+        "kind",
+        "linear",
+        ".",
+        "=",
+        ":",
+        ": ",
+        "\n",
+        "\n  ",
+        "  ",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ", ",
+        "0",
+        "1",
+        "0.1",
+        "-3",
+        "1e309",
+        ".nan",
+        ".inf",
+        "~",
+        "null",
+        "true",
+        "abc",
+        "'",
+        "\"",
+        "&a ",
+        "*a",
+        "<<: ",
+        "!!str ",
+        "|",
+        ">",
+        "#",
+        "%YAML 1.2\n",
+        "---\n",
+        "? ",
+        "@",
+        "`",
+    ];
+
+    #[test]
+    fn generated_inputs_never_panic_and_every_error_names_its_source() {
+        let mut fuzz = crate::util::fuzz::Fuzz::new(16);
+        // `--set` flags alone, and with an experiment.
+        for _ in 0..60_000 {
+            let flag = fuzz.text(YAML, 12);
+            if let Err(e) = parse_set_flag(&flag) {
+                let source = Some(ConfigSource::SetFlag(flag.clone()));
+                assert!(e.problems().iter().all(|p| p.source == source), "{flag:?}: {e}");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "f.yaml", "seeds: [1]\n");
+        for _ in 0..3_000 {
+            let flag = format!("{}={}", fuzz.text(YAML, 3), fuzz.text(YAML, 6));
+            if let Err(e) = load(&file, std::slice::from_ref(&flag)) {
+                assert!(!e.problems().is_empty(), "{flag:?}: {e}");
+                assert!(e.problems().iter().all(|p| p.source.is_some()), "{flag:?}: {e}");
+            }
+        }
+        // Experiment files: the text checks, and the whole load.
+        for i in 0..40_000 {
+            let text = fuzz.text(YAML, 30);
+            std::fs::write(&file, &text).unwrap();
+            let outcome = if i % 4 == 0 {
+                load(&file, &[]).map(|_| ())
+            } else {
+                text::read_checked(&file).map(|_| ())
+            };
+            if let Err(e) = outcome {
+                assert!(!e.problems().is_empty(), "{text:?}: {e}");
+                assert!(e.problems().iter().all(|p| p.source.is_some()), "{text:?}: {e}");
+                assert!(e.to_string().contains("f.yaml"), "{text:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn set_flags_need_a_key_and_a_value() {
         assert!(
             parse_set_flag("novalue")
@@ -358,6 +546,13 @@ mod tests {
                 .contains("key.path=value")
         );
         assert!(parse_set_flag("a..b=1").is_err());
+        let deep = format!("a={}", "[".repeat(100_000));
+        assert!(
+            parse_set_flag(&deep)
+                .unwrap_err()
+                .to_string()
+                .contains("nested at most")
+        );
         assert_eq!(parse_set_flag("a.b=0.5").unwrap().1, serde_yaml::Value::from(0.5));
     }
 }

@@ -20,15 +20,19 @@ impl Experiment {
                 problems.push(p);
             }
         };
+        // The name is the results folder under `--results`: one plain path component, so
+        // `.` and `..` (which would write into the results root or its parent) are refused, as
+        // is a leading dot (hidden, and the namespace of `.artifacts`).
         check(
             !self.name.is_empty()
+                && !self.name.starts_with('.')
                 && self
                     .name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
             problem(
                 "name",
-                "letters, digits, '-', '_' or '.'",
+                "letters, digits, '-', '_' or '.', not starting with '.' (one folder under the results root)",
                 Some(format!("{:?}", self.name)),
             ),
         );
@@ -136,6 +140,14 @@ impl Experiment {
             ),
         );
         check(
+            self.train.steps == 0 || self.train.warmup_steps <= self.train.steps,
+            problem(
+                "train.warmup_steps",
+                format!("at most `train.steps` ({})", self.train.steps),
+                Some(self.train.warmup_steps.to_string()),
+            ),
+        );
+        check(
             self.train.batch_size >= 2,
             problem(
                 "train.batch_size",
@@ -162,6 +174,34 @@ impl Experiment {
         check(
             !self.seeds.is_empty(),
             problem("seeds", "at least one seed", Some("[]".into())),
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = self.seeds.iter().find(|s| !seen.insert(**s)) {
+            check(
+                false,
+                problem(
+                    "seeds",
+                    "distinct seeds (each names its own cell)",
+                    Some(format!("{twice} twice")),
+                ),
+            );
+        }
+        // The report's tests need their resamples; zero would fail only after every cell trained.
+        check(
+            self.stats.permutations >= 1,
+            problem(
+                "stats.permutations",
+                "at least 1",
+                Some(self.stats.permutations.to_string()),
+            ),
+        );
+        check(
+            self.stats.bootstrap_samples >= 1,
+            problem(
+                "stats.bootstrap_samples",
+                "at least 1",
+                Some(self.stats.bootstrap_samples.to_string()),
+            ),
         );
         if let Err(e) = self.device.check_build() {
             check(

@@ -125,7 +125,7 @@ fn capped_pool<'a>(pairs: &'a [Pair], cap: Option<usize>, pool: &str) -> Vec<&'a
 }
 
 /// Trains the cell's encoder (`train.steps: 0`: the model as it is, untrained). `on_step` is called after every step (progress reporting).
-/// A non-finite loss fails the cell with that reason.
+/// A non-finite loss or gradient norm fails the cell with that reason.
 pub fn train(
     cfg: &CellConfig,
     dataset: &Dataset,
@@ -357,9 +357,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn zero_steps_evaluate_the_model_as_it_is() {
-        let cfg = cell(0);
+    /// Trains `cfg` on its synthetic data in a temporary folder: the outcome, the tokenizer
+    /// and the folder (its checkpoint is `model.safetensors`).
+    fn train_synthetic(
+        cfg: &CellConfig,
+        on_step: impl FnMut(&LogRow),
+    ) -> (Result<Trained>, TextEncoder, tempfile::TempDir) {
         let dataset = synthetic::generate(&cfg.data.synthetic, &cfg.data.languages);
         let texts: Vec<&str> = dataset.mono.iter().map(|p| p.query.as_str()).collect();
         let tokenizer = TextEncoder::train(texts.into_iter(), 256).unwrap();
@@ -370,7 +373,15 @@ mod tests {
             artifacts: dir.path(),
             job_alive: crate::util::lock::no_scheduler,
         };
-        let trained = train(&cfg, &dataset, &tokenizer, &paths, |_| panic!("no step runs")).unwrap();
+        (train(cfg, &dataset, &tokenizer, &paths, on_step), tokenizer, dir)
+    }
+
+    #[test]
+    fn zero_steps_evaluate_the_model_as_it_is() {
+        let cfg = cell(0);
+        let (trained, tokenizer, dir) = train_synthetic(&cfg, |_| panic!("no step runs"));
+        let trained = trained.unwrap();
+        let checkpoint = dir.path().join("model.safetensors");
         assert!(trained.log.is_empty());
         assert_eq!((trained.kept_step, trained.best_validation), (0, None));
         assert!(!checkpoint.exists(), "a zero-shot cell writes no checkpoint");
@@ -379,5 +390,15 @@ mod tests {
         let batch = tokenizer.batch(&["some text", "other words here"], 16).unwrap();
         assert_eq!(trained.encoder.embed(&batch).unwrap(), fresh.embed(&batch).unwrap());
         assert_eq!(progress(0, 0), 1.0);
+    }
+
+    #[test]
+    fn a_non_finite_gradient_fails_the_cell() {
+        // A temperature this small overflows the gradient while the loss stays finite.
+        let mut cfg = cell(3);
+        cfg.model.temperature = 1e-30;
+        let (trained, _, _dir) = train_synthetic(&cfg, |_| {});
+        let err = trained.err().expect("the cell fails");
+        assert!(format!("{err:#}").contains("training diverged"), "{err:#}");
     }
 }

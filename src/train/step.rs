@@ -53,7 +53,8 @@ pub struct StepAt {
     pub ot_weight: f64,
 }
 
-/// Runs one step on `batch` at `at`. A non-finite loss is an error that says what diverged.
+/// Runs one step on `batch` at `at`. A non-finite loss or gradient norm is an error that says
+/// what diverged.
 pub fn step(
     encoder: &mut dyn TrainableEncoder,
     tokenizer: &TextEncoder,
@@ -107,6 +108,17 @@ pub fn step(
     if !loss.total.is_finite() {
         bail!(
             "training diverged: loss is {} at step {step} (InfoNCE {}, OT {:?}); lower train.lr or raise model.temperature",
+            loss.total,
+            loss.info_nce,
+            loss.ot
+        );
+    }
+    // The model skips the update of a non-finite gradient; left alone, every step could be
+    // skipped and the cell "succeed" with its initial weights.
+    if !loss.grad_norm.is_finite() {
+        bail!(
+            "training diverged: gradient norm is {} at step {step} (loss {}, InfoNCE {}, OT {:?}); raise model.temperature or ot.epsilon, or lower train.lr or ot.weight",
+            loss.grad_norm,
             loss.total,
             loss.info_nce,
             loss.ot

@@ -34,3 +34,13 @@ pub fn peak_memory_kib() -> Option<u64> {
 pub fn process_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// When process `pid` of this host started, in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`); `None` where `/proc` cannot tell. With the pid, it names one process:
+/// a pid reused after a reboot or wrap-around has another start time.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+}

@@ -1,8 +1,8 @@
-//! Lock files naming their owner (`<pid> <host>[ slurm:<job id>]`), removed when dropped. Plain
+//! Lock files naming their owner (`<pid> <host>[ slurm:<job id>][ start:<ticks>]`), removed when dropped. Plain
 //! data: whether the owner of another host's lock is alive is a policy of the caller, handed
 //! in as a [`JobAlive`] (the run layer asks the batch scheduler).
 
-use crate::util::host::{host_name, process_alive};
+use crate::util::host::{host_name, process_alive, process_start_time};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,9 @@ pub fn no_scheduler(_job: &str) -> Option<bool> {
 /// The owner is written `<pid> <host>`, plus ` slurm:<job id>` inside a Slurm job: on a shared
 /// filesystem a pid only means something on its own host, so the lock of another host's
 /// process counts as live unless Slurm says its job has ended. A bare pid (older locks) is
-/// this host's.
+/// this host's. ` start:<ticks>` is the owner's start time (`/proc/<pid>/stat`): a live process
+/// with the pid but another start time is not the owner (the pid was reused), so the lock is
+/// stale; a lock without it (older versions) is judged by the pid alone.
 #[derive(Debug)]
 pub struct LockFile(PathBuf);
 
@@ -32,14 +34,17 @@ struct Owner {
     pid: u32,
     host: Option<String>,
     slurm_job: Option<String>,
+    start: Option<u64>,
 }
 
 impl Owner {
     fn me() -> Owner {
+        let pid = std::process::id();
         Owner {
-            pid: std::process::id(),
+            pid,
             host: Some(host_name()),
             slurm_job: std::env::var("SLURM_JOB_ID").ok().filter(|j| !j.is_empty()),
+            start: process_start_time(pid),
         }
     }
 
@@ -47,14 +52,25 @@ impl Owner {
         let mut words = text.split_whitespace();
         let pid = words.next()?.parse().ok()?;
         let host = words.next().map(str::to_string);
-        let slurm_job = words.find_map(|w| w.strip_prefix("slurm:")).map(str::to_string);
-        Some(Owner { pid, host, slurm_job })
+        let rest: Vec<&str> = words.collect();
+        let tagged = |tag: &str| rest.iter().find_map(|w| w.strip_prefix(tag));
+        let slurm_job = tagged("slurm:").map(str::to_string);
+        let start = tagged("start:").and_then(|t| t.parse().ok());
+        Some(Owner {
+            pid,
+            host,
+            slurm_job,
+            start,
+        })
     }
 
     fn text(&self) -> String {
         let mut text = format!("{} {}", self.pid, self.host.as_deref().unwrap_or_default());
         if let Some(job) = &self.slurm_job {
             text.push_str(&format!(" slurm:{job}"));
+        }
+        if let Some(start) = self.start {
+            text.push_str(&format!(" start:{start}"));
         }
         text
     }
@@ -65,7 +81,12 @@ impl Owner {
 
     fn alive(&self, job_alive: JobAlive) -> bool {
         if self.on_this_host() {
-            return process_alive(self.pid);
+            // A recorded start time that differs from the live process's: the pid was reused.
+            let same_process = match (self.start, process_start_time(self.pid)) {
+                (Some(recorded), Some(now)) => recorded == now,
+                _ => true,
+            };
+            return process_alive(self.pid) && same_process;
         }
         // Another host's process: only its Slurm job, if any, can tell that it is gone.
         self.slurm_job.as_deref().and_then(job_alive).unwrap_or(true)
@@ -155,6 +176,12 @@ mod tests {
         std::fs::write(&path, "2147483646 some-other-node").unwrap();
         assert!(LockFile::held_by_live_process(&path, no_scheduler));
         assert!(LockFile::try_acquire(&path, no_scheduler).unwrap().is_none());
+        // A live pid with another start time is a reused pid: stale. Without one, as before.
+        let start = process_start_time(1).expect("pid 1 has a start time");
+        std::fs::write(&path, format!("1 {} start:{}", host_name(), start + 1)).unwrap();
+        assert!(!LockFile::held_by_live_process(&path, no_scheduler));
+        std::fs::write(&path, format!("1 {} start:{start}", host_name())).unwrap();
+        assert!(LockFile::held_by_live_process(&path, no_scheduler));
         // This host's name is the same as no name (a bare pid).
         std::fs::write(&path, format!("2147483646 {}", host_name())).unwrap();
         assert!(!LockFile::held_by_live_process(&path, no_scheduler));
@@ -166,15 +193,25 @@ mod tests {
             pid: 7,
             host: Some("node-3".into()),
             slurm_job: Some("4242".into()),
+            start: None,
         };
         assert_eq!(owner.text(), "7 node-3 slurm:4242");
+        assert_eq!(Owner::parse(&owner.text()), Some(owner));
+        let owner = Owner {
+            pid: 7,
+            host: Some("node-3".into()),
+            slurm_job: None,
+            start: Some(123),
+        };
+        assert_eq!(owner.text(), "7 node-3 start:123");
         assert_eq!(Owner::parse(&owner.text()), Some(owner));
         assert_eq!(
             Owner::parse("12\n"),
             Some(Owner {
                 pid: 12,
                 host: None,
-                slurm_job: None
+                slurm_job: None,
+                start: None
             })
         );
         assert_eq!(Owner::parse(""), None);

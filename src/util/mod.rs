@@ -1,10 +1,12 @@
 //! Layer 0 helpers that know nothing of models, experiments or the results layout: atomic
 //! file output ([`fs`]), dotted key paths ([`dotted`]), lock files whose liveness policy is handed in by the caller
 //! ([`lock`]), this host and process ([`host`]), readable slugs ([`slug`]) and fixed subsamples
-//! ([`sample`]).
+//! ([`sample`]); in test builds, generated inputs for the parsers' property tests (`fuzz`).
 
 pub mod dotted;
 pub mod fs;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod host;
 pub mod lock;
 pub mod sample;

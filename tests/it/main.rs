@@ -16,6 +16,7 @@ mod ot_ablation;
 mod parsing;
 mod quickstart;
 mod report;
+mod robust;
 mod sakai_reference;
 mod spec;
 mod speed;

@@ -8,15 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 fn run_small(results: &Path) -> Output {
-    let mut args = vec![
-        "run",
-        "experiments/quickstart.yaml",
-        "--quiet",
-        "--results",
-        results.to_str().unwrap(),
-    ];
-    args.extend_from_slice(SMALL);
-    clirlab(&args)
+    cli::run_quickstart(results, SMALL)
 }
 
 #[test]

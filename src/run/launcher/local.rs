@@ -55,13 +55,15 @@ pub struct SweepOutcome {
     pub skipped: usize,
     /// Failed cells with their reasons.
     pub failed: Vec<(String, String)>,
+    /// Finished cells found damaged and run again, with the reasons.
+    pub damaged: Vec<(String, String)>,
 }
 
 /// Runs every unfinished cell of the experiment into `results_root/<name>/` and refreshes
 /// `sweep.json`. The report is not written here: the caller writes it (`report::write`).
 pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> Result<SweepOutcome> {
     anyhow::ensure!(opts.jobs >= 1, "--jobs: expected at least 1");
-    let (dir, record, cells) = plan(loaded, results_root, opts.jobs)?;
+    let (dir, record, cells, damaged) = plan(loaded, results_root, opts.jobs)?;
     let artifacts = paths::artifacts_dir(results_root);
     let (bars, overall) = sweep_bars(opts.quiet, cells.len());
     let mut attempted: HashSet<String> = HashSet::new();
@@ -122,6 +124,7 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
         trained,
         skipped,
         failed,
+        damaged,
     })
 }
 
@@ -140,7 +143,14 @@ fn run_workers(dir: &Path, todo: &[&Cell], opts: RunOptions, overall: &ProgressB
             let slot = (0..opts.jobs)
                 .find(|s| running.iter().all(|(r, _, _)| r != s))
                 .expect("a free slot");
-            let log = std::fs::File::create(paths::cell_file(dir, &cell.id, CellFile::Log))?;
+            // Appending, not truncating: if another run holds the cell, its log is left as it
+            // is (the worker empties it once it holds the lock itself).
+            let log_path = paths::cell_file(dir, &cell.id, CellFile::Log);
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .with_context(|| format!("opening {}", log_path.display()))?;
             let mut cmd = Command::new(&exe);
             cmd.args(["run-cell", "--quiet"]).arg(dir).arg(&cell.id);
             cmd.env("RAYON_NUM_THREADS", threads_per_cell.to_string());

@@ -148,7 +148,7 @@ pub struct JobRecord {
 pub fn prepare(loaded: &LoadedExperiment, results_root: &Path, opts: &SubmitOptions) -> Result<Option<Prepared>> {
     validate(&opts.slurm)?;
     let exe = std::env::current_exe().context("locating the clirlab executable")?;
-    let (dir, record, cells) = plan(loaded, results_root, 1)?;
+    let (dir, record, cells, _) = plan(loaded, results_root, 1)?;
     let dir = std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
     let chosen: Vec<String> = record
         .cells

@@ -1,6 +1,6 @@
 //! Running the `clirlab` binary from integration tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn root() -> PathBuf {
@@ -38,3 +38,16 @@ pub const SMALL: &[&str] = &[
     "--set",
     "data.synthetic.docs_per_topic=12",
 ];
+
+/// `run` of the quickstart, quiet, into `results`, with `extra` arguments after it.
+pub fn run_quickstart(results: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "experiments/quickstart.yaml",
+        "--quiet",
+        "--results",
+        results.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    clirlab(&args)
+}
