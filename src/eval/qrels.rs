@@ -9,7 +9,8 @@ use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, append_id, hash_bytes, same_bytes};
 use super::source::{
-    ParseError, ScanError, Source, line_number, matching_lines, parse_file, pieces, scan_lines, scan_result,
+    ParseError, ScanError, Source, matching_lines, parse_nonempty_file, parse_pieces, scan_lines, scan_result,
+    topic_text,
 };
 use super::text::{check_id, parse_i32};
 
@@ -106,17 +107,14 @@ impl Qrels {
 
     /// Reads a qrels file; errors name `path:line`.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let qrels = parse_file(path, "qrels", Self::parse_source)?;
-        if qrels.num_topics() == 0 {
-            // Every run would be blamed for finding nothing: the judgments are what is missing.
-            return Err(ParseError::new(
-                &path.display().to_string(),
-                1,
-                "expected judgments (`topic iteration document relevance`), found none",
-            )
-            .into());
-        }
-        Ok(qrels)
+        // (Otherwise every run would be blamed for finding nothing.)
+        parse_nonempty_file(
+            path,
+            "qrels",
+            Self::parse_source,
+            |q| q.num_topics() == 0,
+            "judgments (`topic iteration document relevance`)",
+        )
     }
 
     /// Parses qrels text; `name` stands for the file in error messages (`name:line: ...`).
@@ -125,12 +123,7 @@ impl Qrels {
     }
 
     fn parse_source(name: &str, src: &dyn Source) -> Result<Self> {
-        let line_of = |offset| line_number(src, offset).with_context(|| format!("cannot read {name}"));
-        let pieces: Vec<Piece> = pieces(src)
-            .into_par_iter()
-            .enumerate()
-            .map(|(block, range)| parse_piece(src, block, range))
-            .collect();
+        let pieces: Vec<Piece> = parse_pieces(src, parse_piece);
         let mut topics: Vec<(Box<str>, Vec<Judgment>)> = Vec::new();
         let mut index = IdIndex::default();
         index.reset(pieces.iter().map(|p| p.groups.len()).sum());
@@ -138,11 +131,7 @@ impl Qrels {
         for piece in pieces {
             scan_result(name, src, piece.scanned)?;
             for group in piece.groups {
-                let Ok(topic) = std::str::from_utf8(&piece.topic_bytes[group.topic]) else {
-                    return Err(
-                        ParseError::new(name, line_of(group.first_line)?, "topic id is not valid UTF-8").into(),
-                    );
-                };
+                let topic = topic_text(name, src, &piece.topic_bytes[group.topic], group.first_line)?;
                 let position = topics.len() as u32;
                 match index.insert(hash_bytes(topic.as_bytes()), 0, position, |t| {
                     *topics[t as usize].0 == *topic

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, append_id, hash_bytes, same_bytes};
 use super::source::{
-    ParseError, ScanError, Source, last_line_field, line_number, matching_lines, parse_file, pieces, scan_lines,
-    scan_result,
+    ParseError, ScanError, Source, last_line_field, matching_lines, parse_nonempty_file, parse_pieces, scan_lines,
+    scan_result, topic_text,
 };
 use super::text::{check_id, parse_f64};
 
@@ -159,17 +159,14 @@ impl Run {
 
     /// Reads a run file; errors name `path:line`.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let run = parse_file(path, "run", Self::parse_source)?;
-        if run.is_empty() {
-            // An empty run has no runid either: name the file.
-            return Err(ParseError::new(
-                &path.display().to_string(),
-                1,
-                "expected ranked results (`topic Q0 document rank score runid`), found none",
-            )
-            .into());
-        }
-        Ok(run)
+        // (An empty run has no runid either: the file is named.)
+        parse_nonempty_file(
+            path,
+            "run",
+            Self::parse_source,
+            Run::is_empty,
+            "ranked results (`topic Q0 document rank score runid`)",
+        )
     }
 
     /// Parses run text; `name` stands for the file in error messages (`name:line: ...`).
@@ -179,12 +176,7 @@ impl Run {
     }
 
     fn parse_source(name: &str, src: &dyn Source) -> Result<Self> {
-        let line_of = |offset| line_number(src, offset).with_context(|| format!("cannot read {name}"));
-        let pieces: Vec<Piece> = pieces(src)
-            .into_par_iter()
-            .enumerate()
-            .map(|(block, range)| parse_piece(src, block, range))
-            .collect();
+        let pieces: Vec<Piece> = parse_pieces(src, parse_piece);
         let mut run = Run::new(String::new());
         run.index.reset(pieces.iter().map(|p| p.groups.len()).sum());
         let mut repeated = None;
@@ -193,11 +185,7 @@ impl Run {
             scan_result(name, src, piece.scanned)?;
             repeated = repeated.or(piece.repeated);
             for group in piece.groups {
-                let Ok(topic) = std::str::from_utf8(&piece.topic_bytes[group.topic]) else {
-                    return Err(
-                        ParseError::new(name, line_of(group.first_line)?, "topic id is not valid UTF-8").into(),
-                    );
-                };
+                let topic = topic_text(name, src, &piece.topic_bytes[group.topic], group.first_line)?;
                 let topics = &mut run.topics;
                 let position = topics.len() as u32;
                 let same = |t: u32| *topics[t as usize].id == *topic;

@@ -120,6 +120,53 @@ pub(crate) fn parse_file<T>(
     parse(&path.display().to_string(), &src)
 }
 
+/// [`parse_file`], and an error naming the file (line 1) when it holds nothing: an empty qrels
+/// file or run is a mistake about the file, not something to evaluate.
+pub(crate) fn parse_nonempty_file<T>(
+    path: &std::path::Path,
+    what: &str,
+    parse: impl FnOnce(&str, &dyn Source) -> anyhow::Result<T>,
+    is_empty: impl FnOnce(&T) -> bool,
+    expected: &str,
+) -> anyhow::Result<T> {
+    let parsed = parse_file(path, what, parse)?;
+    if is_empty(&parsed) {
+        let message = format!("expected {expected}, found none");
+        return Err(ParseError::new(&path.display().to_string(), 1, message).into());
+    }
+    Ok(parsed)
+}
+
+/// Parses every piece of `src` ([`pieces`]) in parallel with `parse(src, block, range)`, in order.
+pub(crate) fn parse_pieces<P: Send>(
+    src: &dyn Source,
+    parse: impl Fn(&dyn Source, usize, Range<u64>) -> P + Sync + Send,
+) -> Vec<P> {
+    use rayon::prelude::*;
+    pieces(src)
+        .into_par_iter()
+        .enumerate()
+        .map(|(block, range)| parse(src, block, range))
+        .collect()
+}
+
+/// A group's topic id as text; not UTF-8 is the error of the group's first line.
+pub(crate) fn topic_text<'a>(
+    name: &str,
+    src: &dyn Source,
+    bytes: &'a [u8],
+    first_line: u64,
+) -> anyhow::Result<&'a str> {
+    use anyhow::Context as _;
+    match std::str::from_utf8(bytes) {
+        Ok(topic) => Ok(topic),
+        Err(_) => {
+            let line = line_number(src, first_line).with_context(|| format!("cannot read {name}"))?;
+            Err(ParseError::new(name, line, "topic id is not valid UTF-8").into())
+        }
+    }
+}
+
 /// A piece's scan result as the file's error: an I/O error, or the rejected line as a
 /// [`ParseError`].
 pub(crate) fn scan_result(name: &str, src: &dyn Source, scanned: Result<(), ScanError>) -> anyhow::Result<()> {
