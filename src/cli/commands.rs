@@ -67,6 +67,20 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             Ok(())
         }
         command @ Command::Compare { .. } => compare(command),
+        Command::Data(DataCommand::Prepare { name, langs, data_dir })
+            if name == crate::data::prepare::openblas::NAME =>
+        {
+            anyhow::ensure!(langs.is_empty(), "--langs applies to udhr, not to {name}");
+            let data_dir = data_dir.unwrap_or_else(crate::data::data_dir);
+            let library = crate::data::prepare::openblas::prepare_openblas(&data_dir, !quiet)?;
+            crate::model::kernels::blas::load(&library)?;
+            crate::model::kernels::blas::self_check()?;
+            if !quiet {
+                out!("{}", library.display());
+                out!("  {}", crate::model::kernels::blas::loaded_config().unwrap_or_default());
+            }
+            Ok(())
+        }
         Command::Data(DataCommand::Prepare { name, langs, data_dir }) if crate::data::prepare::me5::is_model(&name) => {
             anyhow::ensure!(langs.is_empty(), "--langs applies to udhr, not to the model {name}");
             let data_dir = data_dir.unwrap_or_else(crate::data::data_dir);

@@ -3,6 +3,7 @@
 //! graph). Shared helpers live in `common`. Run one area with `cargo test --test it <module>::`.
 
 mod backbone;
+mod blas;
 mod common;
 mod compare;
 mod data_format;
