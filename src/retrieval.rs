@@ -130,6 +130,8 @@ pub struct SplitRun {
     pub run: Run,
     /// The queries by language and task, each with its judgments.
     pub groups: Vec<QueryGroup>,
+    /// The queries that retrieved at least one document (BM25 may find none for a query).
+    pub retrieved: std::collections::HashSet<String>,
 }
 
 /// Ranks a corpus for queries: the dense encoder, or BM25.
@@ -205,6 +207,7 @@ pub fn run_split_with(
         .with_context(|| format!("the dataset has no {split} corpus"))?;
     let mut run = Run::new(run_name);
     let mut groups = Vec::new();
+    let mut retrieved = std::collections::HashSet::new();
     let is_test = split == Split::Test.as_str();
     for lang in &data.languages {
         let all_queries = dataset
@@ -222,6 +225,9 @@ pub fn run_split_with(
         let kept: std::collections::HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
         let rankings = ranker.rank(queries, corpus, top_k)?;
         for (query, ranking) in queries.iter().zip(&rankings) {
+            if !ranking.is_empty() {
+                retrieved.insert(query.id.clone());
+            }
             for (doc, score) in ranking {
                 run.push(&query.id, &corpus[*doc].id, f64::from(*score))?;
             }
@@ -244,7 +250,7 @@ pub fn run_split_with(
             }
         }
     }
-    Ok(SplitRun { run, groups })
+    Ok(SplitRun { run, groups, retrieved })
 }
 
 /// `n` of `queries`, drawn with a fixed seed per language (the same queries for every cell

@@ -292,7 +292,16 @@ pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(V
             qrels,
         } in &split.groups
         {
-            let per_query = cell_metrics(qrels, &split.run)?;
+            // trec_eval refuses a run in which no judged query retrieved anything; every query
+            // of such a group (BM25 across scripts) scores 0.
+            let per_query = if ids.iter().any(|id| split.retrieved.contains(id)) {
+                cell_metrics(qrels, &split.run)?
+            } else {
+                crate::eval::cell::CellMetric::ALL
+                    .iter()
+                    .map(|m| (*m, BTreeMap::new()))
+                    .collect()
+            };
             let task = format!("{prefix}{task}");
             n_queries += ids.len();
             for (name, values) in &per_query {
