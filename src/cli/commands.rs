@@ -242,6 +242,19 @@ fn run_experiment(experiment: PathBuf, sets: &[String], results: PathBuf, opts: 
         );
     }
     report::write(&outcome.dir)?;
+    if !opts.quiet && !outcome.references.is_empty() {
+        let computed = outcome
+            .references
+            .iter()
+            .filter(|(_, o)| *o == run::reference::Outcome::Computed)
+            .count();
+        let reused = outcome
+            .references
+            .iter()
+            .filter(|(_, o)| *o == run::reference::Outcome::Reused)
+            .count();
+        out!("reference rows: {computed} computed, {reused} reused");
+    }
     if !opts.quiet {
         out!(
             "{} cells trained, {} already finished, {} failed; report: {}",
@@ -352,6 +365,13 @@ fn submit(
         let job_id = job.job_id.clone();
         job.wait()?;
         let failed = slurm::settle(&prepared, &job_id)?;
+        // The reference rows are computed here, once, after the array (as `run` does).
+        let artifacts = paths::artifacts_dir(&results);
+        for (key, outcome) in run::reference::ensure(&loaded, &prepared.dir, &artifacts, !quiet) {
+            if let run::reference::Outcome::Failed(reason) = outcome {
+                eprintln!("reference {key} failed: {reason}");
+            }
+        }
         report::write(&prepared.dir)?;
         if !quiet {
             out!(

@@ -68,6 +68,9 @@ pub struct Variant {
     pub planned: usize,
     /// Its finished cells, in seed order.
     pub cells: Vec<Cell>,
+    /// A reference row (BM25, the zero-shot backbone), not a grid point: no axis values, no
+    /// cells, computed once; shown after the grid's rows and tested like them.
+    pub reference: bool,
     /// (task, metric) → query id → one value per finished seed.
     values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>>,
     /// (task, query id) → language.
@@ -204,6 +207,11 @@ impl Report {
         } else {
             self.options.correction
         }
+    }
+
+    /// Whether any row is a reference row.
+    pub fn has_references(&self) -> bool {
+        self.variants.iter().any(|v| v.reference)
     }
 
     /// Whether the report compares two folders.
@@ -410,6 +418,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
                         schedule_name: config.schedule_name,
                         planned: 0,
                         cells: Vec::new(),
+                        reference: false,
                         values: BTreeMap::new(),
                         langs: BTreeMap::new(),
                     });
@@ -442,6 +451,45 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
             record,
             missing,
         });
+    }
+
+    // The reference rows come after every grid point, so that tables list them apart.
+    for (f, folder) in folders.iter_mut().enumerate() {
+        for planned in folder.record.references.clone() {
+            let id = if folder.prefix.is_empty() {
+                format!("{}/{}", paths::REFERENCES, planned.key)
+            } else {
+                format!("{}/{}/{}", folder.prefix, paths::REFERENCES, planned.key)
+            };
+            let mut v = Variant {
+                id,
+                label: if folder.prefix.is_empty() {
+                    planned.label.clone()
+                } else {
+                    format!("{}: {}", folder.prefix, planned.label)
+                },
+                folder: f,
+                assignment: BTreeMap::new(),
+                schedule_name: String::new(),
+                planned: 1,
+                cells: Vec::new(),
+                reference: true,
+                values: BTreeMap::new(),
+                langs: BTreeMap::new(),
+            };
+            if run::finished_reference(&folder.dir, &planned.key).is_some() {
+                let metrics = CellFile::Metrics.at(&paths::reference_dir(&folder.dir, &planned.key));
+                read_metrics(&metrics, &mut v)?;
+            } else {
+                folder.missing.push(Missing {
+                    id: format!("{}/{}", paths::REFERENCES, planned.key),
+                    variant: variants.len(),
+                    status: "not computed (or damaged): run again",
+                    error: None,
+                });
+            }
+            variants.push(v);
+        }
     }
 
     let first = &folders[0].record;

@@ -28,7 +28,11 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
                 v.label.clone(),
                 task.name.clone(),
                 (r.baseline == Some(row.variant)).to_string(),
-                v.cells.len().to_string(),
+                if v.reference {
+                    String::new()
+                } else {
+                    v.cells.len().to_string()
+                },
                 task.queries.to_string(),
             ];
             for s in &row.stats {
@@ -170,6 +174,9 @@ pub fn markdown(r: &Report) -> Result<String> {
             "- no baseline: a single grid point, or the baseline has no finished cell; no tests"
         )?,
     }
+    if let Some(note) = super::references_note(r) {
+        writeln!(out, "- {note}")?;
+    }
     writeln!(out)?;
     writeln!(out, "## Summary (mean over queries; * = corrected p < {ALPHA})\n")?;
     for task in &r.tasks {
@@ -186,16 +193,20 @@ pub fn markdown(r: &Report) -> Result<String> {
         writeln!(out, "|---|---|---|{}", "---|---|---|".repeat(r.metrics.len()))?;
         for row in &task.rows {
             let v = &r.variants[row.variant];
+            let seeds = if v.reference {
+                "—".to_string()
+            } else {
+                v.cells.len().to_string()
+            };
             write!(
                 out,
-                "| {}{} | {} | {} |",
+                "| {}{} | {seeds} | {} |",
                 md(&v.label),
                 if r.baseline == Some(row.variant) {
                     " **(baseline)**"
                 } else {
                     ""
                 },
-                v.cells.len(),
                 task.queries
             )?;
             for s in &row.stats {

@@ -16,6 +16,7 @@ mod measures;
 mod ot_ablation;
 mod parsing;
 mod quickstart;
+mod references;
 mod report;
 mod robust;
 mod sakai_reference;
