@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn the_tokenizer_lowercases_alphanumeric_runs() {
-        assert_eq!(tokenize("Hello, WORLD! it's 2nd-hand"), ["hello", "world", "it", "s", "2nd", "hand"]);
+        assert_eq!(
+            tokenize("Hello, WORLD! it's 2nd-hand"),
+            ["hello", "world", "it", "s", "2nd", "hand"]
+        );
         assert_eq!(tokenize("Ĳssel ÉTÉ straße"), ["ĳssel", "été", "straße"]);
         // Combining marks stay in their word (Hindi: the virama of क्या, the vowel sign of है).
         assert_eq!(tokenize("क्या है?"), ["क्या", "है"]);
@@ -169,7 +172,10 @@ mod tests {
         let r = index.search("x", &ids, 10);
         assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), [3, 1, 0]);
         assert_eq!(r[0].1, r[1].1);
-        assert_eq!(index.search("x", &ids, 2).iter().map(|x| x.0).collect::<Vec<_>>(), [3, 1]);
+        assert_eq!(
+            index.search("x", &ids, 2).iter().map(|x| x.0).collect::<Vec<_>>(),
+            [3, 1]
+        );
         assert!(index.search("nothing", &ids, 10).is_empty());
     }
 }

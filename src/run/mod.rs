@@ -21,7 +21,7 @@ pub use paths::{ARTIFACTS, cell_dir, experiment_dir};
 pub use plan::{load_unfinished_data, plan};
 pub use provenance::provenance;
 pub use records::{
-    CellError, CellProvenance, CellResult, CellStatus, Check, PlannedCell, PlannedReference, Provenance, ReferenceResult,
-    SweepRecord, damage, finished, finished_reference,
+    CellError, CellProvenance, CellResult, CellStatus, Check, PlannedCell, PlannedReference, Provenance,
+    ReferenceResult, SweepRecord, damage, finished, finished_reference,
 };
 pub use state::{cell_state, checked_state, current, record_failure, refresh, wants_run};

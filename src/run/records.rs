@@ -182,7 +182,9 @@ pub struct ReferenceResult {
 pub fn finished_reference(dir: &Path, key: &str) -> Option<ReferenceResult> {
     let folder = paths::reference_dir(dir, key);
     let text = std::fs::read_to_string(CellFile::Result.at(&folder)).ok()?;
-    let result = serde_json::from_str::<ReferenceResult>(&text).ok().filter(|r| r.key == key)?;
+    let result = serde_json::from_str::<ReferenceResult>(&text)
+        .ok()
+        .filter(|r| r.key == key)?;
     let intact = [CellFile::Run, CellFile::Metrics]
         .iter()
         .all(|f| result.outputs.contains_key(f.name()))

@@ -599,7 +599,9 @@ mod reference_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("refs.yaml");
         std::fs::write(&path, text).unwrap();
-        let loaded = crate::spec::load(&path, &[]).map(|l| l.experiment).map_err(|e| e.to_string());
+        let loaded = crate::spec::load(&path, &[])
+            .map(|l| l.experiment)
+            .map_err(|e| e.to_string());
         (dir, loaded)
     }
 
@@ -607,12 +609,18 @@ mod reference_tests {
     fn references_are_read_in_every_form() {
         let (_d, e) = load_text("model: {backbone: me5-small}\nreferences: [bm25, zero_shot]\n");
         let e = e.unwrap();
-        assert_eq!(e.references, [Reference::Bm25(Bm25Params::default()), Reference::ZeroShot]);
+        assert_eq!(
+            e.references,
+            [Reference::Bm25(Bm25Params::default()), Reference::ZeroShot]
+        );
         assert_eq!(Bm25Params::default(), Bm25Params { k1: 1.2, b: 0.75 });
         let (_d, e) = load_text("references: [{bm25: {k1: 0.9, b: 0.4}}, {bm25: {b: 0.3}}]\n");
         let e = e.unwrap_err();
         // The same reference twice is refused, naming the second entry.
-        assert!(e.contains("refs.yaml: key `references[1]`: expected each reference once"), "{e}");
+        assert!(
+            e.contains("refs.yaml: key `references[1]`: expected each reference once"),
+            "{e}"
+        );
         let (_d, e) = load_text("references: [{bm25: {k1: 0.9, b: 0.4}}]\n");
         let e = e.unwrap();
         assert_eq!(e.references, [Reference::Bm25(Bm25Params { k1: 0.9, b: 0.4 })]);
@@ -629,7 +637,10 @@ mod reference_tests {
     fn bad_references_name_the_file_key_and_expectation() {
         let (_d, e) = load_text("references: [bm52]\n");
         let e = e.unwrap_err();
-        assert!(e.contains("refs.yaml") && e.contains("references") && e.contains("bm25"), "{e}");
+        assert!(
+            e.contains("refs.yaml") && e.contains("references") && e.contains("bm25"),
+            "{e}"
+        );
         assert!(e.contains("bm52") && e.contains("zero_shot"), "{e}");
         let (_d, e) = load_text("references: [zero_shot]\n");
         let e = e.unwrap_err();
@@ -651,6 +662,9 @@ mod reference_tests {
         );
         let (_d, e) = load_text("references: [{bm25: {k: 1}}]\n");
         let e = e.unwrap_err();
-        assert!(e.contains("refs.yaml") && e.contains("unknown field") && e.contains("`k`"), "{e}");
+        assert!(
+            e.contains("refs.yaml") && e.contains("unknown field") && e.contains("`k`"),
+            "{e}"
+        );
     }
 }

@@ -29,7 +29,11 @@ fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
         .records()
         .map(|r| {
             let r = r.unwrap();
-            header.iter().map(String::from).zip(r.iter().map(String::from)).collect()
+            header
+                .iter()
+                .map(String::from)
+                .zip(r.iter().map(String::from))
+                .collect()
         })
         .collect()
 }
@@ -86,7 +90,11 @@ fn a_bm25_row_is_reported_tested_and_reused() {
     assert!(out.status.success(), "{}", text(&out));
     let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
     assert_eq!(again["seconds"], 12345.5, "the reference was recomputed");
-    assert_eq!(csv_rows(&dir.join("report/summary.csv")), rows, "the report changed on resume");
+    assert_eq!(
+        csv_rows(&dir.join("report/summary.csv")),
+        rows,
+        "the report changed on resume"
+    );
 
     // A damaged reference is computed again, to the same numbers.
     std::fs::write(folder.join("metrics.csv"), "lang,task,query_id,metric,value\n").unwrap();
@@ -133,5 +141,8 @@ fn zero_shot_without_a_backbone_names_the_flag() {
         .output()
         .unwrap();
     let err = text(&out);
-    assert!(!out.status.success() && err.contains("lucene") && err.contains("bm25"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("lucene") && err.contains("bm25"),
+        "{err}"
+    );
 }
