@@ -78,7 +78,10 @@ pub fn cells_csv(r: &Report) -> Result<Vec<u8>> {
                         .iter()
                         .map(|m| means.get(m).map(|x| x.to_string()).unwrap_or_default()),
                 );
-                record.extend([c.final_loss.to_string(), format!("{:.2}", c.train_seconds)]);
+                record.extend([
+                    c.final_loss.map_or(String::new(), |l| l.to_string()),
+                    format!("{:.2}", c.train_seconds),
+                ]);
                 w.write_record(&record)?;
             }
         }

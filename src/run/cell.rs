@@ -253,7 +253,7 @@ pub fn run_cell(
         synthetic: cfg.data.dataset == synthetic::NAME,
         means,
         queries: n_queries,
-        final_loss: trained.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+        final_loss: trained.log.last().map(|r| r.loss),
         kept_step: trained.kept_step,
         best_validation_ndcg10: trained.best_validation,
         train_seconds,

@@ -227,8 +227,9 @@ pub struct CellResult {
     pub means: BTreeMap<String, BTreeMap<String, f64>>,
     /// Queries evaluated.
     pub queries: usize,
-    /// The loss of the last step.
-    pub final_loss: f64,
+    /// The loss of the last training step; none for a zero-shot cell (`train.steps: 0`), which
+    /// takes no step (written as `null`, which an `f64` could not be read back from).
+    pub final_loss: Option<f64>,
     /// Step whose weights were evaluated (the best validation step, or the last).
     pub kept_step: usize,
     /// Best validation nDCG@10, if validation ran.
