@@ -316,6 +316,10 @@ fn read_loss(path: &Path) -> Result<Vec<(f64, f64)>> {
         .headers()
         .with_context(|| format!("reading {}", path.display()))?
         .clone();
+    // A zero-shot cell takes no step: its log is empty, without even a header.
+    if header.is_empty() && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Ok(Vec::new());
+    }
     let col = |name: &str| {
         header
             .iter()
@@ -768,6 +772,18 @@ fn oriented(mut c: Comparison, first: &str) -> Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_shot_log_has_no_curve_and_a_headless_log_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("train_log.csv");
+        std::fs::write(&log, "").unwrap();
+        assert!(read_loss(&log).unwrap().is_empty());
+        std::fs::write(&log, "step,loss\n0,1.5\n1,1.25\n").unwrap();
+        assert_eq!(read_loss(&log).unwrap(), [(0.0, 1.5), (1.0, 1.25)]);
+        std::fs::write(&log, "epoch,value\n0,1.5\n").unwrap();
+        assert!(read_loss(&log).unwrap_err().to_string().contains("no column `step`"));
+    }
 
     /// Three systems with per-query values `base + offset`; every pair is found in either order.
     #[test]
