@@ -18,6 +18,7 @@ mod quickstart;
 mod report;
 mod robust;
 mod sakai_reference;
+mod seeds;
 mod spec;
 mod speed;
 mod submit;
