@@ -370,7 +370,9 @@ fn power(command: Command) -> Result<()> {
         out!("{:>5}  {:>9}  {:>13.6}", r.seeds, q, r.seed_floor_se);
     }
     if components.var_seed > 0.0 {
-        out!("With 1 seed the seed variance cannot be estimated: the figure counts it, the query-level test would not.");
+        out!(
+            "With 1 seed the seed variance cannot be estimated: the figure counts it, the query-level test would not."
+        );
     }
     Ok(())
 }

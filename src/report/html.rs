@@ -109,7 +109,13 @@ fn stat_cell(s: &Stat, best: bool, seeds: bool) -> String {
         );
     }
     if seeds {
-        let num = |x: f64| if x.is_nan() { "—".to_string() } else { format!("{x:.3}") };
+        let num = |x: f64| {
+            if x.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{x:.3}")
+            }
+        };
         let _ = write!(out, "<br><small>sd<sub>seed</sub> {}", num(s.seed_sd));
         if let Some(d) = &s.seeds {
             let _ = write!(out, " · p<sub>queries</sub> {}", escape(&fmt_p(d.p_queries)));

@@ -260,14 +260,22 @@ impl Report {
                 .find(|x| x.name == t)
                 .with_context(|| format!("--task: no task `{t}` in these results (tasks: {})", names.join(", ")))?,
             None if self.tasks.len() == 1 => &self.tasks[0],
-            None => anyhow::bail!("--task: these results have several tasks; name one of {}", names.join(", ")),
+            None => anyhow::bail!(
+                "--task: these results have several tasks; name one of {}",
+                names.join(", ")
+            ),
         };
         let m = self
             .metrics
             .iter()
             .position(|x| x == metric)
             .with_context(|| format!("--metric: no metric `{metric}` (metrics: {})", self.metrics.join(", ")))?;
-        let comparisons: Vec<&Stat> = task.rows.iter().map(|r| &r.stats[m]).filter(|s| s.vs_baseline.is_some()).collect();
+        let comparisons: Vec<&Stat> = task
+            .rows
+            .iter()
+            .map(|r| &r.stats[m])
+            .filter(|s| s.vs_baseline.is_some())
+            .collect();
         let found: Vec<stats::PlanComponents> = comparisons
             .iter()
             .filter_map(|s| s.seeds.as_ref())

@@ -39,8 +39,8 @@ pub use format::{Format, format_comparisons};
 pub use ptukey::{ptukey, qtukey};
 pub use randomization::{Randomization, RandomizationOptions, randomization_test};
 pub use seeds::{
-    PlanComponents, PowerRow, SeedComponents, SeedTest, Unit, min_detectable_difference, per_comparison_alpha, pooled_components,
-    power_table, satterthwaite, seed_components, seed_test,
+    PlanComponents, PowerRow, SeedComponents, SeedTest, Unit, min_detectable_difference, per_comparison_alpha,
+    pooled_components, power_table, satterthwaite, seed_components, seed_test,
 };
 pub use ttest::{PairedT, paired_t};
 pub use wilcoxon::{Wilcoxon, WilcoxonOptions, ZeroMethod, wilcoxon};

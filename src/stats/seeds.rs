@@ -117,7 +117,9 @@ pub fn seed_components(rows: &[Vec<f64>]) -> Result<SeedComponents> {
         });
     }
     let grand = mean(&seed_means);
-    let query_means: Vec<f64> = (0..n).map(|q| rows.iter().map(|r| r[q]).sum::<f64>() / s as f64).collect();
+    let query_means: Vec<f64> = (0..n)
+        .map(|q| rows.iter().map(|r| r[q]).sum::<f64>() / s as f64)
+        .collect();
     let (_, seed_mean_sd) = mean_sd(&seed_means);
     let ms_seed = n as f64 * seed_mean_sd * seed_mean_sd;
     let ms_residual = if n < 2 {
@@ -459,9 +461,18 @@ fn check_plan(c: &PlanComponents, effect: f64, alpha: f64, power: f64) -> Result
         c.var_query + c.var_residual + c.var_seed > 0.0,
         "--var-query, --var-residual, --var-seed: at least one must be > 0"
     );
-    ensure!(effect.is_finite() && effect > 0.0, "--effect: expected a difference > 0, found {effect}");
-    ensure!(alpha > 0.0 && alpha < 1.0, "--alpha: expected a level in (0, 1), found {alpha}");
-    ensure!(power > 0.0 && power < 1.0, "--power: expected a probability in (0, 1), found {power}");
+    ensure!(
+        effect.is_finite() && effect > 0.0,
+        "--effect: expected a difference > 0, found {effect}"
+    );
+    ensure!(
+        alpha > 0.0 && alpha < 1.0,
+        "--alpha: expected a level in (0, 1), found {alpha}"
+    );
+    ensure!(
+        power > 0.0 && power < 1.0,
+        "--power: expected a probability in (0, 1), found {power}"
+    );
     Ok(())
 }
 
@@ -477,7 +488,10 @@ pub fn power_table(
 ) -> Result<Vec<PowerRow>> {
     check_plan(c, effect, alpha, power)?;
     ensure!(max_seeds >= 1, "--max-seeds: expected at least 1, found {max_seeds}");
-    ensure!(max_queries >= 2, "--max-queries: expected at least 2, found {max_queries}");
+    ensure!(
+        max_queries >= 2,
+        "--max-queries: expected at least 2, found {max_queries}"
+    );
     let sides = if c.deterministic_baseline { 1.0 } else { 2.0 };
     Ok((1..=max_seeds)
         .map(|s| PowerRow {
@@ -662,7 +676,9 @@ mod tests {
         assert_eq!(rows[0].queries, None);
         assert!(close(rows[1].seed_floor_se, (2.0 * 0.0004f64 / 2.0).sqrt(), 1e-15));
         assert_eq!(rows[9].queries, c.queries_needed(0.03, 10, 0.05, 0.8, 100_000));
-        let bad = |c: PlanComponents, effect: f64, alpha: f64| power_table(&c, effect, alpha, 0.8, 3, 100).unwrap_err().to_string();
+        let bad = |c: PlanComponents, effect: f64, alpha: f64| {
+            power_table(&c, effect, alpha, 0.8, 3, 100).unwrap_err().to_string()
+        };
         assert!(bad(PlanComponents { var_seed: -1.0, ..c }, 0.03, 0.05).contains("--var-seed"));
         assert!(bad(c, 0.0, 0.05).contains("--effect"));
         assert!(bad(c, 0.03, 1.5).contains("--alpha"));
@@ -756,7 +772,10 @@ mod tests {
             };
             let (seeds, queries) = aa_rates(&setting, 1000, 1, 100 + i as u64);
             eprintln!("A/A sigma_seed {sigma_seed}: seed-aware {seeds:.3}, query-only {queries:.3}");
-            assert!((0.03..=0.07).contains(&seeds), "sigma_seed {sigma_seed}: seed-aware rate {seeds}");
+            assert!(
+                (0.03..=0.07).contains(&seeds),
+                "sigma_seed {sigma_seed}: seed-aware rate {seeds}"
+            );
             if sigma_seed >= 0.02 {
                 // The query-only test takes a seed difference for a system difference.
                 assert!(queries > 0.15, "sigma_seed {sigma_seed}: query-only rate {queries}");
@@ -775,11 +794,12 @@ mod tests {
                     sigma_noise: 0.05,
                 };
                 let (seeds, queries) = aa_rates(&setting, 10_000, reps, 200 + i as u64);
-                println!(
-                    "| {} | {sigma_seed} | {seeds:.4} | {queries:.4} |",
+                println!("| {} | {sigma_seed} | {seeds:.4} | {queries:.4} |", 20 * reps);
+                assert!(
+                    (0.04..=0.06).contains(&seeds),
+                    "sigma_seed {sigma_seed}, n {}: {seeds}",
                     20 * reps
                 );
-                assert!((0.04..=0.06).contains(&seeds), "sigma_seed {sigma_seed}, n {}: {seeds}", 20 * reps);
             }
         }
     }

@@ -18,7 +18,11 @@ fn a_bad_unit_names_the_file_and_key() {
     // `seeds` is chosen by the unit, never configured as a test.
     std::fs::write(&exp, "stats:\n  test: seeds\n").unwrap();
     let out = command(&["plan", exp.to_str().unwrap()]).output().unwrap();
-    assert!(!out.status.success() && text(&out).contains("stats.test"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("stats.test"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -39,7 +43,10 @@ fn power_from_flags_prints_queries_per_seed_count() {
     let s = text(&out);
     assert!(out.status.success(), "{s}");
     assert!(s.contains("0.025000 per comparison"), "{s}");
-    let rows: Vec<&str> = s.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).collect();
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        .collect();
     assert_eq!(rows.len(), 10, "{s}");
     // One seed: the seed part alone is too large for any number of queries.
     assert!(rows[0].contains(">100000"), "{s}");
@@ -54,7 +61,15 @@ fn power_flags_are_checked() {
     for (args, wanted) in [
         (vec!["power", "--effect", "0.02"], "give RESULTS_DIR"),
         (
-            vec!["power", "--var-query", "0.02", "--var-residual", "0.01", "--effect", "0.02"],
+            vec![
+                "power",
+                "--var-query",
+                "0.02",
+                "--var-residual",
+                "0.01",
+                "--effect",
+                "0.02",
+            ],
             "all three",
         ),
         (
@@ -85,7 +100,10 @@ fn power_flags_are_checked() {
             ],
             "--effect: expected a difference > 0",
         ),
-        (vec!["power", "/nonexistent-results", "--effect", "0.02"], "/nonexistent-results"),
+        (
+            vec!["power", "/nonexistent-results", "--effect", "0.02"],
+            "/nonexistent-results",
+        ),
     ] {
         let out = clirlab(&args);
         let s = text(&out);
@@ -125,20 +143,50 @@ fn a_sweep_with_two_seeds_reports_seed_columns_and_plans_from_them() {
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("| seed sd | p / p_adj | p (queries) | d_z | MDD"), "{md}");
     let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
-    assert!(summary.lines().next().unwrap().contains("nDCG@10_seed_sd,nDCG@10_p_queries,nDCG@10_mdd"));
+    assert!(
+        summary
+            .lines()
+            .next()
+            .unwrap()
+            .contains("nDCG@10_seed_sd,nDCG@10_p_queries,nDCG@10_mdd")
+    );
     let comparisons = std::fs::read_to_string(report.join("comparisons.csv")).unwrap();
-    assert!(comparisons.contains(",seeds,seed-aware t (2 x 2 seeds"), "{comparisons}");
+    assert!(
+        comparisons.contains(",seeds,seed-aware t (2 x 2 seeds"),
+        "{comparisons}"
+    );
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains("sd<sub>seed</sub>") && html.contains("p<sub>queries</sub>"));
     let tex = std::fs::read_to_string(report.join("tables.tex")).unwrap();
     assert!(tex.contains("between-seed sd"), "{tex}");
 
-    let out = clirlab(&["power", dir.to_str().unwrap(), "--metric", "nDCG@10", "--effect", "0.05"]);
+    let out = clirlab(&[
+        "power",
+        dir.to_str().unwrap(),
+        "--metric",
+        "nDCG@10",
+        "--effect",
+        "0.05",
+    ]);
     let s = text(&out);
     assert!(out.status.success(), "{s}");
-    assert!(s.contains("2 seed-aware comparisons of nDCG@10 (family of 2, holm correction)"), "{s}");
-    let out = clirlab(&["power", dir.to_str().unwrap(), "--metric", "nDCG@11", "--effect", "0.05"]);
-    assert!(!out.status.success() && text(&out).contains("--metric: no metric `nDCG@11`"), "{}", text(&out));
+    assert!(
+        s.contains("2 seed-aware comparisons of nDCG@10 (family of 2, holm correction)"),
+        "{s}"
+    );
+    let out = clirlab(&[
+        "power",
+        dir.to_str().unwrap(),
+        "--metric",
+        "nDCG@11",
+        "--effect",
+        "0.05",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("--metric: no metric `nDCG@11`"),
+        "{}",
+        text(&out)
+    );
 
     // The opt-out: the same results without the seed columns (query-level as before).
     let queries = tempfile::tempdir().unwrap();
