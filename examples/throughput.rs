@@ -17,6 +17,9 @@ fn main() {
     let steps: usize = args.next().map(|s| s.parse().expect("STEPS is a number")).unwrap_or(30);
     let only: Vec<String> = args.collect();
     let device = training::device();
+    // The prepared OpenBLAS when there is one (`clirlab data prepare openblas`), as in a cell.
+    let gemm = model::select_blas(false, false).expect("CLIRLAB_BLAS names a loadable library");
+    eprintln!("CPU matrix products: {gemm}");
     println!("| preset | dfdx steps/s ({device}) |");
     println!("|---|---|");
     let mut workloads: Vec<(String, Box<dyn FnOnce() -> training::Workload>)> = training::PRESETS

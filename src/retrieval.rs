@@ -1,6 +1,10 @@
 //! Corpus encoding and exact top-k retrieval by dot product (embeddings are L2-normalised,
-//! so this is cosine similarity).
+//! so this is cosine similarity); [`bm25`], the lexical reference retriever; one split's run
+//! by either ([`Ranker`]).
 
+pub mod bm25;
+
+use crate::data::DataConfig;
 use crate::data::format::{Dataset, Doc, Split};
 use crate::eval::{Qrels, Run};
 use crate::grid::CellConfig;
@@ -62,25 +66,31 @@ pub fn top_k(queries: &[f32], docs: &[f32], doc_ids: &[&str], dim: usize, k: usi
     queries
         .chunks(dim)
         .map(|q| {
-            let mut scored: Vec<(usize, f32)> = docs
+            let scored: Vec<(usize, f32)> = docs
                 .chunks(dim)
                 .enumerate()
                 .map(|(i, d)| (i, q.iter().zip(d).map(|(a, b)| a * b).sum()))
                 .collect();
-            let order = |a: &(usize, f32), b: &(usize, f32)| {
-                b.1.partial_cmp(&a.1)
-                    .unwrap_or(Ordering::Equal)
-                    .then_with(|| doc_ids[b.0].cmp(doc_ids[a.0]))
-            };
-            let keep = k.min(n_docs);
-            if keep < scored.len() {
-                scored.select_nth_unstable_by(keep, order);
-                scored.truncate(keep);
-            }
-            scored.sort_by(order);
-            scored
+            rank_scored(scored, doc_ids, k)
         })
         .collect()
+}
+
+/// The best `k` of `scored` (document index, score), best first, ties by document id
+/// descending (trec_eval's order): the one ordering of every retriever.
+pub fn rank_scored(mut scored: Vec<(usize, f32)>, doc_ids: &[&str], k: usize) -> Ranking {
+    let order = |a: &(usize, f32), b: &(usize, f32)| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| doc_ids[b.0].cmp(doc_ids[a.0]))
+    };
+    let keep = k.min(scored.len());
+    if keep < scored.len() {
+        scored.select_nth_unstable_by(keep, order);
+        scored.truncate(keep);
+    }
+    scored.sort_by(order);
+    scored
 }
 
 /// Encodes `queries` and `corpus` and ranks the corpus for every query.
@@ -120,6 +130,47 @@ pub struct SplitRun {
     pub run: Run,
     /// The queries by language and task, each with its judgments.
     pub groups: Vec<QueryGroup>,
+    /// The queries that retrieved at least one document (BM25 may find none for a query).
+    pub retrieved: std::collections::HashSet<String>,
+}
+
+/// Ranks a corpus for queries: the dense encoder, or BM25.
+pub trait Ranker {
+    /// The top `k` of `corpus` for each of `queries`.
+    fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>>;
+}
+
+/// A dense encoder with its tokenizer: exact top-k by dot product.
+pub struct Dense<'a> {
+    /// The encoder.
+    pub encoder: &'a dyn Embedder,
+    /// Its tokenizer.
+    pub tokenizer: &'a TextEncoder,
+    /// Tokens kept per text.
+    pub max_len: usize,
+}
+
+impl Ranker for Dense<'_> {
+    fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>> {
+        search(self.encoder, self.tokenizer, queries, corpus, k, self.max_len)
+    }
+}
+
+/// BM25 with its parameters ([`bm25`]).
+pub struct Lexical {
+    /// Term-frequency saturation.
+    pub k1: f64,
+    /// Length normalisation.
+    pub b: f64,
+}
+
+impl Ranker for Lexical {
+    fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>> {
+        let texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
+        let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+        let index = bm25::Bm25::new(&texts, self.k1, self.b);
+        Ok(queries.iter().map(|q| index.search(&q.text, &ids, k)).collect())
+    }
 }
 
 /// Retrieves the `split` corpus for the `split` queries of every language of `cfg`.
@@ -131,6 +182,24 @@ pub fn run_split(
     split: Split,
     run_name: &str,
 ) -> Result<SplitRun> {
+    let dense = Dense {
+        encoder,
+        tokenizer,
+        max_len: cfg.model.max_len,
+    };
+    run_split_with(&dense, dataset, &cfg.data, cfg.retrieval.top_k, split, run_name)
+}
+
+/// Retrieves the top `top_k` of the `split` corpus with `ranker` for the `split` queries of
+/// every language of `data` (a sample of them with `data.max_test_queries`).
+pub fn run_split_with(
+    ranker: &dyn Ranker,
+    dataset: &Dataset,
+    data: &DataConfig,
+    top_k: usize,
+    split: Split,
+    run_name: &str,
+) -> Result<SplitRun> {
     let split = split.as_str();
     let corpus = dataset
         .corpus
@@ -138,14 +207,15 @@ pub fn run_split(
         .with_context(|| format!("the dataset has no {split} corpus"))?;
     let mut run = Run::new(run_name);
     let mut groups = Vec::new();
+    let mut retrieved = std::collections::HashSet::new();
     let is_test = split == Split::Test.as_str();
-    for lang in &cfg.data.languages {
+    for lang in &data.languages {
         let all_queries = dataset
             .queries
             .get(&(lang.clone(), split.to_string()))
             .with_context(|| format!("the dataset has no {split} queries in language `{lang}`"))?;
         let sampled;
-        let queries: &[Doc] = match cfg.data.max_test_queries {
+        let queries: &[Doc] = match data.max_test_queries {
             Some(n) if is_test && n < all_queries.len() => {
                 sampled = sample_queries(all_queries, n, lang);
                 &sampled
@@ -153,15 +223,11 @@ pub fn run_split(
             _ => all_queries,
         };
         let kept: std::collections::HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
-        let rankings = search(
-            encoder,
-            tokenizer,
-            queries,
-            corpus,
-            cfg.retrieval.top_k,
-            cfg.model.max_len,
-        )?;
+        let rankings = ranker.rank(queries, corpus, top_k)?;
         for (query, ranking) in queries.iter().zip(&rankings) {
+            if !ranking.is_empty() {
+                retrieved.insert(query.id.clone());
+            }
             for (doc, score) in ranking {
                 run.push(&query.id, &corpus[*doc].id, f64::from(*score))?;
             }
@@ -184,7 +250,7 @@ pub fn run_split(
             }
         }
     }
-    Ok(SplitRun { run, groups })
+    Ok(SplitRun { run, groups, retrieved })
 }
 
 /// `n` of `queries`, drawn with a fixed seed per language (the same queries for every cell

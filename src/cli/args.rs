@@ -215,22 +215,22 @@ pub enum Command {
         #[arg(long, default_value = "nDCG@10")]
         metric: String,
         /// Variance over queries of the true per-query difference of two grid points.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         var_query: Option<f64>,
         /// Per-(seed, query) residual variance of one grid point.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         var_residual: Option<f64>,
         /// Between-seed variance of one grid point's mean.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         var_seed: Option<f64>,
         /// The baseline is deterministic (one run, e.g. zero-shot or BM25): only the grid point varies.
         #[arg(long)]
         deterministic_baseline: bool,
         /// The true difference of means to detect (metric units, e.g. 0.02).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         effect: f64,
         /// Family-wise significance level.
-        #[arg(long, default_value_t = 0.05)]
+        #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
         alpha: f64,
         /// Comparisons in the family (default: RESULTS_DIR's, else 1).
         #[arg(long)]
@@ -266,7 +266,8 @@ pub enum Command {
 pub enum DataCommand {
     /// Fetch, extract and convert a data set (cached: a second call is instant).
     #[command(
-        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nModels: me5-small (multilingual-E5-small, to <data dir>/models/me5-small/).\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG\n  clirlab data prepare me5-small"
+        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nModels: me5-small (multilingual-E5-small, to <data dir>/models/me5-small/).\nLibraries: openblas (PyPI scipy-openblas32, to <data dir>/openblas/: the CPU kernels' matrix products; \
+                      set CLIRLAB_BLAS=off to use the built-in GEMM).\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG\n  clirlab data prepare me5-small\n  clirlab data prepare openblas"
     )]
     Prepare {
         name: String,

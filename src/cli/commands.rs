@@ -67,6 +67,20 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             Ok(())
         }
         command @ Command::Compare { .. } => compare(command),
+        Command::Data(DataCommand::Prepare { name, langs, data_dir })
+            if name == crate::data::prepare::openblas::NAME =>
+        {
+            anyhow::ensure!(langs.is_empty(), "--langs applies to udhr, not to {name}");
+            let data_dir = data_dir.unwrap_or_else(crate::data::data_dir);
+            let library = crate::data::prepare::openblas::prepare_openblas(&data_dir, !quiet)?;
+            crate::model::kernels::blas::load(&library)?;
+            crate::model::kernels::blas::self_check()?;
+            if !quiet {
+                out!("{}", library.display());
+                out!("  {}", crate::model::kernels::blas::loaded_config().unwrap_or_default());
+            }
+            Ok(())
+        }
         Command::Data(DataCommand::Prepare { name, langs, data_dir }) if crate::data::prepare::me5::is_model(&name) => {
             anyhow::ensure!(langs.is_empty(), "--langs applies to udhr, not to the model {name}");
             let data_dir = data_dir.unwrap_or_else(crate::data::data_dir);
@@ -229,6 +243,19 @@ fn run_experiment(experiment: PathBuf, sets: &[String], results: PathBuf, opts: 
         );
     }
     report::write(&outcome.dir)?;
+    if !opts.quiet && !outcome.references.is_empty() {
+        let computed = outcome
+            .references
+            .iter()
+            .filter(|(_, o)| *o == run::reference::Outcome::Computed)
+            .count();
+        let reused = outcome
+            .references
+            .iter()
+            .filter(|(_, o)| *o == run::reference::Outcome::Reused)
+            .count();
+        out!("reference rows: {computed} computed, {reused} reused");
+    }
     if !opts.quiet {
         out!(
             "{} cells trained, {} already finished, {} failed; report: {}",
@@ -428,6 +455,13 @@ fn submit(
         let job_id = job.job_id.clone();
         job.wait()?;
         let failed = slurm::settle(&prepared, &job_id)?;
+        // The reference rows are computed here, once, after the array (as `run` does).
+        let artifacts = paths::artifacts_dir(&results);
+        for (key, outcome) in run::reference::ensure(&loaded, &prepared.dir, &artifacts, !quiet) {
+            if let run::reference::Outcome::Failed(reason) = outcome {
+                eprintln!("reference {key} failed: {reason}");
+            }
+        }
         report::write(&prepared.dir)?;
         if !quiet {
             out!(

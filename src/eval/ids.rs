@@ -114,6 +114,56 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
+/// The topics of one parsed piece, in order of first appearance: their ids stored once in
+/// `bytes`, looked up by hash. Judgments and run lines usually come grouped by topic, so the
+/// current group is checked first; any other topic is found (or added) through the index.
+#[derive(Default)]
+pub(crate) struct TopicGroups {
+    /// The topic ids of every group, back to back.
+    pub bytes: Vec<u8>,
+    index: IdIndex,
+    current: Option<usize>,
+}
+
+/// Where [`TopicGroups::lookup`] found a line's topic.
+pub(crate) enum TopicGroup {
+    /// The group of the line before.
+    Current(usize),
+    /// An earlier group (the piece's lines interleave topics).
+    Earlier(usize),
+    /// A topic not seen before: the caller pushes its group, with this range of `bytes`.
+    New(Range<usize>),
+}
+
+impl TopicGroups {
+    /// The group of `topic` among `count` groups whose topic ranges `topic_of` gives; a new
+    /// topic becomes group `count`.
+    pub fn lookup(&mut self, topic: &[u8], count: usize, topic_of: impl Fn(usize) -> Range<usize>) -> TopicGroup {
+        if let Some(g) = self.current.filter(|&g| same_bytes(&self.bytes[topic_of(g)], topic)) {
+            return TopicGroup::Current(g);
+        }
+        let bytes = &self.bytes;
+        let same = |g: u32| same_bytes(&bytes[topic_of(g as usize)], topic);
+        match self.index.insert(hash_bytes(topic), 0, count as u32, same) {
+            Some(g) => {
+                self.current = Some(g as usize);
+                TopicGroup::Earlier(g as usize)
+            }
+            None => {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(topic);
+                self.current = Some(count);
+                TopicGroup::New(start..self.bytes.len())
+            }
+        }
+    }
+
+    /// The group of the line before, if any.
+    pub fn current(&self) -> Option<usize> {
+        self.current
+    }
+}
+
 /// Open-addressing hash index from ids to positions (`u32`) in some table kept by the caller.
 /// Keys are (hash of the id, namespace); a slot holds them with the position, and equality is
 /// always confirmed on the ids themselves through a `same(position)` callback, so hash

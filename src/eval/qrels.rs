@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rayon::prelude::*;
 
-use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, append_id, hash_bytes, same_bytes};
+use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, TopicGroup, TopicGroups, append_id, hash_bytes};
 use super::source::{
-    ParseError, ScanError, Source, matching_lines, parse_nonempty_file, parse_pieces, scan_lines, scan_result,
-    topic_text,
+    ScanError, Source, parse_nonempty_file, parse_pieces, repeated_document, scan_lines, scan_result, topic_text,
 };
 use super::text::{check_id, parse_i32};
 
@@ -155,22 +154,7 @@ impl Qrels {
             })
             .min();
         if let Some((topic, doc)) = duplicate {
-            let lines = matching_lines(src, |f| {
-                f.len() == 4 && f[0] == topic.as_bytes() && f[2] == doc.as_slice()
-            })
-            .with_context(|| format!("cannot read {name}"))?;
-            let doc = String::from_utf8_lossy(&doc);
-            match lines[..] {
-                [first, second, ..] => {
-                    return Err(ParseError::new(
-                        name,
-                        second,
-                        format!("document {doc:?} judged twice for topic {topic:?} (first on line {first})"),
-                    )
-                    .into());
-                }
-                _ => bail!("{name}: document {doc:?} judged twice for topic {topic:?} (the file changed meanwhile)"),
-            }
+            return Err(repeated_document(src, name, 4, (topic.as_bytes(), &doc), "judged"));
         }
         // Sorted by id, the map is built in bulk.
         topics.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -243,10 +227,8 @@ impl Qrels {
 /// Parses the lines starting in `range` of `src`; document ids go to a new arena block `block`.
 fn parse_piece(src: &dyn Source, block: usize, range: Range<u64>) -> Piece {
     let mut bytes = Vec::new();
-    let mut topic_bytes = Vec::new();
+    let mut topics = TopicGroups::default();
     let mut groups: Vec<Group> = Vec::new();
-    let mut index = IdIndex::default();
-    let mut current = usize::MAX;
     let scanned = scan_lines(src, range, |buf, line, offset| {
         if line.count != 4 {
             let found = line.count;
@@ -265,27 +247,17 @@ fn parse_piece(src: &dyn Source, block: usize, range: Range<u64>) -> Piece {
         if doc.len() > MAX_ID_LEN {
             return Err(format!("document id is longer than {MAX_ID_LEN} bytes"));
         }
-        // Judgments usually come grouped by topic; otherwise look the group up.
-        if groups
-            .get(current)
-            .is_none_or(|g| !same_bytes(&topic_bytes[g.topic.clone()], topic))
-        {
-            let position = groups.len() as u32;
-            let same = |g: u32| same_bytes(&topic_bytes[groups[g as usize].topic.clone()], topic);
-            current = match index.insert(hash_bytes(topic), 0, position, same) {
-                Some(g) => g as usize,
-                None => {
-                    let start = topic_bytes.len();
-                    topic_bytes.extend_from_slice(topic);
-                    groups.push(Group {
-                        topic: start..topic_bytes.len(),
-                        first_line: offset,
-                        judgments: Vec::new(),
-                    });
-                    groups.len() - 1
-                }
-            };
-        }
+        let current = match topics.lookup(topic, groups.len(), |g| groups[g].topic.clone()) {
+            TopicGroup::Current(g) | TopicGroup::Earlier(g) => g,
+            TopicGroup::New(topic) => {
+                groups.push(Group {
+                    topic,
+                    first_line: offset,
+                    judgments: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
         let span = Span::new(block, bytes.len(), doc.len());
         append_id(&mut bytes, buf, d0, d1);
         groups[current].judgments.push(Judgment {
@@ -298,7 +270,7 @@ fn parse_piece(src: &dyn Source, block: usize, range: Range<u64>) -> Piece {
     Piece {
         scanned,
         groups,
-        topic_bytes,
+        topic_bytes: topics.bytes,
         block: bytes,
     }
 }

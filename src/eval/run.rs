@@ -8,10 +8,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
-use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, append_id, hash_bytes, same_bytes};
+use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, TopicGroup, TopicGroups, append_id, hash_bytes, same_bytes};
 use super::source::{
-    ParseError, ScanError, Source, last_line_field, matching_lines, parse_nonempty_file, parse_pieces, scan_lines,
-    scan_result, topic_text,
+    ScanError, Source, last_line_field, parse_nonempty_file, parse_pieces, repeated_document, scan_lines, scan_result,
+    topic_text,
 };
 use super::text::{check_id, parse_f64};
 
@@ -220,22 +220,7 @@ impl Run {
                 .min()
         });
         if let Some((topic, doc)) = repeated {
-            let lines = matching_lines(src, |f| {
-                f.len() >= 6 && f[0] == topic.as_slice() && f[2] == doc.as_slice()
-            })
-            .with_context(|| format!("cannot read {name}"))?;
-            let (topic, doc) = (String::from_utf8_lossy(&topic), String::from_utf8_lossy(&doc));
-            match lines[..] {
-                [first, second, ..] => {
-                    return Err(ParseError::new(
-                        name,
-                        second,
-                        format!("document {doc:?} retrieved twice for topic {topic:?} (first on line {first})"),
-                    )
-                    .into());
-                }
-                _ => bail!("{name}: document {doc:?} retrieved twice for topic {topic:?} (the file changed meanwhile)"),
-            }
+            return Err(repeated_document(src, name, 6, (&topic, &doc), "retrieved"));
         }
         // trec_eval reports the runid of the last line.
         let runid = last_line_field(src, 5).with_context(|| format!("cannot read {name}"))?;
@@ -361,10 +346,8 @@ impl Run {
 /// Parses the lines starting in `range` of `src`; document ids go to a new arena block `block`.
 fn parse_piece(src: &dyn Source, block: usize, range: Range<u64>) -> Piece {
     let mut bytes = Vec::new();
-    let mut topic_bytes = Vec::new();
+    let mut topics = TopicGroups::default();
     let mut groups: Vec<Group> = Vec::new();
-    let mut index = IdIndex::default();
-    let mut current = usize::MAX;
     let mut seen = Seen::default();
     let mut repeated = None;
     // Ranks a group that has ended; records the first duplicate.
@@ -392,40 +375,35 @@ fn parse_piece(src: &dyn Source, block: usize, range: Range<u64>) -> Piece {
         if doc.len() > MAX_ID_LEN {
             return Err(format!("document id is longer than {MAX_ID_LEN} bytes"));
         }
-        // Runs usually come grouped by topic; otherwise look the group up.
-        if groups
-            .get(current)
-            .is_none_or(|g| !same_bytes(&topic_bytes[g.topic.clone()], topic))
-        {
-            if let Some(ended) = groups.get_mut(current).filter(|g| !g.interleaved) {
-                finish(ended, &bytes, &topic_bytes, &mut seen);
+        let before = topics.current();
+        let found = topics.lookup(topic, groups.len(), |g| groups[g].topic.clone());
+        if !matches!(found, TopicGroup::Current(_)) {
+            // The group before has ended (unless its topic came back before).
+            if let Some(ended) = before.and_then(|g| groups.get_mut(g)).filter(|g| !g.interleaved) {
+                finish(ended, &bytes, &topics.bytes, &mut seen);
             }
-            let position = groups.len() as u32;
-            let same = |g: u32| same_bytes(&topic_bytes[groups[g as usize].topic.clone()], topic);
-            current = match index.insert(hash_bytes(topic), 0, position, same) {
-                Some(g) => {
-                    let group = &mut groups[g as usize];
-                    group.interleaved = true;
-                    group.ranked = false;
-                    g as usize
-                }
-                None => {
-                    // Expect as many documents as the previous topic had.
-                    let docs = Vec::with_capacity(groups.last().map_or(0, |g| g.docs.len()));
-                    let start = topic_bytes.len();
-                    topic_bytes.extend_from_slice(topic);
-                    let topic = start..topic_bytes.len();
-                    groups.push(Group {
-                        topic,
-                        first_line: offset,
-                        docs,
-                        ranked: false,
-                        interleaved: false,
-                    });
-                    groups.len() - 1
-                }
-            };
         }
+        let current = match found {
+            TopicGroup::Current(g) => g,
+            TopicGroup::Earlier(g) => {
+                let group = &mut groups[g];
+                group.interleaved = true;
+                group.ranked = false;
+                g
+            }
+            TopicGroup::New(topic) => {
+                // Expect as many documents as the previous topic had.
+                let docs = Vec::with_capacity(groups.last().map_or(0, |g| g.docs.len()));
+                groups.push(Group {
+                    topic,
+                    first_line: offset,
+                    docs,
+                    ranked: false,
+                    interleaved: false,
+                });
+                groups.len() - 1
+            }
+        };
         let id = Span::new(block, bytes.len(), doc.len());
         append_id(&mut bytes, buf, d0, d1);
         groups[current].docs.push(RunDoc {
@@ -436,12 +414,12 @@ fn parse_piece(src: &dyn Source, block: usize, range: Range<u64>) -> Piece {
         Ok(())
     });
     for group in groups.iter_mut().filter(|g| !g.ranked) {
-        finish(group, &bytes, &topic_bytes, &mut seen);
+        finish(group, &bytes, &topics.bytes, &mut seen);
     }
     Piece {
         scanned,
         groups,
-        topic_bytes,
+        topic_bytes: topics.bytes,
         block: bytes,
         repeated,
     }

@@ -290,6 +290,31 @@ pub(crate) fn line_number(src: &dyn Source, offset: u64) -> io::Result<usize> {
     Ok(newlines + 1)
 }
 
+/// The error for a document listed twice for one topic, at the line of its second listing
+/// (found by reading `src` again; `min_fields` picks the lines of this format).
+pub(crate) fn repeated_document(
+    src: &dyn Source,
+    name: &str,
+    min_fields: usize,
+    (topic, doc): (&[u8], &[u8]),
+    what: &str,
+) -> anyhow::Error {
+    let lines = match matching_lines(src, |f| f.len() >= min_fields && f[0] == topic && f[2] == doc) {
+        Ok(lines) => lines,
+        Err(e) => return anyhow::Error::new(e).context(format!("cannot read {name}")),
+    };
+    let (topic, doc) = (String::from_utf8_lossy(topic), String::from_utf8_lossy(doc));
+    match lines[..] {
+        [first, second, ..] => ParseError::new(
+            name,
+            second,
+            format!("document {doc:?} {what} twice for topic {topic:?} (first on line {first})"),
+        )
+        .into(),
+        _ => anyhow::anyhow!("{name}: document {doc:?} {what} twice for topic {topic:?} (the file changed meanwhile)"),
+    }
+}
+
 /// 1-based numbers of the lines of `src` whose fields satisfy `wanted` (for error messages).
 pub(crate) fn matching_lines(src: &dyn Source, wanted: impl Fn(&[&[u8]]) -> bool) -> io::Result<Vec<usize>> {
     let mut all = vec![0u8; src.size() as usize];

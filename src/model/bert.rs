@@ -1276,11 +1276,15 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             self.frozen = None;
             return Ok(0);
         }
-        // The kernels (fused, reference, CUDA) round differently: their states are kept apart.
+        // The kernels (fused on either GEMM, reference, CUDA) round differently: their states
+        // are kept apart.
         let kernels = if std::any::type_name::<D>().contains("Cuda") {
             "cuda"
         } else if super::kernels::fused_on_cpu() {
-            "fused"
+            match super::kernels::blas::backend() {
+                "openblas" => "fused-openblas",
+                _ => "fused",
+            }
         } else {
             "reference"
         };

@@ -174,6 +174,47 @@ fn cuda_device(ordinal: usize) -> Result<ResolvedDevice, DeviceError> {
     Err(DeviceError::WithoutCuda(DeviceSpec::Cuda(ordinal)))
 }
 
+/// Which library runs the CPU kernels' large matrix products, chosen once per process from
+/// `CLIRLAB_BLAS`: unset, the prepared `<data_dir>/openblas/` when it is intact (prepared
+/// first when `prepare` is true: backbone cells, which fetch registry packages anyway);
+/// `off`, the built-in `gemm` crate; any other value, the path of a `scipy-openblas32`
+/// library. Returns the backend's name (see `kernels::blas::backend`); each cell logs it,
+/// and the frozen-state store keys on it, since the two round differently.
+pub fn select_blas(prepare: bool, progress: bool) -> Result<&'static str> {
+    use crate::data::prepare::openblas;
+    use anyhow::Context;
+    let blas = super::kernels::blas::backend;
+    match std::env::var("CLIRLAB_BLAS") {
+        Ok(v) if v == "off" => return Ok(blas()),
+        Ok(path) if !path.is_empty() => {
+            super::kernels::blas::load(std::path::Path::new(&path))
+                .with_context(|| format!("CLIRLAB_BLAS={path}: expected `off` or the path of libscipy_openblas.so"))?;
+            return Ok(blas());
+        }
+        _ => {}
+    }
+    if blas() != "gemm-crate" {
+        return Ok(blas());
+    }
+    let data_dir = crate::data::data_dir();
+    let library = if prepare {
+        openblas::prepare_openblas(&data_dir, progress)
+            .context("preparing OpenBLAS for the CPU kernels (CLIRLAB_BLAS=off uses the built-in GEMM instead)")?
+    } else {
+        match openblas::prepared_library(&data_dir) {
+            Ok(library) => library,
+            Err(_) => return Ok(blas()),
+        }
+    };
+    super::kernels::blas::load(&library)?;
+    tracing::info!(
+        library = %library.display(),
+        config = super::kernels::blas::loaded_config().unwrap_or(""),
+        "matrix products on OpenBLAS"
+    );
+    Ok(blas())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub use device::{DeviceError, DeviceSpec, ResolvedDevice};
+pub use device::{DeviceError, DeviceSpec, ResolvedDevice, select_blas};
 pub use me5_shape::build_me5_shape;
 
 mod arch;

@@ -206,7 +206,8 @@ fn grid(out: &mut String, r: &Report) {
         out.push_str("<th class=\"l\">schedule</th>");
     }
     out.push_str("<th>seeds finished</th><th class=\"l\">status</th></tr>\n");
-    for (i, v) in r.variants.iter().enumerate() {
+    // Reference rows are not grid points: the tables show them, the grid does not.
+    for (i, v) in r.variants.iter().enumerate().filter(|(_, v)| !v.reference) {
         let done = v.cells.len();
         let (class, status) = if done == 0 {
             ("missing", "no finished cell")
@@ -299,6 +300,9 @@ fn method(out: &mut String, r: &Report) {
             POWER * 100.0
         );
     }
+    if let Some(note) = super::references_note(r) {
+        let _ = writeln!(out, "<li>{}</li>", escape(&note));
+    }
     if r.compared() {
         let _ = writeln!(
             out,
@@ -339,16 +343,19 @@ fn summary(out: &mut String, r: &Report, t: usize, task: &Task) {
     for (idx, row) in task.rows.iter().enumerate() {
         let v = &r.variants[row.variant];
         let is_base = r.baseline == Some(row.variant);
+        let seeds = if v.reference {
+            "—".to_string()
+        } else {
+            format!("{} / {}", v.cells.len(), v.planned)
+        };
         let _ = write!(
             out,
-            "<tr class=\"{}\"><td>{}{}</td><td class=\"l\">{}{}</td><td>{} / {}</td>",
+            "<tr class=\"{}\"><td>{}{}</td><td class=\"l\">{}{}</td><td>{seeds}</td>",
             if is_base { "base" } else { "" },
             swatch(row.variant),
             row.variant + 1,
             escape(&v.label),
             if is_base { " <strong>(baseline)</strong>" } else { "" },
-            v.cells.len(),
-            v.planned
         );
         for (m, s) in row.stats.iter().enumerate() {
             out.push_str(&stat_cell(s, task.is_best(m, idx), r.seed_aware()));

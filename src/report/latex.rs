@@ -58,6 +58,10 @@ pub fn tables(r: &Report) -> String {
         let _ = writeln!(out, "Grid point & {} \\\\", heads.join(" & "));
         out.push_str("\\midrule\n");
         for (idx, row) in task.rows.iter().enumerate() {
+            // The reference rows follow the grid's, below a rule of their own.
+            if r.variants[row.variant].reference && (idx == 0 || !r.variants[task.rows[idx - 1].variant].reference) {
+                out.push_str("\\midrule\n");
+            }
             let mut name = escape(&r.variants[row.variant].label);
             if r.baseline == Some(row.variant) {
                 name.push_str(" (baseline)");

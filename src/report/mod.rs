@@ -109,6 +109,16 @@ pub(crate) fn slug(s: &str) -> String {
     crate::util::slug::slug(s, "-_", '_')
 }
 
+/// What the report says of its reference rows, when it has any.
+pub(crate) fn references_note(r: &Report) -> Option<String> {
+    r.has_references().then(|| {
+        "Rows marked `reference:` are not grid points: BM25 (lexical, over the words of the texts) and the \
+         pretrained backbone without training, each computed once per data set. They are compared with the \
+         baseline by the same test as the grid points and are part of the same correction family."
+            .to_string()
+    })
+}
+
 /// Why a planned cell has no result, in words.
 pub(crate) fn missing_note(m: &Missing) -> String {
     match &m.error {

@@ -79,6 +79,9 @@ pub struct Variant {
     pub planned: usize,
     /// Its finished cells, in seed order.
     pub cells: Vec<Cell>,
+    /// A reference row (BM25, the zero-shot backbone), not a grid point: no axis values, no
+    /// cells, computed once; shown after the grid's rows and tested like them.
+    pub reference: bool,
     /// (task, metric) → query id → one value per finished seed.
     values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>>,
     /// (task, query id) → language.
@@ -290,6 +293,11 @@ impl Report {
         Ok((found, comparisons.len(), self.correction()))
     }
 
+    /// Whether any row is a reference row.
+    pub fn has_references(&self) -> bool {
+        self.variants.iter().any(|v| v.reference)
+    }
+
     /// Whether the report compares two folders.
     pub fn compared(&self) -> bool {
         self.folders.len() > 1
@@ -392,6 +400,10 @@ fn read_loss(path: &Path) -> Result<Vec<(f64, f64)>> {
         .headers()
         .with_context(|| format!("reading {}", path.display()))?
         .clone();
+    // A zero-shot cell takes no step: its log is empty, without even a header.
+    if header.is_empty() && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Ok(Vec::new());
+    }
     let col = |name: &str| {
         header
             .iter()
@@ -494,6 +506,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
                         schedule_name: config.schedule_name,
                         planned: 0,
                         cells: Vec::new(),
+                        reference: false,
                         values: BTreeMap::new(),
                         langs: BTreeMap::new(),
                     });
@@ -526,6 +539,45 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
             record,
             missing,
         });
+    }
+
+    // The reference rows come after every grid point, so that tables list them apart.
+    for (f, folder) in folders.iter_mut().enumerate() {
+        for planned in folder.record.references.clone() {
+            let id = if folder.prefix.is_empty() {
+                format!("{}/{}", paths::REFERENCES, planned.key)
+            } else {
+                format!("{}/{}/{}", folder.prefix, paths::REFERENCES, planned.key)
+            };
+            let mut v = Variant {
+                id,
+                label: if folder.prefix.is_empty() {
+                    planned.label.clone()
+                } else {
+                    format!("{}: {}", folder.prefix, planned.label)
+                },
+                folder: f,
+                assignment: BTreeMap::new(),
+                schedule_name: String::new(),
+                planned: 1,
+                cells: Vec::new(),
+                reference: true,
+                values: BTreeMap::new(),
+                langs: BTreeMap::new(),
+            };
+            if run::finished_reference(&folder.dir, &planned.key).is_some() {
+                let metrics = CellFile::Metrics.at(&paths::reference_dir(&folder.dir, &planned.key));
+                read_metrics(&metrics, &mut v)?;
+            } else {
+                folder.missing.push(Missing {
+                    id: format!("{}/{}", paths::REFERENCES, planned.key),
+                    variant: variants.len(),
+                    status: "not computed (or damaged): run again",
+                    error: None,
+                });
+            }
+            variants.push(v);
+        }
     }
 
     let first = &folders[0].record;
@@ -645,12 +697,12 @@ fn seed_aware_rows(
         );
         c.method = format!(
             "seed-aware t ({} x {} seeds, queries and seeds random), welch-satterthwaite df = {:.2}; \
-             se^2 = query part {:.3e} + seed part {:.3e}; query-level {} test: p = {}",
+             se^2 = between seeds {:.3e} + query interaction {:.3e}; query-level {} test: p = {}",
             a.len(),
             b.len(),
             t.df,
-            t.query_part,
-            t.seed_part,
+            t.between_part,
+            t.interaction_part,
             c.test.name(),
             c.p_value
         );
@@ -940,6 +992,18 @@ fn oriented(mut c: Comparison, first: &str) -> Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_shot_log_has_no_curve_and_a_headless_log_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("train_log.csv");
+        std::fs::write(&log, "").unwrap();
+        assert!(read_loss(&log).unwrap().is_empty());
+        std::fs::write(&log, "step,loss\n0,1.5\n1,1.25\n").unwrap();
+        assert_eq!(read_loss(&log).unwrap(), [(0.0, 1.5), (1.0, 1.25)]);
+        std::fs::write(&log, "epoch,value\n0,1.5\n").unwrap();
+        assert!(read_loss(&log).unwrap_err().to_string().contains("no column `step`"));
+    }
 
     /// Three systems with per-query values `base + offset`; every pair is found in either order.
     #[test]

@@ -37,7 +37,11 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
                 v.label.clone(),
                 task.name.clone(),
                 (r.baseline == Some(row.variant)).to_string(),
-                v.cells.len().to_string(),
+                if v.reference {
+                    String::new()
+                } else {
+                    v.cells.len().to_string()
+                },
                 task.queries.to_string(),
             ];
             for s in &row.stats {
@@ -98,7 +102,10 @@ pub fn cells_csv(r: &Report) -> Result<Vec<u8>> {
                         .iter()
                         .map(|m| means.get(m).map(|x| x.to_string()).unwrap_or_default()),
                 );
-                record.extend([c.final_loss.to_string(), format!("{:.2}", c.train_seconds)]);
+                record.extend([
+                    c.final_loss.map_or(String::new(), |l| l.to_string()),
+                    format!("{:.2}", c.train_seconds),
+                ]);
                 w.write_record(&record)?;
             }
         }
@@ -211,6 +218,9 @@ pub fn markdown(r: &Report) -> Result<String> {
             super::model::POWER * 100.0
         )?;
     }
+    if let Some(note) = super::references_note(r) {
+        writeln!(out, "- {note}")?;
+    }
     writeln!(out)?;
     writeln!(out, "## Summary (mean over queries; * = corrected p < {ALPHA})\n")?;
     for task in &r.tasks {
@@ -238,16 +248,20 @@ pub fn markdown(r: &Report) -> Result<String> {
         writeln!(out, "|---|---|---|{}", per_metric.repeat(r.metrics.len()))?;
         for row in &task.rows {
             let v = &r.variants[row.variant];
+            let seed_count = if v.reference {
+                "—".to_string()
+            } else {
+                v.cells.len().to_string()
+            };
             write!(
                 out,
-                "| {}{} | {} | {} |",
+                "| {}{} | {seed_count} | {} |",
                 md(&v.label),
                 if r.baseline == Some(row.variant) {
                     " **(baseline)**"
                 } else {
                     ""
                 },
-                v.cells.len(),
                 task.queries
             )?;
             for s in &row.stats {

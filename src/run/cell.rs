@@ -139,7 +139,7 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
 /// sets it is stored with the data (`<data_dir>/tokenizers/`) and reused by every cell with
 /// the same data, languages and vocabulary size; the synthetic set is cheap to redo.
 /// With `model.backbone`, the backbone's own tokenizer (and its prefixes).
-fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
+pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
     if let Some(backbone) = cfg.model.backbone {
         let dir = crate::model::bert::text::resolve_model(backbone.model_name(), false)?;
         return TextEncoder::load_backbone(
@@ -241,37 +241,8 @@ pub fn run_cell(
         evaluated.push((format!("{}:", zs.dataset), zs_split));
     }
 
-    let mut metrics = csv::Writer::from_writer(Vec::new());
-    metrics.write_record(["lang", "task", "query_id", "metric", "value"])?;
-    let mut means: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    let mut n_queries = 0;
-    for (prefix, split) in &evaluated {
-        for QueryGroup {
-            lang,
-            task,
-            query_ids: ids,
-            qrels,
-        } in &split.groups
-        {
-            let per_query = cell_metrics(qrels, &split.run)?;
-            let task = format!("{prefix}{task}");
-            n_queries += ids.len();
-            for (name, values) in &per_query {
-                let mut sum = 0.0;
-                for id in ids {
-                    // Judged queries that retrieved nothing count as 0, as with `trec_eval -c`.
-                    let v = values.get(id).copied().unwrap_or(0.0);
-                    sum += v;
-                    metrics.write_record([lang.as_str(), task.as_str(), id.as_str(), name.name(), &format!("{v}")])?;
-                }
-                means
-                    .entry(format!("{lang}/{task}"))
-                    .or_default()
-                    .insert(name.name().to_string(), sum / ids.len().max(1) as f64);
-            }
-        }
-    }
-    write_atomic(&CellFile::Metrics.at(cell_dir), &metrics.into_inner()?)?;
+    let (metrics, means, n_queries) = evaluate(&evaluated)?;
+    write_atomic(&CellFile::Metrics.at(cell_dir), &metrics)?;
 
     let result = CellResult {
         id: cell.id.clone(),
@@ -282,7 +253,7 @@ pub fn run_cell(
         synthetic: cfg.data.dataset == synthetic::NAME,
         means,
         queries: n_queries,
-        final_loss: trained.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+        final_loss: trained.log.last().map(|r| r.loss),
         kept_step: trained.kept_step,
         best_validation_ndcg10: trained.best_validation,
         train_seconds,
@@ -301,4 +272,52 @@ pub fn run_cell(
     };
     write_json_atomic(&CellFile::Result.at(cell_dir), &result)?;
     Ok(result)
+}
+
+/// `<lang>/<task>` → metric → mean over queries.
+pub(crate) type Means = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// The per-query metrics (`metrics.csv`), their means per language and task, and the number of
+/// queries of `evaluated`: (task prefix, split run) pairs, the test split and the zero-shot set.
+pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(Vec<u8>, Means, usize)> {
+    let mut metrics = csv::Writer::from_writer(Vec::new());
+    metrics.write_record(["lang", "task", "query_id", "metric", "value"])?;
+    let mut means: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut n_queries = 0;
+    for (prefix, split) in evaluated {
+        for QueryGroup {
+            lang,
+            task,
+            query_ids: ids,
+            qrels,
+        } in &split.groups
+        {
+            // trec_eval refuses a run in which no judged query retrieved anything; every query
+            // of such a group (BM25 across scripts) scores 0.
+            let per_query = if ids.iter().any(|id| split.retrieved.contains(id)) {
+                cell_metrics(qrels, &split.run)?
+            } else {
+                crate::eval::cell::CellMetric::ALL
+                    .iter()
+                    .map(|m| (*m, BTreeMap::new()))
+                    .collect()
+            };
+            let task = format!("{prefix}{task}");
+            n_queries += ids.len();
+            for (name, values) in &per_query {
+                let mut sum = 0.0;
+                for id in ids {
+                    // Judged queries that retrieved nothing count as 0, as with `trec_eval -c`.
+                    let v = values.get(id).copied().unwrap_or(0.0);
+                    sum += v;
+                    metrics.write_record([lang.as_str(), task.as_str(), id.as_str(), name.name(), &format!("{v}")])?;
+                }
+                means
+                    .entry(format!("{lang}/{task}"))
+                    .or_default()
+                    .insert(name.name().to_string(), sum / ids.len().max(1) as f64);
+            }
+        }
+    }
+    Ok((metrics.into_inner()?, means, n_queries))
 }

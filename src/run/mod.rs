@@ -1,7 +1,7 @@
 //! Running an experiment: the results layout ([`paths`]: every path and file name), the
 //! records of a results folder ([`records`]), provenance ([`provenance`]), planning
 //! ([`plan`]), cell states and the locks' liveness policy ([`state`]), the one-cell pipeline
-//! ([`cell`]), progress bars ([`progress`]) and the launchers ([`launcher`]: `local` worker
+//! ([`cell`]), the reference rows computed apart from the grid ([`reference`]), progress bars ([`progress`]) and the launchers ([`launcher`]: `local` worker
 //! pool, `slurm` job arrays). Finished cells are skipped (resume). This layer never writes
 //! the report: its callers do, after the run.
 
@@ -12,6 +12,7 @@ pub mod plan;
 pub mod progress;
 pub mod provenance;
 pub mod records;
+pub mod reference;
 pub mod state;
 
 pub use cell::{run_cell, run_planned_cell};
@@ -20,6 +21,7 @@ pub use paths::{ARTIFACTS, cell_dir, experiment_dir};
 pub use plan::{load_unfinished_data, plan};
 pub use provenance::provenance;
 pub use records::{
-    CellError, CellProvenance, CellResult, CellStatus, Check, PlannedCell, Provenance, SweepRecord, damage, finished,
+    CellError, CellProvenance, CellResult, CellStatus, Check, PlannedCell, PlannedReference, Provenance,
+    ReferenceResult, SweepRecord, damage, finished, finished_reference,
 };
 pub use state::{cell_state, checked_state, current, record_failure, refresh, wants_run};

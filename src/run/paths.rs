@@ -7,6 +7,9 @@
 //!                               run.trec, run.zero_shot.trec, metrics.csv, log.txt,
 //!                               error.json (a failed cell), result.json (written last: done)
 //!   cells/<cell-id>.lock        held while a process runs the cell
+//!   references/<name>-<hash>/   a reference row (BM25, the zero-shot backbone): config.yaml,
+//!                               run.trec, run.zero_shot.trec, metrics.csv, result.json (last)
+//!   references/<name>-<hash>.lock  held while a process computes it
 //!   slurm/<n>/                  cells.txt, job.sbatch, job.json, <job>_<task>.out
 //!   report/                     report.html, report.md, summary.csv, cells.csv,
 //!                               comparisons.csv, pairwise.csv, tables.tex, plots/*.svg
@@ -24,6 +27,9 @@ pub const SWEEP_RECORD: &str = "sweep.json";
 
 /// The folder of the cells' folders and locks.
 pub const CELLS: &str = "cells";
+
+/// The folder of the reference rows' folders and locks.
+pub const REFERENCES: &str = "references";
 
 /// The report folder of a results folder.
 pub const REPORT: &str = "report";
@@ -189,6 +195,16 @@ pub fn cell_lock(dir: &Path, id: &str) -> PathBuf {
     cells_dir(dir).join(format!("{id}.lock"))
 }
 
+/// The folder of reference `key` (`<name>-<content hash>`) in the results folder `dir`.
+pub fn reference_dir(dir: &Path, key: &str) -> PathBuf {
+    dir.join(REFERENCES).join(key)
+}
+
+/// The lock a process holds while it computes reference `key`.
+pub fn reference_lock(dir: &Path, key: &str) -> PathBuf {
+    dir.join(REFERENCES).join(format!("{key}.lock"))
+}
+
 /// The shared artifacts folder of `results_root`.
 pub fn artifacts_dir(results_root: &Path) -> PathBuf {
     results_root.join(ARTIFACTS)
@@ -248,6 +264,14 @@ mod tests {
             Path::new("results/quickstart/report/summary.csv")
         );
         assert_eq!(artifacts_dir(Path::new("results")), Path::new("results/.artifacts"));
+        assert_eq!(
+            CellFile::Metrics.at(&reference_dir(&dir, "bm25-ab12")),
+            Path::new("results/quickstart/references/bm25-ab12/metrics.csv")
+        );
+        assert_eq!(
+            reference_lock(&dir, "bm25-ab12"),
+            Path::new("results/quickstart/references/bm25-ab12.lock")
+        );
         assert_eq!(task_log(Path::new("s/1"), "42", 3), Path::new("s/1/42_3.out"));
     }
 }

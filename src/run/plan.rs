@@ -46,6 +46,7 @@ pub fn sweep_record(
                 }
             })
             .collect(),
+        references: super::reference::planned(loaded),
         provenance: provenance(),
     }
 }

@@ -88,6 +88,9 @@ pub struct SweepRecord {
     pub jobs: usize,
     /// Every cell of the plan.
     pub cells: Vec<PlannedCell>,
+    /// The reference rows of the experiment (`references`); absent when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<PlannedReference>,
     /// Where the planning run happened.
     pub provenance: Provenance,
 }
@@ -139,6 +142,56 @@ fn not_a_results_folder(dir: &Path) -> String {
     }
 }
 
+/// A reference row of the plan in `sweep.json`: computed once per data set and parameters,
+/// apart from the grid, into `references/<key>/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedReference {
+    /// `<name>-<content hash>`: its folder under `references/`.
+    pub key: String,
+    /// `bm25` or `zero_shot`.
+    pub name: String,
+    /// The label shown in tables and plots.
+    pub label: String,
+}
+
+/// `result.json` of a computed reference row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReferenceResult {
+    /// Its key (folder name).
+    pub key: String,
+    /// `bm25` or `zero_shot`.
+    pub name: String,
+    /// Its label.
+    pub label: String,
+    /// `data.dataset`.
+    pub dataset: String,
+    /// `<lang>/<task>` → metric → mean over queries.
+    pub means: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Queries evaluated.
+    pub queries: usize,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Where and how it ran.
+    pub provenance: Provenance,
+    /// File name → size and SHA-256 of each output, as written.
+    pub outputs: BTreeMap<String, OutputDigest>,
+}
+
+/// The computed reference `key` in `dir`, when its `result.json` is there for that key and its
+/// outputs are intact (checked by content).
+pub fn finished_reference(dir: &Path, key: &str) -> Option<ReferenceResult> {
+    let folder = paths::reference_dir(dir, key);
+    let text = std::fs::read_to_string(CellFile::Result.at(&folder)).ok()?;
+    let result = serde_json::from_str::<ReferenceResult>(&text)
+        .ok()
+        .filter(|r| r.key == key)?;
+    let intact = [CellFile::Run, CellFile::Metrics]
+        .iter()
+        .all(|f| result.outputs.contains_key(f.name()))
+        && damage_in(&folder, &result.outputs, Check::Contents).is_none();
+    intact.then_some(result)
+}
+
 /// Per-cell provenance in `result.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellProvenance {
@@ -174,8 +227,9 @@ pub struct CellResult {
     pub means: BTreeMap<String, BTreeMap<String, f64>>,
     /// Queries evaluated.
     pub queries: usize,
-    /// The loss of the last step.
-    pub final_loss: f64,
+    /// The loss of the last training step; none for a zero-shot cell (`train.steps: 0`), which
+    /// takes no step (written as `null`, which an `f64` could not be read back from).
+    pub final_loss: Option<f64>,
     /// Step whose weights were evaluated (the best validation step, or the last).
     pub kept_step: usize,
     /// Best validation nDCG@10, if validation ran.
@@ -257,8 +311,13 @@ pub fn damage(dir: &Path, result: &CellResult, check: Check) -> Option<String> {
             return Some(format!("{} is missing", file.at(&cell_dir).display()));
         }
     }
-    for (name, recorded) in &result.outputs {
-        let path = cell_dir.join(name);
+    damage_in(&cell_dir, &result.outputs, check)
+}
+
+/// Why the `outputs` recorded for the files of `folder` no longer match them, if they do not.
+fn damage_in(folder: &Path, outputs: &BTreeMap<String, OutputDigest>, check: Check) -> Option<String> {
+    for (name, recorded) in outputs {
+        let path = folder.join(name);
         let Ok(meta) = std::fs::metadata(&path) else {
             return Some(format!("{} is missing", path.display()));
         };

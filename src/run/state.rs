@@ -156,6 +156,24 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_shot_cell_reads_back_as_done() {
+        // A zero-shot cell takes no step: no final loss. Its result.json must read back as
+        // finished, or its cell is planned again forever and the report loses the baseline.
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        std::fs::create_dir_all(paths::cell_dir(dir, "z")).unwrap();
+        for file in [CellFile::TrainLog, CellFile::Run, CellFile::Metrics] {
+            std::fs::write(paths::cell_file(dir, "z", file), "x").unwrap();
+        }
+        let mut recorded: CellResult = serde_json::from_value(result("z")).unwrap();
+        recorded.final_loss = None;
+        write_json_atomic(&paths::cell_file(dir, "z", CellFile::Result), &recorded).unwrap();
+        let text = std::fs::read_to_string(paths::cell_file(dir, "z", CellFile::Result)).unwrap();
+        assert!(text.contains("\"final_loss\": null"), "{text}");
+        assert_eq!(cell_state(dir, "z"), (CellStatus::Done, None));
+    }
+
+    #[test]
     fn damaged_outputs_are_found_and_run_again() {
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path();

@@ -121,6 +121,8 @@ fn source_of(metadata: Option<&Metadata>, key: &str, file: &Path) -> ConfigSourc
 
 /// The provider that set `key` (or, when `key` is not a value of its own, its nearest parent).
 fn metadata_for<'a>(figment: &'a Figment, key: &str) -> Option<&'a Metadata> {
+    // A list entry (`references[1].bm25.k1`) is looked up as a path, and then by its parents.
+    let key = key.replace('[', ".").replace(']', "");
     let parts: Vec<&str> = key.split('.').collect();
     (1..=parts.len())
         .rev()

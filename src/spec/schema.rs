@@ -58,6 +58,12 @@ pub struct Experiment {
     /// Named sub-grids whose union is the experiment's grid; the top-level grid keys above are
     /// shared by every one of them.
     pub grids: BTreeMap<String, GridSpec>,
+    /// Reference rows of the report, apart from the grid and tested against the baseline like a
+    /// grid point: `bm25`, `{bm25: {k1: 0.9, b: 0.4}}`, `zero_shot` (the pretrained
+    /// `model.backbone` without training). Each is computed once per data set and cached under
+    /// the results folder. Absent: none (and left out of the serialised experiment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
 }
 
 /// One named sub-grid: the same grid keys as the top level of an experiment.
@@ -130,7 +136,102 @@ impl Default for Experiment {
             exclude: Vec::new(),
             include: Vec::new(),
             grids: BTreeMap::new(),
+            references: Vec::new(),
         }
+    }
+}
+
+/// A reference row of the report (`references`): a retriever that is not a grid point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reference {
+    /// Lucene's BM25 over the words of the texts.
+    Bm25(Bm25Params),
+    /// The experiment's pretrained `model.backbone`, used with no training.
+    ZeroShot,
+}
+
+impl Reference {
+    /// The names a reference is written by.
+    pub const NAMES: [&'static str; 2] = ["bm25", "zero_shot"];
+
+    /// Its name (`bm25`, `zero_shot`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reference::Bm25(_) => "bm25",
+            Reference::ZeroShot => "zero_shot",
+        }
+    }
+}
+
+/// The parameters of BM25 (`references: [{bm25: {k1: 1.2, b: 0.75}}]`), Lucene's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bm25Params {
+    /// Term-frequency saturation (≥ 0).
+    pub k1: f64,
+    /// Length normalisation (in [0, 1]).
+    pub b: f64,
+}
+
+impl Default for Bm25Params {
+    fn default() -> Self {
+        Self { k1: 1.2, b: 0.75 }
+    }
+}
+
+/// `zero_shot` written as a map takes no parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+impl Serialize for Reference {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Reference::ZeroShot => s.serialize_str("zero_shot"),
+            Reference::Bm25(p) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("bm25", p)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Reference {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct RefVisitor;
+        impl<'de> Visitor<'de> for RefVisitor {
+            type Value = Reference;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a reference: `bm25`, `{bm25: {k1: 1.2, b: 0.75}}` or `zero_shot`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Reference, E> {
+                match v {
+                    "bm25" => Ok(Reference::Bm25(Bm25Params::default())),
+                    "zero_shot" => Ok(Reference::ZeroShot),
+                    other => Err(E::unknown_variant(other, &Reference::NAMES)),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Reference, A::Error> {
+                let Some(name) = map.next_key::<String>()? else {
+                    return Err(de::Error::invalid_length(0, &"one reference name with its parameters"));
+                };
+                let reference = match name.as_str() {
+                    "bm25" => Reference::Bm25(map.next_value()?),
+                    "zero_shot" => {
+                        map.next_value::<NoParams>()?;
+                        Reference::ZeroShot
+                    }
+                    other => return Err(de::Error::unknown_variant(other, &Reference::NAMES)),
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::invalid_length(2, &"one reference name per entry"));
+                }
+                Ok(reference)
+            }
+        }
+        d.deserialize_any(RefVisitor)
     }
 }
 
@@ -491,5 +592,83 @@ impl Experiment {
             .collect();
         keys.push("grids".into());
         keys
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    fn load_text(text: &str) -> (tempfile::TempDir, Result<Experiment, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refs.yaml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = crate::spec::load(&path, &[])
+            .map(|l| l.experiment)
+            .map_err(|e| e.to_string());
+        (dir, loaded)
+    }
+
+    #[test]
+    fn references_are_read_in_every_form() {
+        let (_d, e) = load_text("model: {backbone: me5-small}\nreferences: [bm25, zero_shot]\n");
+        let e = e.unwrap();
+        assert_eq!(
+            e.references,
+            [Reference::Bm25(Bm25Params::default()), Reference::ZeroShot]
+        );
+        assert_eq!(Bm25Params::default(), Bm25Params { k1: 1.2, b: 0.75 });
+        let (_d, e) = load_text("references: [{bm25: {k1: 0.9, b: 0.4}}, {bm25: {b: 0.3}}]\n");
+        let e = e.unwrap_err();
+        // The same reference twice is refused, naming the second entry.
+        assert!(
+            e.contains("refs.yaml: key `references[1]`: expected each reference once"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {k1: 0.9, b: 0.4}}]\n");
+        let e = e.unwrap();
+        assert_eq!(e.references, [Reference::Bm25(Bm25Params { k1: 0.9, b: 0.4 })]);
+        // What is written reads back the same.
+        let back: Experiment = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(back.references, e.references);
+        // No references by default, and none in the serialised experiment.
+        let plain = Experiment::default();
+        assert!(plain.references.is_empty());
+        assert!(serde_json::to_value(&plain).unwrap().get("references").is_none());
+    }
+
+    #[test]
+    fn bad_references_name_the_file_key_and_expectation() {
+        let (_d, e) = load_text("references: [bm52]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml") && e.contains("references") && e.contains("bm25"),
+            "{e}"
+        );
+        assert!(e.contains("bm52") && e.contains("zero_shot"), "{e}");
+        let (_d, e) = load_text("references: [zero_shot]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `references[0]`: expected `model.backbone` set"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {k1: -1}}]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `references[0].bm25.k1`: expected a number >= 0, found -1"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {b: 1.5}}]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `references[0].bm25.b`: expected a number in [0, 1], found 1.5"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {k: 1}}]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml") && e.contains("unknown field") && e.contains("`k`"),
+            "{e}"
+        );
     }
 }

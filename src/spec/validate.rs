@@ -131,6 +131,35 @@ impl Experiment {
                 }
             }
         }
+        for (i, reference) in self.references.iter().enumerate() {
+            let at = format!("references[{i}]");
+            if self.references[..i].iter().any(|r| r.name() == reference.name()) {
+                check(
+                    false,
+                    problem(&at, "each reference once", Some(reference.name().into())),
+                );
+            }
+            match reference {
+                super::schema::Reference::Bm25(p) => {
+                    check(
+                        p.k1.is_finite() && p.k1 >= 0.0,
+                        problem(format!("{at}.bm25.k1"), "a number >= 0", Some(p.k1.to_string())),
+                    );
+                    check(
+                        (0.0..=1.0).contains(&p.b),
+                        problem(format!("{at}.bm25.b"), "a number in [0, 1]", Some(p.b.to_string())),
+                    );
+                }
+                super::schema::Reference::ZeroShot => check(
+                    m.backbone.is_some(),
+                    problem(
+                        &at,
+                        "`model.backbone` set (zero_shot is the pretrained backbone without training)",
+                        Some("zero_shot without a backbone".into()),
+                    ),
+                ),
+            }
+        }
         check(
             self.train.steps > 0 || self.train.eval_every == 0,
             problem(

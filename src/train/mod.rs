@@ -92,13 +92,22 @@ pub const STATE_STORES: &str = "states";
 /// weights.
 pub fn build_encoder(cfg: &CellConfig, device: ResolvedDevice) -> Result<Box<dyn TrainableEncoder>> {
     let settings = lr::optimizer_settings(&cfg.train);
+    let on_cpu = matches!(device, ResolvedDevice::Cpu);
     if let (Some(backbone), Some(fine_tune)) = (cfg.model.backbone, cfg.model.fine_tune()) {
         let dir = model::bert::text::resolve_model(backbone.model_name(), false)?;
+        if on_cpu {
+            let gemm = model::select_blas(true, false)?;
+            tracing::info!(gemm, "CPU matrix products");
+        }
         let mut encoder = model::bert::load(&dir, fine_tune, settings, device)?;
         // The frozen lower layers run once per text, for every cell on this data folder.
         encoder.use_state_store(&crate::data::data_dir().join(STATE_STORES))?;
         let encoder: Box<dyn TrainableEncoder> = encoder;
         return Ok(encoder);
+    }
+    if on_cpu {
+        let gemm = model::select_blas(false, false)?;
+        tracing::debug!(gemm, "CPU matrix products");
     }
     // The model's initial weights and the sampler draw from separate seeded streams.
     model::build(

@@ -3,6 +3,7 @@
 //! graph). Shared helpers live in `common`. Run one area with `cargo test --test it <module>::`.
 
 mod backbone;
+mod blas;
 mod common;
 mod compare;
 mod data_format;
@@ -15,6 +16,7 @@ mod measures;
 mod ot_ablation;
 mod parsing;
 mod quickstart;
+mod references;
 mod report;
 mod robust;
 mod sakai_reference;

@@ -51,9 +51,11 @@ fn power_from_flags_prints_queries_per_seed_count() {
     // One seed: the seed part alone is too large for any number of queries.
     assert!(rows[0].contains(">100000"), "{s}");
     let queries = |row: &str| row.split_whitespace().nth(1).unwrap().parse::<usize>().ok();
+    // Per comparison α 0.025: SE must reach 0.03 / (t_0.9875 + t_0.8), about 0.009 at the
+    // seed part's few df, and the seed floor √(2 · 0.0004 / S) does so only at 10 seeds.
+    assert!(rows[8].contains(">100000"), "{s}");
     let ten = queries(rows[9]).expect("10 seeds suffice");
-    let five = queries(rows[4]).expect("5 seeds suffice");
-    assert!(ten < five, "{s}");
+    assert!(ten > 1000, "{s}");
 }
 
 #[test]
@@ -152,7 +154,7 @@ fn a_sweep_with_two_seeds_reports_seed_columns_and_plans_from_them() {
     );
     let comparisons = std::fs::read_to_string(report.join("comparisons.csv")).unwrap();
     assert!(
-        comparisons.contains(",seeds,seed-aware t (2 x 2 seeds"),
+        comparisons.contains(",seeds,\"seed-aware t (2 x 2 seeds"),
         "{comparisons}"
     );
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();

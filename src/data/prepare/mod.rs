@@ -22,6 +22,8 @@ pub mod e5s1;
 pub mod fetch;
 /// The pretrained backbone multilingual-E5-small, from registry packages.
 pub mod me5;
+/// OpenBLAS for the CPU kernels, from PyPI's scipy-openblas32 wheel.
+pub mod openblas;
 mod progress;
 /// The UDHR data set.
 pub mod udhr;

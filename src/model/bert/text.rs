@@ -202,6 +202,7 @@ pub struct EncodeRequest<'a> {
 pub fn encode_file(req: &EncodeRequest, out: &mut dyn Write) -> Result<usize> {
     let rows = read_rows(req.input)?;
     let dir = resolve_model(req.model, req.progress)?;
+    crate::model::select_blas(true, req.progress)?;
     let (model, tokenizer) = load_for_inference(&dir, ResolvedDevice::Cpu)?;
     let ids = rows
         .iter()

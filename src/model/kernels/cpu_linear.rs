@@ -4,6 +4,7 @@
 //! broadcast-add backward.
 
 use super::States;
+use super::blas;
 use super::gelu::{self, Kind};
 use super::simd::multiversion;
 use dfdx::nn::modules::Linear;
@@ -13,8 +14,7 @@ use rayon::prelude::*;
 const ROWS: usize = 64;
 
 /// dst (m × n, row-major) = [dst +] lhs · rhs with the given (row, column) strides, on all
-/// threads.
-#[allow(clippy::too_many_arguments)]
+/// threads (see [`blas`] for which library).
 unsafe fn gemm_rayon(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
@@ -24,30 +24,18 @@ unsafe fn gemm_rayon(
     rhs: *const f32,
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
+    let lhs = blas::Operand {
+        ptr: lhs,
+        rs: lhs_rs,
+        cs: lhs_cs,
+    };
+    let rhs = blas::Operand {
+        ptr: rhs,
+        rs: rhs_rs,
+        cs: rhs_cs,
+    };
     // SAFETY: the caller's pointers and strides describe valid matrices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            n as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
-        )
-    }
+    unsafe { blas::gemm(m, n, k, dst, accumulate, lhs, rhs) }
 }
 
 #[inline(always)]

@@ -18,6 +18,7 @@ use dfdx::prelude::*;
 pub mod reference;
 
 mod attention;
+pub mod blas;
 mod cpu_linear;
 mod gelu;
 mod layer_norm;

@@ -57,6 +57,8 @@ pub struct SweepOutcome {
     pub failed: Vec<(String, String)>,
     /// Finished cells found damaged and run again, with the reasons.
     pub damaged: Vec<(String, String)>,
+    /// The reference rows, each with what this run did with it.
+    pub references: Vec<(String, crate::run::reference::Outcome)>,
 }
 
 /// Runs every unfinished cell of the experiment into `results_root/<name>/` and refreshes
@@ -116,8 +118,20 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
         }
     }
     overall.finish_and_clear();
+    // The references after the cells: they are computed once, and a run that stops early
+    // (`--fail-fast`) leaves them for the next one.
+    let references = if opts.fail_fast && !failed_now.is_empty() {
+        Vec::new()
+    } else {
+        crate::run::reference::ensure(loaded, &dir, &artifacts, !opts.quiet)
+    };
     let record = refresh(&dir)?;
-    let failed = failed_cells(&record, None);
+    let mut failed = failed_cells(&record, None);
+    for (key, outcome) in &references {
+        if let crate::run::reference::Outcome::Failed(reason) = outcome {
+            failed.push((format!("reference {key}"), reason.clone()));
+        }
+    }
     let trained = attempted.iter().filter(|id| finished(&dir, id).is_some()).count();
     Ok(SweepOutcome {
         dir,
@@ -125,6 +139,7 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
         skipped,
         failed,
         damaged,
+        references,
     })
 }
 

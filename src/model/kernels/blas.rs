@@ -1,0 +1,299 @@
+//! The large matrix products of the CPU kernels, on an optimised BLAS when one is loaded.
+//!
+//! Why: profiled, the GEMMs are most of a transformer step (me5-small's shape: over 70% with
+//! the fused kernels), and the `gemm` crate reaches 40–95 GFLOP/s on this machine's shapes
+//! where OpenBLAS 0.3.31 reaches 120–155 (`BENCHMARKS.md`). The library is not linked at
+//! build time: the prepared copy of PyPI's `scipy-openblas32` wheel (see
+//! `data::prepare::openblas`) is opened at run time with [`load`], so the crate builds
+//! anywhere and falls back to the `gemm` crate when no library is loaded.
+//!
+//! Threads: the BLAS runs single-threaded and the product is split over rayon's pool by
+//! blocks of rows of the result, so there is one thread pool (no OpenBLAS threads spinning
+//! beside rayon's on 2 cores). The blocks depend only on the sizes and the thread count, so a
+//! run repeats bit for bit on the same machine and thread count; on another thread count the
+//! rows at block edges may round differently (OpenBLAS's kernels treat edge rows apart).
+
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// `cblas_sgemm` (row-major layout, transposes, sizes, alpha, A, lda, B, ldb, beta, C, ldc).
+type Sgemm =
+    unsafe extern "C" fn(i32, i32, i32, i32, i32, i32, f32, *const f32, i32, *const f32, i32, f32, *mut f32, i32);
+
+const ROW_MAJOR: i32 = 101;
+const NO_TRANS: i32 = 111;
+const TRANS: i32 = 112;
+
+/// Symbol names of the wheel's OpenBLAS (it prefixes every symbol with `scipy_`).
+const SGEMM_SYMBOL: &[u8] = b"scipy_cblas_sgemm";
+const THREADS_SYMBOL: &[u8] = b"scipy_openblas_set_num_threads";
+const CONFIG_SYMBOL: &[u8] = b"scipy_openblas_get_config";
+
+struct Blas {
+    sgemm: Sgemm,
+    path: PathBuf,
+    config: String,
+    // Keeps the library mapped for the life of the process (the function pointers point into it).
+    _library: libloading::Library,
+}
+
+static BLAS: OnceLock<Blas> = OnceLock::new();
+
+/// Opens the OpenBLAS library at `path` (once per process; later calls with the same path
+/// are no-ops, with another path an error) and routes the kernels' large products to it.
+pub fn load(path: &Path) -> Result<()> {
+    if let Some(blas) = BLAS.get() {
+        if blas.path == path {
+            return Ok(());
+        }
+        bail!(
+            "a BLAS is already loaded from {}; cannot switch to {} in the same process",
+            blas.path.display(),
+            path.display()
+        );
+    }
+    // SAFETY: loading runs the library's initialisers; the file is the sha256-checked copy
+    // of a pinned wheel (data::prepare::openblas), whose initialisers only set up OpenBLAS.
+    let library = unsafe { libloading::Library::new(path) }
+        .with_context(|| format!("cannot load the BLAS library {}", path.display()))?;
+    // SAFETY: the symbols have these C signatures in OpenBLAS's cblas.h / openblas_config.h.
+    let (sgemm, set_threads, config) = unsafe {
+        let sgemm: Sgemm = *library
+            .get::<Sgemm>(SGEMM_SYMBOL)
+            .with_context(|| format!("{} has no scipy_cblas_sgemm", path.display()))?;
+        let set_threads = *library
+            .get::<unsafe extern "C" fn(i32)>(THREADS_SYMBOL)
+            .with_context(|| format!("{} has no scipy_openblas_set_num_threads", path.display()))?;
+        let config = *library
+            .get::<unsafe extern "C" fn() -> *const std::ffi::c_char>(CONFIG_SYMBOL)
+            .with_context(|| format!("{} has no scipy_openblas_get_config", path.display()))?;
+        (sgemm, set_threads, config)
+    };
+    // SAFETY: plain C calls without arguments that need to outlive them.
+    let config = unsafe {
+        set_threads(1);
+        std::ffi::CStr::from_ptr(config()).to_string_lossy().into_owned()
+    };
+    let blas = Blas {
+        sgemm,
+        path: path.to_path_buf(),
+        config,
+        _library: library,
+    };
+    if BLAS.set(blas).is_err() {
+        // Another thread loaded one first; accept it only if it is the same file.
+        return load(path);
+    }
+    Ok(())
+}
+
+/// Which GEMM the kernels use: `"openblas"` once [`load`] succeeded, else `"gemm-crate"`.
+/// Part of the frozen-state store's key and of a cell's log, since the two sum in different
+/// orders (results agree to float rounding, not bit for bit).
+pub fn backend() -> &'static str {
+    if BLAS.get().is_some() { "openblas" } else { "gemm-crate" }
+}
+
+/// OpenBLAS's own description of the loaded build (version, kernel chosen for this CPU).
+pub fn loaded_config() -> Option<&'static str> {
+    BLAS.get().map(|b| b.config.as_str())
+}
+
+/// One operand: its pointer and (row, column) strides, one of which must be 1.
+#[derive(Clone, Copy)]
+pub struct Operand {
+    /// First element.
+    pub ptr: *const f32,
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+// SAFETY: an Operand is a read-only view handed to worker threads that only read it.
+unsafe impl Send for Operand {}
+unsafe impl Sync for Operand {}
+
+impl Operand {
+    /// (transpose flag, leading dimension) for cblas, or None if neither stride is 1.
+    fn cblas(&self) -> Option<(i32, i32)> {
+        if self.cs == 1 {
+            Some((NO_TRANS, self.rs.max(1) as i32))
+        } else if self.rs == 1 {
+            Some((TRANS, self.cs as i32))
+        } else {
+            None
+        }
+    }
+}
+
+struct Dst(*mut f32);
+// SAFETY: each worker writes a disjoint block of rows.
+unsafe impl Send for Dst {}
+unsafe impl Sync for Dst {}
+
+/// dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n), on rayon's threads.
+///
+/// # Safety
+/// The pointers and strides must describe valid, non-overlapping matrices of these sizes.
+pub unsafe fn gemm(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool, lhs: Operand, rhs: Operand) {
+    let Some(blas) = BLAS.get() else {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_crate(m, n, k, dst, accumulate, lhs, rhs) };
+        return;
+    };
+    let (Some((ta, lda)), Some((tb, ldb))) = (lhs.cblas(), rhs.cblas()) else {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_crate(m, n, k, dst, accumulate, lhs, rhs) };
+        return;
+    };
+    if m == 0 || n == 0 {
+        return;
+    }
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let threads = rayon::current_num_threads().max(1);
+    // Blocks of whole rows, at least 16 rows each, one or a few per thread.
+    let block = m.div_ceil(threads).max(16);
+    let dst = Dst(dst);
+    // References, so the closure captures the Sync wrappers rather than their raw fields.
+    let (dst, lhs, rhs, sgemm) = (&dst, &lhs, &rhs, blas.sgemm);
+    (0..m.div_ceil(block)).into_par_iter().for_each(|b| {
+        let r0 = b * block;
+        let rows = block.min(m - r0);
+        // SAFETY: rows r0.. of lhs and dst are inside the caller's matrices; blocks are disjoint.
+        unsafe {
+            let a = lhs.ptr.add(r0 * lhs.rs);
+            let c = dst.0.add(r0 * n);
+            sgemm(
+                ROW_MAJOR,
+                ta,
+                tb,
+                rows as i32,
+                n as i32,
+                k as i32,
+                1.0,
+                a,
+                lda,
+                rhs.ptr,
+                ldb,
+                beta,
+                c,
+                n as i32,
+            );
+        }
+    });
+}
+
+/// The same product with the `gemm` crate on rayon's threads.
+unsafe fn gemm_crate(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool, lhs: Operand, rhs: Operand) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.ptr,
+            rhs.cs as isize,
+            rhs.rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+}
+
+/// dst = [dst +] lhs·rhs in f64, lhs m × k and rhs k × n read through their (row, column)
+/// strides.
+#[allow(clippy::too_many_arguments)]
+fn reference_product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    (lhs, lrs, lcs): (&[f32], usize, usize),
+    (rhs, rrs, rcs): (&[f32], usize, usize),
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = if accumulate { f64::from(dst[i * n + j]) } else { 0.0 };
+            for p in 0..k {
+                acc += f64::from(lhs[i * lrs + p * lcs]) * f64::from(rhs[p * rrs + j * rcs]);
+            }
+            dst[i * n + j] = acc as f32;
+        }
+    }
+}
+
+/// Checks [`gemm`] on the backend in use against f64 products, on every combination of
+/// transposed operands and accumulation and on shapes that do and do not split evenly into
+/// row blocks: run after loading a library (`clirlab data prepare openblas`) and by the tests.
+pub fn self_check() -> Result<()> {
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    };
+    for &(m, n, k) in &[(1, 1, 1), (5, 3, 7), (37, 19, 23), (130, 64, 96)] {
+        for (lhs_t, rhs_t, accumulate) in (0..8).map(|b| (b & 1 == 1, b & 2 == 2, b & 4 == 4)) {
+            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let start: Vec<f32> = (0..m * n).map(|_| next()).collect();
+            // A transposed operand is stored as its transpose, row-major.
+            let (lrs, lcs) = if lhs_t { (1, m) } else { (k, 1) };
+            let (rrs, rcs) = if rhs_t { (1, k) } else { (n, 1) };
+            let mut want = start.clone();
+            reference_product((m, n, k), &mut want, accumulate, (&a, lrs, lcs), (&b, rrs, rcs));
+            let mut got = start;
+            let lhs = Operand {
+                ptr: a.as_ptr(),
+                rs: lrs,
+                cs: lcs,
+            };
+            let rhs = Operand {
+                ptr: b.as_ptr(),
+                rs: rrs,
+                cs: rcs,
+            };
+            // SAFETY: the operands and the destination have the stated sizes.
+            unsafe { gemm(m, n, k, got.as_mut_ptr(), accumulate, lhs, rhs) };
+            let tolerance = 1e-5 * (k as f32).sqrt();
+            if let Some((g, w)) = got
+                .iter()
+                .zip(&want)
+                .find(|(g, w)| (*g - *w).abs() > tolerance * (1.0 + w.abs()))
+            {
+                bail!(
+                    "{} GEMM self-check failed: {m}x{n}x{k} (lhs transposed {lhs_t}, rhs transposed {rhs_t}, \
+                     accumulate {accumulate}): {g} where f64 gives {w}",
+                    backend()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_gemm_matches_f64_products() {
+        // Unit tests never load a library: this is the `gemm` crate path.
+        assert_eq!(backend(), "gemm-crate");
+        self_check().unwrap();
+    }
+}
