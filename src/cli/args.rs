@@ -201,6 +201,53 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Queries and seeds per grid point needed to detect a difference with the seed-aware test.
+    #[command(
+        after_help = "Variance components come from a finished experiment (its seed-aware comparisons of one metric,\naveraged) or from the three --var-* flags. The α of one comparison is --alpha over the family\n(α/m for holm, bonferroni, bh; the conservative bound).\n\nExamples:\n  clirlab power results/quickstart --metric nDCG@10 --effect 0.02\n  clirlab power --var-query 0.02 --var-residual 0.01 --var-seed 0.0004 --effect 0.03 --comparisons 4"
+    )]
+    Power {
+        /// A finished experiment's results folder (else give the --var-* flags).
+        results_dir: Option<PathBuf>,
+        /// The task of RESULTS_DIR (default: its only task).
+        #[arg(long)]
+        task: Option<String>,
+        /// The metric of RESULTS_DIR, as the report names it (nDCG@10, RR@10, R@100, AP).
+        #[arg(long, default_value = "nDCG@10")]
+        metric: String,
+        /// Variance over queries of the true per-query difference of two grid points.
+        #[arg(long, allow_negative_numbers = true)]
+        var_query: Option<f64>,
+        /// Per-(seed, query) residual variance of one grid point.
+        #[arg(long, allow_negative_numbers = true)]
+        var_residual: Option<f64>,
+        /// Between-seed variance of one grid point's mean.
+        #[arg(long, allow_negative_numbers = true)]
+        var_seed: Option<f64>,
+        /// The baseline is deterministic (one run, e.g. zero-shot or BM25): only the grid point varies.
+        #[arg(long)]
+        deterministic_baseline: bool,
+        /// The true difference of means to detect (metric units, e.g. 0.02).
+        #[arg(long, allow_negative_numbers = true)]
+        effect: f64,
+        /// Family-wise significance level.
+        #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+        alpha: f64,
+        /// Comparisons in the family (default: RESULTS_DIR's, else 1).
+        #[arg(long)]
+        comparisons: Option<usize>,
+        /// The correction over the family (default: RESULTS_DIR's, else holm).
+        #[arg(long, value_enum)]
+        correction: Option<Correction>,
+        /// The power to reach.
+        #[arg(long, default_value_t = 0.8)]
+        power: f64,
+        /// The table runs over 1..=N seeds.
+        #[arg(long, default_value_t = 10)]
+        max_seeds: usize,
+        /// The most queries considered.
+        #[arg(long, default_value_t = 100_000)]
+        max_queries: usize,
+    },
     /// Print a curriculum schedule p(t) at a few points of training progress t.
     #[command(
         after_help = "Examples:\n  clirlab schedule linear\n  clirlab schedule schedules/exponential.yaml --points 11"

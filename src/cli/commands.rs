@@ -204,6 +204,7 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             }
             Ok(())
         }
+        command @ Command::Power { .. } => power(command),
         Command::Schedule { name_or_file, points } => {
             if points < 2 {
                 bail!("--points: expected at least 2, found {points}");
@@ -311,6 +312,95 @@ fn compare(command: Command) -> Result<()> {
     };
     let rows = crate::stats::compare_table(&table, &names, baseline.as_deref(), &opts)?;
     out_raw!("{}", crate::stats::format_comparisons(&rows, format));
+    Ok(())
+}
+
+/// `clirlab power`: the components (from a results folder or the flags), then the table.
+fn power(command: Command) -> Result<()> {
+    let Command::Power {
+        results_dir,
+        task,
+        metric,
+        var_query,
+        var_residual,
+        var_seed,
+        deterministic_baseline,
+        effect,
+        alpha,
+        comparisons,
+        correction,
+        power,
+        max_seeds,
+        max_queries,
+    } = command
+    else {
+        unreachable!("dispatch passes `power` only");
+    };
+    let flags = [var_query, var_residual, var_seed];
+    let (components, family, folder_correction) = match (&results_dir, flags) {
+        (Some(dir), [None, None, None]) => {
+            let report = report::model::build(std::slice::from_ref(dir))?;
+            let (all, family, correction) = report.plan_components(task.as_deref(), &metric)?;
+            let pooled = crate::stats::pooled_components(&all).expect("plan_components returns at least one");
+            out!(
+                "{}: {} seed-aware comparison{} of {metric} (family of {family}, {} correction), components averaged:",
+                dir.display(),
+                all.len(),
+                if all.len() == 1 { "" } else { "s" },
+                correction.name()
+            );
+            (pooled, Some(family), Some(correction))
+        }
+        (Some(_), _) => bail!("RESULTS_DIR or --var-query/--var-residual/--var-seed: give one, not both"),
+        (None, [Some(q), Some(e), Some(v)]) => (
+            crate::stats::PlanComponents {
+                var_query: q,
+                var_residual: e,
+                var_seed: v,
+                deterministic_baseline,
+            },
+            None,
+            None,
+        ),
+        (None, _) => bail!("give RESULTS_DIR, or all three of --var-query, --var-residual and --var-seed"),
+    };
+    let components = crate::stats::PlanComponents {
+        deterministic_baseline: components.deterministic_baseline || deterministic_baseline,
+        ..components
+    };
+    let m = comparisons.or(family).unwrap_or(1);
+    if m == 0 {
+        bail!("--comparisons: expected at least 1, found 0");
+    }
+    let correction = correction.or(folder_correction).unwrap_or_default();
+    let per = crate::stats::per_comparison_alpha(alpha, correction, m);
+    let rows = crate::stats::power_table(&components, effect, per, power, max_seeds, max_queries)?;
+    out!(
+        "var_query {:.6}, var_residual {:.6}, var_seed {:.6}{}",
+        components.var_query,
+        components.var_residual,
+        components.var_seed,
+        if components.deterministic_baseline {
+            " (deterministic baseline)"
+        } else {
+            ""
+        }
+    );
+    out!(
+        "effect {effect}, power {power}, alpha {alpha} over {m} comparison{} ({}): {per:.6} per comparison",
+        if m == 1 { "" } else { "s" },
+        correction.name()
+    );
+    out!("{:>5}  {:>9}  {:>13}", "seeds", "queries", "seed-only SE");
+    for r in rows {
+        let q = r.queries.map_or_else(|| format!(">{max_queries}"), |q| q.to_string());
+        out!("{:>5}  {:>9}  {:>13.6}", r.seeds, q, r.seed_floor_se);
+    }
+    if components.var_seed > 0.0 {
+        out!(
+            "With 1 seed the seed variance cannot be estimated: the figure counts it, the query-level test would not."
+        );
+    }
     Ok(())
 }
 

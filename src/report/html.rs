@@ -2,7 +2,7 @@
 //! grid and provenance, the tables and the plots. Every text that comes from data or
 //! configuration goes through [`escape`].
 
-use super::model::{ALPHA, ALPHA_STRICT, CONFIDENCE, Report, Stat, Task};
+use super::model::{ALPHA, ALPHA_STRICT, CONFIDENCE, POWER, Report, Stat, Task};
 use super::plots::{Plot, Section, colour};
 use super::{dropped_note, fmt_p, mark, missing_note};
 use crate::stats::MeanCi;
@@ -89,7 +89,7 @@ fn swatch(i: usize) -> String {
     )
 }
 
-fn stat_cell(s: &Stat, best: bool) -> String {
+fn stat_cell(s: &Stat, best: bool, seeds: bool) -> String {
     let mut out = format!(
         r#"<td><span class="{}">{}</span>"#,
         if best { "best" } else { "" },
@@ -107,6 +107,23 @@ fn stat_cell(s: &Stat, best: bool) -> String {
             escape(&fmt_p(c.p_adjusted)),
             c.effect_size
         );
+    }
+    if seeds {
+        let num = |x: f64| {
+            if x.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{x:.3}")
+            }
+        };
+        let _ = write!(out, "<br><small>sd<sub>seed</sub> {}", num(s.seed_sd));
+        if let Some(d) = &s.seeds {
+            let _ = write!(out, " · p<sub>queries</sub> {}", escape(&fmt_p(d.p_queries)));
+        }
+        if let Some(mdd) = s.mdd {
+            let _ = write!(out, " · MDD {}", num(mdd));
+        }
+        out.push_str("</small>");
     }
     out.push_str("</td>");
     out
@@ -271,6 +288,18 @@ fn method(out: &mut String, r: &Report) {
             out.push_str("<li>No baseline: a single grid point, or the baseline has no finished cell; no tests.</li>\n")
         }
     }
+    if r.seed_aware() {
+        let _ = writeln!(
+            out,
+            "<li>Seeds: a grid point with at least 2 seeds is compared with the baseline by the seed-aware t-test \
+             (queries and seeds random, Welch–Satterthwaite df; a baseline with one seed counts as deterministic), \
+             corrected with the others; p<sub>queries</sub> is the <code>{}</code> test on the seed means. \
+             sd<sub>seed</sub> is the standard deviation of the grid point's per-seed means; MDD the difference \
+             detected with {:.0}% power at the per-comparison α (α/m for holm, bonferroni, bh and tukey).</li>",
+            escape(r.options.test.name()),
+            POWER * 100.0
+        );
+    }
     if let Some(note) = super::references_note(r) {
         let _ = writeln!(out, "<li>{}</li>", escape(&note));
     }
@@ -329,7 +358,7 @@ fn summary(out: &mut String, r: &Report, t: usize, task: &Task) {
             if is_base { " <strong>(baseline)</strong>" } else { "" },
         );
         for (m, s) in row.stats.iter().enumerate() {
-            out.push_str(&stat_cell(s, task.is_best(m, idx)));
+            out.push_str(&stat_cell(s, task.is_best(m, idx), r.seed_aware()));
         }
         out.push_str("</tr>\n");
     }

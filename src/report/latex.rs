@@ -38,9 +38,15 @@ pub fn tables(r: &Report) -> String {
             ),
             None => String::new(),
         };
+        let seeds = if r.seed_aware() {
+            " (in parentheses: between-seed sd of the mean; grid points with several seeds are tested with queries \
+             and seeds random)"
+        } else {
+            " (seeds averaged per query)"
+        };
         let _ = writeln!(
             out,
-            "\\caption{{{}: task {}, mean over {} queries (seeds averaged per query); best in bold.{baseline}}}",
+            "\\caption{{{}: task {}, mean over {} queries{seeds}; best in bold.{baseline}}}",
             escape(&r.title),
             escape(&task.name),
             task.queries
@@ -75,7 +81,11 @@ pub fn tables(r: &Report) -> String {
                         value
                     };
                     let sig = s.vs_baseline.as_ref().map_or("", |c| latex_mark(c.p_adjusted));
-                    format!("{value}{sig}")
+                    if r.seed_aware() && s.seed_sd.is_finite() {
+                        format!("{value}{sig} {{\\scriptsize ({:.3})}}", s.seed_sd)
+                    } else {
+                        format!("{value}{sig}")
+                    }
                 })
                 .collect();
             let _ = writeln!(out, "{name} & {} \\\\", cells.join(" & "));

@@ -4,12 +4,20 @@
 //! Per-query values are averaged over the seeds of a grid point, then every statistic of a task
 //! runs over the queries that all its systems were scored on, so that every comparison is
 //! paired; queries left out that way are counted per folder and shown.
+//!
+//! Seeds: with `stats.unit: seeds` (the default), a comparison whose grid point has at least 2
+//! seeds is made by the seed-aware test ([`stats::seed_test`]) on the per-seed values instead,
+//! with the configured test's p kept beside it; the correction then runs over the family's
+//! p-values as made. Such a report (any grid point with 2 seeds) also shows each grid point's
+//! between-seed sd and each comparison's minimum detectable difference; a report whose grid
+//! points all have one seed, or with `stats.unit: queries`, is the query-level one, unchanged.
+//! The pairwise matrix stays query-level.
 
 use crate::eval::cell::CellMetric;
 use crate::run::paths::{self, CellFile};
 use crate::run::{self, CellResult, CellStatus, SweepRecord};
 use crate::schedule::Schedule;
-use crate::stats::{self, CompareOptions, Comparison, Correction, MeanCi, TestKind};
+use crate::stats::{self, CompareOptions, Comparison, Correction, MeanCi, SeedTest, TestKind, Unit};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +31,9 @@ pub const ALPHA: f64 = 0.05;
 
 /// A stricter level, marked apart.
 pub const ALPHA_STRICT: f64 = 0.01;
+
+/// Power at which the minimum detectable difference of a comparison is given.
+pub const POWER: f64 = 0.8;
 
 /// Above this many systems in a task the pairwise matrix is left out: it grows quadratically,
 /// and resampling tests over hundreds of pairs would dominate the time of writing the report.
@@ -99,6 +110,25 @@ pub struct Stat {
     pub ci: MeanCi,
     /// The test against the baseline (none for the baseline itself, or without one).
     pub vs_baseline: Option<Comparison>,
+    /// Sample sd over seeds of the grid point's per-seed means over the task's queries; NaN
+    /// with one seed (or seeds scored on different queries).
+    pub seed_sd: f64,
+    /// Where `vs_baseline` is the seed-aware test: its details and the query-level p.
+    pub seeds: Option<SeedStat>,
+    /// In a seed-aware report: the smallest difference `vs_baseline` detects with power
+    /// [`POWER`] at the per-comparison α of the correction ([`stats::per_comparison_alpha`]).
+    pub mdd: Option<f64>,
+}
+
+/// The seed-aware side of a comparison.
+#[derive(Clone)]
+pub struct SeedStat {
+    /// The seed-aware test.
+    pub test: SeedTest,
+    /// The configured test's unadjusted p on the seed-averaged values (queries only random).
+    pub p_queries: f64,
+    /// The configured (query-level) test.
+    pub test_queries: TestKind,
 }
 
 /// One system on one task.
@@ -183,6 +213,8 @@ pub struct Report {
     pub baseline: Option<usize>,
     /// The options of the significance tests.
     pub options: CompareOptions,
+    /// `stats.unit` of the first folder.
+    pub unit: Unit,
     /// The evaluation tasks, in order.
     pub tasks: Vec<Task>,
     /// The distinct schedules of the variants.
@@ -207,6 +239,58 @@ impl Report {
         } else {
             self.options.correction
         }
+    }
+
+    /// Whether seeds count (`stats.unit: seeds`) and some grid point has at least 2: the
+    /// report then shows the seed columns.
+    pub fn seed_aware(&self) -> bool {
+        self.unit == Unit::Seeds && self.variants.iter().any(|v| v.cells.len() >= 2)
+    }
+
+    /// The planning components of every seed-aware comparison of `metric` (a report name,
+    /// e.g. `nDCG@10`) on `task` (default: the only task), with the family size and the
+    /// correction. Errors name the flag and list what there is.
+    pub fn plan_components(
+        &self,
+        task: Option<&str>,
+        metric: &str,
+    ) -> Result<(Vec<stats::PlanComponents>, usize, Correction)> {
+        let names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+        let task = match task {
+            Some(t) => self
+                .tasks
+                .iter()
+                .find(|x| x.name == t)
+                .with_context(|| format!("--task: no task `{t}` in these results (tasks: {})", names.join(", ")))?,
+            None if self.tasks.len() == 1 => &self.tasks[0],
+            None => anyhow::bail!(
+                "--task: these results have several tasks; name one of {}",
+                names.join(", ")
+            ),
+        };
+        let m = self
+            .metrics
+            .iter()
+            .position(|x| x == metric)
+            .with_context(|| format!("--metric: no metric `{metric}` (metrics: {})", self.metrics.join(", ")))?;
+        let comparisons: Vec<&Stat> = task
+            .rows
+            .iter()
+            .map(|r| &r.stats[m])
+            .filter(|s| s.vs_baseline.is_some())
+            .collect();
+        let found: Vec<stats::PlanComponents> = comparisons
+            .iter()
+            .filter_map(|s| s.seeds.as_ref())
+            .map(|d| stats::PlanComponents::from_test(&d.test))
+            .collect();
+        anyhow::ensure!(
+            !found.is_empty(),
+            "task {}, metric {metric}: no comparison was made by the seed-aware test (it needs a baseline, a grid \
+             point with at least 2 seeds and stats.unit: seeds); give --var-query, --var-residual and --var-seed instead",
+            task.name
+        );
+        Ok((found, comparisons.len(), self.correction()))
     }
 
     /// Whether any row is a reference row.
@@ -519,6 +603,8 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         .iter()
         .flat_map(|v| v.values.keys().map(|(t, _)| t.clone()))
         .collect();
+    let unit = first.stats.unit;
+    let seed_aware = unit == Unit::Seeds && variants.iter().any(|v| v.cells.len() >= 2);
     let mut tasks = Vec::new();
     for name in &task_names {
         tasks.push(build_task(
@@ -529,6 +615,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
             &metrics,
             baseline,
             &options,
+            seed_aware,
         )?);
     }
     let title = folders
@@ -549,9 +636,121 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         variants,
         baseline,
         options,
+        unit,
         tasks,
         schedules,
     })
+}
+
+/// One variant's values on (task, metric) as seeds × `queries` (in order), or none when a
+/// seed lacks one of the queries (the seeds cannot be lined up).
+fn seed_rows(v: &Variant, task: &str, metric: &str, queries: &BTreeSet<&str>) -> Option<Vec<Vec<f64>>> {
+    let per_query = v.values.get(&(task.to_string(), metric.to_string()))?;
+    let seeds = v.cells.len();
+    let mut rows = vec![Vec::with_capacity(queries.len()); seeds];
+    for q in queries {
+        let values = per_query.get(*q)?;
+        if values.len() != seeds {
+            return None;
+        }
+        for (row, x) in rows.iter_mut().zip(values) {
+            row.push(*x);
+        }
+    }
+    Some(rows)
+}
+
+/// Replaces the query-level comparisons (against `baseline`, one family) of systems with at
+/// least 2 seeds by the seed-aware test, corrects the family again, and returns the details
+/// and every row's minimum detectable difference, by system id.
+#[allow(clippy::too_many_arguments)]
+fn seed_aware_rows(
+    rows: &mut [Comparison],
+    variants: &[Variant],
+    baseline: usize,
+    task: &str,
+    metric: &str,
+    common: &BTreeSet<&str>,
+    means: &dyn Fn(&str) -> Option<Vec<f64>>,
+    options: &CompareOptions,
+) -> Result<(BTreeMap<String, SeedStat>, BTreeMap<String, f64>)> {
+    let base_rows = seed_rows(&variants[baseline], task, metric, common);
+    let mut details = BTreeMap::new();
+    for c in rows.iter_mut() {
+        let Some(v) = variants.iter().find(|v| v.id == c.system) else {
+            continue;
+        };
+        if v.cells.len() < 2 {
+            continue;
+        }
+        let (Some(a), Some(b)) = (seed_rows(v, task, metric, common), base_rows.as_ref()) else {
+            continue;
+        };
+        let t = stats::seed_test(&a, b, CONFIDENCE)?;
+        details.insert(
+            c.system.clone(),
+            SeedStat {
+                test: t,
+                p_queries: c.p_value,
+                test_queries: c.test,
+            },
+        );
+        c.method = format!(
+            "seed-aware t ({} x {} seeds, queries and seeds random), welch-satterthwaite df = {:.2}; \
+             se^2 = between seeds {:.3e} + query interaction {:.3e}; query-level {} test: p = {}",
+            a.len(),
+            b.len(),
+            t.df,
+            t.between_part,
+            t.interaction_part,
+            c.test.name(),
+            c.p_value
+        );
+        c.test = TestKind::Seeds;
+        c.statistic_name = "t";
+        c.statistic = t.t;
+        c.df = Some(t.df);
+        c.p_value = t.p_value;
+        c.ci_low = t.ci_low;
+        c.ci_high = t.ci_high;
+        c.ci_method = "seed-aware t".to_string();
+    }
+    if !details.is_empty() {
+        let adjusted = stats::adjust(&rows.iter().map(|c| c.p_value).collect::<Vec<_>>(), options.correction);
+        for (c, p) in rows.iter_mut().zip(adjusted) {
+            // Tukey's own rows are family-wise already; the seed-aware ones take the correction.
+            if c.test != TestKind::Tukey {
+                c.p_adjusted = p;
+                c.correction = options.correction;
+            }
+        }
+    }
+    // Tukey's HSD is bounded like Bonferroni over the baseline's comparisons for planning.
+    let correction = if options.test == TestKind::Tukey {
+        Correction::Bonferroni
+    } else {
+        options.correction
+    };
+    let alpha = stats::per_comparison_alpha(ALPHA, correction, rows.len());
+    let mut mdd = BTreeMap::new();
+    for c in rows.iter() {
+        let (se, df) = match details.get(&c.system) {
+            Some(d) => (d.test.se, d.test.df),
+            // The query-level SE: the paired t's on the seed-averaged differences.
+            None => match (means(&c.system), means(&c.baseline)) {
+                (Some(y), Some(x)) if x.len() >= 2 => {
+                    let d: Vec<f64> = y.iter().zip(&x).map(|(a, b)| a - b).collect();
+                    let n = d.len() as f64;
+                    let m = d.iter().sum::<f64>() / n;
+                    let var = d.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
+                    ((var / n).sqrt(), n - 1.0)
+                }
+                _ => (f64::NAN, f64::NAN),
+            },
+        };
+        mdd.insert(c.system.clone(), stats::min_detectable_difference(se, df, alpha, POWER));
+    }
+    Ok((details, mdd))
 }
 
 /// Per-query means over seeds of one variant on (task, metric), restricted to `queries`.
@@ -565,6 +764,7 @@ fn seed_means(v: &Variant, task: &str, metric: &str, queries: &BTreeSet<&str>) -
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_task(
     name: &str,
     n_tasks: usize,
@@ -573,6 +773,7 @@ fn build_task(
     metrics: &[String],
     baseline: Option<usize>,
     options: &CompareOptions,
+    seed_aware: bool,
 ) -> Result<Task> {
     // The systems of this task and the queries each was scored on (any metric).
     let members: Vec<usize> = (0..variants.len())
@@ -615,6 +816,8 @@ fn build_task(
         .collect();
     let base_here = baseline.filter(|b| members.contains(b));
     let mut vs_baseline: Vec<Vec<Comparison>> = Vec::new();
+    let mut seed_details: Vec<BTreeMap<String, SeedStat>> = vec![BTreeMap::new(); metrics.len()];
+    let mut mdds: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); metrics.len()];
     for (m, metric) in metrics.iter().enumerate() {
         let Some(b) = base_here else {
             vs_baseline.push(Vec::new());
@@ -631,7 +834,17 @@ fn build_task(
                 .with_context(|| format!("task {name}, metric {metric}"))?
         };
         // Tukey compares every pair; only the baseline's pairs belong here.
-        vs_baseline.push(rows.into_iter().filter(|c| c.baseline == variants[b].id).collect());
+        let mut rows: Vec<Comparison> = rows.into_iter().filter(|c| c.baseline == variants[b].id).collect();
+        if seed_aware {
+            let by_id = |id: &str| -> Option<Vec<f64>> {
+                let i = members.iter().find(|&&i| variants[i].id == id)?;
+                Some(means[i][m].values().copied().collect())
+            };
+            (seed_details[m], mdds[m]) =
+                seed_aware_rows(&mut rows, variants, b, name, metric, &common, &by_id, options)
+                    .with_context(|| format!("task {name}, metric {metric}"))?;
+        }
+        vs_baseline.push(rows);
     }
 
     let rows: Vec<Row> = members
@@ -641,11 +854,18 @@ fn build_task(
             stats: metrics
                 .iter()
                 .enumerate()
-                .map(|(m, _)| {
+                .map(|(m, metric)| {
                     let values: Vec<f64> = means[&i][m].values().copied().collect();
+                    let seed_sd = seed_rows(&variants[i], name, metric, &common)
+                        .filter(|rows| rows.len() >= 2 && !common.is_empty())
+                        .and_then(|rows| stats::seed_components(&rows).ok())
+                        .map_or(f64::NAN, |c| c.seed_mean_sd);
                     Stat {
                         ci: stats::mean_ci(&values, CONFIDENCE),
                         vs_baseline: vs_baseline[m].iter().find(|c| c.system == variants[i].id).cloned(),
+                        seed_sd,
+                        seeds: seed_details[m].get(&variants[i].id).cloned(),
+                        mdd: mdds[m].get(&variants[i].id).copied(),
                     }
                 })
                 .collect(),

@@ -14,8 +14,17 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+    // The seed columns only where seeds count, so one-seed summaries read as before.
+    let seed_cols: &[&str] = if r.seed_aware() {
+        &["seed_sd", "p_queries", "mdd"]
+    } else {
+        &[]
+    };
     for m in &r.metrics {
-        for suffix in ["mean", "ci_low", "ci_high", "p_value", "p_adjusted", "effect_size"] {
+        for suffix in ["mean", "ci_low", "ci_high", "p_value", "p_adjusted", "effect_size"]
+            .iter()
+            .chain(seed_cols)
+        {
             header.push(format!("{m}_{suffix}"));
         }
     }
@@ -45,11 +54,26 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
                     ]),
                     None => record.extend([String::new(), String::new(), String::new()]),
                 }
+                if r.seed_aware() {
+                    record.push(finite(s.seed_sd));
+                    record.push(s.seeds.as_ref().map_or_else(String::new, |d| d.p_queries.to_string()));
+                    record.push(s.mdd.map_or_else(String::new, finite));
+                }
             }
             w.write_record(&record)?;
         }
     }
     Ok(w.into_inner()?)
+}
+
+/// A number, or empty where it is undefined (NaN).
+fn finite(x: f64) -> String {
+    if x.is_nan() { String::new() } else { x.to_string() }
+}
+
+/// A number to 4 places, or — where it is undefined.
+fn short(x: f64) -> String {
+    if x.is_nan() { "—".into() } else { format!("{x:.4}") }
 }
 
 /// `cells.csv`: every finished cell's means per language and task.
@@ -146,9 +170,14 @@ pub fn markdown(r: &Report) -> Result<String> {
             md(&rec.dataset),
             md(&rec.source.display().to_string())
         )?;
+        let seeds = if r.seed_aware() {
+            "seeds count as a source of variance where a grid point has at least 2"
+        } else {
+            "seeds of a grid point are averaged per query before testing"
+        };
         writeln!(
             out,
-            "- {lead}cells: {} planned, {} finished; seeds of a grid point are averaged per query before testing",
+            "- {lead}cells: {} planned, {} finished; {seeds}",
             rec.cells.len(),
             rec.cells.len() - f.missing.len()
         )?;
@@ -177,6 +206,18 @@ pub fn markdown(r: &Report) -> Result<String> {
             "- no baseline: a single grid point, or the baseline has no finished cell; no tests"
         )?,
     }
+    if r.seed_aware() && r.baseline.is_some() {
+        writeln!(
+            out,
+            "- seeds: a grid point with at least 2 seeds is tested by the seed-aware t-test (queries and seeds random, \
+             welch-satterthwaite df; a baseline with one seed counts as deterministic), corrected with the others; \
+             p (queries) is the {:?} test on seed means; seed sd = sd of the grid point's per-seed means; MDD = the \
+             difference detected with {:.0}% power at the per-comparison alpha (alpha/m for holm, bonferroni, bh, \
+             tukey)",
+            r.options.test,
+            super::model::POWER * 100.0
+        )?;
+    }
     if let Some(note) = super::references_note(r) {
         writeln!(out, "- {note}")?;
     }
@@ -187,23 +228,34 @@ pub fn markdown(r: &Report) -> Result<String> {
         if let Some(note) = super::dropped_note(r, task) {
             writeln!(out, "{}\n", md(&note))?;
         }
+        let seeds = r.seed_aware();
         let heads: Vec<String> = r
             .metrics
             .iter()
-            .map(|m| format!("{m} ({:.0}% CI) | p / p_adj | d_z", CONFIDENCE * 100.0))
+            .map(|m| {
+                if seeds {
+                    format!(
+                        "{m} ({:.0}% CI) | seed sd | p / p_adj | p (queries) | d_z | MDD",
+                        CONFIDENCE * 100.0
+                    )
+                } else {
+                    format!("{m} ({:.0}% CI) | p / p_adj | d_z", CONFIDENCE * 100.0)
+                }
+            })
             .collect();
+        let per_metric = if seeds { "---|".repeat(6) } else { "---|".repeat(3) };
         writeln!(out, "| grid point | seeds | queries | {} |", heads.join(" | "))?;
-        writeln!(out, "|---|---|---|{}", "---|---|---|".repeat(r.metrics.len()))?;
+        writeln!(out, "|---|---|---|{}", per_metric.repeat(r.metrics.len()))?;
         for row in &task.rows {
             let v = &r.variants[row.variant];
-            let seeds = if v.reference {
+            let seed_count = if v.reference {
                 "—".to_string()
             } else {
                 v.cells.len().to_string()
             };
             write!(
                 out,
-                "| {}{} | {seeds} | {} |",
+                "| {}{} | {seed_count} | {} |",
                 md(&v.label),
                 if r.baseline == Some(row.variant) {
                     " **(baseline)**"
@@ -214,17 +266,23 @@ pub fn markdown(r: &Report) -> Result<String> {
             )?;
             for s in &row.stats {
                 write!(out, " {:.4} ({:.4}–{:.4}) |", s.ci.mean, s.ci.low, s.ci.high)?;
+                if seeds {
+                    write!(out, " {} |", short(s.seed_sd))?;
+                }
                 match &s.vs_baseline {
                     Some(c) => {
                         let mark = if c.p_adjusted < ALPHA { " *" } else { "" };
-                        write!(
-                            out,
-                            " {} / {}{mark} | {:+.3} |",
-                            fmt_p(c.p_value),
-                            fmt_p(c.p_adjusted),
-                            c.effect_size
-                        )?;
+                        write!(out, " {} / {}{mark} |", fmt_p(c.p_value), fmt_p(c.p_adjusted))?;
+                        if seeds {
+                            let q = s.seeds.as_ref().map_or(fmt_p(c.p_value), |d| fmt_p(d.p_queries));
+                            write!(out, " {q} |")?;
+                        }
+                        write!(out, " {:+.3} |", c.effect_size)?;
+                        if seeds {
+                            write!(out, " {} |", short(s.mdd.unwrap_or(f64::NAN)))?;
+                        }
                     }
+                    None if seeds => out.push_str(" — | — | — | — |"),
                     None => out.push_str(" — | — |"),
                 }
             }

@@ -5,7 +5,7 @@ pub use crate::data::{DataConfig, ZeroShot};
 use crate::model::{CostKind, DeviceSpec, OptimizerKind, Preset};
 use crate::sampler::Mixing;
 use crate::schedule::Schedule;
-use crate::stats::{CompareOptions, Correction, TestKind};
+use crate::stats::{CompareOptions, Correction, TestKind, Unit};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -487,6 +487,9 @@ pub struct StatsConfig {
     pub bootstrap_samples: usize,
     /// Seed of the randomization and bootstrap tests.
     pub seed: u64,
+    /// seeds | queries: whether a grid point's seeds count as a source of variance (the
+    /// seed-aware test where it has at least 2 seeds) or only its queries do.
+    pub unit: Unit,
 }
 
 impl Default for StatsConfig {
@@ -500,6 +503,7 @@ impl Default for StatsConfig {
             permutations: c.permutations,
             bootstrap_samples: c.bootstrap_samples,
             seed: c.seed,
+            unit: Unit::default(),
         }
     }
 }

@@ -29,6 +29,11 @@ pub enum TestKind {
     Bootstrap,
     /// Two-way ANOVA without replication and Tukey's HSD over all pairs of systems.
     Tukey,
+    /// The seed-aware test ([`seed_test`](super::seed_test)) that the report runs where a
+    /// grid point has several seeds; it needs per-seed values, so it is never configured
+    /// (`stats.unit` chooses it) and [`compare`] refuses it.
+    #[serde(skip_deserializing)]
+    Seeds,
 }
 
 impl TestKind {
@@ -40,6 +45,7 @@ impl TestKind {
             TestKind::Randomization => "randomization",
             TestKind::Bootstrap => "bootstrap",
             TestKind::Tukey => "tukey",
+            TestKind::Seeds => "seeds",
         }
     }
 }
@@ -204,6 +210,10 @@ pub fn compare(
     if opts.test == TestKind::Tukey {
         return tukey_rows(&aligned, metric, baseline, &others, opts);
     }
+    ensure!(
+        opts.test != TestKind::Seeds,
+        "metric {metric}: the seed-aware test needs per-seed values (stats::seed_test), not seed means"
+    );
     let family = format!(
         "{} comparison{} against baseline {baseline} on metric {metric}",
         others.len(),
@@ -292,7 +302,7 @@ pub fn compare(
                 };
                 (method, "t", r.t, None, r.p_value, ci, ci_method.to_string())
             }
-            TestKind::Tukey => unreachable!("handled above"),
+            TestKind::Tukey | TestKind::Seeds => unreachable!("handled above"),
         };
         let effect = effect_sizes_of(&d);
         rows.push(Comparison {

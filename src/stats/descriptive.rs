@@ -57,13 +57,24 @@ pub(crate) fn differences(x: &[f64], y: &[f64]) -> Result<Vec<f64>> {
     Ok(x.iter().zip(y).map(|(a, b)| b - a).collect())
 }
 
+/// Above this many degrees of freedom, [`t_quantile`] uses the Cornish–Fisher expansion.
+const T_EXPANSION_DF: f64 = 1000.0;
+
 /// Quantile of Student's t with `df` degrees of freedom.
 ///
 /// statrs inverts the regularized incomplete beta function, which is only accurate to about
-/// 1e-9 on some inputs; two Newton steps on the CDF bring it to full double precision.
+/// 1e-9 on some inputs; two Newton steps on the CDF bring it to full double precision. Its
+/// inversion clamps its start to [0.0001, 0.9999] and does not return for very large df
+/// (planning asks for df up to 10⁵ and more), so above [`T_EXPANSION_DF`] the quantile is the
+/// Cornish–Fisher expansion in 1/df around the normal quantile (Abramowitz and Stegun
+/// 26.7.5, four terms; the fifth is below 1e-13 there). No Newton step follows: statrs' CDF
+/// is only good to about 1e-11 at such df, the expansion is better.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
     if !(0.0..=1.0).contains(&p) || df.is_nan() || df <= 0.0 {
         return f64::NAN;
+    }
+    if df > T_EXPANSION_DF {
+        return cornish_fisher_t(p, df);
     }
     let dist = StudentsT::new(0.0, 1.0, df).expect("df > 0");
     let mut t = dist.inverse_cdf(p);
@@ -77,6 +88,20 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
         }
     }
     t
+}
+
+/// The t quantile from the normal one by the Cornish–Fisher expansion in 1/df.
+fn cornish_fisher_t(p: f64, df: f64) -> f64 {
+    let z = statrs::distribution::Normal::standard().inverse_cdf(p);
+    if !z.is_finite() {
+        return z;
+    }
+    let z2 = z * z;
+    let g1 = z * (z2 + 1.0) / 4.0;
+    let g2 = z * ((5.0 * z2 + 16.0) * z2 + 3.0) / 96.0;
+    let g3 = z * (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) / 384.0;
+    let g4 = z * ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) / 92160.0;
+    z + (g1 + (g2 + (g3 + g4 / df) / df) / df) / df
 }
 
 /// Mean of `x` and its t-based interval at `confidence` (e.g. 0.95).
@@ -180,6 +205,24 @@ mod tests {
         let dist = StudentsT::new(0.0, 1.0, 7.5).unwrap();
         for p in [0.001, 0.05, 0.5, 0.9, 0.999] {
             assert!((dist.cdf(t_quantile(p, 7.5)) - p).abs() < 1e-14);
+        }
+    }
+
+    #[test]
+    fn t_quantile_at_large_df_matches_scipy() {
+        // scipy.stats.t.ppf: on both sides of the switch to the expansion, and far above it
+        // (where statrs' own inversion does not return). Within 1e-11: statrs' CDF, which the
+        // Newton steps below the switch solve, is good to about that.
+        for (p, df, want) in [
+            (0.975, 999.0, 1.9623414611334493),
+            (0.975, 1001.0, 1.9623367052808798),
+            (0.2, 5000.0, -0.8416931276635046),
+            (0.975, 1e5, 1.9599877075346095),
+            (0.2, 1e5, -0.8416248279969006),
+            (0.975, 1e7, 1.959964221767205),
+        ] {
+            let got = t_quantile(p, df);
+            assert!((got - want).abs() < 1e-11, "p {p}, df {df}: {got} against {want}");
         }
     }
 

@@ -25,6 +25,7 @@ mod format;
 mod ptukey;
 mod randomization;
 mod rng;
+mod seeds;
 mod ttest;
 mod wilcoxon;
 
@@ -37,5 +38,9 @@ pub(crate) use format::tex_escape;
 pub use format::{Format, format_comparisons};
 pub use ptukey::{ptukey, qtukey};
 pub use randomization::{Randomization, RandomizationOptions, randomization_test};
+pub use seeds::{
+    PlanComponents, PowerRow, SeedComponents, SeedTest, Unit, min_detectable_difference, per_comparison_alpha,
+    pooled_components, power_table, satterthwaite, seed_components, seed_test,
+};
 pub use ttest::{PairedT, paired_t};
 pub use wilcoxon::{Wilcoxon, WilcoxonOptions, ZeroMethod, wilcoxon};

@@ -3,22 +3,15 @@
 //! once, reused on resume, recomputed when damaged; and an experiment without references
 //! reports its grid as before. `zero_shot` without a backbone is refused, naming the flag.
 
-use crate::common::cli::{SMALL, command, text};
+use crate::common::cli::{SMALL, command, run_quickstart, text};
 use std::path::Path;
 
 /// `run` of the small quickstart (two schedules, one seed) into `results`, with `extra`.
 fn run(results: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "run",
-        "experiments/quickstart.yaml",
-        "--quiet",
-        "--results",
-        results.to_str().unwrap(),
-    ];
-    args.extend_from_slice(SMALL);
+    let mut args = SMALL.to_vec();
     args.extend_from_slice(&["--set", "seeds=[1]", "--set", "ablations.schedule=[constant, linear]"]);
     args.extend_from_slice(extra);
-    command(&args).output().unwrap()
+    run_quickstart(results, &args)
 }
 
 /// The rows of a CSV file as header → value maps.
