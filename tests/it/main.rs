@@ -20,6 +20,7 @@ mod references;
 mod report;
 mod robust;
 mod sakai_reference;
+mod settings;
 mod spec;
 mod speed;
 mod submit;
