@@ -36,6 +36,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// task → query key → document key → grade.
 type Relations = BTreeMap<String, BTreeMap<String, BTreeMap<String, i32>>>;
 
+/// One query's judgments in the pool: task → (grade, the pool positions of the versions of one
+/// relevant key but the query's own text).
+type PoolJudgments<'a> = BTreeMap<&'a str, Vec<(i32, Vec<usize>)>>;
+
 /// The key of `id` (`sw:40.1.1` → `40.1.1`), which must be prefixed with `lang`.
 fn key_of<'a>(id: &'a str, lang: &str, what: &str) -> Result<&'a str> {
     match id.split_once(':') {
@@ -268,8 +272,7 @@ fn multilingual(ranker: &dyn Ranker, p: &Prepared, top_k: usize, run_name: &str)
         of_language.extend(std::iter::repeat_n(l, language.queries.len()));
     }
     let own: Vec<Option<usize>> = queries.iter().map(|q| position.get(q.id.as_str()).copied()).collect();
-    // Per query, task → relevant key → (grade, the pool positions of its versions but its own).
-    let mut judged: Vec<BTreeMap<&str, Vec<(&str, i32, Vec<usize>)>>> = Vec::new();
+    let mut judged: Vec<PoolJudgments> = Vec::new();
     let mut locate: Vec<Vec<usize>> = Vec::new();
     for (q, query) in queries.iter().enumerate() {
         let language = &p.languages[of_language[q]];
@@ -287,7 +290,7 @@ fn multilingual(ranker: &dyn Ranker, p: &Prepared, top_k: usize, run_name: &str)
                     .filter(|&i| Some(i) != own[q])
                     .collect();
                 wanted.extend(&present);
-                relevant.push((d.as_str(), *grade, present));
+                relevant.push((*grade, present));
             }
             by_task.insert(task.as_str(), relevant);
         }
@@ -311,7 +314,7 @@ fn multilingual(ranker: &dyn Ranker, p: &Prepared, top_k: usize, run_name: &str)
                 let rank: HashMap<usize, usize> = locate[q].iter().copied().zip(found[q].1.iter().copied()).collect();
                 let mut distances = Vec::new();
                 let mut any = false;
-                for (_, grade, present) in &judged[q][task.as_str()] {
+                for (grade, present) in &judged[q][task.as_str()] {
                     for &i in present {
                         qrels.insert(&queries[q].id, &pool[i].id, *grade)?;
                         any = true;
