@@ -1,8 +1,10 @@
 //! Corpus encoding and exact top-k retrieval by dot product (embeddings are L2-normalised,
 //! so this is cosine similarity); [`bm25`], the lexical reference retriever; one split's run
-//! by either ([`Ranker`]).
+//! by either ([`Ranker`]) in the cross-lingual setting; [`settings`], the monolingual and
+//! multilingual settings and their language bias.
 
 pub mod bm25;
+pub mod settings;
 
 use crate::data::DataConfig;
 use crate::data::format::{Dataset, Doc, Split};
@@ -76,14 +78,17 @@ pub fn top_k(queries: &[f32], docs: &[f32], doc_ids: &[&str], dim: usize, k: usi
         .collect()
 }
 
-/// The best `k` of `scored` (document index, score), best first, ties by document id
-/// descending (trec_eval's order): the one ordering of every retriever.
+/// The one ordering of every retriever: higher score first, ties by document id descending
+/// (trec_eval's order). `Less` when `a` ranks before `b`.
+fn rank_order(doc_ids: &[&str], a: &(usize, f32), b: &(usize, f32)) -> Ordering {
+    b.1.partial_cmp(&a.1)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| doc_ids[b.0].cmp(doc_ids[a.0]))
+}
+
+/// The best `k` of `scored` (document index, score), best first, in [`rank_order`].
 pub fn rank_scored(mut scored: Vec<(usize, f32)>, doc_ids: &[&str], k: usize) -> Ranking {
-    let order = |a: &(usize, f32), b: &(usize, f32)| {
-        b.1.partial_cmp(&a.1)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| doc_ids[b.0].cmp(doc_ids[a.0]))
-    };
+    let order = |a: &(usize, f32), b: &(usize, f32)| rank_order(doc_ids, a, b);
     let keep = k.min(scored.len());
     if keep < scored.len() {
         scored.select_nth_unstable_by(keep, order);
@@ -91,6 +96,28 @@ pub fn rank_scored(mut scored: Vec<(usize, f32)>, doc_ids: &[&str], k: usize) ->
     }
     scored.sort_by(order);
     scored
+}
+
+/// The 1-based rank of each of `wanted` (positions in `scored`, which scores every document of
+/// the corpus) in the full ranking of `scored`, in [`rank_order`]: one plus the documents that
+/// rank before it. Counting, not sorting: a few documents are located among many.
+pub fn full_ranks(scored: &[(usize, f32)], doc_ids: &[&str], wanted: &[usize]) -> Vec<usize> {
+    wanted
+        .iter()
+        .map(|&w| {
+            let target = &scored[w];
+            1 + scored
+                .iter()
+                .filter(|d| rank_order(doc_ids, d, target) == Ordering::Less)
+                .count()
+        })
+        .collect()
+}
+
+/// A query's top `k` (from `scored`, every document's score) and the full ranks of `wanted`.
+fn top_and_ranks(scored: Vec<(usize, f32)>, doc_ids: &[&str], k: usize, wanted: &[usize]) -> (Ranking, Vec<usize>) {
+    let ranks = full_ranks(&scored, doc_ids, wanted);
+    (rank_scored(scored, doc_ids, k), ranks)
 }
 
 /// Encodes `queries` and `corpus` and ranks the corpus for every query.
@@ -122,6 +149,9 @@ pub struct QueryGroup {
     pub query_ids: Vec<String>,
     /// The task's judgments of these queries.
     pub qrels: Qrels,
+    /// The multilingual setting's language bias (rank distance) of the queries that have one,
+    /// by query id ([`settings`]); `None` in the other settings.
+    pub rank_distance: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// A split's ranking of every query of the cell's languages, with the judgments by task.
@@ -138,6 +168,16 @@ pub struct SplitRun {
 pub trait Ranker {
     /// The top `k` of `corpus` for each of `queries`.
     fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>>;
+
+    /// The top `k` of `corpus` for each of `queries`, and for query i the 1-based rank in the
+    /// whole ranking of `corpus` (not only its top `k`) of each document index in `locate[i]`.
+    fn rank_locating(
+        &self,
+        queries: &[Doc],
+        corpus: &[Doc],
+        k: usize,
+        locate: &[Vec<usize>],
+    ) -> Result<Vec<(Ranking, Vec<usize>)>>;
 }
 
 /// A dense encoder with its tokenizer: exact top-k by dot product.
@@ -153,6 +193,32 @@ pub struct Dense<'a> {
 impl Ranker for Dense<'_> {
     fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>> {
         search(self.encoder, self.tokenizer, queries, corpus, k, self.max_len)
+    }
+
+    fn rank_locating(
+        &self,
+        queries: &[Doc],
+        corpus: &[Doc],
+        k: usize,
+        locate: &[Vec<usize>],
+    ) -> Result<Vec<(Ranking, Vec<usize>)>> {
+        let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
+        let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
+        let q = embed_texts(self.encoder, self.tokenizer, &q_texts, Side::Query, self.max_len)?;
+        let d = embed_texts(self.encoder, self.tokenizer, &d_texts, Side::Passage, self.max_len)?;
+        let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+        let dim = self.encoder.dim();
+        Ok(q.chunks(dim)
+            .zip(locate)
+            .map(|(q, wanted)| {
+                let scored = d
+                    .chunks(dim)
+                    .enumerate()
+                    .map(|(i, d)| (i, q.iter().zip(d).map(|(a, b)| a * b).sum()))
+                    .collect();
+                top_and_ranks(scored, &ids, k, wanted)
+            })
+            .collect())
     }
 }
 
@@ -170,6 +236,34 @@ impl Ranker for Lexical {
         let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
         let index = bm25::Bm25::new(&texts, self.k1, self.b);
         Ok(queries.iter().map(|q| index.search(&q.text, &ids, k)).collect())
+    }
+
+    /// Documents sharing no word with the query are not retrieved (as in [`Lexical::rank`]),
+    /// but they are ranked, at score 0 in the tie order, for their full ranks.
+    fn rank_locating(
+        &self,
+        queries: &[Doc],
+        corpus: &[Doc],
+        k: usize,
+        locate: &[Vec<usize>],
+    ) -> Result<Vec<(Ranking, Vec<usize>)>> {
+        let texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
+        let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+        let index = bm25::Bm25::new(&texts, self.k1, self.b);
+        Ok(queries
+            .iter()
+            .zip(locate)
+            .map(|(q, wanted)| {
+                let matched: Vec<(usize, f32)> =
+                    index.scores(&q.text).into_iter().map(|(d, s)| (d, s as f32)).collect();
+                let mut all: Vec<(usize, f32)> = (0..corpus.len()).map(|i| (i, 0.0)).collect();
+                for &(d, s) in &matched {
+                    all[d].1 = s;
+                }
+                let ranks = full_ranks(&all, &ids, wanted);
+                (rank_scored(matched, &ids, k), ranks)
+            })
+            .collect())
     }
 }
 
@@ -214,14 +308,8 @@ pub fn run_split_with(
             .queries
             .get(&(lang.clone(), split.to_string()))
             .with_context(|| format!("the dataset has no {split} queries in language `{lang}`"))?;
-        let sampled;
-        let queries: &[Doc] = match data.max_test_queries {
-            Some(n) if is_test && n < all_queries.len() => {
-                sampled = sample_queries(all_queries, n, lang);
-                &sampled
-            }
-            _ => all_queries,
-        };
+        let queries = evaluated_queries(all_queries, data, is_test, lang);
+        let queries: &[Doc] = &queries;
         let kept: std::collections::HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
         let rankings = ranker.rank(queries, corpus, top_k)?;
         for (query, ranking) in queries.iter().zip(&rankings) {
@@ -246,11 +334,26 @@ pub fn run_split_with(
                     task: task.clone(),
                     query_ids,
                     qrels,
+                    rank_distance: None,
                 });
             }
         }
     }
     Ok(SplitRun { run, groups, retrieved })
+}
+
+/// The queries of `lang` (all of them: `queries`) that are evaluated: a sample with
+/// `data.max_test_queries` on the test split, else all.
+pub(crate) fn evaluated_queries<'a>(
+    queries: &'a [Doc],
+    data: &DataConfig,
+    is_test: bool,
+    lang: &str,
+) -> std::borrow::Cow<'a, [Doc]> {
+    match data.max_test_queries {
+        Some(n) if is_test && n < queries.len() => std::borrow::Cow::Owned(sample_queries(queries, n, lang)),
+        _ => std::borrow::Cow::Borrowed(queries),
+    }
 }
 
 /// `n` of `queries`, drawn with a fixed seed per language (the same queries for every cell

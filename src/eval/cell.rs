@@ -1,4 +1,6 @@
-//! The per-query metrics every clirlab cell reports, as trec_eval measures.
+//! The per-query metrics every clirlab cell reports, as trec_eval measures, and the name and
+//! direction of the one that is not a trec_eval measure: the language bias of the multilingual
+//! setting ([`RANK_DISTANCE`], computed by `retrieval::settings`).
 
 use super::{EvalOptions, Qrels, Run, evaluate, parse_measures};
 use anyhow::{Context, Result};
@@ -59,6 +61,16 @@ impl CellMetric {
             _ => None,
         }
     }
+}
+
+/// The language-bias metric of the multilingual setting (rank distance, Elmahdy et al. 2024):
+/// per query, the mean |rank difference| of one relevant verse's versions in two languages.
+/// Lower is better (less biased), unlike every [`CellMetric`].
+pub const RANK_DISTANCE: &str = "RD";
+
+/// Whether a lower value of the metric named `name` is the better one.
+pub fn lower_is_better(name: &str) -> bool {
+    name == RANK_DISTANCE
 }
 
 impl std::fmt::Display for CellMetric {

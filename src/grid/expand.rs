@@ -620,6 +620,10 @@ mod tests {
         assert_eq!(keys, ["max_len", "preset", "temperature"]);
         let data = serde_json::to_value(&loaded.experiment.data).unwrap();
         assert!(data.get("max_test_queries").is_none());
+        // The default `retrieval.settings` is not written either.
+        let retrieval = serde_json::to_value(&loaded.experiment.retrieval).unwrap();
+        let keys: Vec<&String> = retrieval.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["top_k"]);
     }
 
     fn experiment(dir: &Path, text: &str) -> LoadedExperiment {

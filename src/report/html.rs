@@ -89,7 +89,9 @@ fn swatch(i: usize) -> String {
     )
 }
 
-fn stat_cell(s: &Stat, best: bool, seeds: bool) -> String {
+/// One mean with its test; `lower_better` flips the colour of a difference (green: better);
+/// `seeds` adds the seed-aware columns.
+fn stat_cell(s: &Stat, best: bool, lower_better: bool, seeds: bool) -> String {
     let mut out = format!(
         r#"<td><span class="{}">{}</span>"#,
         if best { "best" } else { "" },
@@ -98,7 +100,11 @@ fn stat_cell(s: &Stat, best: bool, seeds: bool) -> String {
     if let Some(c) = &s.vs_baseline {
         let m = mark(c.p_adjusted);
         if !m.is_empty() {
-            let dir = if c.mean_diff > 0.0 { "up" } else { "down" };
+            let dir = if (c.mean_diff > 0.0) != lower_better {
+                "up"
+            } else {
+                "down"
+            };
             let _ = write!(out, r#"<sup class="mark {dir}">{m}</sup>"#);
         }
         let _ = write!(
@@ -303,6 +309,13 @@ fn method(out: &mut String, r: &Report) {
     if let Some(note) = super::references_note(r) {
         let _ = writeln!(out, "<li>{}</li>", escape(&note));
     }
+    if let Some(note) = super::bias_note(r) {
+        let _ = writeln!(
+            out,
+            "<li>{} Its marks are <span class=\"up\">green</span> for a lower value than the baseline's.</li>",
+            escape(&note)
+        );
+    }
     if r.compared() {
         let _ = writeln!(
             out,
@@ -358,7 +371,8 @@ fn summary(out: &mut String, r: &Report, t: usize, task: &Task) {
             if is_base { " <strong>(baseline)</strong>" } else { "" },
         );
         for (m, s) in row.stats.iter().enumerate() {
-            out.push_str(&stat_cell(s, task.is_best(m, idx), r.seed_aware()));
+            let lower_better = task.lower_is_better.get(m).copied().unwrap_or(false);
+            out.push_str(&stat_cell(s, task.is_best(m, idx), lower_better, r.seed_aware()));
         }
         out.push_str("</tr>\n");
     }

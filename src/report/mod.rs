@@ -128,6 +128,18 @@ pub(crate) fn missing_note(m: &Missing) -> String {
 }
 
 /// How many queries the comparison of `task` left out, per folder; `None` when none.
+/// What the language-bias column means, when the report has one.
+pub(crate) fn bias_note(r: &Report) -> Option<String> {
+    r.metrics.iter().any(|m| crate::eval::cell::lower_is_better(m)).then(|| {
+        format!(
+            "{}: language bias of the multilingual setting (tasks multi:…), the mean over a query's relevant verses \
+             and pairs of languages of the distance between their ranks in the pooled ranking; lower is better \
+             (less biased), so its best mean is the lowest. Tasks mono:… are the monolingual setting.",
+            crate::eval::cell::RANK_DISTANCE
+        )
+    })
+}
+
 pub(crate) fn dropped_note(r: &Report, task: &Task) -> Option<String> {
     if task.dropped.iter().all(|&d| d == 0) {
         return None;

@@ -13,7 +13,7 @@
 //! points all have one seed, or with `stats.unit: queries`, is the query-level one, unchanged.
 //! The pairwise matrix stays query-level.
 
-use crate::eval::cell::CellMetric;
+use crate::eval::cell::{CellMetric, RANK_DISTANCE, lower_is_better};
 use crate::run::paths::{self, CellFile};
 use crate::run::{self, CellResult, CellStatus, SweepRecord};
 use crate::schedule::Schedule;
@@ -165,8 +165,11 @@ pub struct Task {
     pub languages: Vec<LangRow>,
     /// Per metric (in [`Report::metrics`] order): every pair of rows (i < j) with
     /// `baseline` = row i and `system` = row j, corrected over all pairs; empty when the task has
-    /// fewer than two or more than [`PAIRWISE_MAX_SYSTEMS`] systems.
+    /// fewer than two or more than [`PAIRWISE_MAX_SYSTEMS`] systems; a metric the task has no
+    /// value of has no pairs.
     pub pairwise: Vec<Vec<Comparison>>,
+    /// Per metric (in [`Report::metrics`] order): whether the lower mean is the better (`RD`).
+    pub lower_is_better: Vec<bool>,
 }
 
 impl Task {
@@ -175,14 +178,15 @@ impl Task {
         self.rows.iter().find(|r| r.variant == variant)
     }
 
-    /// Whether row `idx` has the best (highest) mean of metric `m`; ties are all best.
+    /// Whether row `idx` has the best mean of metric `m` (the highest, or the lowest for a
+    /// lower-is-better metric); ties are all best.
     pub fn is_best(&self, m: usize, idx: usize) -> bool {
-        let best = self
-            .rows
-            .iter()
-            .map(|r| r.stats[m].ci.mean)
-            .filter(|x| x.is_finite())
-            .fold(f64::NEG_INFINITY, f64::max);
+        let means = self.rows.iter().map(|r| r.stats[m].ci.mean).filter(|x| x.is_finite());
+        let best = if self.lower_is_better.get(m).copied().unwrap_or(false) {
+            means.fold(f64::INFINITY, f64::min)
+        } else {
+            means.fold(f64::NEG_INFINITY, f64::max)
+        };
         self.rows[idx].stats[m].ci.mean == best
     }
 
@@ -205,7 +209,8 @@ pub struct Report {
     pub title: String,
     /// The results folders reported on.
     pub folders: Vec<Folder>,
-    /// Report names of the metrics ([`CellMetric::ALL`]).
+    /// Report names of the metrics ([`CellMetric::ALL`], then `RD` when a multilingual setting
+    /// was evaluated).
     pub metrics: Vec<String>,
     /// Every grid point of every folder.
     pub variants: Vec<Variant>,
@@ -598,7 +603,14 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         };
         variants.iter().position(|v| v.id == id && !v.cells.is_empty())
     });
-    let metrics: Vec<String> = CellMetric::ALL.iter().map(|m| m.name().to_string()).collect();
+    let mut metrics: Vec<String> = CellMetric::ALL.iter().map(|m| m.name().to_string()).collect();
+    // The language bias exists only where a multilingual setting ran: no column otherwise.
+    if variants
+        .iter()
+        .any(|v| v.values.keys().any(|(_, m)| m == RANK_DISTANCE))
+    {
+        metrics.push(RANK_DISTANCE.to_string());
+    }
     let task_names: BTreeSet<String> = variants
         .iter()
         .flat_map(|v| v.values.keys().map(|(t, _)| t.clone()))
@@ -827,7 +839,8 @@ fn build_task(
             .iter()
             .map(|&i| (variants[i].id.clone(), means[&i][m].clone()))
             .collect();
-        let rows = if common.is_empty() {
+        // A metric without values on this task (`RD` outside the multilingual setting) has no test.
+        let rows = if common.is_empty() || means.values().all(|per_metric| per_metric[m].is_empty()) {
             Vec::new()
         } else {
             stats::compare(&per_system, &test_name(n_tasks, name, metric), &variants[b].id, options)
@@ -904,6 +917,10 @@ fn build_task(
     } else {
         let mut all = Vec::new();
         for (m, metric) in metrics.iter().enumerate() {
+            if means.values().all(|per_metric| per_metric[m].is_empty()) {
+                all.push(Vec::new());
+                continue;
+            }
             let system = |i: usize| (variants[i].id.clone(), means[&i][m].clone());
             all.push(pairwise(&members, &system, &test_name(n_tasks, name, metric), options)?);
         }
@@ -917,6 +934,7 @@ fn build_task(
         rows,
         languages,
         pairwise,
+        lower_is_better: metrics.iter().map(|m| lower_is_better(m)).collect(),
     })
 }
 
@@ -1005,6 +1023,41 @@ mod tests {
         assert!(read_loss(&log).unwrap_err().to_string().contains("no column `step`"));
     }
 
+    #[test]
+    fn the_best_rank_distance_is_the_lowest() {
+        let stat = |mean: f64| Stat {
+            ci: MeanCi {
+                mean,
+                low: mean,
+                high: mean,
+            },
+            vs_baseline: None,
+        };
+        let task = Task {
+            name: "multi:crossref".into(),
+            queries: 3,
+            dropped: vec![0],
+            rows: [(0.4, 300.0), (0.6, 250.0), (f64::NAN, f64::NAN)]
+                .into_iter()
+                .enumerate()
+                .map(|(variant, (ndcg, rd))| Row {
+                    variant,
+                    stats: vec![stat(ndcg), stat(rd)],
+                })
+                .collect(),
+            languages: Vec::new(),
+            pairwise: Vec::new(),
+            lower_is_better: [CellMetric::Ndcg10.name(), RANK_DISTANCE]
+                .iter()
+                .map(|m| lower_is_better(m))
+                .collect(),
+        };
+        assert_eq!(task.lower_is_better, [false, true]);
+        // nDCG@10: the highest; RD: the lowest, never the highest; a missing value is never best.
+        assert!(!task.is_best(0, 0) && task.is_best(0, 1) && !task.is_best(0, 2));
+        assert!(!task.is_best(1, 0) && task.is_best(1, 1) && !task.is_best(1, 2));
+    }
+
     /// Three systems with per-query values `base + offset`; every pair is found in either order.
     #[test]
     fn every_pair_is_found_in_either_order() {
@@ -1034,6 +1087,7 @@ mod tests {
                     .collect(),
                 languages: Vec::new(),
                 pairwise: vec![pairs],
+                lower_is_better: vec![false],
             };
             for (i, j) in [(0, 1), (0, 2), (1, 2)] {
                 for (x, y) in [(i, j), (j, i)] {

@@ -221,6 +221,9 @@ pub fn markdown(r: &Report) -> Result<String> {
     if let Some(note) = super::references_note(r) {
         writeln!(out, "- {note}")?;
     }
+    if let Some(note) = super::bias_note(r) {
+        writeln!(out, "- {note}")?;
+    }
     writeln!(out)?;
     writeln!(out, "## Summary (mean over queries; * = corrected p < {ALPHA})\n")?;
     for task in &r.tasks {
@@ -265,6 +268,11 @@ pub fn markdown(r: &Report) -> Result<String> {
                 task.queries
             )?;
             for s in &row.stats {
+                // A metric the task does not have (RD outside the multilingual setting).
+                if s.ci.mean.is_nan() {
+                    out.push_str(" — | — | — |");
+                    continue;
+                }
                 write!(out, " {:.4} ({:.4}–{:.4}) |", s.ci.mean, s.ci.low, s.ci.high)?;
                 if seeds {
                     write!(out, " {} |", short(s.seed_sd))?;
@@ -303,7 +311,11 @@ pub fn markdown(r: &Report) -> Result<String> {
                 md(&task.name)
             )?;
             for ci in &l.metrics {
-                write!(out, " {:.4} |", ci.mean)?;
+                if ci.mean.is_nan() {
+                    out.push_str(" — |");
+                } else {
+                    write!(out, " {:.4} |", ci.mean)?;
+                }
             }
             writeln!(out)?;
         }

@@ -1,5 +1,6 @@
 //! One cell, end to end: under its lock, the tokenizer, training, retrieval of the test split
-//! (and of the zero-shot set), per-query metrics, and `result.json` last. Also the entry of
+//! (in each of its `retrieval.settings`; the zero-shot set cross-lingually), per-query metrics
+//! (and the multilingual setting's rank distance), and `result.json` last. Also the entry of
 //! worker processes and cluster tasks (`clirlab run-cell`).
 
 use super::paths::{self, CellFile};
@@ -8,7 +9,7 @@ use super::records::{CellProvenance, CellResult, Provenance, SweepRecord, digest
 use super::state::{JOB_ALIVE, record_failure};
 use crate::data::format::{Dataset, Split};
 use crate::data::{self, synthetic};
-use crate::eval::cell::cell_metrics;
+use crate::eval::cell::{RANK_DISTANCE, cell_metrics};
 use crate::grid::{Cell, CellConfig, content_hash};
 use crate::retrieval::{self, QueryGroup};
 use crate::tokenizer::{Side, TextEncoder};
@@ -218,9 +219,22 @@ pub fn run_cell(
     let mut trec = Vec::new();
     split.run.write_trec(&mut trec)?;
     write_atomic(&CellFile::Run.at(cell_dir), &trec)?;
-    // (task prefix, split run): the test split, then the zero-shot set if any, whose tasks are
-    // prefixed with its name so that they are reported apart.
+    // (task prefix, split run): the test split, in its other settings, then the zero-shot set if
+    // any, whose tasks are prefixed with its name so that they are reported apart.
     let mut evaluated = vec![(String::new(), split)];
+    let dense = retrieval::Dense {
+        encoder: trained.encoder.as_ref(),
+        tokenizer: &tokenizer,
+        max_len: cfg.model.max_len,
+    };
+    evaluated.extend(other_settings(
+        &dense,
+        dataset,
+        &cfg.data,
+        &cfg.retrieval,
+        &cell.id,
+        cell_dir,
+    )?);
     if let Some(zs) = &cfg.data.zero_shot {
         let zs_cfg = CellConfig {
             data: zs.data_config(&cfg.data),
@@ -274,6 +288,35 @@ pub fn run_cell(
     Ok(result)
 }
 
+/// The test split of `dataset` in the settings of `retrieval` other than the cross-lingual one,
+/// ranked by `ranker`, each run written to its file in `folder`: (task prefix, split run) pairs.
+pub(crate) fn other_settings(
+    ranker: &dyn retrieval::Ranker,
+    dataset: &Dataset,
+    data: &crate::data::DataConfig,
+    retrieval: &crate::spec::RetrievalConfig,
+    run_name: &str,
+    folder: &Path,
+) -> Result<Vec<(String, retrieval::SplitRun)>> {
+    let runs = retrieval::settings::run_settings(
+        ranker,
+        dataset,
+        data,
+        retrieval.top_k,
+        &retrieval.settings,
+        Split::Test,
+        run_name,
+    )?;
+    let mut out = Vec::new();
+    for (setting, split) in runs {
+        let mut trec = Vec::new();
+        split.run.write_trec(&mut trec)?;
+        write_atomic(&CellFile::setting_run(setting).at(folder), &trec)?;
+        out.push((setting.task_prefix().to_string(), split));
+    }
+    Ok(out)
+}
+
 /// `<lang>/<task>` → metric → mean over queries.
 pub(crate) type Means = BTreeMap<String, BTreeMap<String, f64>>;
 
@@ -290,6 +333,7 @@ pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(V
             task,
             query_ids: ids,
             qrels,
+            rank_distance,
         } in &split.groups
         {
             // trec_eval refuses a run in which no judged query retrieved anything; every query
@@ -316,6 +360,26 @@ pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(V
                     .entry(format!("{lang}/{task}"))
                     .or_default()
                     .insert(name.name().to_string(), sum / ids.len().max(1) as f64);
+            }
+            // Only the queries with a verse in two languages have a rank distance.
+            let with_rd: Vec<(&String, f64)> = match rank_distance {
+                Some(rd) => ids.iter().filter_map(|id| rd.get(id).map(|v| (id, *v))).collect(),
+                None => Vec::new(),
+            };
+            for (id, v) in &with_rd {
+                metrics.write_record([
+                    lang.as_str(),
+                    task.as_str(),
+                    id.as_str(),
+                    RANK_DISTANCE,
+                    &format!("{v}"),
+                ])?;
+            }
+            if !with_rd.is_empty() {
+                means.entry(format!("{lang}/{task}")).or_default().insert(
+                    RANK_DISTANCE.to_string(),
+                    with_rd.iter().map(|(_, v)| v).sum::<f64>() / with_rd.len() as f64,
+                );
             }
         }
     }

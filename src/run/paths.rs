@@ -4,11 +4,13 @@
 //! results/<experiment>/
 //!   sweep.json                  plan, cell status, provenance
 //!   cells/<cell-id>/            config.yaml, tokenizer.json, train_log.csv, model.safetensors,
-//!                               run.trec, run.zero_shot.trec, metrics.csv, log.txt,
+//!                               run.trec, run.zero_shot.trec, run.mono.trec and
+//!                               run.multi.trec (with `retrieval.settings`), metrics.csv, log.txt,
 //!                               error.json (a failed cell), result.json (written last: done)
 //!   cells/<cell-id>.lock        held while a process runs the cell
 //!   references/<name>-<hash>/   a reference row (BM25, the zero-shot backbone): config.yaml,
-//!                               run.trec, run.zero_shot.trec, metrics.csv, result.json (last)
+//!                               run.trec, run.zero_shot.trec, run.mono.trec, run.multi.trec,
+//!                               metrics.csv, result.json (last)
 //!   references/<name>-<hash>.lock  held while a process computes it
 //!   slurm/<n>/                  cells.txt, job.sbatch, job.json, <job>_<task>.out
 //!   report/                     report.html, report.md, summary.csv, cells.csv,
@@ -55,6 +57,10 @@ pub enum CellFile {
     Run,
     /// `run.zero_shot.trec`: the zero-shot set's run.
     ZeroShotRun,
+    /// `run.mono.trec`: the test split's run in the monolingual setting.
+    MonoRun,
+    /// `run.multi.trec`: the test split's run in the multilingual setting.
+    MultiRun,
     /// `metrics.csv`: per-query metrics.
     Metrics,
     /// `log.txt`: a worker's output and the failure reason.
@@ -75,10 +81,22 @@ impl CellFile {
             CellFile::Checkpoint => "model.safetensors",
             CellFile::Run => "run.trec",
             CellFile::ZeroShotRun => "run.zero_shot.trec",
+            CellFile::MonoRun => "run.mono.trec",
+            CellFile::MultiRun => "run.multi.trec",
             CellFile::Metrics => "metrics.csv",
             CellFile::Log => "log.txt",
             CellFile::Error => "error.json",
             CellFile::Result => "result.json",
+        }
+    }
+
+    /// The run file of a retrieval setting (the cross-lingual one's is `run.trec`).
+    pub const fn setting_run(setting: crate::spec::RetrievalSetting) -> CellFile {
+        use crate::spec::RetrievalSetting as S;
+        match setting {
+            S::CrossLingual => CellFile::Run,
+            S::Monolingual => CellFile::MonoRun,
+            S::Multilingual => CellFile::MultiRun,
         }
     }
 

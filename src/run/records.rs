@@ -258,11 +258,13 @@ pub struct OutputDigest {
 /// The outputs of a cell whose digests `result.json` records, when they exist. Not the
 /// checkpoint: nothing downstream reads it, it may be large to hash on every `status`, and it
 /// may be pruned to save space (or left out of a copy of the results).
-pub const OUTPUTS: [CellFile; 5] = [
+pub const OUTPUTS: [CellFile; 7] = [
     CellFile::Tokenizer,
     CellFile::TrainLog,
     CellFile::Run,
     CellFile::ZeroShotRun,
+    CellFile::MonoRun,
+    CellFile::MultiRun,
     CellFile::Metrics,
 ];
 

@@ -1,11 +1,12 @@
 //! Reference rows (`references`): BM25 and the zero-shot backbone, retrievers that are not grid
 //! points. Each depends only on the data (data set, languages, split, the test-query sample,
-//! the zero-shot evaluation set), `retrieval.top_k`, its own parameters and, for `zero_shot`, the
+//! the zero-shot evaluation set), `retrieval.top_k` and `retrieval.settings`, its own parameters and, for `zero_shot`, the
 //! backbone and `model.max_len` — not on seeds or the grid — so it is computed once, into
-//! `references/<name>-<content hash>/` (the files a cell writes: `run.trec`, `metrics.csv`,
+//! `references/<name>-<content hash>/` (the files a cell writes: `run.trec` and the other
+//! settings' runs, `metrics.csv`,
 //! `result.json` last and atomically), under a lock, and reused while it is there and intact.
 
-use super::cell::{evaluate, tokenizer_for};
+use super::cell::{evaluate, other_settings, tokenizer_for};
 use super::paths::{self, CellFile};
 use super::provenance::provenance;
 use super::records::{PlannedReference, ReferenceResult, digest_outputs, finished_reference};
@@ -15,7 +16,7 @@ use crate::data::{self, DataConfig};
 use crate::grid::{CellConfig, content_hash};
 use crate::retrieval::{self, Ranker, SplitRun};
 use crate::schedule::Schedule;
-use crate::spec::{Experiment, LoadedExperiment, OtConfig, Reference, SamplerConfig, TrainConfig};
+use crate::spec::{Experiment, LoadedExperiment, OtConfig, Reference, RetrievalSetting, SamplerConfig, TrainConfig};
 use crate::train;
 use crate::util::fs::{write_atomic, write_json_atomic};
 use crate::util::lock::LockFile;
@@ -35,6 +36,9 @@ struct KeyMaterial<'a> {
     /// The data, without the training-pair cap (references do not train).
     data: DataConfig,
     top_k: usize,
+    /// `retrieval.settings` when not the default (left out then, so that keys stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<&'a [RetrievalSetting]>,
     /// `zero_shot`: the model settings that shape its embeddings.
     backbone: Option<(&'static str, usize)>,
 }
@@ -58,6 +62,7 @@ pub fn key(exp: &Experiment, reference: &Reference) -> String {
         reference,
         data: reference_data(exp),
         top_k: exp.retrieval.top_k,
+        settings: (!RetrievalSetting::is_default_list(&exp.retrieval.settings)).then_some(&exp.retrieval.settings[..]),
         backbone,
     };
     format!("{}-{}", reference.name(), content_hash(&material, 12))
@@ -160,7 +165,16 @@ fn ensure_one(
     let evaluated = match reference {
         Reference::Bm25(p) => {
             let ranker = retrieval::Lexical { k1: p.k1, b: p.b };
-            splits(&ranker, &dataset, &data_cfg, zero_shot_set.as_ref(), exp, key, progress)?
+            splits(
+                &ranker,
+                &dataset,
+                &data_cfg,
+                zero_shot_set.as_ref(),
+                exp,
+                key,
+                &folder,
+                progress,
+            )?
         }
         Reference::ZeroShot => {
             let cfg = zero_shot_config(exp, data_cfg.clone());
@@ -177,17 +191,18 @@ fn ensure_one(
                 tokenizer: &tokenizer,
                 max_len: cfg.model.max_len,
             };
-            splits(&ranker, &dataset, &data_cfg, zero_shot_set.as_ref(), exp, key, progress)?
+            splits(
+                &ranker,
+                &dataset,
+                &data_cfg,
+                zero_shot_set.as_ref(),
+                exp,
+                key,
+                &folder,
+                progress,
+            )?
         }
     };
-    let mut trec = Vec::new();
-    evaluated[0].1.run.write_trec(&mut trec)?;
-    write_atomic(&CellFile::Run.at(&folder), &trec)?;
-    if let Some((_, zs)) = evaluated.get(1) {
-        let mut trec = Vec::new();
-        zs.run.write_trec(&mut trec)?;
-        write_atomic(&CellFile::ZeroShotRun.at(&folder), &trec)?;
-    }
     let (metrics, means, queries) = evaluate(&evaluated)?;
     write_atomic(&CellFile::Metrics.at(&folder), &metrics)?;
     let result = ReferenceResult {
@@ -206,8 +221,10 @@ fn ensure_one(
     Ok(true)
 }
 
-/// The test split of the data set, then the zero-shot evaluation set if any (its tasks prefixed
-/// with its name, as a cell's are), ranked by `ranker`.
+/// The test split of the data set, in its other settings, then the zero-shot evaluation set if
+/// any (its tasks prefixed with its name, as a cell's are), ranked by `ranker`; every run is
+/// written to its file in `folder`, as a cell's are.
+#[allow(clippy::too_many_arguments)]
 fn splits(
     ranker: &dyn Ranker,
     dataset: &Dataset,
@@ -215,19 +232,28 @@ fn splits(
     zero_shot_set: Option<&DataConfig>,
     exp: &Experiment,
     key: &str,
+    folder: &Path,
     progress: bool,
 ) -> Result<Vec<(String, SplitRun)>> {
     let top_k = exp.retrieval.top_k;
-    let mut out = vec![(
-        String::new(),
-        retrieval::run_split_with(ranker, dataset, data_cfg, top_k, Split::Test, key)?,
-    )];
+    let test = retrieval::run_split_with(ranker, dataset, data_cfg, top_k, Split::Test, key)?;
+    write_run(&test, &CellFile::Run.at(folder))?;
+    let mut out = vec![(String::new(), test)];
+    out.extend(other_settings(ranker, dataset, data_cfg, &exp.retrieval, key, folder)?);
     if let Some(zs_cfg) = zero_shot_set {
         let zs_data = data::load(zs_cfg, progress)?;
         let split = retrieval::run_split_with(ranker, &zs_data, zs_cfg, top_k, Split::Test, key)?;
+        write_run(&split, &CellFile::ZeroShotRun.at(folder))?;
         out.push((format!("{}:", zs_cfg.dataset), split));
     }
     Ok(out)
+}
+
+/// Writes the run of `split` to `path`.
+fn write_run(split: &SplitRun, path: &Path) -> Result<()> {
+    let mut trec = Vec::new();
+    split.run.write_trec(&mut trec)?;
+    write_atomic(path, &trec)
 }
 
 /// The configuration of the zero-shot backbone: the experiment's model and data, no training
@@ -276,5 +302,11 @@ mod tests {
         assert_ne!(key(&exp, &Reference::Bm25(Bm25Params { k1: 0.9, b: 0.4 })), base);
         exp.data.languages = vec!["sy".into()];
         assert_ne!(key(&exp, &bm25), base);
+        // The retrieval settings change it, and the default list is the key of before.
+        let plain = key(&exp, &bm25);
+        exp.retrieval.settings = vec![RetrievalSetting::CrossLingual];
+        assert_eq!(key(&exp, &bm25), plain);
+        exp.retrieval.settings.push(RetrievalSetting::Multilingual);
+        assert_ne!(key(&exp, &bm25), plain);
     }
 }

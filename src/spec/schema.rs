@@ -463,11 +463,64 @@ impl Default for TeacherConfig {
 pub struct RetrievalConfig {
     /// Documents retrieved per query (at least 100, for R@100).
     pub top_k: usize,
+    /// The retrieval settings the test split is evaluated in (`retrieval::settings`); always
+    /// with `cross_lingual`, the setting of validation and early stopping. Left out of the
+    /// serialised config when it is the default, so that existing cell ids stay as they were.
+    #[serde(skip_serializing_if = "RetrievalSetting::is_default_list")]
+    pub settings: Vec<RetrievalSetting>,
 }
 
 impl Default for RetrievalConfig {
     fn default() -> Self {
-        Self { top_k: 100 }
+        Self {
+            top_k: 100,
+            settings: vec![RetrievalSetting::CrossLingual],
+        }
+    }
+}
+
+/// A retrieval setting of Elmahdy et al. (2024) (`retrieval.settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetrievalSetting {
+    /// Low-resource queries over the English documents (the default, and the only one trained for).
+    CrossLingual,
+    /// Low-resource queries over the same language's verses; English over English.
+    Monolingual,
+    /// Low-resource queries over English and every selected language's verses pooled.
+    Multilingual,
+}
+
+impl RetrievalSetting {
+    /// Every setting, as written in experiment files.
+    pub const ALL: [RetrievalSetting; 3] = [
+        RetrievalSetting::CrossLingual,
+        RetrievalSetting::Monolingual,
+        RetrievalSetting::Multilingual,
+    ];
+
+    /// Its name in experiment files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RetrievalSetting::CrossLingual => "cross_lingual",
+            RetrievalSetting::Monolingual => "monolingual",
+            RetrievalSetting::Multilingual => "multilingual",
+        }
+    }
+
+    /// What its task names start with in `metrics.csv` and the report: nothing for the
+    /// cross-lingual setting, so that its outputs are those of before the key existed.
+    pub const fn task_prefix(self) -> &'static str {
+        match self {
+            RetrievalSetting::CrossLingual => "",
+            RetrievalSetting::Monolingual => "mono:",
+            RetrievalSetting::Multilingual => "multi:",
+        }
+    }
+
+    /// Whether `settings` is the default list (`[cross_lingual]`).
+    pub fn is_default_list(settings: &[RetrievalSetting]) -> bool {
+        settings == [RetrievalSetting::CrossLingual]
     }
 }
 
@@ -635,6 +688,43 @@ mod reference_tests {
         let plain = Experiment::default();
         assert!(plain.references.is_empty());
         assert!(serde_json::to_value(&plain).unwrap().get("references").is_none());
+    }
+
+    #[test]
+    fn retrieval_settings_are_read_checked_and_the_default_not_written() {
+        let (_d, e) = load_text("retrieval: {settings: [multilingual, cross_lingual, monolingual]}\n");
+        let e = e.unwrap();
+        assert_eq!(
+            e.retrieval.settings,
+            [
+                RetrievalSetting::Multilingual,
+                RetrievalSetting::CrossLingual,
+                RetrievalSetting::Monolingual
+            ]
+        );
+        let written = serde_json::to_value(&e.retrieval).unwrap();
+        assert_eq!(written["settings"][0], "multilingual");
+        let plain = serde_json::to_value(RetrievalConfig::default()).unwrap();
+        assert_eq!(plain, serde_json::json!({"top_k": 100}));
+        let (_d, e) = load_text("retrieval: {settings: [cross_lingual, bilingual]}\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml") && e.contains("retrieval.settings") && e.contains("`bilingual`"),
+            "{e}"
+        );
+        assert!(e.contains("`monolingual`") && e.contains("`multilingual`"), "{e}");
+        let (_d, e) = load_text("retrieval: {settings: [monolingual]}\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `retrieval.settings`: expected a list that includes `cross_lingual`"),
+            "{e}"
+        );
+        let (_d, e) = load_text("retrieval: {settings: [cross_lingual, cross_lingual]}\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("key `retrieval.settings[1]`: expected each setting once"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -192,6 +192,26 @@ impl Experiment {
             self.train.weight_decay >= 0.0,
             problem("train.weight_decay", "≥ 0", Some(self.train.weight_decay.to_string())),
         );
+        let settings = &self.retrieval.settings;
+        check(
+            settings.contains(&super::schema::RetrievalSetting::CrossLingual),
+            problem(
+                "retrieval.settings",
+                "a list that includes `cross_lingual` (the setting of validation, early stopping and `run.trec`), \
+                 with any of `monolingual`, `multilingual`",
+                Some(format!("{:?}", settings.iter().map(|s| s.name()).collect::<Vec<_>>())),
+            ),
+        );
+        for (i, s) in settings.iter().enumerate() {
+            check(
+                !settings[..i].contains(s),
+                problem(
+                    format!("retrieval.settings[{i}]"),
+                    "each setting once",
+                    Some(s.name().into()),
+                ),
+            );
+        }
         check(
             self.retrieval.top_k >= 100,
             problem(

@@ -21,6 +21,7 @@ mod report;
 mod robust;
 mod sakai_reference;
 mod seeds;
+mod settings;
 mod spec;
 mod speed;
 mod submit;
