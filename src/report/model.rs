@@ -1032,6 +1032,9 @@ mod tests {
                 high: mean,
             },
             vs_baseline: None,
+            seed_sd: f64::NAN,
+            seeds: None,
+            mdd: None,
         };
         let task = Task {
             name: "multi:crossref".into(),
