@@ -94,10 +94,10 @@ fn main() -> Result<()> {
             after_layer: 10,
             states: &states,
         });
-        model.train_step_from_states(&input, cached)?;
+        model.train_step_from_states(&input, cached, None)?;
         let t = Instant::now();
         for _ in 0..repeats {
-            model.train_step_from_states(&input, cached)?;
+            model.train_step_from_states(&input, cached, None)?;
         }
         let s = t.elapsed().as_secs_f64() / repeats as f64;
         println!("train step top2 from cached layer-10 states, 32 pairs × 64 tokens: {s:.2} s/step");

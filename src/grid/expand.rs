@@ -962,7 +962,14 @@ mod backbone_keys {
                 &["model.backbone=me5-small", "model.train_layers=13"][..],
                 "model.train_layers",
             ),
-            (&["model.backbone=me5-small", "ot.enabled=true"][..], "ot.enabled"),
+            (
+                &["model.backbone=me5-small", "ot.init_from_teacher=true"][..],
+                "ot.init_from_teacher",
+            ),
+            (
+                &["model.backbone=me5-small", "ot.enabled=true", "ot.teacher.steps=10"][..],
+                "ot.teacher",
+            ),
             (&["model.backbone=me5-small", "model.max_len=1"][..], "model.max_len"),
             (&["train.steps=0", "train.eval_every=5"][..], "train.eval_every"),
             (&["model.backbone=me5-large"][..], "backbone"),
@@ -974,5 +981,7 @@ mod backbone_keys {
             );
         }
         assert_eq!(problems(&["train.steps=0"]), "");
+        // OT distillation from the pretrained model is a backbone cell like another.
+        assert_eq!(problems(&["model.backbone=me5-small", "ot.enabled=true"]), "");
     }
 }

@@ -85,9 +85,15 @@ pub trait BertEncoder: TrainableEncoder {
     fn hidden_states(&self, batch: &TokenBatch, after_layer: usize) -> Result<Vec<f32>>;
     /// Embeddings of a batch from its states after some layer (the rest of the forward pass).
     fn embed_from_states(&self, batch: &TokenBatch, states: LayerStates) -> Result<Vec<f32>>;
-    /// [`TrainableEncoder::train_step`] starting from given states of `input.batch` (after a
-    /// layer at or below the lowest trainable one; the embeddings must be frozen).
-    fn train_step_from_states(&mut self, input: &StepInput, states: Option<LayerStates>) -> Result<StepLoss>;
+    /// [`TrainableEncoder::train_step`] starting from given states of `input.batch` and of the
+    /// OT term's student batch (`ot_states`; each after a layer at or below the lowest
+    /// trainable one; the embeddings must be frozen).
+    fn train_step_from_states(
+        &mut self,
+        input: &StepInput,
+        states: Option<LayerStates>,
+        ot_states: Option<LayerStates>,
+    ) -> Result<StepLoss>;
     /// Writes every tensor (HuggingFace `BertModel` names), e.g. for an export.
     fn save_full(&self, path: &Path) -> Result<()>;
     /// Keeps the token states after the frozen lower layers in a [`frozen::StateStore`] under
@@ -874,8 +880,15 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         pooled / norms
     }
 
-    fn step(&mut self, input: &StepInput, cached: Option<LayerStates>) -> Result<StepLoss> {
-        let result = self.step_inner(input, cached);
+    /// One optimizer step; `cached` are states of `input.batch`, `ot_cached` of the OT term's
+    /// student batch (both after a layer at or below the lowest trainable one).
+    fn step(
+        &mut self,
+        input: &StepInput,
+        cached: Option<LayerStates>,
+        ot_cached: Option<LayerStates>,
+    ) -> Result<StepLoss> {
+        let result = self.step_inner(input, cached, ot_cached);
         if result.is_err() && self.grads.is_none() {
             // The failed step took the gradient buffers with it.
             self.grads = Some(self.fresh_grads()?);
@@ -883,7 +896,32 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         result
     }
 
-    fn step_inner(&mut self, input: &StepInput, cached: Option<LayerStates>) -> Result<StepLoss> {
+    fn step_inner(
+        &mut self,
+        input: &StepInput,
+        cached: Option<LayerStates>,
+        ot_cached: Option<LayerStates>,
+    ) -> Result<StepLoss> {
+        let (mut grads, loss) = self.loss_and_grads(input, cached, ot_cached)?;
+        let grad_norm = self.clip(&mut grads, input.clip_norm)?;
+        if loss.total.is_finite() && grad_norm.is_finite() {
+            self.update(&grads)?;
+        }
+        for part in self.trainable_parts() {
+            with_part!(part, m => m.try_zero_grads(&mut grads)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        self.grads = Some(grads);
+        Ok(StepLoss { grad_norm, ..loss })
+    }
+
+    /// The step's forward and backward pass: the gradients of InfoNCE + λ·OT (taken from
+    /// `self.grads`, which the caller puts back) and the losses (`grad_norm` not yet measured).
+    fn loss_and_grads(
+        &mut self,
+        input: &StepInput,
+        cached: Option<LayerStates>,
+        ot_cached: Option<LayerStates>,
+    ) -> Result<(Gradients<f32, D>, StepLoss)> {
         let batch = input.batch;
         ensure!(
             batch.rows >= 4 && batch.rows.is_multiple_of(2),
@@ -904,7 +942,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             None => (nce, None),
             Some(term) => {
                 let s_inp = self.inputs(term.student)?;
-                let student = self.taped_states(&s_inp, term.student, None, Gradients::leaky())?;
+                let student = self.taped_states(&s_inp, term.student, ot_cached, Gradients::leaky())?;
                 let (surrogate, value) = ot_surrogate(&self.dev, student, &s_inp.mask.as_vec(), term)?;
                 (nce + surrogate, Some(value))
             }
@@ -913,21 +951,15 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             + ot_value
                 .map(|v| v * input.ot.as_ref().map_or(0.0, |t| t.weight))
                 .unwrap_or(0.0);
-        let mut grads = loss.backward();
-        let grad_norm = self.clip(&mut grads, input.clip_norm)?;
-        if total.is_finite() && grad_norm.is_finite() {
-            self.update(&grads)?;
-        }
-        for part in self.trainable_parts() {
-            with_part!(part, m => m.try_zero_grads(&mut grads)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        }
-        self.grads = Some(grads);
-        Ok(StepLoss {
-            total,
-            info_nce,
-            ot: ot_value,
-            grad_norm,
-        })
+        Ok((
+            loss.backward(),
+            StepLoss {
+                total,
+                info_nce,
+                ot: ot_value,
+                grad_norm: f64::NAN,
+            },
+        ))
     }
 
     /// Global gradient norm over the trainable tensors; scaled down to `clip` when above it.
@@ -1158,16 +1190,20 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
         match self.frozen_depth() {
             Some(after_layer) => {
+                // The OT term's student batch (bitext) runs through the same frozen layers.
                 let stored = self.stored_states(input.batch, after_layer)?;
-                self.step(
-                    input,
-                    Some(LayerStates {
-                        after_layer,
-                        states: &stored,
-                    }),
-                )
+                let ot_stored = match &input.ot {
+                    Some(term) => Some(self.stored_states(term.student, after_layer)?),
+                    None => None,
+                };
+                let cached = LayerStates {
+                    after_layer,
+                    states: &stored,
+                };
+                let ot_cached = ot_stored.as_deref().map(|states| LayerStates { after_layer, states });
+                self.step(input, Some(cached), ot_cached)
             }
-            None => self.step(input, None),
+            None => self.step(input, None, None),
         }
     }
 
@@ -1184,8 +1220,27 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         }
     }
 
+    /// With a state store attached, the stored states and the layers above them (none for a
+    /// wholly frozen model, such as the pretrained OT teacher): the same values on every real
+    /// token, zeros (or what the upper layers make of them) on the padding.
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        self.hidden_states(batch, self.layers.len())
+        let depth = self.layers.len();
+        let Some(after_layer) = self.frozen_depth() else {
+            return self.hidden_states(batch, depth);
+        };
+        let stored = self.stored_states(batch, after_layer)?;
+        if after_layer == depth {
+            return Ok(stored);
+        }
+        let inp = self.inputs(batch)?;
+        let x = self.states_tensor(
+            batch,
+            LayerStates {
+                after_layer,
+                states: &stored,
+            },
+        )?;
+        Ok(self.run_layers(x, after_layer..depth, &inp).as_vec())
     }
 
     fn state_dim(&self) -> usize {
@@ -1258,8 +1313,13 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         Ok(self.pool(x, &inp.mask).as_vec())
     }
 
-    fn train_step_from_states(&mut self, input: &StepInput, states: Option<LayerStates>) -> Result<StepLoss> {
-        self.step(input, states)
+    fn train_step_from_states(
+        &mut self,
+        input: &StepInput,
+        states: Option<LayerStates>,
+        ot_states: Option<LayerStates>,
+    ) -> Result<StepLoss> {
+        self.step(input, states, ot_states)
     }
 
     fn save_full(&self, path: &Path) -> Result<()> {

@@ -169,7 +169,8 @@ pub trait TrainableEncoder: Embedder {
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss>;
     /// Sets the learning rate of the following steps (the schedule's value at this step).
     fn set_learning_rate(&mut self, lr: f64);
-    /// Token-level states (before pooling), rows × len × `state_dim()`, for OT distillation.
+    /// Token-level states (before pooling), rows × len × `state_dim()`, for OT distillation
+    /// (which reads only the real tokens: what padding positions hold is unspecified).
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>>;
     /// Dimension of the token states.
     fn state_dim(&self) -> usize;

@@ -408,9 +408,11 @@ pub struct OtConfig {
     /// Bitext pairs per step.
     pub batch_size: usize,
     /// Start the student from the teacher's weights (also when OT is off, so that an
-    /// ablation of OT changes one thing only).
+    /// ablation of OT changes one thing only). Presets only: with `model.backbone` the
+    /// teacher is the pretrained model the student starts from anyway.
     pub init_from_teacher: bool,
-    /// How the teacher is trained.
+    /// How a preset's teacher is trained (no value with `model.backbone`, whose teacher is the
+    /// pretrained model itself).
     pub teacher: TeacherConfig,
 }
 

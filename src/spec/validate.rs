@@ -105,12 +105,22 @@ impl Experiment {
                         Some(m.max_len.to_string()),
                     ),
                 );
+                // With a backbone the OT teacher is the pretrained model itself (OPTICAL's
+                // set-up), which is where the student starts anyway, and nothing trains it.
                 check(
-                    !self.ot.enabled && !self.ot.init_from_teacher,
+                    !self.ot.init_from_teacher,
                     problem(
-                        "ot.enabled",
-                        "false with `model.backbone`: OT distillation (and `ot.init_from_teacher`) with a backbone is not supported yet",
+                        "ot.init_from_teacher",
+                        "false with `model.backbone` (the student already starts from the pretrained model, which is the teacher)",
                         Some("true".into()),
+                    ),
+                );
+                check(
+                    self.ot.teacher == super::schema::TeacherConfig::default(),
+                    problem(
+                        "ot.teacher",
+                        "no value with `model.backbone` (the teacher is the pretrained model, not trained; `ot.teacher` trains a preset's teacher)",
+                        serde_json::to_string(&self.ot.teacher).ok(),
                     ),
                 );
             }

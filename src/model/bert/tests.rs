@@ -1,5 +1,6 @@
 use super::*;
-use crate::model::{OptimizerKind, OptimizerSettings};
+use crate::model::{CostKind, OptimizerKind, OptimizerSettings, OtTerm};
+use crate::ot::{PlanGradient, SinkhornSettings};
 
 fn settings() -> OptimizerSettings {
     OptimizerSettings {
@@ -173,7 +174,7 @@ fn training_from_cached_states_matches_training_from_ids() {
     ));
     for _ in 0..3 {
         let la = a.train_step(&step(&b)).unwrap();
-        let lc = c.train_step_from_states(&step(&b), Some(cached)).unwrap();
+        let lc = c.train_step_from_states(&step(&b), Some(cached), None).unwrap();
         assert!((la.total - lc.total).abs() < 1e-5, "{} vs {}", la.total, lc.total);
     }
     assert!(close(&a.embed(&b).unwrap(), &c.embed(&b).unwrap(), 1e-5));
@@ -186,6 +187,7 @@ fn training_from_cached_states_matches_training_from_ids() {
                 after_layer: 3,
                 states: &above,
             }),
+            None,
         )
         .unwrap_err()
         .to_string();
@@ -282,6 +284,147 @@ fn frozen_states_do_not_depend_on_the_batch() {
     assert_eq!(alone[..], together[..alone.len()]);
 }
 
+/// Two bitext pairs: the low-resource sides (the student's) and the English sides (the
+/// teacher's), each with a padded row.
+fn bitext() -> (TokenBatch, TokenBatch) {
+    let low = batch(
+        vec![0, 40, 41, 42, 2, 0, 43, 2, 1, 1],
+        vec![1., 1., 1., 1., 1., 1., 1., 1., 0., 0.],
+        2,
+    );
+    let english = batch(
+        vec![0, 5, 6, 2, 1, 0, 7, 8, 9, 2],
+        vec![1., 1., 1., 1., 0., 1., 1., 1., 1., 1.],
+        2,
+    );
+    (low, english)
+}
+
+/// The OT term of weight λ over `bitext()` against `states` (the teacher's), Sinkhorn run for
+/// a fixed number of iterations (`tol` 0), so that its unrolled gradient is exact.
+fn ot_term<'a>(low: &'a TokenBatch, english: &'a TokenBatch, states: &'a [f32], weight: f64) -> OtTerm<'a> {
+    OtTerm {
+        student: low,
+        teacher_states: states,
+        teacher_mask: &english.mask,
+        teacher_len: english.len,
+        weight,
+        sinkhorn: SinkhornSettings {
+            epsilon: 0.1,
+            max_iter: 30,
+            tol: 0.0,
+        },
+        cost: CostKind::Cosine,
+        gradient: PlanGradient::Unrolled,
+    }
+}
+
+fn top_layer() -> FineTune {
+    FineTune {
+        top_layers: 1,
+        embeddings: false,
+        word_embeddings: false,
+    }
+}
+
+#[test]
+fn an_ot_term_of_weight_zero_is_the_info_nce_step() {
+    let teacher = tiny_random(9, 3, frozen(), settings()).unwrap();
+    let (low, english) = bitext();
+    let states = teacher.token_states(&english).unwrap();
+    let b = pairs();
+    let mut plain = tiny_random(5, 3, top_layer(), settings()).unwrap();
+    let mut zero = tiny_random(5, 3, top_layer(), settings()).unwrap();
+    for _ in 0..3 {
+        let lp = plain.train_step(&step(&b)).unwrap();
+        let lz = zero
+            .train_step(&StepInput {
+                ot: Some(ot_term(&low, &english, &states, 0.0)),
+                ..step(&b)
+            })
+            .unwrap();
+        assert_eq!(
+            (lp.total, lp.info_nce, lp.grad_norm),
+            (lz.total, lz.info_nce, lz.grad_norm)
+        );
+        let ot = lz.ot.unwrap();
+        assert!(ot.is_finite() && ot > 0.0, "OT {ot}");
+    }
+    assert_eq!(plain.embed(&b).unwrap(), zero.embed(&b).unwrap());
+    assert_eq!(plain.embed(&low).unwrap(), zero.embed(&low).unwrap());
+}
+
+/// A fixed direction in a tensor's space, entries in [-1, 1].
+fn direction(n: usize, salt: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 + salt * 104_729) % 201) as f32 / 100.0 - 1.0)
+        .collect()
+}
+
+#[test]
+fn the_ot_gradient_matches_finite_differences() {
+    let teacher = tiny_random(9, 3, frozen(), settings()).unwrap();
+    let (low, english) = bitext();
+    let states = teacher.token_states(&english).unwrap();
+    let b = pairs();
+    let mut model = TinyBert::random(Cpu::seed_from_u64(5), 3, top_layer(), settings()).unwrap();
+    let top = model.layers.len() - 1;
+    // The OT value and the step's gradients with respect to two tensors of the top layer.
+    let run = |model: &mut TinyBert, weight: f64| {
+        let input = StepInput {
+            ot: Some(ot_term(&low, &english, &states, weight)),
+            ..step(&b)
+        };
+        let (grads, loss) = model.loss_and_grads(&input, None, None).unwrap();
+        let layer = &model.layers[top];
+        let g = [
+            grads.get(&layer.query.weight).as_vec(),
+            grads.get(&layer.output.bias).as_vec(),
+        ];
+        model.grads = Some(model.fresh_grads().unwrap());
+        (loss, g)
+    };
+    let (with_ot, g1) = run(&mut model, 2.0);
+    let (without, g0) = run(&mut model, 0.0);
+    let ot = with_ot.ot.unwrap();
+    assert!(ot.is_finite() && ot > 0.0, "OT {ot}");
+    assert!((with_ot.total - without.total - 2.0 * ot).abs() < 1e-9);
+    // Each tensor moved along a direction d: ⟨∇OT, d⟩ from the step's gradients (the OT
+    // part is (G(λ=2) − G(λ=0))/2) against central differences of the OT value.
+    let h = 1e-2f32;
+    for which in 0..2 {
+        let d = direction(g1[which].len(), which);
+        let analytic: f64 = g1[which]
+            .iter()
+            .zip(&g0[which])
+            .zip(&d)
+            .map(|((a, b), d)| f64::from(a - b) / 2.0 * f64::from(*d))
+            .sum();
+        let original = match which {
+            0 => model.layers[top].query.weight.as_vec(),
+            _ => model.layers[top].output.bias.as_vec(),
+        };
+        let mut ot_at = |sign: f32| {
+            let moved: Vec<f32> = original.iter().zip(&d).map(|(x, d)| x + sign * h * d).collect();
+            match which {
+                0 => model.layers[top].query.weight.copy_from(&moved),
+                _ => model.layers[top].output.bias.copy_from(&moved),
+            }
+            run(&mut model, 2.0).0.ot.unwrap()
+        };
+        let numeric = (ot_at(1.0) - ot_at(-1.0)) / (2.0 * f64::from(h));
+        match which {
+            0 => model.layers[top].query.weight.copy_from(&original),
+            _ => model.layers[top].output.bias.copy_from(&original),
+        }
+        let err = (analytic - numeric).abs() / analytic.abs().max(numeric.abs()).max(1e-4);
+        assert!(
+            analytic.abs() > 1e-4 && err < 2e-2,
+            "tensor {which}: analytic {analytic}, finite differences {numeric} (rel {err:.2e})"
+        );
+    }
+}
+
 #[test]
 fn a_state_store_changes_no_number() {
     let ft = FineTune {
@@ -295,18 +438,46 @@ fn a_state_store_changes_no_number() {
     let mut stored = tiny_random(5, 3, ft, settings()).unwrap();
     assert_eq!(stored.use_state_store(store.path()).unwrap(), 2);
     assert_eq!(plain.embed(&b).unwrap(), stored.embed(&b).unwrap());
-    for _ in 0..3 {
-        let (lp, ls) = (
-            plain.train_step(&step(&b)).unwrap(),
-            stored.train_step(&step(&b)).unwrap(),
-        );
+    // The OT term's student batch reads the store too; the teacher (nothing trainable) keeps
+    // its final states in a store of its own.
+    let (low, english) = bitext();
+    let plain_teacher = tiny_random(9, 3, frozen(), settings()).unwrap();
+    let mut teacher = tiny_random(9, 3, frozen(), settings()).unwrap();
+    assert_eq!(teacher.use_state_store(store.path()).unwrap(), 3);
+    let states = plain_teacher.token_states(&english).unwrap();
+    for round in 0..2 {
+        let stored_states = teacher.token_states(&english).unwrap();
+        for (i, m) in english.mask.iter().enumerate() {
+            let (want, got) = (&states[i * 16..(i + 1) * 16], &stored_states[i * 16..(i + 1) * 16]);
+            if *m > 0.0 {
+                assert_eq!(want, got, "round {round}: token {i}");
+            } else {
+                assert!(got.iter().all(|v| *v == 0.0), "padding of stored states");
+            }
+        }
+    }
+    for s in 0..4 {
+        let ot = (s % 2 == 1).then(|| ot_term(&low, &english, &states, 0.5));
+        let input = StepInput { ot, ..step(&b) };
+        let (lp, ls) = (plain.train_step(&input).unwrap(), stored.train_step(&input).unwrap());
         assert_eq!(lp, ls);
+        assert_eq!(lp.ot.is_some(), s % 2 == 1);
     }
     assert_eq!(plain.embed(&b).unwrap(), stored.embed(&b).unwrap());
+    assert_eq!(plain.embed(&low).unwrap(), stored.embed(&low).unwrap());
     drop(stored);
-    // A second model reads the states the first one wrote (one shard per flush).
-    let shards = std::fs::read_dir(store.path()).unwrap().next().unwrap().unwrap().path();
-    assert_eq!(std::fs::read_dir(&shards).unwrap().count(), 1);
+    drop(teacher);
+    // A second model reads the states the first one wrote (one shard per flush), apart from
+    // the teacher's (another depth).
+    let mut dirs: Vec<_> = std::fs::read_dir(store.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    for shards in &dirs {
+        assert_eq!(std::fs::read_dir(shards).unwrap().count(), 1);
+    }
     let mut again = tiny_random(5, 3, ft, settings()).unwrap();
     again.use_state_store(store.path()).unwrap();
     let fresh = tiny_random(5, 3, ft, settings()).unwrap();
