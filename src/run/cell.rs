@@ -208,25 +208,15 @@ pub fn run_cell(
     }
     write_atomic(&CellFile::TrainLog.at(cell_dir), &log.into_inner()?)?;
 
-    let split = retrieval::run_split(
-        trained.encoder.as_ref(),
-        &tokenizer,
-        dataset,
-        cfg,
-        Split::Test,
-        &cell.id,
-    )?;
+    // One ranker for every evaluation of the trained encoder, so each text is encoded once.
+    let dense = retrieval::Dense::new(trained.encoder.as_ref(), &tokenizer, cfg.model.max_len);
+    let split = retrieval::run_split_with(&dense, dataset, &cfg.data, cfg.retrieval.top_k, Split::Test, &cell.id)?;
     let mut trec = Vec::new();
     split.run.write_trec(&mut trec)?;
     write_atomic(&CellFile::Run.at(cell_dir), &trec)?;
     // (task prefix, split run): the test split, in its other settings, then the zero-shot set if
     // any, whose tasks are prefixed with its name so that they are reported apart.
     let mut evaluated = vec![(String::new(), split)];
-    let dense = retrieval::Dense {
-        encoder: trained.encoder.as_ref(),
-        tokenizer: &tokenizer,
-        max_len: cfg.model.max_len,
-    };
     evaluated.extend(other_settings(
         &dense,
         dataset,
@@ -236,16 +226,13 @@ pub fn run_cell(
         cell_dir,
     )?);
     if let Some(zs) = &cfg.data.zero_shot {
-        let zs_cfg = CellConfig {
-            data: zs.data_config(&cfg.data),
-            ..cfg.clone()
-        };
-        let zs_data = data::load(&zs_cfg.data, false)?;
-        let zs_split = retrieval::run_split(
-            trained.encoder.as_ref(),
-            &tokenizer,
+        let zs_data_cfg = zs.data_config(&cfg.data);
+        let zs_data = data::load(&zs_data_cfg, false)?;
+        let zs_split = retrieval::run_split_with(
+            &dense,
             &zs_data,
-            &zs_cfg,
+            &zs_data_cfg,
+            cfg.retrieval.top_k,
             Split::Test,
             &cell.id,
         )?;

@@ -186,11 +186,7 @@ fn ensure_one(
             };
             // No step runs: the pretrained encoder as it is.
             let trained = train::train(&cfg, &dataset, &tokenizer, &train_paths, |_| {})?;
-            let ranker = retrieval::Dense {
-                encoder: trained.encoder.as_ref(),
-                tokenizer: &tokenizer,
-                max_len: cfg.model.max_len,
-            };
+            let ranker = retrieval::Dense::new(trained.encoder.as_ref(), &tokenizer, cfg.model.max_len);
             splits(
                 &ranker,
                 &dataset,

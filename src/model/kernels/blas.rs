@@ -186,6 +186,33 @@ pub unsafe fn gemm(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool
     });
 }
 
+/// `a · bᵀ` for row-major `a` (m × k) and `b` (n × k): m × n, row-major. The safe entry point
+/// for callers outside the kernels (retrieval scores queries against documents with it).
+pub fn product_transposed(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
+    assert!(
+        k > 0 && a.len().is_multiple_of(k) && b.len().is_multiple_of(k),
+        "product_transposed: {} and {} values are not rows of {k}",
+        a.len(),
+        b.len()
+    );
+    let (m, n) = (a.len() / k, b.len() / k);
+    let mut out = vec![0.0f32; m * n];
+    let lhs = Operand {
+        ptr: a.as_ptr(),
+        rs: k,
+        cs: 1,
+    };
+    // bᵀ is k × n: element (row r, column c) is b[c·k + r].
+    let rhs = Operand {
+        ptr: b.as_ptr(),
+        rs: 1,
+        cs: k,
+    };
+    // SAFETY: the slices hold m × k and n × k values, and `out` m × n; `out` is fresh.
+    unsafe { gemm(m, n, k, out.as_mut_ptr(), false, lhs, rhs) };
+    out
+}
+
 /// The same product with the `gemm` crate on rayon's threads.
 unsafe fn gemm_crate(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool, lhs: Operand, rhs: Operand) {
     // SAFETY: forwarded from the caller.

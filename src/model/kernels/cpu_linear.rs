@@ -101,13 +101,10 @@ pub fn backward(x: &[f32], w: &[f32], dz: &[f32], i: usize, o: usize, dx: &mut [
             column_sums(dz, &mut acc);
             acc
         })
-        .reduce(
-            || vec![0.0f32; o],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
+        .collect::<Vec<_>>();
+    // Summed in block order, not by rayon's reduce, whose grouping follows the work stealing:
+    // the same inputs give the same bits on every run.
+    let sums = super::sum_in_order(o, &sums);
     db.iter_mut().zip(&sums).for_each(|(d, s)| *d += s);
 }
 

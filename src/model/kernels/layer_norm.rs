@@ -141,13 +141,10 @@ pub fn backward(
             acc.truncate(2 * m);
             acc
         })
-        .reduce(
-            || vec![0.0f32; 2 * m],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
+        .collect::<Vec<_>>();
+    // Summed in block order, not by rayon's reduce, whose grouping follows the work stealing:
+    // the same inputs give the same bits on every run.
+    let partial = super::sum_in_order(2 * m, &partial);
     dgamma.iter_mut().zip(&partial[..m]).for_each(|(g, p)| *g += p);
     dbeta.iter_mut().zip(&partial[m..]).for_each(|(g, p)| *g += p);
 }

@@ -28,6 +28,16 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
+/// The element-wise sum of `partials` (each `len` values), added in their order, so that a
+/// reduction over rayon's blocks is deterministic.
+fn sum_in_order(len: usize, partials: &[Vec<f32>]) -> Vec<f32> {
+    let mut total = vec![0.0f32; len];
+    for part in partials {
+        total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+    }
+    total
+}
+
 /// Token states: rows × tokens × M.
 pub type States<const M: usize, D, T> = Tensor<(usize, usize, Const<M>), f32, D, T>;
 

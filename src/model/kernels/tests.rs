@@ -350,3 +350,46 @@ fn gradients_accumulate() {
         1e-6,
     );
 }
+
+/// The kernels' reductions over rayon's blocks of token rows (bias, γ and β gradients) give
+/// the same bits on every run, whatever the threads' work stealing did: same config and seed,
+/// same model. Enough rows for many blocks, more threads than cores, repeated runs.
+#[test]
+fn block_reductions_are_deterministic() {
+    const BIG_ROWS: usize = 48;
+    const BIG_LEN: usize = 40;
+    let n = BIG_ROWS * BIG_LEN * M;
+    let (x, w_lin, b_lin) = (values(n, 21, 1.0), values(O * M, 22, 0.5), values(O, 23, 0.5));
+    let (gamma, beta) = (values(M, 24, 1.0), values(M, 25, 1.0));
+    let weights = values(BIG_ROWS * BIG_LEN * O, 26, 1.0);
+    let run = || {
+        let dev = Cpu::default();
+        let x = dev.tensor_from_vec(x.clone(), (BIG_ROWS, BIG_LEN, Const::<M>));
+        let norm = LayerNorm1D::<M, f32, Cpu> {
+            gamma: dev.tensor_from_vec(gamma.clone(), (Const::<M>,)),
+            beta: dev.tensor_from_vec(beta.clone(), (Const::<M>,)),
+            epsilon: 1e-12,
+        };
+        let lin = Linear::<M, O, f32, Cpu> {
+            weight: dev.tensor_from_vec(w_lin.clone(), (Const::<O>, Const::<M>)),
+            bias: dev.tensor_from_vec(b_lin.clone(), (Const::<O>,)),
+        };
+        let y = Cpu::linear(&lin, Cpu::layer_norm(&norm, x.leaky_trace()));
+        let g = backward_of(y, &weights);
+        let bits = |v: Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        [
+            bits(g.get(&lin.bias).as_vec()),
+            bits(g.get(&norm.gamma).as_vec()),
+            bits(g.get(&norm.beta).as_vec()),
+        ]
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(6).build().unwrap();
+    let first = pool.install(run);
+    for _ in 0..30 {
+        assert_eq!(
+            pool.install(run),
+            first,
+            "a gradient's bits changed between identical runs"
+        );
+    }
+}
