@@ -12,6 +12,9 @@
 //! between-seed sd and each comparison's minimum detectable difference; a report whose grid
 //! points all have one seed, or with `stats.unit: queries`, is the query-level one, unchanged.
 //! The pairwise matrix stays query-level.
+//!
+//! Languages: a task with queries of several languages is also reported per language, as a task
+//! `<lang>/<task>` of its own (means, CIs, tests and corrections within it).
 
 use crate::eval::cell::{CellMetric, RANK_DISTANCE, lower_is_better};
 use crate::run::paths::{self, CellFile};
@@ -611,10 +614,18 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
     {
         metrics.push(RANK_DISTANCE.to_string());
     }
-    let task_names: BTreeSet<String> = variants
+    split_languages(&mut variants);
+    let mut task_names: Vec<String> = variants
         .iter()
         .flat_map(|v| v.values.keys().map(|(t, _)| t.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
+    // Each pooled task, then its languages apart.
+    task_names.sort_by_key(|t| match t.split_once('/') {
+        Some((lang, task)) => (task.to_string(), lang.to_string()),
+        None => (t.clone(), String::new()),
+    });
     let unit = first.stats.unit;
     let seed_aware = unit == Unit::Seeds && variants.iter().any(|v| v.cells.len() >= 2);
     let mut tasks = Vec::new();
@@ -652,6 +663,55 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         tasks,
         schedules,
     })
+}
+
+/// The name of the task that holds one language's queries of `task` apart.
+pub fn language_task(lang: &str, task: &str) -> String {
+    format!("{lang}/{task}")
+}
+
+/// Adds, for every task whose queries come from two or more languages, one task per language
+/// (`<lang>/<task>`, [`language_task`]) with that language's queries only, so that each
+/// language gets its own means, CIs and tests against the baseline (an effect pooled over
+/// languages can hide one that only a low-resource language shows, or the reverse).
+fn split_languages(variants: &mut [Variant]) {
+    let mut languages: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for v in variants.iter() {
+        for ((task, _), lang) in &v.langs {
+            languages.entry(task).or_default().insert(lang);
+        }
+    }
+    let several: BTreeSet<String> = languages
+        .into_iter()
+        .filter(|(_, langs)| langs.len() >= 2)
+        .map(|(task, _)| task.to_string())
+        .collect();
+    for v in variants.iter_mut() {
+        let mut split = Vec::new();
+        for ((task, metric), per_query) in &v.values {
+            if !several.contains(task) {
+                continue;
+            }
+            for (query, values) in per_query {
+                if let Some(lang) = v.langs.get(&(task.clone(), query.clone())) {
+                    split.push((
+                        language_task(lang, task),
+                        metric.clone(),
+                        query.clone(),
+                        values.clone(),
+                        lang.clone(),
+                    ));
+                }
+            }
+        }
+        for (task, metric, query, values, lang) in split {
+            v.values
+                .entry((task.clone(), metric))
+                .or_default()
+                .insert(query.clone(), values);
+            v.langs.insert((task, query), lang);
+        }
+    }
 }
 
 /// One variant's values on (task, metric) as seeds × `queries` (in order), or none when a

@@ -486,3 +486,71 @@ fn a_state_store_changes_no_number() {
     let mut full = tiny_random(5, 3, FineTune::full(3), settings()).unwrap();
     assert_eq!(full.use_state_store(store.path()).unwrap(), 0);
 }
+
+/// 20 pairs of 3 to 12 tokens, padded to the longest: more rows than one length bucket holds.
+fn uneven_pairs(order: &[usize]) -> TokenBatch {
+    let rows: Vec<Vec<usize>> = (0..40)
+        .map(|r| {
+            let tokens = 3 + (r * 7) % 10;
+            let mut row = vec![0];
+            row.extend((1..tokens - 1).map(|t| 5 + (r * 13 + t * 3) % 40));
+            row.push(2);
+            row
+        })
+        .collect();
+    // Pair p is query row p and passage row 20 + p; `order` permutes the pairs.
+    let picked: Vec<&Vec<usize>> = order
+        .iter()
+        .map(|&p| &rows[p])
+        .chain(order.iter().map(|&p| &rows[20 + p]))
+        .collect();
+    let len = 12;
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    for row in picked {
+        ids.extend(row.iter().copied().chain(std::iter::repeat_n(1, len - row.len())));
+        mask.extend((0..len).map(|k| if k < row.len() { 1.0 } else { 0.0 }));
+    }
+    batch(ids, mask, 40)
+}
+
+#[test]
+fn length_buckets_keep_the_loss_and_the_pairs() {
+    // The step runs its rows in buckets sorted by length: its loss is InfoNCE over the
+    // embeddings of the whole batch (computed here in one pass), and the pairs stay paired,
+    // so permuting them changes neither the loss nor the update.
+    const { assert!(40 > STEP_BUCKET) };
+    let ft = FineTune {
+        top_layers: 1,
+        embeddings: false,
+        word_embeddings: false,
+    };
+    let in_order: Vec<usize> = (0..20).collect();
+    let b = uneven_pairs(&in_order);
+    let mut a = tiny_random(5, 2, ft, settings()).unwrap();
+    let e = a.embed(&b).unwrap();
+    let dim = e.len() / 40;
+    let dot = |i: usize, j: usize| -> f64 { (0..dim).map(|k| f64::from(e[i * dim + k] * e[j * dim + k])).sum() };
+    let temperature = 0.1;
+    let expected = (0..20)
+        .map(|i| {
+            let logits: Vec<f64> = (0..20).map(|j| dot(i, 20 + j) / temperature).collect();
+            let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+            let log_sum = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            log_sum - logits[i]
+        })
+        .sum::<f64>()
+        / 20.0;
+    let loss = a.train_step(&step(&b)).unwrap();
+    assert!(
+        (loss.info_nce - expected).abs() < 1e-4,
+        "{} vs {expected}",
+        loss.info_nce
+    );
+
+    let shuffled: Vec<usize> = (0..20).map(|p| (p * 7) % 20).collect();
+    let mut c = tiny_random(5, 2, ft, settings()).unwrap();
+    let loss_c = c.train_step(&step(&uneven_pairs(&shuffled))).unwrap();
+    assert!((loss.info_nce - loss_c.info_nce).abs() < 1e-5);
+    assert!(close(&a.embed(&b).unwrap(), &c.embed(&b).unwrap(), 1e-5));
+}
