@@ -19,8 +19,11 @@ use std::path::{Path, PathBuf};
 pub const BIBLE: &str = "bible";
 
 /// Where prepared data sets live: `CLIRLAB_DATA_DIR`, else `data/` in the working directory.
+/// An empty `CLIRLAB_DATA_DIR` counts as unset (as an empty path it would put the data sets
+/// straight into the working directory).
 pub fn data_dir() -> PathBuf {
     std::env::var_os("CLIRLAB_DATA_DIR")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("data"))
 }
