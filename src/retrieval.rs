@@ -15,6 +15,7 @@ use crate::tokenizer::{Side, TextEncoder};
 use crate::util::sample::fixed_sample;
 use anyhow::{Context, Result};
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// Texts encoded per forward pass.
 const ENCODE_CHUNK: usize = 256;
@@ -176,8 +177,21 @@ pub trait Ranker {
     ) -> Result<Vec<(Ranking, Vec<usize>)>>;
 }
 
-/// Embeddings by (side, text).
-type Embedded = std::collections::HashMap<(Side, String), Box<[f32]>>;
+/// Embeddings by text, one map per side (a text is embedded differently as query and passage).
+#[derive(Default)]
+struct Embedded {
+    query: HashMap<String, Box<[f32]>>,
+    passage: HashMap<String, Box<[f32]>>,
+}
+
+impl Embedded {
+    fn side(&mut self, side: Side) -> &mut HashMap<String, Box<[f32]>> {
+        match side {
+            Side::Query => &mut self.query,
+            Side::Passage => &mut self.passage,
+        }
+    }
+}
 
 /// A dense encoder with its tokenizer: exact top-k by dot product. It remembers every text it
 /// embedded, by side, so that the texts a cell's settings and languages share (the English
@@ -203,35 +217,34 @@ impl<'a> Dense<'a> {
 
     /// Row-major embeddings of `texts` (as [`embed_texts`]), encoding only those not seen before.
     pub fn embed(&self, texts: &[&str], side: Side) -> Result<Vec<f32>> {
-        let mut embedded = self.embedded.borrow_mut();
-        let mut new: Vec<&str> = texts
-            .iter()
-            .copied()
-            .filter(|t| !embedded.contains_key(&(side, (*t).to_string())))
-            .collect();
+        let mut memo = self.embedded.borrow_mut();
+        let embedded = memo.side(side);
+        let mut new: Vec<&str> = texts.iter().copied().filter(|t| !embedded.contains_key(*t)).collect();
         new.sort_unstable();
         new.dedup();
         if !new.is_empty() {
             let rows = embed_texts(self.encoder, self.tokenizer, &new, side, self.max_len)?;
             let dim = self.encoder.dim();
             for (text, row) in new.iter().zip(rows.chunks(dim)) {
-                embedded.insert((side, (*text).to_string()), row.into());
+                embedded.insert((*text).to_string(), row.into());
             }
         }
-        Ok(texts
-            .iter()
-            .flat_map(|t| embedded[&(side, (*t).to_string())].iter().copied())
-            .collect())
+        Ok(texts.iter().flat_map(|t| embedded[*t].iter().copied()).collect())
+    }
+
+    /// The embeddings of `queries` and of `corpus`, and the corpus ids: what both rankings score.
+    fn embed_both<'c>(&self, queries: &[Doc], corpus: &'c [Doc]) -> Result<(Vec<f32>, Vec<f32>, Vec<&'c str>)> {
+        let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
+        let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
+        let q = self.embed(&q_texts, Side::Query)?;
+        let d = self.embed(&d_texts, Side::Passage)?;
+        Ok((q, d, corpus.iter().map(|d| d.id.as_str()).collect()))
     }
 }
 
 impl Ranker for Dense<'_> {
     fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>> {
-        let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
-        let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
-        let q = self.embed(&q_texts, Side::Query)?;
-        let d = self.embed(&d_texts, Side::Passage)?;
-        let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+        let (q, d, ids) = self.embed_both(queries, corpus)?;
         Ok(top_k(&q, &d, &ids, self.encoder.dim(), k))
     }
 
@@ -242,11 +255,7 @@ impl Ranker for Dense<'_> {
         k: usize,
         locate: &[Vec<usize>],
     ) -> Result<Vec<(Ranking, Vec<usize>)>> {
-        let q_texts: Vec<&str> = queries.iter().map(|d| d.text.as_str()).collect();
-        let d_texts: Vec<&str> = corpus.iter().map(|d| d.text.as_str()).collect();
-        let q = self.embed(&q_texts, Side::Query)?;
-        let d = self.embed(&d_texts, Side::Passage)?;
-        let ids: Vec<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+        let (q, d, ids) = self.embed_both(queries, corpus)?;
         let mut out = Vec::with_capacity(queries.len());
         for_each_scored(&q, &d, self.encoder.dim(), |i, scored| {
             out.push(top_and_ranks(scored, &ids, k, &locate[i]))

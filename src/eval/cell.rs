@@ -73,6 +73,21 @@ pub fn lower_is_better(name: &str) -> bool {
     name == RANK_DISTANCE
 }
 
+/// The name of the task that holds one language's queries of `task` apart (`<lang>/<task>`):
+/// the keys of a cell's means in `result.json`, and the per-language tasks of reports.
+pub fn language_task(lang: &str, task: &str) -> String {
+    format!("{lang}/{task}")
+}
+
+/// The order of task names in reports: each pooled task, then its [`language_task`]s by
+/// language.
+pub fn task_order(name: &str) -> (&str, &str) {
+    match name.split_once('/') {
+        Some((lang, task)) => (task, lang),
+        None => (name, ""),
+    }
+}
+
 impl std::fmt::Display for CellMetric {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str(self.name())

@@ -948,27 +948,13 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         let mut pooled: Option<TapedEmbeddings<M, D>> = None;
         for bucket in order.chunks(STEP_BUCKET) {
             let sub_len = bucket.iter().map(|&r| lengths[r]).max().unwrap_or(1).max(1);
-            let take = |values: &[f32]| -> Vec<f32> {
-                bucket
-                    .iter()
-                    .flat_map(|&r| values[r * len..r * len + sub_len].iter().copied())
-                    .collect()
-            };
             let sub = TokenBatch {
-                ids: bucket
-                    .iter()
-                    .flat_map(|&r| batch.ids[r * len..r * len + sub_len].iter().copied())
-                    .collect(),
-                mask: take(&batch.mask),
+                ids: rows_prefix(&batch.ids, bucket, len, sub_len),
+                mask: rows_prefix(&batch.mask, bucket, len, sub_len),
                 rows: bucket.len(),
                 len: sub_len,
             };
-            let sub_states: Option<Vec<f32>> = cached.map(|c| {
-                bucket
-                    .iter()
-                    .flat_map(|&r| c.states[r * len * M..(r * len + sub_len) * M].iter().copied())
-                    .collect()
-            });
+            let sub_states = cached.map(|c| rows_prefix(c.states, bucket, len * M, sub_len * M));
             let sub_cached = cached.zip(sub_states.as_deref()).map(|(c, states)| LayerStates {
                 after_layer: c.after_layer,
                 states,
@@ -1433,6 +1419,14 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         });
         Ok(depth)
     }
+}
+
+/// The first `keep` values of each of `rows` (in that order) of a row-major table whose rows
+/// are `row_width` values wide: a length bucket's share of a batch's ids, mask or states.
+fn rows_prefix<T: Copy>(values: &[T], rows: &[usize], row_width: usize, keep: usize) -> Vec<T> {
+    rows.iter()
+        .flat_map(|&r| values[r * row_width..r * row_width + keep].iter().copied())
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! Languages: a task with queries of several languages is also reported per language, as a task
 //! `<lang>/<task>` of its own (means, CIs, tests and corrections within it).
 
-use crate::eval::cell::{CellMetric, RANK_DISTANCE, lower_is_better};
+use crate::eval::cell::{CellMetric, RANK_DISTANCE, language_task, lower_is_better, task_order};
 use crate::run::paths::{self, CellFile};
 use crate::run::{self, CellResult, CellStatus, SweepRecord};
 use crate::schedule::Schedule;
@@ -622,10 +622,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         .into_iter()
         .collect();
     // Each pooled task, then its languages apart.
-    task_names.sort_by_key(|t| match t.split_once('/') {
-        Some((lang, task)) => (task.to_string(), lang.to_string()),
-        None => (t.clone(), String::new()),
-    });
+    task_names.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
     let unit = first.stats.unit;
     let seed_aware = unit == Unit::Seeds && variants.iter().any(|v| v.cells.len() >= 2);
     let mut tasks = Vec::new();
@@ -663,11 +660,6 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         tasks,
         schedules,
     })
-}
-
-/// The name of the task that holds one language's queries of `task` apart.
-pub fn language_task(lang: &str, task: &str) -> String {
-    format!("{lang}/{task}")
 }
 
 /// Adds, for every task whose queries come from two or more languages, one task per language

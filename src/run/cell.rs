@@ -9,7 +9,7 @@ use super::records::{CellProvenance, CellResult, Provenance, SweepRecord, digest
 use super::state::{JOB_ALIVE, record_failure};
 use crate::data::format::{Dataset, Split};
 use crate::data::{self, synthetic};
-use crate::eval::cell::{RANK_DISTANCE, cell_metrics};
+use crate::eval::cell::{RANK_DISTANCE, cell_metrics, language_task};
 use crate::grid::{Cell, CellConfig, content_hash};
 use crate::retrieval::{self, QueryGroup};
 use crate::tokenizer::{Side, TextEncoder};
@@ -344,7 +344,7 @@ pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(V
                     metrics.write_record([lang.as_str(), task.as_str(), id.as_str(), name.name(), &format!("{v}")])?;
                 }
                 means
-                    .entry(format!("{lang}/{task}"))
+                    .entry(language_task(lang, &task))
                     .or_default()
                     .insert(name.name().to_string(), sum / ids.len().max(1) as f64);
             }
@@ -363,7 +363,7 @@ pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(V
                 ])?;
             }
             if !with_rd.is_empty() {
-                means.entry(format!("{lang}/{task}")).or_default().insert(
+                means.entry(language_task(lang, &task)).or_default().insert(
                     RANK_DISTANCE.to_string(),
                     with_rd.iter().map(|(_, v)| v).sum::<f64>() / with_rd.len() as f64,
                 );
