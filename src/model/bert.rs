@@ -24,7 +24,7 @@ use super::{Backend, Embedder, OptimizerSettings, ResolvedDevice, StepInput, Ste
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result, bail, ensure};
 use dfdx::nn::ZeroGrads;
-use dfdx::nn::modules::Linear;
+use dfdx::nn::modules::{LayerNorm1D, Linear};
 use dfdx::nn::tensor_collection::{
     ModuleVisitor, RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
     ViewTensorRef,
@@ -196,6 +196,11 @@ fn check_config(dir: &Path) -> Result<()> {
 
 const LN_EPS: f64 = 1e-12;
 
+/// The revision of the frozen forward's rounding, part of a state store's folder name: raised
+/// whenever a change to the kernels changes the states' last bits, so that states computed
+/// before are never mixed with new ones (2: LayerNorm through the fused kernel).
+const STATE_NUMERICS: u32 = 2;
+
 /// Rows per forward pass when the frozen layers compute the states a store lacks.
 const STATE_CHUNK: usize = 16;
 
@@ -241,10 +246,16 @@ impl<const M: usize, D: Backend> Norm<M, f32, D> {
         }
     }
 
+    /// The device's LayerNorm kernel (fused on the CPU: dfdx's `normalize` and the scale and
+    /// shift were a tenth of an encoding's samples). The clones share the tensors' ids, so
+    /// gradients accumulate into `weight` and `bias`.
     fn forward<T: Tape<f32, D>>(&self, x: States<M, D, T>) -> States<M, D, T> {
-        let shape = *x.shape();
-        x.normalize::<Axis<2>>(LN_EPS) * self.weight.retaped::<T>().broadcast_like(&shape)
-            + self.bias.retaped::<T>().broadcast_like(&shape)
+        let norm = LayerNorm1D {
+            gamma: self.weight.clone(),
+            beta: self.bias.clone(),
+            epsilon: LN_EPS,
+        };
+        D::layer_norm(&norm, x)
     }
 }
 
@@ -1410,7 +1421,10 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         } else {
             "reference"
         };
-        let dir = root.join(format!("{}-after{depth}-{kernels}", &self.base_fingerprint[..16]));
+        let dir = root.join(format!(
+            "{}-after{depth}-{kernels}-n{STATE_NUMERICS}",
+            &self.base_fingerprint[..16]
+        ));
         let store = frozen::StateStore::open(&dir, M)?;
         tracing::info!(store = %dir.display(), texts = store.len(), "frozen-layer states of the {depth} lower layers");
         self.frozen = Some(Frozen {

@@ -4,8 +4,8 @@
 //! backward. The (row, head) pairs are split over both threads; each runs its own small GEMMs
 //! (the `gemm` crate, which dfdx's matmul also calls) single-threaded.
 
-use super::States;
 use super::simd::{self, SharedMut, multiversion};
+use super::{States, values};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -244,7 +244,7 @@ pub fn masked_attention<const M: usize, T: Tape<f32, Cpu>>(
     let (k, tk) = k.split_tape();
     let (v, tv) = v.split_tape();
     let mut tape = tq.merge(tk).merge(tv);
-    let (qv, kv, vv, mask) = (q.as_vec(), k.as_vec(), v.as_vec(), key_mask.as_vec());
+    let (qv, kv, vv, mask) = (values(&q), values(&k), values(&v), values(key_mask));
     let (out, probs) = forward(d, &qv, &kv, &vv, &mask);
     let y = q.device().tensor_from_vec(out, (rows, len, Const::<M>));
     let (qg, kg, vg, yg) = (q.ghost(), k.ghost(), v.ghost(), y.ghost());

@@ -3,10 +3,10 @@
 //! derivative, two GEMMs (dx, dW) and a column sum (db), instead of dfdx's per-row products and
 //! broadcast-add backward.
 
-use super::States;
 use super::blas;
 use super::gelu::{self, Kind};
 use super::simd::multiversion;
+use super::{States, values};
 use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -116,8 +116,8 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
 ) -> States<O, Cpu, T> {
     let (x, mut tape) = x.split_tape();
     let (rows, len, _) = *x.shape();
-    let (xv, w) = (x.as_vec(), lin.weight.as_vec());
-    let z = forward(&xv, &w, &lin.bias.as_vec(), I, O);
+    let (xv, w) = (values(&x), values(&lin.weight));
+    let z = forward(&xv, &w, &values(&lin.bias), I, O);
     let (y, z) = match act {
         None => (z, None),
         Some(kind) => {

@@ -1,6 +1,7 @@
 //! GELU forward and backward on the CPU, elementwise, vectorised, over both threads.
 
 use super::simd::{self, fmadd, multiversion};
+use super::values;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -79,7 +80,7 @@ pub fn backward(kind: Kind, x: &[f32], dy: &[f32], dx: &mut [f32]) {
 pub fn gelu<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>, kind: Kind) -> Tensor<S, f32, Cpu, T> {
     let (x, mut tape) = x.split_tape();
     let shape = *x.shape();
-    let input = x.as_vec();
+    let input = values(&x);
     let mut out = vec![0.0f32; input.len()];
     forward(kind, &input, &mut out);
     let y = x.device().tensor_from_vec(out, shape);

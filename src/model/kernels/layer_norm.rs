@@ -3,8 +3,8 @@
 
 #![allow(clippy::too_many_arguments)]
 
-use super::States;
 use super::simd::{self, fmadd, multiversion};
+use super::{States, values};
 use dfdx::nn::modules::LayerNorm1D;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -155,8 +155,8 @@ pub fn layer_norm<const M: usize, T: Tape<f32, Cpu>>(
 ) -> States<M, Cpu, T> {
     let (x, mut tape) = x.split_tape();
     let shape = *x.shape();
-    let gamma = norm.gamma.as_vec();
-    let (y, xhat, rstd) = forward(M, norm.epsilon as f32, &x.as_vec(), &gamma, &norm.beta.as_vec());
+    let gamma = values(&norm.gamma);
+    let (y, xhat, rstd) = forward(M, norm.epsilon as f32, &values(&x), &gamma, &values(&norm.beta));
     let y = x.device().tensor_from_vec(y, shape);
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
     let (g_ghost, b_ghost) = (norm.gamma.ghost(), norm.beta.ghost());

@@ -38,6 +38,23 @@ fn sum_in_order(len: usize, partials: &[Vec<f32>]) -> Vec<f32> {
     total
 }
 
+/// The values of a CPU tensor, copied from its buffer in one move (dfdx's `as_vec` walks an
+/// index per element: 7% of a backbone cell's samples). The kernels' inputs are results of
+/// operations, not strided views (broadcasts, permutes), so the buffer's order is the logical
+/// one; their backward passes assume the same of the gradient buffers. A broadcast view (a
+/// shorter buffer) panics here; tests check the order against `as_vec`.
+fn values<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
+    let mut out = vec![0.0f32; t.shape().num_elements()];
+    t.copy_into(&mut out);
+    debug_assert!(
+        out.iter()
+            .map(|v| v.to_bits())
+            .eq(t.as_vec().iter().map(|v| v.to_bits())),
+        "a kernel input is a strided view"
+    );
+    out
+}
+
 /// Token states: rows × tokens × M.
 pub type States<const M: usize, D, T> = Tensor<(usize, usize, Const<M>), f32, D, T>;
 
