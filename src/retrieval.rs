@@ -163,8 +163,16 @@ pub struct SplitRun {
 
 /// Ranks a corpus for queries: the dense encoder, or BM25.
 pub trait Ranker {
-    /// The top `k` of `corpus` for each of `queries`.
-    fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>>;
+    /// The top `k` of `corpus` for each of `queries`: [`Ranker::rank_locating`] without
+    /// documents to locate, unless a ranker has a quicker way.
+    fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>> {
+        let none = vec![Vec::new(); queries.len()];
+        Ok(self
+            .rank_locating(queries, corpus, k, &none)?
+            .into_iter()
+            .map(|(ranking, _)| ranking)
+            .collect())
+    }
 
     /// The top `k` of `corpus` for each of `queries`, and for query i the 1-based rank in the
     /// whole ranking of `corpus` (not only its top `k`) of each document index in `locate[i]`.

