@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Issue 14, item 4: the quickstart and bible_quickstart summary.csv of two binaries, compared byte
 # for byte. Usage: OLD=path/to/old/clirlab benchmarks/summary_before_after.sh (new: target/release).
-set -u
+# Exits non-zero when a run fails or a summary differs (cmp prints the first difference).
+set -euo pipefail
 cd "$(dirname "$0")/.."
 old=${OLD:?OLD=path to the binary before the change}
-
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 for exp in quickstart bible_quickstart; do
-  "$old" run experiments/$exp.yaml --results $tmp/old --quiet || echo "old $exp failed"
-  target/release/clirlab run experiments/$exp.yaml --results $tmp/new --quiet || echo "new $exp failed"
-  cmp $tmp/old/$exp/report/summary.csv $tmp/new/$exp/report/summary.csv && echo "$exp summary.csv identical"
+  "$old" run "experiments/$exp.yaml" --results "$tmp/old" --quiet
+  target/release/clirlab run "experiments/$exp.yaml" --results "$tmp/new" --quiet
+  cmp "$tmp/old/$exp/report/summary.csv" "$tmp/new/$exp/report/summary.csv"
+  echo "$exp summary.csv identical"
 done
-echo done $(date -u +%T)
