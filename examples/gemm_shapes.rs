@@ -13,8 +13,11 @@ fn main() {
     // (m, n, k, lhs transposed, rhs transposed), as `kernels::cpu_linear` calls them.
     let shapes = [
         ("x·Wᵀ", 4096, 384, 384, false, true),
+        ("x·Wᵀ", 4096, 1152, 384, false, true),
         ("x·Wᵀ", 4096, 1536, 384, false, true),
         ("x·Wᵀ", 4096, 384, 1536, false, true),
+        ("dz·W", 4096, 384, 384, false, false),
+        ("dz·W", 4096, 384, 1152, false, false),
         ("dz·W", 4096, 384, 1536, false, false),
         ("dzᵀ·x", 384, 384, 4096, true, false),
         ("dzᵀ·x", 1536, 384, 4096, true, false),

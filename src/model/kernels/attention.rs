@@ -2,8 +2,9 @@
 //! the padding bias, the softmax and the weighted sum of values run on one head's strided
 //! columns of q, k and v (no 4-d permute copies), with the attention weights kept for the
 //! backward. The (row, head) pairs are split over both threads; each runs its own small GEMMs
-//! (the `gemm` crate, which dfdx's matmul also calls) single-threaded.
+//! single-threaded (OpenBLAS when loaded, else the `gemm` crate).
 
+use super::blas;
 use super::simd::{self, SharedMut, multiversion};
 use super::{States, values};
 use dfdx::prelude::*;
@@ -43,8 +44,8 @@ fn softmax_backward_impl<const FMA: bool>(p: &[f32], dp: &mut [f32], len: usize,
 multiversion!(fn softmax_rows(s: &mut [f32], bias: &[f32]) = softmax_rows_impl);
 multiversion!(fn softmax_backward(p: &[f32], dp: &mut [f32], len: usize, scale: f32) = softmax_backward_impl);
 
-/// dst (m × n) = [dst +] scale · lhs (m × k) · rhs (k × n), row/column strides given; one
-/// thread.
+/// dst (m × n, row stride `dst_rs`) = [dst +] scale · lhs (m × k) · rhs (k × n), row/column
+/// strides given; on this thread (see [`blas::gemm_on_this_thread`]).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
@@ -57,30 +58,19 @@ unsafe fn gemm(
     (rhs_rs, rhs_cs): (usize, usize),
     scale: f32,
 ) {
+    debug_assert_eq!(dst_cs, 1, "attention results are row-major");
+    let lhs = blas::Operand {
+        ptr: lhs,
+        rs: lhs_rs,
+        cs: lhs_cs,
+    };
+    let rhs = blas::Operand {
+        ptr: rhs,
+        rs: rhs_rs,
+        cs: rhs_cs,
+    };
     // SAFETY: the caller's pointers and strides describe valid matrices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+    unsafe { blas::gemm_on_this_thread((m, n, k), dst, dst_rs, accumulate, scale, lhs, rhs) }
 }
 
 /// The sizes of one attention call.

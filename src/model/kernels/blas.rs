@@ -186,6 +186,75 @@ pub unsafe fn gemm(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool
     });
 }
 
+/// dst (m × n, row-major with row stride `dst_rs`) = [dst +] alpha · lhs (m × k) · rhs (k × n),
+/// on the calling thread only: for callers that run many small products in parallel
+/// themselves (the attention's per-(row, head) products, where OpenBLAS's single-threaded
+/// kernel beats the `gemm` crate's).
+///
+/// # Safety
+/// The pointers and strides must describe valid, non-overlapping matrices of these sizes.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_on_this_thread(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    alpha: f32,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    if let (Some(blas), Some((ta, lda)), Some((tb, ldb))) = (BLAS.get(), lhs.cblas(), rhs.cblas()) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        // SAFETY: forwarded from the caller; the library runs single-threaded (set in `load`).
+        unsafe {
+            (blas.sgemm)(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m as i32,
+                n as i32,
+                k as i32,
+                alpha,
+                lhs.ptr,
+                lda,
+                rhs.ptr,
+                ldb,
+                beta,
+                dst,
+                dst_rs as i32,
+            )
+        };
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.ptr,
+            rhs.cs as isize,
+            rhs.rs as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// `a · bᵀ` for row-major `a` (m × k) and `b` (n × k): m × n, row-major. The safe entry point
 /// for callers outside the kernels (retrieval scores queries against documents with it).
 pub fn product_transposed(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
@@ -241,23 +310,29 @@ unsafe fn gemm_crate(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bo
     }
 }
 
-/// dst = [dst +] lhs·rhs in f64, lhs m × k and rhs k × n read through their (row, column)
-/// strides.
+/// dst = [dst +] alpha · lhs·rhs in f64, lhs m × k and rhs k × n read through their (row,
+/// column) strides, dst row-major with row stride `dst_rs`.
 #[allow(clippy::too_many_arguments)]
 fn reference_product(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
+    (dst, dst_rs): (&mut [f32], usize),
     accumulate: bool,
+    alpha: f64,
     (lhs, lrs, lcs): (&[f32], usize, usize),
     (rhs, rrs, rcs): (&[f32], usize, usize),
 ) {
     for i in 0..m {
         for j in 0..n {
-            let mut acc = if accumulate { f64::from(dst[i * n + j]) } else { 0.0 };
+            let mut product = 0.0;
             for p in 0..k {
-                acc += f64::from(lhs[i * lrs + p * lcs]) * f64::from(rhs[p * rrs + j * rcs]);
+                product += f64::from(lhs[i * lrs + p * lcs]) * f64::from(rhs[p * rrs + j * rcs]);
             }
-            dst[i * n + j] = acc as f32;
+            let start = if accumulate {
+                f64::from(dst[i * dst_rs + j])
+            } else {
+                0.0
+            };
+            dst[i * dst_rs + j] = (start + alpha * product) as f32;
         }
     }
 }
@@ -281,9 +356,6 @@ pub fn self_check() -> Result<()> {
             // A transposed operand is stored as its transpose, row-major.
             let (lrs, lcs) = if lhs_t { (1, m) } else { (k, 1) };
             let (rrs, rcs) = if rhs_t { (1, k) } else { (n, 1) };
-            let mut want = start.clone();
-            reference_product((m, n, k), &mut want, accumulate, (&a, lrs, lcs), (&b, rrs, rcs));
-            let mut got = start;
             let lhs = Operand {
                 ptr: a.as_ptr(),
                 rs: lrs,
@@ -294,20 +366,49 @@ pub fn self_check() -> Result<()> {
                 rs: rrs,
                 cs: rcs,
             };
-            // SAFETY: the operands and the destination have the stated sizes.
-            unsafe { gemm(m, n, k, got.as_mut_ptr(), accumulate, lhs, rhs) };
             let tolerance = 1e-5 * (k as f32).sqrt();
-            if let Some((g, w)) = got
+            let check = |what: &str, got: &[f32], want: &[f32]| match got
                 .iter()
-                .zip(&want)
+                .zip(want)
                 .find(|(g, w)| (*g - *w).abs() > tolerance * (1.0 + w.abs()))
             {
-                bail!(
-                    "{} GEMM self-check failed: {m}x{n}x{k} (lhs transposed {lhs_t}, rhs transposed {rhs_t}, \
+                Some((g, w)) => bail!(
+                    "{} {what} self-check failed: {m}x{n}x{k} (lhs transposed {lhs_t}, rhs transposed {rhs_t}, \
                      accumulate {accumulate}): {g} where f64 gives {w}",
                     backend()
-                );
-            }
+                ),
+                None => Ok(()),
+            };
+            let mut want = start.clone();
+            reference_product(
+                (m, n, k),
+                (&mut want, n),
+                accumulate,
+                1.0,
+                (&a, lrs, lcs),
+                (&b, rrs, rcs),
+            );
+            let mut got = start.clone();
+            // SAFETY: the operands and the destination have the stated sizes.
+            unsafe { gemm(m, n, k, got.as_mut_ptr(), accumulate, lhs, rhs) };
+            check("GEMM", &got, &want)?;
+            // One thread, a scale, and a destination wider than the product (row stride n + 3),
+            // whose extra columns must stay as they were.
+            let wide = n + 3;
+            let start: Vec<f32> = (0..m * wide).map(|_| next()).collect();
+            let mut want = start.clone();
+            reference_product(
+                (m, n, k),
+                (&mut want, wide),
+                accumulate,
+                0.125,
+                (&a, lrs, lcs),
+                (&b, rrs, rcs),
+            );
+            let mut got = start;
+            // SAFETY: as above; the destination is m × wide.
+            unsafe { gemm_on_this_thread((m, n, k), got.as_mut_ptr(), wide, accumulate, 0.125, lhs, rhs) };
+            check("one-thread GEMM", &got, &want)?;
         }
     }
     Ok(())
