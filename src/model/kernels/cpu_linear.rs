@@ -59,12 +59,18 @@ fn column_sums_impl<const FMA: bool>(dz: &[f32], acc: &mut [f32]) {
 multiversion!(fn add_bias(y: &mut [f32], bias: &[f32]) = add_bias_impl);
 multiversion!(fn column_sums(dz: &[f32], acc: &mut [f32]) = column_sums_impl);
 
-/// z = x·Wᵀ + b for x (n × i) and W (o × i), row-major.
-pub fn forward(x: &[f32], w: &[f32], b: &[f32], i: usize, o: usize) -> Vec<f32> {
+/// x·Wᵀ for x (n × i) and W (o × i), row-major.
+pub fn product(x: &[f32], w: &[f32], i: usize, o: usize) -> Vec<f32> {
     let n = x.len() / i;
     let mut z = vec![0.0f32; n * o];
     // SAFETY: x is n × i, w is o × i (read as its transpose), z is n × o.
     unsafe { gemm_rayon((n, o, i), z.as_mut_ptr(), false, x.as_ptr(), (i, 1), w.as_ptr(), (1, i)) };
+    z
+}
+
+/// z = x·Wᵀ + b for x (n × i) and W (o × i), row-major.
+pub fn forward(x: &[f32], w: &[f32], b: &[f32], i: usize, o: usize) -> Vec<f32> {
+    let mut z = product(x, w, i, o);
     z.par_chunks_mut(ROWS * o).for_each(|z| add_bias(z, b));
     z
 }
@@ -116,14 +122,16 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
 ) -> States<O, Cpu, T> {
     let (x, mut tape) = x.split_tape();
     let (rows, len, _) = *x.shape();
-    let (xv, w) = (values(&x), values(&lin.weight));
-    let z = forward(&xv, &w, &values(&lin.bias), I, O);
-    let (y, z) = match act {
-        None => (z, None),
+    let (xv, w, b) = (values(&x), values(&lin.weight), values(&lin.bias));
+    // With an activation, the bias is added in its pass, and only its slopes are kept for
+    // the backward (when there is one).
+    let (y, slope) = match act {
+        None => (forward(&xv, &w, &b, I, O), None),
         Some(kind) => {
-            let mut y = vec![0.0f32; z.len()];
-            gelu::forward(kind, &z, &mut y);
-            (y, Some(z))
+            let mut y = product(&xv, &w, I, O);
+            let mut slope = T::OWNS_TAPE.then(|| vec![0.0f32; y.len()]);
+            gelu::forward(kind, &mut y, &b, slope.as_deref_mut());
+            (y, slope)
         }
     };
     let y = x.device().tensor_from_vec(y, (rows, len, Const::<O>));
@@ -141,13 +149,13 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
         let dx = grads.get_or_alloc_mut(&xg)?;
         // SAFETY: see above.
         let (dy, dw, db) = unsafe { (&*dy, &mut *dw, &mut *db) };
-        match (act, &z) {
-            (Some(kind), Some(z)) => {
-                let mut dz = vec![0.0f32; z.len()];
-                gelu::backward(kind, z, dy, &mut dz);
+        match &slope {
+            Some(slope) => {
+                let mut dz = vec![0.0f32; slope.len()];
+                gelu::backward(slope, dy, &mut dz, false);
                 backward(&xv, &w, &dz, I, O, dx, dw, db);
             }
-            _ => backward(&xv, &w, dy, I, O, dx, dw, db),
+            None => backward(&xv, &w, dy, I, O, dx, dw, db),
         }
         Ok(())
     });

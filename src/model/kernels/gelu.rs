@@ -19,70 +19,126 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 const TANH_C: f32 = 0.044_715;
 
+/// (gelu(x), gelu'(x)).
 #[inline(always)]
-fn forward_impl<const FMA: bool>(kind: Kind, x: &[f32], y: &mut [f32]) {
+fn value_and_slope<const FMA: bool>(kind: Kind, x: f32) -> (f32, f32) {
     match kind {
         Kind::Erf => {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = x * simd::normal_cdf::<FMA>(x);
-            }
+            let cdf = simd::normal_cdf::<FMA>(x);
+            let pdf = INV_SQRT_2PI * simd::exp::<FMA>(-0.5 * x * x);
+            (x * cdf, fmadd::<FMA>(x, pdf, cdf))
         }
         Kind::Tanh => {
-            for (y, &x) in y.iter_mut().zip(x) {
-                let u2 = -2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(TANH_C * x, x * x, x);
-                *y = x / (1.0 + simd::exp::<FMA>(u2));
+            let x2 = x * x;
+            let u2 = -2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(TANH_C * x, x2, x);
+            let denominator = 1.0 + simd::exp::<FMA>(u2);
+            let s = 1.0 / denominator;
+            let du = 2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(3.0 * TANH_C, x2, 1.0);
+            // x / (1 + e), not x·s: the same bits as `value`.
+            (x / denominator, fmadd::<FMA>(x * s * (1.0 - s), du, s))
+        }
+    }
+}
+
+/// gelu(x) alone (no tape to feed): one exp per value for erf, not two.
+#[inline(always)]
+fn value<const FMA: bool>(kind: Kind, x: f32) -> f32 {
+    match kind {
+        Kind::Erf => x * simd::normal_cdf::<FMA>(x),
+        Kind::Tanh => {
+            let u2 = -2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(TANH_C * x, x * x, x);
+            x / (1.0 + simd::exp::<FMA>(u2))
+        }
+    }
+}
+
+/// x += bias (per row of bias.len() values, when given), then x = gelu(x) in place, and
+/// slope = gelu'(x) when given: the backward then needs one product per value, and the
+/// activation's input need not be kept. (Plain zips, one loop per case, so that LLVM
+/// vectorises each.)
+#[inline(always)]
+fn forward_impl<const FMA: bool>(kind: Kind, x: &mut [f32], bias: &[f32], slope: Option<&mut [f32]>) {
+    match (slope, bias.is_empty()) {
+        (Some(slope), true) => {
+            for (x, slope) in x.iter_mut().zip(slope) {
+                (*x, *slope) = value_and_slope::<FMA>(kind, *x);
+            }
+        }
+        (Some(slope), false) => {
+            let rows = x.chunks_exact_mut(bias.len()).zip(slope.chunks_exact_mut(bias.len()));
+            for (x, slope) in rows {
+                for ((x, slope), &b) in x.iter_mut().zip(slope).zip(bias) {
+                    (*x, *slope) = value_and_slope::<FMA>(kind, *x + b);
+                }
+            }
+        }
+        (None, true) => {
+            for x in x.iter_mut() {
+                *x = value::<FMA>(kind, *x);
+            }
+        }
+        (None, false) => {
+            for x in x.chunks_exact_mut(bias.len()) {
+                for (x, &b) in x.iter_mut().zip(bias) {
+                    *x = value::<FMA>(kind, *x + b);
+                }
             }
         }
     }
 }
 
-/// dx += dy · gelu'(x)
+/// dx (+)= dy · slope
 #[inline(always)]
-fn backward_impl<const FMA: bool>(kind: Kind, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    match kind {
-        Kind::Erf => {
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                let pdf = INV_SQRT_2PI * simd::exp::<FMA>(-0.5 * x * x);
-                let d = fmadd::<FMA>(x, pdf, simd::normal_cdf::<FMA>(x));
-                *dx = fmadd::<FMA>(dy, d, *dx);
-            }
+fn backward_impl<const FMA: bool>(slope: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
+    if accumulate {
+        for ((dx, &s), &dy) in dx.iter_mut().zip(slope).zip(dy) {
+            *dx = fmadd::<FMA>(dy, s, *dx);
         }
-        Kind::Tanh => {
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                let x2 = x * x;
-                let u2 = -2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(TANH_C * x, x2, x);
-                let s = 1.0 / (1.0 + simd::exp::<FMA>(u2));
-                let du = 2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(3.0 * TANH_C, x2, 1.0);
-                let d = fmadd::<FMA>(x * s * (1.0 - s), du, s);
-                *dx = fmadd::<FMA>(dy, d, *dx);
-            }
+    } else {
+        for ((dx, &s), &dy) in dx.iter_mut().zip(slope).zip(dy) {
+            *dx = dy * s;
         }
     }
 }
 
-multiversion!(fn forward_chunk(kind: Kind, x: &[f32], y: &mut [f32]) = forward_impl);
-multiversion!(fn backward_chunk(kind: Kind, x: &[f32], dy: &[f32], dx: &mut [f32]) = backward_impl);
+multiversion!(fn forward_chunk(kind: Kind, x: &mut [f32], bias: &[f32], slope: Option<&mut [f32]>) = forward_impl);
+multiversion!(fn backward_chunk(slope: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) = backward_impl);
 
-/// y = gelu(x), elementwise.
-pub fn forward(kind: Kind, x: &[f32], y: &mut [f32]) {
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| forward_chunk(kind, x, y));
+/// x = gelu(x + bias) in place (bias per row of bias.len() values; empty for none), and the
+/// slopes gelu'(x + bias) into `slope` when given (same length as x).
+pub fn forward(kind: Kind, x: &mut [f32], bias: &[f32], slope: Option<&mut [f32]>) {
+    // Whole rows per chunk, so that a chunk starts at a bias row.
+    let chunk = if bias.is_empty() {
+        CHUNK
+    } else {
+        CHUNK.div_ceil(bias.len()) * bias.len()
+    };
+    match slope {
+        Some(slope) => x
+            .par_chunks_mut(chunk)
+            .zip(slope.par_chunks_mut(chunk))
+            .for_each(|(x, slope)| forward_chunk(kind, x, bias, Some(slope))),
+        None => x.par_chunks_mut(chunk).for_each(|x| forward_chunk(kind, x, bias, None)),
+    }
 }
 
-/// dx += dy · gelu'(x), elementwise.
-pub fn backward(kind: Kind, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// dx = dy · slope (or dx += when `accumulate`), elementwise, from the forward's slopes.
+pub fn backward(slope: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
     dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| backward_chunk(kind, x, dy, dx));
+        .zip(slope.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(dx, (slope, dy))| backward_chunk(slope, dy, dx, accumulate));
 }
 
 pub fn gelu<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>, kind: Kind) -> Tensor<S, f32, Cpu, T> {
     let (x, mut tape) = x.split_tape();
     let shape = *x.shape();
-    let input = values(&x);
-    let mut out = vec![0.0f32; input.len()];
-    forward(kind, &input, &mut out);
+    let mut out = values(&x);
+    if !T::OWNS_TAPE {
+        forward(kind, &mut out, &[], None);
+        return x.device().tensor_from_vec(out, shape).put_tape(tape);
+    }
+    let mut slope = vec![0.0f32; out.len()];
+    forward(kind, &mut out, &[], Some(&mut slope));
     let y = x.device().tensor_from_vec(out, shape);
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
     tape.add_backward_op(move |grads| {
@@ -93,7 +149,7 @@ pub fn gelu<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>, kind: Kind) 
         let dy: *const [f32] = &**dy as &[f32];
         let dx = grads.get_or_alloc_mut(&x_ghost)?;
         // SAFETY: x and y are different tensors (different ids), so different entries.
-        backward(kind, &input, unsafe { &*dy }, dx);
+        backward(&slope, unsafe { &*dy }, dx, true);
         Ok(())
     });
     y.put_tape(tape)

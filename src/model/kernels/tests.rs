@@ -393,3 +393,32 @@ fn block_reductions_are_deterministic() {
         );
     }
 }
+
+/// Without a tape the GELU kernels take another path (no slopes kept): the same values, bit
+/// for bit, as with one.
+#[test]
+fn untaped_forwards_match_taped_ones() {
+    let dev = Cpu::default();
+    let x = states(&dev, &values(ROWS * LEN * M, 21, 2.0));
+    let lin = Linear::<M, O, f32, Cpu> {
+        weight: dev.tensor_from_vec(values(O * M, 22, 0.5), (Const::<O>, Const::<M>)),
+        bias: dev.tensor_from_vec(values(O, 23, 0.5), (Const::<O>,)),
+    };
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    assert_eq!(
+        bits(Cpu::gelu_erf(x.clone()).as_vec()),
+        bits(Cpu::gelu_erf(x.leaky_trace()).as_vec())
+    );
+    assert_eq!(
+        bits(Cpu::gelu_tanh(x.clone()).as_vec()),
+        bits(Cpu::gelu_tanh(x.leaky_trace()).as_vec())
+    );
+    assert_eq!(
+        bits(Cpu::linear_gelu_erf(&lin, x.clone()).as_vec()),
+        bits(Cpu::linear_gelu_erf(&lin, x.leaky_trace()).as_vec())
+    );
+    assert_eq!(
+        bits(Cpu::linear_gelu_tanh(&lin, x.clone()).as_vec()),
+        bits(Cpu::linear_gelu_tanh(&lin, x.leaky_trace()).as_vec())
+    );
+}
