@@ -126,10 +126,7 @@ impl<
         let mut x = model.1.forward(positions.put_tape(T::default())) + tokens;
         for ((norm1, wq, wk, wv, wo), (norm2, ff1, ff2)) in &model.2.modules {
             let h = D::layer_norm(norm1, x.with_empty_tape());
-            let q = D::linear(wq, h.with_empty_tape());
-            let k = D::linear(wk, h.with_empty_tape());
-            let v = D::linear(wv, h);
-            let mixed = D::masked_attention(q, k, v, mask, H);
+            let mixed = D::self_attention([wq, wk, wv], h, mask, H);
             x = D::linear(wo, mixed) + x;
             let h = D::linear_gelu_tanh(ff1, D::layer_norm(norm2, x.with_empty_tape()));
             x = D::linear(ff2, h) + x;

@@ -198,8 +198,9 @@ const LN_EPS: f64 = 1e-12;
 
 /// The revision of the frozen forward's rounding, part of a state store's folder name: raised
 /// whenever a change to the kernels changes the states' last bits, so that states computed
-/// before are never mixed with new ones (2: LayerNorm through the fused kernel).
-const STATE_NUMERICS: u32 = 2;
+/// before are never mixed with new ones (2: LayerNorm through the fused kernel; 3: the
+/// query/key/value projections as one product, the attention's products on OpenBLAS).
+const STATE_NUMERICS: u32 = 3;
 
 /// Rows per forward pass when the frozen layers compute the states a store lacks.
 const STATE_CHUNK: usize = 16;
@@ -394,10 +395,7 @@ impl<const M: usize, const F: usize, D: Backend> Layer<M, F, f32, D> {
         x: States<M, D, T>,
         mask: &Tensor<(usize, usize), f32, D>,
     ) -> States<M, D, T> {
-        let q = D::linear(&self.query, x.with_empty_tape());
-        let k = D::linear(&self.key, x.with_empty_tape());
-        let v = D::linear(&self.value, x.with_empty_tape());
-        let mixed = D::masked_attention(q, k, v, mask, H);
+        let mixed = D::self_attention([&self.query, &self.key, &self.value], x.with_empty_tape(), mask, H);
         let x = self.attention_norm.forward(D::linear(&self.attention_out, mixed) + x);
         let h = D::linear(
             &self.output,

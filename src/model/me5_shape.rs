@@ -63,10 +63,7 @@ impl Arch<DIM, DIM> for PostLn {
         let x = model.1.forward(positions.put_tape(T::default())) + tokens;
         let mut x = D::layer_norm(&model.2, x);
         for ((wq, wk, wv, wo, n1), (ff1, ff2, n2)) in &model.3.modules {
-            let q = D::linear(wq, x.with_empty_tape());
-            let k = D::linear(wk, x.with_empty_tape());
-            let v = D::linear(wv, x.with_empty_tape());
-            let a = D::masked_attention(q, k, v, mask, HEADS);
+            let a = D::self_attention([wq, wk, wv], x.with_empty_tape(), mask, HEADS);
             x = D::layer_norm(n1, D::linear(wo, a) + x);
             let h = D::linear(ff2, D::linear_gelu_erf(ff1, x.with_empty_tape()));
             x = D::layer_norm(n2, h + x);

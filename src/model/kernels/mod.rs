@@ -1,6 +1,6 @@
 //! Fused transformer building blocks over dfdx tensors, each a dfdx operation with its own
-//! backward: masked multi-head attention, LayerNorm, GELU (erf and tanh), and a linear layer
-//! over token states that runs as one GEMM.
+//! backward: masked multi-head attention (also fused with its query/key/value projections),
+//! LayerNorm, GELU (erf and tanh), and a linear layer over token states that runs as one GEMM.
 //!
 //! [`Kernels`] is implemented by every device the crate supports. Its default methods are the
 //! plain dfdx compositions (see [`reference`]); the CPU overrides them with hand-written kernels
@@ -90,6 +90,22 @@ pub trait Kernels: Device<f32> {
         heads: usize,
     ) -> States<M, Self, T> {
         reference::masked_attention(q, k, v, key_mask, heads)
+    }
+
+    /// Self-attention of token states: `masked_attention` of x's query, key and value
+    /// projections (`projections` in that order).
+    fn self_attention<const M: usize, T: Tape<f32, Self>>(
+        projections: [&Linear<M, M, f32, Self>; 3],
+        x: States<M, Self, T>,
+        key_mask: &Tensor<(usize, usize), f32, Self>,
+        heads: usize,
+    ) -> States<M, Self, T> {
+        let [wq, wk, wv] = projections;
+        let (q, k) = (
+            Self::linear(wq, x.with_empty_tape()),
+            Self::linear(wk, x.with_empty_tape()),
+        );
+        Self::masked_attention(q, k, Self::linear(wv, x), key_mask, heads)
     }
 
     /// `Linear` applied to every token state as one (rows·len × I)·(I × O) product. dfdx's own
@@ -215,6 +231,18 @@ impl Kernels for Cpu {
             return reference::masked_attention(q, k, v, key_mask, heads);
         }
         attention::masked_attention(q, k, v, key_mask, heads)
+    }
+
+    fn self_attention<const M: usize, T: Tape<f32, Self>>(
+        projections: [&Linear<M, M, f32, Self>; 3],
+        x: States<M, Self, T>,
+        key_mask: &Tensor<(usize, usize), f32, Self>,
+        heads: usize,
+    ) -> States<M, Self, T> {
+        if !fused_on_cpu() {
+            return reference::self_attention(projections, x, key_mask, heads);
+        }
+        attention::self_attention(projections, x, key_mask, heads)
     }
 }
 

@@ -56,3 +56,15 @@ pub fn linear<const I: usize, const O: usize, D: Device<f32>, T: Tape<f32, D>>(
 ) -> States<O, D, T> {
     lin.forward(x)
 }
+
+/// Three `linear` projections of x, then `masked_attention`.
+pub fn self_attention<const M: usize, D: Device<f32>, T: Tape<f32, D>>(
+    [wq, wk, wv]: [&Linear<M, M, f32, D>; 3],
+    x: States<M, D, T>,
+    key_mask: &Tensor<(usize, usize), f32, D>,
+    heads: usize,
+) -> States<M, D, T> {
+    let q = linear(wq, x.with_empty_tape());
+    let k = linear(wk, x.with_empty_tape());
+    masked_attention(q, k, linear(wv, x), key_mask, heads)
+}

@@ -422,3 +422,80 @@ fn untaped_forwards_match_taped_ones() {
         bits(Cpu::linear_gelu_tanh(&lin, x.leaky_trace()).as_vec())
     );
 }
+
+fn self_attention_run(fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) -> (Vec<f32>, Vec<Vec<f32>>) {
+    move |xs, w| {
+        let dev = Cpu::default();
+        let x = states(&dev, &xs[0]);
+        let lin = |p: usize| Linear::<M, M, f32, Cpu> {
+            weight: dev.tensor_from_vec(xs[1 + 2 * p].clone(), (Const::<M>, Const::<M>)),
+            bias: dev.tensor_from_vec(xs[2 + 2 * p].clone(), (Const::<M>,)),
+        };
+        let (wq, wk, wv) = (lin(0), lin(1), lin(2));
+        let mask = dev.tensor_from_vec(mask(), (ROWS, LEN));
+        let y = if fused {
+            Cpu::self_attention([&wq, &wk, &wv], x.leaky_trace(), &mask, HEADS)
+        } else {
+            let q = reference::linear(&wq, x.leaky_trace());
+            let k = reference::linear(&wk, x.leaky_trace());
+            let v = reference::linear(&wv, x.leaky_trace());
+            reference::masked_attention(q, k, v, &mask, HEADS)
+        };
+        let out = y.as_vec();
+        let g = backward_of(y, w);
+        let mut grads = vec![g.get(&x).as_vec()];
+        for lin in [&wq, &wk, &wv] {
+            grads.push(g.get(&lin.weight).as_vec());
+            grads.push(g.get(&lin.bias).as_vec());
+        }
+        (out, grads)
+    }
+}
+
+/// The fused projections + attention against the plain dfdx composition of three linear
+/// layers and the attention, values and all seven gradients, and finite differences.
+#[test]
+fn self_attention_matches_dfdx_and_finite_differences() {
+    let mut inputs = vec![values(ROWS * LEN * M, 31, 1.0)];
+    for p in 0..3 {
+        inputs.push(values(M * M, 32 + 2 * p, 0.4));
+        inputs.push(values(M, 33 + 2 * p, 0.3));
+    }
+    let w = values(ROWS * LEN * M, 40, 1.0);
+    let (out, g) = self_attention_run(true)(&inputs, &w);
+    let (out_ref, g_ref) = self_attention_run(false)(&inputs, &w);
+    assert_close("self-attention", &out, &out_ref, 1e-6, 1e-5);
+    let names = ["dx", "dWq", "dbq", "dWk", "dbk", "dWv", "dbv"];
+    for (name, (a, b)) in names.iter().zip(g.iter().zip(&g_ref)) {
+        assert_close(name, a, b, 1e-5, 1e-4);
+    }
+    gradient_check("self-attention", &self_attention_run(true), &inputs, 1e-2, 1e-2);
+    // Gradients accumulate into the projections' entries like dfdx's own ops: used twice, twice.
+    let dev = Cpu::default();
+    let x = states(&dev, &inputs[0]);
+    let lin = Linear::<M, M, f32, Cpu> {
+        weight: dev.tensor_from_vec(inputs[1].clone(), (Const::<M>, Const::<M>)),
+        bias: dev.tensor_from_vec(inputs[2].clone(), (Const::<M>,)),
+    };
+    let mask = dev.tensor_from_vec(mask(), (ROWS, LEN));
+    let shared = Cpu::self_attention([&lin, &lin, &lin], x.leaky_trace(), &mask, HEADS);
+    let q = reference::linear(&lin, x.leaky_trace());
+    let k = reference::linear(&lin, x.leaky_trace());
+    let v = reference::linear(&lin, x.leaky_trace());
+    let plain = reference::masked_attention(q, k, v, &mask, HEADS);
+    let (gs, gp) = (backward_of(shared, &w), backward_of(plain, &w));
+    assert_close(
+        "shared dW",
+        &gs.get(&lin.weight).as_vec(),
+        &gp.get(&lin.weight).as_vec(),
+        1e-5,
+        1e-4,
+    );
+    assert_close(
+        "shared db",
+        &gs.get(&lin.bias).as_vec(),
+        &gp.get(&lin.bias).as_vec(),
+        1e-5,
+        1e-4,
+    );
+}
