@@ -87,22 +87,16 @@ fn forward_impl<const FMA: bool>(kind: Kind, x: &mut [f32], bias: &[f32], slope:
     }
 }
 
-/// dx (+)= dy · slope
+/// dx += dy · slope
 #[inline(always)]
-fn backward_impl<const FMA: bool>(slope: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
-    if accumulate {
-        for ((dx, &s), &dy) in dx.iter_mut().zip(slope).zip(dy) {
-            *dx = fmadd::<FMA>(dy, s, *dx);
-        }
-    } else {
-        for ((dx, &s), &dy) in dx.iter_mut().zip(slope).zip(dy) {
-            *dx = dy * s;
-        }
+fn backward_impl<const FMA: bool>(slope: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((dx, &s), &dy) in dx.iter_mut().zip(slope).zip(dy) {
+        *dx = fmadd::<FMA>(dy, s, *dx);
     }
 }
 
 multiversion!(fn forward_chunk(kind: Kind, x: &mut [f32], bias: &[f32], slope: Option<&mut [f32]>) = forward_impl);
-multiversion!(fn backward_chunk(slope: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) = backward_impl);
+multiversion!(fn backward_chunk(slope: &[f32], dy: &[f32], dx: &mut [f32]) = backward_impl);
 
 /// x = gelu(x + bias) in place (bias per row of bias.len() values; empty for none), and the
 /// slopes gelu'(x + bias) into `slope` when given (same length as x).
@@ -122,11 +116,16 @@ pub fn forward(kind: Kind, x: &mut [f32], bias: &[f32], slope: Option<&mut [f32]
     }
 }
 
-/// dx = dy · slope (or dx += when `accumulate`), elementwise, from the forward's slopes.
-pub fn backward(slope: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
+/// dy · slope, elementwise, into a new buffer (collected, so never zeroed first).
+pub fn backward_new(slope: &[f32], dy: &[f32]) -> Vec<f32> {
+    slope.par_iter().zip(dy).map(|(s, d)| d * s).collect()
+}
+
+/// dx += dy · slope, elementwise, from the forward's slopes.
+pub fn backward(slope: &[f32], dy: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(CHUNK)
         .zip(slope.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (slope, dy))| backward_chunk(slope, dy, dx, accumulate));
+        .for_each(|(dx, (slope, dy))| backward_chunk(slope, dy, dx));
 }
 
 pub fn gelu<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>, kind: Kind) -> Tensor<S, f32, Cpu, T> {
@@ -149,7 +148,7 @@ pub fn gelu<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>, kind: Kind) 
         let dy: *const [f32] = &**dy as &[f32];
         let dx = grads.get_or_alloc_mut(&x_ghost)?;
         // SAFETY: x and y are different tensors (different ids), so different entries.
-        backward(&slope, unsafe { &*dy }, dx, true);
+        backward(&slope, unsafe { &*dy }, dx);
         Ok(())
     });
     y.put_tape(tape)
