@@ -127,9 +127,9 @@ impl<
         for ((norm1, wq, wk, wv, wo), (norm2, ff1, ff2)) in &model.2.modules {
             let h = D::layer_norm(norm1, x.with_empty_tape());
             let mixed = D::self_attention([wq, wk, wv], h, mask, H);
-            x = D::linear(wo, mixed) + x;
+            x = D::linear_residual(wo, mixed, x);
             let h = D::linear_gelu_tanh(ff1, D::layer_norm(norm2, x.with_empty_tape()));
-            x = D::linear(ff2, h) + x;
+            x = D::linear_residual(ff2, h, x);
         }
         D::layer_norm(&model.3, x)
     }

@@ -396,12 +396,11 @@ impl<const M: usize, const F: usize, D: Backend> Layer<M, F, f32, D> {
         mask: &Tensor<(usize, usize), f32, D>,
     ) -> States<M, D, T> {
         let mixed = D::self_attention([&self.query, &self.key, &self.value], x.with_empty_tape(), mask, H);
-        let x = self.attention_norm.forward(D::linear(&self.attention_out, mixed) + x);
-        let h = D::linear(
-            &self.output,
-            D::linear_gelu_erf(&self.intermediate, x.with_empty_tape()),
-        );
-        self.output_norm.forward(h + x)
+        let x = self
+            .attention_norm
+            .forward(D::linear_residual(&self.attention_out, mixed, x));
+        let h = D::linear_gelu_erf(&self.intermediate, x.with_empty_tape());
+        self.output_norm.forward(D::linear_residual(&self.output, h, x))
     }
 }
 

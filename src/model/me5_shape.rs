@@ -64,9 +64,9 @@ impl Arch<DIM, DIM> for PostLn {
         let mut x = D::layer_norm(&model.2, x);
         for ((wq, wk, wv, wo, n1), (ff1, ff2, n2)) in &model.3.modules {
             let a = D::self_attention([wq, wk, wv], x.with_empty_tape(), mask, HEADS);
-            x = D::layer_norm(n1, D::linear(wo, a) + x);
-            let h = D::linear(ff2, D::linear_gelu_erf(ff1, x.with_empty_tape()));
-            x = D::layer_norm(n2, h + x);
+            x = D::layer_norm(n1, D::linear_residual(wo, a, x));
+            let h = D::linear_gelu_erf(ff1, x.with_empty_tape());
+            x = D::layer_norm(n2, D::linear_residual(ff2, h, x));
         }
         x
     }

@@ -56,7 +56,17 @@ fn column_sums_impl<const FMA: bool>(dz: &[f32], acc: &mut [f32]) {
     }
 }
 
+#[inline(always)]
+fn add_bias_residual_impl<const FMA: bool>(y: &mut [f32], bias: &[f32], residual: &[f32]) {
+    for (row, r) in y.chunks_exact_mut(bias.len()).zip(residual.chunks_exact(bias.len())) {
+        for ((y, b), r) in row.iter_mut().zip(bias).zip(r) {
+            *y = (*y + b) + r;
+        }
+    }
+}
+
 multiversion!(fn add_bias(y: &mut [f32], bias: &[f32]) = add_bias_impl);
+multiversion!(fn add_bias_residual(y: &mut [f32], bias: &[f32], residual: &[f32]) = add_bias_residual_impl);
 multiversion!(fn column_sums(dz: &[f32], acc: &mut [f32]) = column_sums_impl);
 
 /// x·Wᵀ for x (n × i) and W (o × i), row-major.
@@ -123,20 +133,38 @@ pub fn backward(x: &[f32], w: &[f32], dz: &[f32], i: usize, o: usize, dx: &mut [
     db.iter_mut().zip(&sums).for_each(|(d, s)| *d += s);
 }
 
-/// `lin` on every token state, then `act` (if any).
+/// `lin` on every token state, then `act` (if any), then + `residual` (if any; not with an
+/// activation). The residual is added in the bias pass, (x·Wᵀ + b) + r, as the unfused sum
+/// rounds it, and its gradient is the output's, as for dfdx's add.
 pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
     lin: &Linear<I, O, f32, Cpu>,
     x: States<I, Cpu, T>,
     act: Option<Kind>,
+    residual: Option<States<O, Cpu, T>>,
 ) -> States<O, Cpu, T> {
     let (x, mut tape) = x.split_tape();
     let (rows, len, _) = *x.shape();
+    let residual = residual.map(|r| {
+        assert_eq!(*r.shape(), (rows, len, Const::<O>), "the residual is rows × len × O");
+        assert!(act.is_none(), "a residual after an activation is not fused");
+        let (r, tr) = r.split_tape();
+        tape = std::mem::take(&mut tape).merge(tr);
+        r
+    });
     let (xv, w, b) = (values(&x), values(&lin.weight), values(&lin.bias));
     // With an activation, the bias is added in its pass, and only its slopes are kept for
     // the backward (when there is one).
-    let (y, slope) = match act {
-        None => (forward(&xv, &w, &b, I, O), None),
-        Some(kind) => {
+    let (y, slope) = match (act, &residual) {
+        (None, None) => (forward(&xv, &w, &b, I, O), None),
+        (None, Some(r)) => {
+            let mut z = product(&xv, &w, I, O);
+            let r = values(r);
+            z.par_chunks_mut(ROWS * O)
+                .zip(r.par_chunks(ROWS * O))
+                .for_each(|(z, r)| add_bias_residual(z, &b, r));
+            (z, None)
+        }
+        (Some(kind), _) => {
             let mut y = product(&xv, &w, I, O);
             let mut slope = T::OWNS_TAPE.then(|| vec![0.0f32; y.len()]);
             gelu::forward(kind, &mut y, &b, slope.as_deref_mut());
@@ -145,6 +173,7 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
     };
     let y = x.device().tensor_from_vec(y, (rows, len, Const::<O>));
     let (xg, yg, wg, bg) = (x.ghost(), y.ghost(), lin.weight.ghost(), lin.bias.ghost());
+    let rg = residual.map(|r| r.ghost());
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&xg)?;
         grads.try_alloc_for(&yg)?;
@@ -153,16 +182,28 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
         // Four different tensors, so four entries of the gradient map, whose heap buffers
         // stay put while the others are borrowed.
         let dy: *const [f32] = &**grads.get_or_alloc_mut(&yg)? as &[f32];
-        let dw: *mut [f32] = &mut **grads.get_or_alloc_mut(&wg)? as &mut [f32];
-        let db: *mut [f32] = &mut **grads.get_or_alloc_mut(&bg)? as &mut [f32];
-        let dx = grads.get_or_alloc_mut(&xg)?;
-        // SAFETY: see above.
-        let (dy, dw, db) = unsafe { (&*dy, &mut *dw, &mut *db) };
-        match &slope {
-            Some(slope) => {
-                backward(&xv, &w, &gelu::backward_new(slope, dy), I, O, dx, dw, db);
+        {
+            let dw: *mut [f32] = &mut **grads.get_or_alloc_mut(&wg)? as &mut [f32];
+            let db: *mut [f32] = &mut **grads.get_or_alloc_mut(&bg)? as &mut [f32];
+            let dx = grads.get_or_alloc_mut(&xg)?;
+            // SAFETY: see above.
+            let (dy, dw, db) = unsafe { (&*dy, &mut *dw, &mut *db) };
+            match &slope {
+                Some(slope) => {
+                    backward(&xv, &w, &gelu::backward_new(slope, dy), I, O, dx, dw, db);
+                }
+                None => backward(&xv, &w, dy, I, O, dx, dw, db),
             }
-            None => backward(&xv, &w, dy, I, O, dx, dw, db),
+        }
+        // After x's entry is released: the residual may be x itself.
+        if let Some(rg) = &rg {
+            grads.try_alloc_for(rg)?;
+            let dr = grads.get_or_alloc_mut(rg)?;
+            // SAFETY: y is a new tensor, never the residual, so dy is another entry.
+            let dy = unsafe { &*dy };
+            dr.par_chunks_mut(ROWS * O)
+                .zip(dy.par_chunks(ROWS * O))
+                .for_each(|(dr, dy)| dr.iter_mut().zip(dy).for_each(|(r, d)| *r += d));
         }
         Ok(())
     });

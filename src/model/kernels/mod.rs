@@ -117,6 +117,15 @@ pub trait Kernels: Device<f32> {
         linear::linear(lin, x)
     }
 
+    /// `linear(x) + residual` (a layer's output added back to its input).
+    fn linear_residual<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+        residual: States<O, Self, T>,
+    ) -> States<O, Self, T> {
+        Self::linear(lin, x) + residual
+    }
+
     /// `gelu_erf(linear(x))` (the feed-forward up-projection of BERT).
     fn linear_gelu_erf<const I: usize, const O: usize, T: Tape<f32, Self>>(
         lin: &Linear<I, O, f32, Self>,
@@ -197,7 +206,18 @@ impl Kernels for Cpu {
         if !fused_on_cpu() {
             return reference::linear(lin, x);
         }
-        cpu_linear::linear(lin, x, None)
+        cpu_linear::linear(lin, x, None, None)
+    }
+
+    fn linear_residual<const I: usize, const O: usize, T: Tape<f32, Self>>(
+        lin: &Linear<I, O, f32, Self>,
+        x: States<I, Self, T>,
+        residual: States<O, Self, T>,
+    ) -> States<O, Self, T> {
+        if !fused_on_cpu() {
+            return reference::linear(lin, x) + residual;
+        }
+        cpu_linear::linear(lin, x, None, Some(residual))
     }
 
     fn linear_gelu_erf<const I: usize, const O: usize, T: Tape<f32, Self>>(
@@ -207,7 +227,7 @@ impl Kernels for Cpu {
         if !fused_on_cpu() {
             return reference::gelu_erf(reference::linear(lin, x));
         }
-        cpu_linear::linear(lin, x, Some(gelu::Kind::Erf))
+        cpu_linear::linear(lin, x, Some(gelu::Kind::Erf), None)
     }
 
     fn linear_gelu_tanh<const I: usize, const O: usize, T: Tape<f32, Self>>(
@@ -217,7 +237,7 @@ impl Kernels for Cpu {
         if !fused_on_cpu() {
             return reference::gelu_tanh(reference::linear(lin, x));
         }
-        cpu_linear::linear(lin, x, Some(gelu::Kind::Tanh))
+        cpu_linear::linear(lin, x, Some(gelu::Kind::Tanh), None)
     }
 
     fn masked_attention<const M: usize, T: Tape<f32, Self>>(

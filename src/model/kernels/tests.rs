@@ -499,3 +499,75 @@ fn self_attention_matches_dfdx_and_finite_differences() {
         1e-4,
     );
 }
+
+fn linear_residual_run(fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) -> (Vec<f32>, Vec<Vec<f32>>) {
+    move |xs, w| {
+        let dev = Cpu::default();
+        let x = states(&dev, &xs[0]);
+        let r = dev.tensor_from_vec(xs[3].clone(), (ROWS, LEN, Const::<O>));
+        let lin = Linear::<M, O, f32, Cpu> {
+            weight: dev.tensor_from_vec(xs[1].clone(), (Const::<O>, Const::<M>)),
+            bias: dev.tensor_from_vec(xs[2].clone(), (Const::<O>,)),
+        };
+        let y = if fused {
+            Cpu::linear_residual(&lin, x.leaky_trace(), r.leaky_trace())
+        } else {
+            reference::linear(&lin, x.leaky_trace()) + r.leaky_trace()
+        };
+        let out = y.as_vec();
+        let g = backward_of(y, w);
+        let grads = vec![
+            g.get(&x).as_vec(),
+            g.get(&lin.weight).as_vec(),
+            g.get(&lin.bias).as_vec(),
+            g.get(&r).as_vec(),
+        ];
+        (out, grads)
+    }
+}
+
+/// linear + residual in one pass: the same bits as the linear kernel followed by dfdx's add,
+/// gradients like dfdx's, finite differences, and a residual that is the input itself.
+#[test]
+fn linear_residual_matches_dfdx_and_finite_differences() {
+    let inputs = [
+        values(ROWS * LEN * M, 51, 1.0),
+        values(O * M, 52, 0.5),
+        values(O, 53, 0.5),
+        values(ROWS * LEN * O, 54, 1.0),
+    ];
+    let w = values(ROWS * LEN * O, 55, 1.0);
+    let (out, g) = linear_residual_run(true)(&inputs, &w);
+    let (out_ref, g_ref) = linear_residual_run(false)(&inputs, &w);
+    assert_close("linear + residual", &out, &out_ref, 1e-6, 1e-5);
+    for (name, (a, b)) in ["dx", "dW", "db", "dr"].iter().zip(g.iter().zip(&g_ref)) {
+        assert_close(name, a, b, 1e-5, 1e-4);
+    }
+    gradient_check("linear + residual", &linear_residual_run(true), &inputs, 1e-2, 1e-2);
+    // Bit for bit what the unfused kernels give (so models keep their numbers).
+    let dev = Cpu::default();
+    let x = states(&dev, &inputs[0]);
+    let r = dev.tensor_from_vec(inputs[3].clone(), (ROWS, LEN, Const::<O>));
+    let lin = Linear::<M, O, f32, Cpu> {
+        weight: dev.tensor_from_vec(inputs[1].clone(), (Const::<O>, Const::<M>)),
+        bias: dev.tensor_from_vec(inputs[2].clone(), (Const::<O>,)),
+    };
+    let unfused = (Cpu::linear(&lin, x.clone()) + r.clone()).as_vec();
+    assert_eq!(Cpu::linear_residual(&lin, x, r).as_vec(), unfused);
+    // The residual is the layer's own input: both gradients land in one entry.
+    let square = Linear::<M, M, f32, Cpu> {
+        weight: dev.tensor_from_vec(values(M * M, 56, 0.5), (Const::<M>, Const::<M>)),
+        bias: dev.tensor_from_vec(values(M, 57, 0.5), (Const::<M>,)),
+    };
+    let x = states(&dev, &inputs[0]);
+    let wm = values(ROWS * LEN * M, 58, 1.0);
+    let fused = backward_of(Cpu::linear_residual(&square, x.leaky_trace(), x.leaky_trace()), &wm);
+    let plain = backward_of(reference::linear(&square, x.leaky_trace()) + x.leaky_trace(), &wm);
+    assert_close(
+        "dx, residual = input",
+        &fused.get(&x).as_vec(),
+        &plain.get(&x).as_vec(),
+        1e-5,
+        1e-4,
+    );
+}
