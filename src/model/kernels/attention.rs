@@ -54,22 +54,16 @@ unsafe fn gemm(
     (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
     scale: f32,
 ) {
     debug_assert_eq!(dst_cs, 1, "attention results are row-major");
-    let lhs = blas::Operand {
-        ptr: lhs,
-        rs: lhs_rs,
-        cs: lhs_cs,
-    };
-    let rhs = blas::Operand {
-        ptr: rhs,
-        rs: rhs_rs,
-        cs: rhs_cs,
-    };
+    let (lhs, rhs) = (
+        blas::Operand::strided(lhs, lhs_strides),
+        blas::Operand::strided(rhs, rhs_strides),
+    );
     // SAFETY: the caller's pointers and strides describe valid matrices.
     unsafe { blas::gemm_on_this_thread((m, n, k), dst, dst_rs, accumulate, scale, lhs, rhs) }
 }

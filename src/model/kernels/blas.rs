@@ -117,6 +117,11 @@ unsafe impl Send for Operand {}
 unsafe impl Sync for Operand {}
 
 impl Operand {
+    /// The matrix at `ptr` with (row, column) strides `(rs, cs)`.
+    pub fn strided(ptr: *const f32, (rs, cs): (usize, usize)) -> Self {
+        Operand { ptr, rs, cs }
+    }
+
     /// (transpose flag, leading dimension) for cblas, or None if neither stride is 1.
     fn cblas(&self) -> Option<(i32, i32)> {
         if self.cs == 1 {
@@ -139,49 +144,31 @@ unsafe impl Sync for Dst {}
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping matrices of these sizes.
 pub unsafe fn gemm(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool, lhs: Operand, rhs: Operand) {
-    let Some(blas) = BLAS.get() else {
+    if BLAS.get().is_none() || lhs.cblas().is_none() || rhs.cblas().is_none() {
+        let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
         // SAFETY: forwarded from the caller.
-        unsafe { gemm_crate(m, n, k, dst, accumulate, lhs, rhs) };
+        unsafe { gemm_crate((m, n, k), (dst, n), accumulate, 1.0, lhs, rhs, threads) };
         return;
-    };
-    let (Some((ta, lda)), Some((tb, ldb))) = (lhs.cblas(), rhs.cblas()) else {
-        // SAFETY: forwarded from the caller.
-        unsafe { gemm_crate(m, n, k, dst, accumulate, lhs, rhs) };
-        return;
-    };
+    }
     if m == 0 || n == 0 {
         return;
     }
-    let beta = if accumulate { 1.0 } else { 0.0 };
     let threads = rayon::current_num_threads().max(1);
     // Blocks of whole rows, at least 16 rows each, one or a few per thread.
     let block = m.div_ceil(threads).max(16);
     let dst = Dst(dst);
     // References, so the closure captures the Sync wrappers rather than their raw fields.
-    let (dst, lhs, rhs, sgemm) = (&dst, &lhs, &rhs, blas.sgemm);
+    let (dst, lhs, rhs) = (&dst, &lhs, &rhs);
     (0..m.div_ceil(block)).into_par_iter().for_each(|b| {
         let r0 = b * block;
         let rows = block.min(m - r0);
         // SAFETY: rows r0.. of lhs and dst are inside the caller's matrices; blocks are disjoint.
         unsafe {
-            let a = lhs.ptr.add(r0 * lhs.rs);
-            let c = dst.0.add(r0 * n);
-            sgemm(
-                ROW_MAJOR,
-                ta,
-                tb,
-                rows as i32,
-                n as i32,
-                k as i32,
-                1.0,
-                a,
-                lda,
-                rhs.ptr,
-                ldb,
-                beta,
-                c,
-                n as i32,
-            );
+            let block_lhs = Operand {
+                ptr: lhs.ptr.add(r0 * lhs.rs),
+                ..*lhs
+            };
+            gemm_on_this_thread((rows, n, k), dst.0.add(r0 * n), n, accumulate, 1.0, block_lhs, *rhs);
         }
     });
 }
@@ -231,25 +218,13 @@ pub unsafe fn gemm_on_this_thread(
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
+        gemm_crate(
+            (m, n, k),
+            (dst, dst_rs),
             accumulate,
-            lhs.ptr,
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.ptr,
-            rhs.cs as isize,
-            rhs.rs as isize,
-            beta,
             alpha,
-            false,
-            false,
-            false,
+            lhs,
+            rhs,
             gemm::Parallelism::None,
         )
     }
@@ -282,8 +257,16 @@ pub fn product_transposed(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
     out
 }
 
-/// The same product with the `gemm` crate on rayon's threads.
-unsafe fn gemm_crate(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool, lhs: Operand, rhs: Operand) {
+/// dst (row stride `dst_rs`) = [dst +] alpha · lhs·rhs with the `gemm` crate, on `threads`.
+unsafe fn gemm_crate(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    accumulate: bool,
+    alpha: f32,
+    lhs: Operand,
+    rhs: Operand,
+    threads: gemm::Parallelism,
+) {
     // SAFETY: forwarded from the caller.
     unsafe {
         gemm::gemm(
@@ -292,7 +275,7 @@ unsafe fn gemm_crate(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bo
             k,
             dst,
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.ptr,
             lhs.cs as isize,
@@ -301,11 +284,11 @@ unsafe fn gemm_crate(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bo
             rhs.cs as isize,
             rhs.rs as isize,
             if accumulate { 1.0 } else { 0.0 },
-            1.0,
+            alpha,
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            threads,
         )
     }
 }

@@ -20,20 +20,14 @@ unsafe fn gemm_rayon(
     dst: *mut f32,
     accumulate: bool,
     lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
 ) {
-    let lhs = blas::Operand {
-        ptr: lhs,
-        rs: lhs_rs,
-        cs: lhs_cs,
-    };
-    let rhs = blas::Operand {
-        ptr: rhs,
-        rs: rhs_rs,
-        cs: rhs_cs,
-    };
+    let (lhs, rhs) = (
+        blas::Operand::strided(lhs, lhs_strides),
+        blas::Operand::strided(rhs, rhs_strides),
+    );
     // SAFETY: the caller's pointers and strides describe valid matrices.
     unsafe { blas::gemm(m, n, k, dst, accumulate, lhs, rhs) }
 }

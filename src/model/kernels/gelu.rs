@@ -34,22 +34,17 @@ fn value_and_slope<const FMA: bool>(kind: Kind, x: f32) -> (f32, f32) {
             let denominator = 1.0 + simd::exp::<FMA>(u2);
             let s = 1.0 / denominator;
             let du = 2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(3.0 * TANH_C, x2, 1.0);
-            // x / (1 + e), not x·s: the same bits as `value`.
+            // x / (1 + e), as the GELU forward always rounded it (not x·s).
             (x / denominator, fmadd::<FMA>(x * s * (1.0 - s), du, s))
         }
     }
 }
 
-/// gelu(x) alone (no tape to feed): one exp per value for erf, not two.
+/// gelu(x) alone (no tape to feed): the slope's arithmetic is dead code here, which the
+/// inlining removes (one exp per value for erf, not two).
 #[inline(always)]
 fn value<const FMA: bool>(kind: Kind, x: f32) -> f32 {
-    match kind {
-        Kind::Erf => x * simd::normal_cdf::<FMA>(x),
-        Kind::Tanh => {
-            let u2 = -2.0 * SQRT_2_OVER_PI * fmadd::<FMA>(TANH_C * x, x * x, x);
-            x / (1.0 + simd::exp::<FMA>(u2))
-        }
-    }
+    value_and_slope::<FMA>(kind, x).0
 }
 
 /// x += bias (per row of bias.len() values, when given), then x = gelu(x) in place, and
