@@ -5,11 +5,11 @@
 use super::clipping::clip_gradients;
 use super::loss::{info_nce_loss, ot_surrogate};
 use super::{
-    Backend, Embedder, OptimizerSettings, Preset, StepInput, StepLoss, TrainableEncoder, adam_config, checkpoint,
+    AdamState, Backend, Embedder, OptimizerSettings, Preset, StepInput, StepLoss, TrainableEncoder, adam_config,
+    checkpoint,
 };
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result};
-use dfdx::optim::Adam;
 use dfdx::prelude::*;
 use std::path::Path;
 
@@ -20,7 +20,7 @@ pub(super) type Inputs<D> = (Tensor<(usize, usize), usize, D>, Tensor<(usize, us
 /// projection of pooled states to the output dimension P. Pooling, normalisation, losses and
 /// optimisation are shared by every architecture (see [`Encoder`]).
 pub(super) trait Arch<const M: usize, const P: usize>: 'static {
-    type Built<D: Backend>: TensorCollection<f32, D>;
+    type Built<D: Backend>: TensorCollection<f32, D> + Send + Sync;
     const VOCAB: usize;
     /// Longest sequence the architecture accepts (position table size), if bounded.
     const MAX_LEN: Option<usize>;
@@ -147,7 +147,7 @@ pub(super) struct Encoder<A: Arch<M, P>, D: Backend, const M: usize, const P: us
     dev: D,
     model: A::Built<D>,
     grads: Option<Gradients<f32, D>>,
-    opt: Adam<A::Built<D>, f32, D>,
+    opt: AdamState<A::Built<D>, D>,
 }
 
 pub(super) fn build_on<D: Backend>(dev: D, preset: Preset, opt: OptimizerSettings) -> Box<dyn TrainableEncoder> {
@@ -168,7 +168,7 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Encoder<A, D, M,
     pub(super) fn new(dev: D, opt: OptimizerSettings) -> Self {
         let model = A::build(&dev);
         let grads = Some(model.alloc_grads());
-        let opt = Adam::new(&model, adam_config(opt));
+        let opt = AdamState::new(&model, adam_config(opt));
         Self { dev, model, grads, opt }
     }
 
@@ -193,40 +193,8 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Encoder<A, D, M,
         ))
     }
 
-    /// Masked mean pooling of the token states, projection and L2 normalisation.
-    fn encode<T: Tape<f32, D>>(
-        &self,
-        ids: Tensor<(usize, usize), usize, D, T>,
-        mask: Tensor<(usize, usize), f32, D>,
-    ) -> Tensor<(usize, Const<P>), f32, D, T> {
-        let (rows, len) = *mask.shape();
-        let tokens = A::states(&self.model, ids, &mask);
-        let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
-        let summed = (tokens * spread).sum::<(usize, Const<M>), Axis<1>>();
-        let counts = mask
-            .sum::<(usize,), Axis<1>>()
-            .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
-        let projected = A::project(&self.model, summed / counts);
-        let norms = (projected.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
-            .sqrt()
-            .broadcast_like::<_, Axis<1>>(&(rows, Const::<P>));
-        projected / norms
-    }
-}
-
-impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Embedder for Encoder<A, D, M, P> {
-    fn dim(&self) -> usize {
-        P
-    }
-
-    fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let (ids, mask) = self.inputs(batch)?;
-        Ok(self.encode(ids, mask).as_vec())
-    }
-}
-
-impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder for Encoder<A, D, M, P> {
-    fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
+    /// One optimizer step (the body of [`TrainableEncoder::train_step`]).
+    fn step(&mut self, input: &StepInput) -> Result<StepLoss> {
         let batch = input.batch;
         anyhow::ensure!(
             batch.rows >= 4 && batch.rows.is_multiple_of(2),
@@ -270,13 +238,54 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder
         })
     }
 
+    /// Masked mean pooling of the token states, projection and L2 normalisation.
+    fn encode<T: Tape<f32, D>>(
+        &self,
+        ids: Tensor<(usize, usize), usize, D, T>,
+        mask: Tensor<(usize, usize), f32, D>,
+    ) -> Tensor<(usize, Const<P>), f32, D, T> {
+        let (rows, len) = *mask.shape();
+        let tokens = A::states(&self.model, ids, &mask);
+        let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
+        let summed = (tokens * spread).sum::<(usize, Const<M>), Axis<1>>();
+        let counts = mask
+            .sum::<(usize,), Axis<1>>()
+            .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
+        let projected = A::project(&self.model, summed / counts);
+        let norms = (projected.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
+            .sqrt()
+            .broadcast_like::<_, Axis<1>>(&(rows, Const::<P>));
+        projected / norms
+    }
+}
+
+impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Embedder for Encoder<A, D, M, P> {
+    fn dim(&self) -> usize {
+        P
+    }
+
+    fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        D::run_step(|| {
+            let (ids, mask) = self.inputs(batch)?;
+            Ok(self.encode(ids, mask).as_vec())
+        })
+    }
+}
+
+impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder for Encoder<A, D, M, P> {
+    fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
+        D::run_step(|| self.step(input))
+    }
+
     fn set_learning_rate(&mut self, lr: f64) {
         self.opt.cfg.lr = lr;
     }
 
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let (ids, mask) = self.inputs(batch)?;
-        Ok(A::states(&self.model, ids, &mask).as_vec())
+        D::run_step(|| {
+            let (ids, mask) = self.inputs(batch)?;
+            Ok(A::states(&self.model, ids, &mask).as_vec())
+        })
     }
 
     fn state_dim(&self) -> usize {

@@ -20,7 +20,9 @@
 
 use super::clipping::{GradNorm, clip_walked};
 use super::loss::{info_nce_loss, ot_surrogate};
-use super::{Backend, Embedder, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder, adam_config};
+use super::{
+    AdamState, Backend, Embedder, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder, adam_config,
+};
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result, bail, ensure};
 use dfdx::nn::ZeroGrads;
@@ -29,7 +31,6 @@ use dfdx::nn::tensor_collection::{
     ModuleVisitor, RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
     ViewTensorRef,
 };
-use dfdx::optim::Adam;
 use dfdx::prelude::*;
 use dfdx::tensor::{OwnedTape, Storage};
 use sha2::{Digest, Sha256};
@@ -424,10 +425,10 @@ struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, cons
     fine_tune: FineTune,
     settings: OptimizerSettings,
     /// Optimizers of the trainable parts only.
-    opt_words: Option<Adam<Words<V, M, f32, D>, f32, D>>,
-    opt_rest: Option<Adam<EmbeddingRest<S, M, f32, D>, f32, D>>,
+    opt_words: Option<AdamState<Words<V, M, f32, D>, D>>,
+    opt_rest: Option<AdamState<EmbeddingRest<S, M, f32, D>, D>>,
     /// One per trainable layer, from the lowest trainable one up.
-    opt_layers: Vec<Adam<Layer<M, F, f32, D>, f32, D>>,
+    opt_layers: Vec<AdamState<Layer<M, F, f32, D>, D>>,
     grads: Option<Gradients<f32, D>>,
     /// Where the base weights came from, and their fingerprint (see [`Bert::fingerprint`]).
     base: Option<PathBuf>,
@@ -518,10 +519,10 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     fn set_fine_tune(&mut self, fine_tune: FineTune) -> Result<()> {
         let cfg = adam_config(self.settings);
         self.fine_tune = fine_tune;
-        self.opt_words = fine_tune.word_embeddings.then(|| Adam::new(&self.words, cfg));
-        self.opt_rest = fine_tune.embeddings.then(|| Adam::new(&self.rest, cfg));
+        self.opt_words = fine_tune.word_embeddings.then(|| AdamState::new(&self.words, cfg));
+        self.opt_rest = fine_tune.embeddings.then(|| AdamState::new(&self.rest, cfg));
         let first = self.first_trainable();
-        self.opt_layers = self.layers[first..].iter().map(|l| Adam::new(l, cfg)).collect();
+        self.opt_layers = self.layers[first..].iter().map(|l| AdamState::new(l, cfg)).collect();
         self.grads = Some(self.fresh_grads()?);
         Ok(())
     }
@@ -899,6 +900,49 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         pooled / norms
     }
 
+    /// [`TrainableEncoder::token_states`] on the calling thread.
+    fn token_states_here(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        let depth = self.layers.len();
+        let Some(after_layer) = self.frozen_depth() else {
+            return self.hidden_states(batch, depth);
+        };
+        let stored = self.stored_states(batch, after_layer)?;
+        if after_layer == depth {
+            return Ok(stored);
+        }
+        let inp = self.inputs(batch)?;
+        let x = self.states_tensor(
+            batch,
+            LayerStates {
+                after_layer,
+                states: &stored,
+            },
+        )?;
+        Ok(self.run_layers(x, after_layer..depth, &inp).as_vec())
+    }
+
+    /// [`TrainableEncoder::train_step`] on the calling thread: the stored states of the frozen
+    /// layers (the OT term's student batch through the same layers), then the step.
+    fn train_step_here(&mut self, input: &StepInput) -> Result<StepLoss> {
+        match self.frozen_depth() {
+            Some(after_layer) => {
+                // The OT term's student batch (bitext) runs through the same frozen layers.
+                let stored = self.stored_states(input.batch, after_layer)?;
+                let ot_stored = match &input.ot {
+                    Some(term) => Some(self.stored_states(term.student, after_layer)?),
+                    None => None,
+                };
+                let cached = LayerStates {
+                    after_layer,
+                    states: &stored,
+                };
+                let ot_cached = ot_stored.as_deref().map(|states| LayerStates { after_layer, states });
+                self.step(input, Some(cached), ot_cached)
+            }
+            None => self.step(input, None, None),
+        }
+    }
+
     /// One optimizer step; `cached` are states of `input.batch`, `ot_cached` of the OT term's
     /// student batch (both after a layer at or below the lowest trainable one).
     fn step(
@@ -1234,23 +1278,25 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     }
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let inp = self.inputs(batch)?;
-        let depth = self.layers.len();
-        let states = match self.frozen_depth() {
-            Some(after_layer) => {
-                let stored = self.stored_states(batch, after_layer)?;
-                let x = self.states_tensor(
-                    batch,
-                    LayerStates {
-                        after_layer,
-                        states: &stored,
-                    },
-                )?;
-                self.run_layers(x, after_layer..depth, &inp)
-            }
-            None => self.frozen_states(&inp, depth),
-        };
-        Ok(self.pool(states, &inp.mask).as_vec())
+        D::run_step(|| {
+            let inp = self.inputs(batch)?;
+            let depth = self.layers.len();
+            let states = match self.frozen_depth() {
+                Some(after_layer) => {
+                    let stored = self.stored_states(batch, after_layer)?;
+                    let x = self.states_tensor(
+                        batch,
+                        LayerStates {
+                            after_layer,
+                            states: &stored,
+                        },
+                    )?;
+                    self.run_layers(x, after_layer..depth, &inp)
+                }
+                None => self.frozen_states(&inp, depth),
+            };
+            Ok(self.pool(states, &inp.mask).as_vec())
+        })
     }
 }
 
@@ -1258,23 +1304,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     TrainableEncoder for Bert<V, S, M, H, DH, F, D>
 {
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
-        match self.frozen_depth() {
-            Some(after_layer) => {
-                // The OT term's student batch (bitext) runs through the same frozen layers.
-                let stored = self.stored_states(input.batch, after_layer)?;
-                let ot_stored = match &input.ot {
-                    Some(term) => Some(self.stored_states(term.student, after_layer)?),
-                    None => None,
-                };
-                let cached = LayerStates {
-                    after_layer,
-                    states: &stored,
-                };
-                let ot_cached = ot_stored.as_deref().map(|states| LayerStates { after_layer, states });
-                self.step(input, Some(cached), ot_cached)
-            }
-            None => self.step(input, None, None),
-        }
+        D::run_step(|| self.train_step_here(input))
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
@@ -1294,23 +1324,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     /// wholly frozen model, such as the pretrained OT teacher): the same values on every real
     /// token, zeros (or what the upper layers make of them) on the padding.
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let depth = self.layers.len();
-        let Some(after_layer) = self.frozen_depth() else {
-            return self.hidden_states(batch, depth);
-        };
-        let stored = self.stored_states(batch, after_layer)?;
-        if after_layer == depth {
-            return Ok(stored);
-        }
-        let inp = self.inputs(batch)?;
-        let x = self.states_tensor(
-            batch,
-            LayerStates {
-                after_layer,
-                states: &stored,
-            },
-        )?;
-        Ok(self.run_layers(x, after_layer..depth, &inp).as_vec())
+        D::run_step(|| self.token_states_here(batch))
     }
 
     fn state_dim(&self) -> usize {

@@ -36,9 +36,15 @@ mod loss;
 mod me5_shape;
 
 /// What the encoders need of a dfdx device (the CPU, or CUDA with the `cuda` feature).
-trait Backend: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels {}
+trait Backend:
+    Device<f32> + Send + Sync + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels
+{
+}
 
-impl<D: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels> Backend for D {}
+impl<D: Device<f32> + Send + Sync + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels>
+    Backend for D
+{
+}
 
 /// Named model sizes (`model.preset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -195,6 +201,37 @@ pub fn build(
                 Cuda::try_build(ordinal, seed).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e:?}"))?;
             Ok(build_on(dev, preset, opt))
         }
+    }
+}
+
+/// dfdx's `Adam` for a model of type `M`, made `Send` and `Sync` so that a step can run on a
+/// worker of rayon's pool ([`kernels::Kernels::run_step`]). `Adam` is neither only because of
+/// its `PhantomData<*const M>` marker; what it holds, its step count and two gradient sets
+/// (tensors on `D`), is as `Send` and `Sync` as `D`'s buffers.
+pub(super) struct AdamState<M, D: Storage<f32>>(dfdx::optim::Adam<M, f32, D>);
+
+// SAFETY: see the type's comment; the marker holds no pointer, the moments are `Gradients<f32, D>`.
+unsafe impl<M, D: Storage<f32>> Send for AdamState<M, D> where Gradients<f32, D>: Send {}
+// SAFETY: as for Send; `&Adam` gives only shared access to the same fields.
+unsafe impl<M, D: Storage<f32>> Sync for AdamState<M, D> where Gradients<f32, D>: Sync {}
+
+impl<M: TensorCollection<f32, D>, D: Device<f32>> AdamState<M, D> {
+    /// Adam (or AdamW, by `cfg`) over `model`'s tensors, with zeroed moments.
+    fn new(model: &M, cfg: AdamConfig) -> Self {
+        Self(dfdx::optim::Adam::new(model, cfg))
+    }
+}
+
+impl<M, D: Storage<f32>> std::ops::Deref for AdamState<M, D> {
+    type Target = dfdx::optim::Adam<M, f32, D>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<M, D: Storage<f32>> std::ops::DerefMut for AdamState<M, D> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 

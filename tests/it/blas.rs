@@ -77,3 +77,13 @@ fn products_on_the_loaded_library() {
     }
     blas::self_check().unwrap();
 }
+
+/// The kernels' malloc settings are applied by an `.init_array` entry in the library; this
+/// binary links clirlab as an rlib, where the linker could drop an unreferenced entry.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn malloc_is_tuned_when_the_library_loads() {
+    if std::env::var_os("CLIRLAB_KERNELS").is_none_or(|v| v != "reference") {
+        assert!(clirlab::model::kernels::malloc_tuned());
+    }
+}

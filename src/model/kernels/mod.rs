@@ -60,6 +60,12 @@ pub type States<const M: usize, D, T> = Tensor<(usize, usize, Const<M>), f32, D,
 
 /// The fused transformer operations of a device.
 pub trait Kernels: Device<f32> {
+    /// Runs `f`, a whole forward or training step, where this device's kernels run it best:
+    /// as it is by default; the CPU runs it on a worker of rayon's pool ([`on_pool`]).
+    fn run_step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
+
     /// `LayerNorm1D` over the last axis of token states (biased variance, `norm.epsilon`).
     fn layer_norm<const M: usize, T: Tape<f32, Self>>(
         norm: &LayerNorm1D<M, f32, Self>,
@@ -143,38 +149,65 @@ pub trait Kernels: Device<f32> {
     }
 }
 
-/// Makes glibc keep freed memory for reuse (no trimming, no per-allocation mmap): a training
-/// step frees and re-allocates the same activation-sized buffers every time, and returning
-/// them to the kernel costs page faults and zeroing on every step (15% of a step before).
-/// Process-wide; done once, on the first kernel call (not with
-/// `CLIRLAB_KERNELS=reference`, so that the "before" keeps glibc's defaults).
-fn keep_freed_memory() {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only changes allocator thresholds.
-        unsafe {
-            // 32 MiB, glibc's largest (activations of me5-small's shape are ≤ 13 MB).
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        }
-    });
+/// Makes glibc keep freed memory for reuse (no trimming, no per-allocation mmap) and gives
+/// every thread the main heap (one arena): a training step frees and re-allocates the same
+/// activation-sized buffers every time, and returning them to the kernel costs page faults and
+/// zeroing on every step (15% of a step before). One arena, because a step runs on a rayon
+/// worker ([`on_pool`]), and glibc unmaps a worker arena's empty 64 MiB heaps whatever the trim
+/// threshold (me5-small's shape: 90,000 page faults per step, 10% slower than on the main heap).
+///
+/// It runs when the process loads (an `.init_array` entry), before any thread exists, since
+/// glibc fixes the number of arenas when a second thread first allocates. Not with
+/// `CLIRLAB_KERNELS=reference`, so that the "before" keeps glibc's defaults.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" fn tune_malloc_at_load() {
+    if std::env::var_os("CLIRLAB_KERNELS").is_some_and(|v| v == "reference") {
+        return;
+    }
+    // SAFETY: mallopt only changes allocator thresholds; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        // 32 MiB, glibc's largest (activations of me5-small's shape are ≤ 26 MB).
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+    MALLOC_TUNED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TUNE_MALLOC_AT_LOAD: extern "C" fn() = tune_malloc_at_load;
+
+static MALLOC_TUNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the allocator settings of the fused kernels were applied when the process loaded
+/// (glibc on Linux, unless `CLIRLAB_KERNELS=reference`).
+pub fn malloc_tuned() -> bool {
+    MALLOC_TUNED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs `f` on a thread of rayon's pool (at once if this is one) and waits for it. The kernels
+/// split their loops over the pool: called from outside it, every loop is handed to the pool
+/// and the caller sleeps until it is done, two futex round trips per loop, hundreds per step
+/// (`transformer_tiny`: 15% of the step in scheduling, 20% more steps/s on a worker). From a
+/// worker, a loop keeps one half and the other worker steals the rest.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 /// Whether the CPU runs the fused kernels: yes unless `CLIRLAB_KERNELS=reference` (read once),
 /// which selects the plain dfdx compositions, for before/after measurements in one binary.
 pub fn fused_on_cpu() -> bool {
     static FUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FUSED.get_or_init(|| {
-        let fused = std::env::var("CLIRLAB_KERNELS").map_or(true, |v| v != "reference");
-        if fused {
-            keep_freed_memory();
-        }
-        fused
-    })
+    *FUSED.get_or_init(|| std::env::var("CLIRLAB_KERNELS").map_or(true, |v| v != "reference"))
 }
 
 impl Kernels for Cpu {
+    fn run_step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        on_pool(f)
+    }
+
     fn layer_norm<const M: usize, T: Tape<f32, Self>>(
         norm: &LayerNorm1D<M, f32, Self>,
         x: States<M, Self, T>,

@@ -571,3 +571,16 @@ fn linear_residual_matches_dfdx_and_finite_differences() {
         1e-4,
     );
 }
+
+#[test]
+fn a_step_runs_on_a_pool_worker_and_malloc_is_tuned_at_load() {
+    // The test harness's threads are not rayon workers; on_pool moves the closure onto one.
+    assert!(rayon::current_thread_index().is_none());
+    assert!(super::on_pool(rayon::current_thread_index).is_some());
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    assert_eq!(
+        super::malloc_tuned(),
+        std::env::var_os("CLIRLAB_KERNELS").is_none_or(|v| v != "reference"),
+        "the .init_array entry did not run"
+    );
+}
