@@ -118,12 +118,7 @@ impl<
         ids: Tensor<(usize, usize), usize, D, T>,
         mask: &Tensor<(usize, usize), f32, D>,
     ) -> Tensor<(usize, usize, Const<M>), f32, D, T> {
-        let (rows, len) = *mask.shape();
-        let dev = mask.device().clone();
-        let positions: Vec<usize> = (0..rows).flat_map(|_| 0..len).collect();
-        let positions = dev.tensor_from_vec(positions, (rows, len));
-        let tokens = model.0.forward(ids);
-        let mut x = model.1.forward(positions.put_tape(T::default())) + tokens;
+        let mut x = D::embed_with_positions(&model.0, &model.1, ids);
         for ((norm1, wq, wk, wv, wo), (norm2, ff1, ff2)) in &model.2.modules {
             let h = D::layer_norm(norm1, x.with_empty_tape());
             let mixed = D::self_attention([wq, wk, wv], h, mask, H);

@@ -36,7 +36,12 @@ fn openblas_is_prepared_and_matches_f64_products() {
 #[ignore = "run by openblas_is_prepared_and_matches_f64_products, in a process of its own"]
 fn products_on_the_loaded_library() {
     let library = std::env::var(UNDER_TEST).expect("set by the calling test");
+    let threads = || std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    let threads_before = threads();
     blas::load(std::path::Path::new(&library)).unwrap();
+    // OpenBLAS's own worker threads (one per core beyond the first, started as it loads)
+    // are joined again: the kernels call it single-threaded, from rayon's threads.
+    assert_eq!(threads(), threads_before, "OpenBLAS's threads outlive the load");
     assert_eq!(blas::backend(), "openblas");
     assert!(blas::loaded_config().unwrap().contains("OpenBLAS"));
     let (m, n, k) = (301, 67, 129);

@@ -1,6 +1,7 @@
 //! Fused transformer building blocks over dfdx tensors, each a dfdx operation with its own
 //! backward: masked multi-head attention (also fused with its query/key/value projections),
-//! LayerNorm, GELU (erf and tanh), and a linear layer over token states that runs as one GEMM.
+//! LayerNorm, GELU (erf and tanh), a linear layer over token states that runs as one GEMM, and
+//! the sum of token and position embeddings.
 //!
 //! [`Kernels`] is implemented by every device the crate supports. Its default methods are the
 //! plain dfdx compositions (see [`reference`]); the CPU overrides them with hand-written kernels
@@ -12,7 +13,7 @@
 //! modules hold them. Gradients accumulate into the parameters' entries exactly as dfdx's
 //! operations do, so a gradient set from `alloc_grads` works unchanged.
 
-use dfdx::nn::modules::{LayerNorm1D, Linear};
+use dfdx::nn::modules::{Embedding, LayerNorm1D, Linear};
 use dfdx::prelude::*;
 
 pub mod reference;
@@ -20,6 +21,7 @@ pub mod reference;
 mod attention;
 pub mod blas;
 mod cpu_linear;
+mod embedding;
 mod gelu;
 mod layer_norm;
 mod linear;
@@ -64,6 +66,16 @@ pub trait Kernels: Device<f32> {
     /// as it is by default; the CPU runs it on a worker of rayon's pool ([`on_pool`]).
     fn run_step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         f()
+    }
+
+    /// Token embeddings plus learned position embeddings: `positions[t] + tokens[ids[r, t]]`
+    /// for ids rows × len (len ≤ S). `tokens` and `positions` are different modules.
+    fn embed_with_positions<const V: usize, const S: usize, const M: usize, T: Tape<f32, Self>>(
+        tokens: &Embedding<V, M, f32, Self>,
+        positions: &Embedding<S, M, f32, Self>,
+        ids: Tensor<(usize, usize), usize, Self, T>,
+    ) -> States<M, Self, T> {
+        reference::embed_with_positions(tokens, positions, ids)
     }
 
     /// `LayerNorm1D` over the last axis of token states (biased variance, `norm.epsilon`).
@@ -206,6 +218,17 @@ pub fn fused_on_cpu() -> bool {
 impl Kernels for Cpu {
     fn run_step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         on_pool(f)
+    }
+
+    fn embed_with_positions<const V: usize, const S: usize, const M: usize, T: Tape<f32, Self>>(
+        tokens: &Embedding<V, M, f32, Self>,
+        positions: &Embedding<S, M, f32, Self>,
+        ids: Tensor<(usize, usize), usize, Self, T>,
+    ) -> States<M, Self, T> {
+        if !fused_on_cpu() {
+            return reference::embed_with_positions(tokens, positions, ids);
+        }
+        embedding::embed_with_positions(tokens, positions, ids)
     }
 
     fn layer_norm<const M: usize, T: Tape<f32, Self>>(

@@ -2,8 +2,22 @@
 //! the path of devices without kernels of their own.
 
 use super::States;
-use dfdx::nn::modules::{LayerNorm1D, Linear};
+use dfdx::nn::modules::{Embedding, LayerNorm1D, Linear};
 use dfdx::prelude::*;
+
+/// Token embeddings plus learned position embeddings (position t of every row), as two
+/// dfdx gathers and a broadcast-free sum: `positions[t] + tokens[ids[r, t]]`.
+pub fn embed_with_positions<const V: usize, const S: usize, const M: usize, D: Device<f32>, T: Tape<f32, D>>(
+    tokens: &Embedding<V, M, f32, D>,
+    positions: &Embedding<S, M, f32, D>,
+    ids: Tensor<(usize, usize), usize, D, T>,
+) -> States<M, D, T> {
+    let (rows, len) = *ids.shape();
+    let at: Vec<usize> = (0..rows).flat_map(|_| 0..len).collect();
+    let at = ids.device().tensor_from_vec(at, (rows, len));
+    let token_part = tokens.forward(ids);
+    positions.forward(at.put_tape(T::default())) + token_part
+}
 
 /// Layer norm over the last axis, as dfdx's `LayerNorm1D` computes it.
 pub fn layer_norm<const M: usize, D: Device<f32>, T: Tape<f32, D>>(

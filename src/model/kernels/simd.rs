@@ -67,11 +67,21 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
     p = fmadd::<FMA>(p, r, 0.166_666_65);
     p = fmadd::<FMA>(p, r, 0.5);
     let y = fmadd::<FMA>(p, r * r, r) + 1.0;
-    // n ∈ [−126, 128]: 2ⁿ built from its exponent bits.
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
-    let out = y * scale;
+    let out = y * pow2(n);
     let out = if x < EXP_LO { 0.0 } else { out };
     if x > EXP_HI { f32::INFINITY } else { out }
+}
+
+/// 2ⁿ for an integer-valued n ∈ [−126, 128] (128 gives +∞), built from its exponent bits.
+/// Why not `n as i32`: Rust's saturating float-to-int cast (NaN → 0) does not vectorise, and
+/// LLVM unpacked every lane to a scalar `cvttss2si` with a NaN check, which was most of the
+/// time of `exp` in the GELU and softmax loops. Adding 2²³ puts the integer n + 127 in the low
+/// mantissa bits (exactly, as it is below 2²³), and the shift moves it into the exponent field
+/// (the bits above it shift out).
+#[inline(always)]
+pub fn pow2(n: f32) -> f32 {
+    const SHIFTED_BIAS: f32 = 127.0 + 8_388_608.0;
+    f32::from_bits((n + SHIFTED_BIAS).to_bits() << 23)
 }
 
 /// The standard normal CDF Φ(x) = erfc(−x/√2)/2, from the Chebyshev fit of erfc in Numerical

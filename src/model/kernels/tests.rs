@@ -7,7 +7,7 @@
 #![allow(clippy::type_complexity, clippy::cloned_ref_to_slice_refs)]
 
 use super::{Kernels, reference, simd};
-use dfdx::nn::modules::{LayerNorm1D, Linear};
+use dfdx::nn::modules::{Embedding, LayerNorm1D, Linear};
 use dfdx::prelude::*;
 
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -110,6 +110,14 @@ fn exp_and_normal_cdf_are_accurate() {
     assert!(worst_cdf < 2e-5, "Φ on [−9, 9]: relative error {worst_cdf:.2e}");
     assert_eq!(simd::exp::<false>(-1e9), 0.0);
     assert_eq!(simd::exp::<false>(100.0), f32::INFINITY);
+}
+
+#[test]
+fn pow2_builds_every_power_that_exp_needs() {
+    for n in -126..=127 {
+        assert_eq!(simd::pow2(n as f32), 2f32.powi(n), "2^{n}");
+    }
+    assert_eq!(simd::pow2(128.0), f32::INFINITY);
 }
 
 fn gelu_run(erf: bool, fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) -> (Vec<f32>, Vec<Vec<f32>>) {
@@ -569,6 +577,66 @@ fn linear_residual_matches_dfdx_and_finite_differences() {
         &plain.get(&x).as_vec(),
         1e-5,
         1e-4,
+    );
+}
+
+const VOCAB: usize = 7;
+const POSITIONS: usize = 6;
+
+/// ids with repeats (token 3 three times, 0 twice) and a row of padding-like zeros, so that
+/// the scatter's accumulation order is exercised.
+fn embedding_ids() -> Vec<usize> {
+    vec![3, 1, 3, 0, 6, 2, 3, 5, 0, 4, 0, 0, 0, 0, 0]
+}
+
+fn embedding_run(fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) -> (Vec<f32>, Vec<Vec<f32>>) {
+    move |xs, w| {
+        let dev = Cpu::default();
+        let mut tokens: Embedding<VOCAB, M, f32, Cpu> =
+            dev.build_module::<dfdx::nn::builders::Embedding<VOCAB, M>, f32>();
+        let mut positions: Embedding<POSITIONS, M, f32, Cpu> =
+            dev.build_module::<dfdx::nn::builders::Embedding<POSITIONS, M>, f32>();
+        tokens.weight.copy_from(&xs[0]);
+        positions.weight.copy_from(&xs[1]);
+        let ids = dev.tensor_from_vec(embedding_ids(), (ROWS, LEN));
+        let y = if fused {
+            Cpu::embed_with_positions(&tokens, &positions, ids.leaky_trace())
+        } else {
+            reference::embed_with_positions(&tokens, &positions, ids.leaky_trace())
+        };
+        let out = y.as_vec();
+        let g = backward_of(y, w);
+        (
+            out,
+            vec![g.get(&tokens.weight).as_vec(), g.get(&positions.weight).as_vec()],
+        )
+    }
+}
+
+#[test]
+fn embedding_matches_dfdx_bit_for_bit_and_finite_differences() {
+    let inputs = [values(VOCAB * M, 31, 1.0), values(POSITIONS * M, 32, 1.0)];
+    let w = values(ROWS * LEN * M, 33, 1.0);
+    let (out, g) = embedding_run(true)(&inputs, &w);
+    let (out_ref, g_ref) = embedding_run(false)(&inputs, &w);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&out), bits(&out_ref), "embedding forward");
+    assert_eq!(bits(&g[0]), bits(&g_ref[0]), "token table gradient");
+    assert_eq!(bits(&g[1]), bits(&g_ref[1]), "position table gradient");
+    // Position LEN.. and token ids absent from the batch get no gradient.
+    assert!(g[1][LEN * M..].iter().all(|&d| d == 0.0));
+    gradient_check("embedding", &embedding_run(true), &inputs, 1e-2, 1e-3);
+    // Untaped, the same values.
+    let dev = Cpu::default();
+    let mut tokens: Embedding<VOCAB, M, f32, Cpu> = dev.build_module::<dfdx::nn::builders::Embedding<VOCAB, M>, f32>();
+    tokens.weight.copy_from(&inputs[0]);
+    let mut positions: Embedding<POSITIONS, M, f32, Cpu> =
+        dev.build_module::<dfdx::nn::builders::Embedding<POSITIONS, M>, f32>();
+    positions.weight.copy_from(&inputs[1]);
+    let ids = dev.tensor_from_vec(embedding_ids(), (ROWS, LEN));
+    assert_eq!(
+        bits(&Cpu::embed_with_positions(&tokens, &positions, ids).as_vec()),
+        bits(&out)
     );
 }
 
