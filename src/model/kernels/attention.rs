@@ -5,7 +5,7 @@
 //! single-threaded (OpenBLAS when loaded, else the `gemm` crate).
 
 use super::simd::{self, SharedMut, multiversion};
-use super::{States, values};
+use super::{States, values, zeros};
 use super::{blas, cpu_linear};
 use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
@@ -117,8 +117,8 @@ impl Dims {
 pub fn forward(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (len, m, dh, stride) = (d.len, d.m, d.dh(), d.stride);
     let scale = 1.0 / (dh as f32).sqrt();
-    let mut out = vec![0.0f32; d.rows * len * m];
-    let mut probs = vec![0.0f32; d.rows * d.heads * len * len];
+    let mut out = zeros(d.rows * len * m);
+    let mut probs = zeros(d.rows * d.heads * len * len);
     let out_ptr = SharedMut(out.as_mut_ptr());
     probs.par_chunks_mut(len * len).enumerate().for_each(|(task, p)| {
         let (off, out_off) = (d.offset(task, stride), d.offset(task, m));
@@ -309,7 +309,7 @@ pub fn self_attention<const M: usize, T: Tape<f32, Cpu>>(
             grads.try_alloc_for(w)?;
             grads.try_alloc_for(b)?;
         }
-        let mut dqkv = vec![0.0f32; qkv.len()];
+        let mut dqkv = zeros(qkv.len());
         {
             let dout = grads.get_or_alloc_mut(&yg)?;
             let g = Grads {

@@ -6,7 +6,7 @@
 use super::blas;
 use super::gelu::{self, Kind};
 use super::simd::multiversion;
-use super::{States, values};
+use super::{States, values, zeros};
 use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -160,7 +160,7 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
         }
         (Some(kind), _) => {
             let mut y = product(&xv, &w, I, O);
-            let mut slope = T::OWNS_TAPE.then(|| vec![0.0f32; y.len()]);
+            let mut slope = T::OWNS_TAPE.then(|| zeros(y.len()));
             gelu::forward(kind, &mut y, &b, slope.as_deref_mut());
             (y, slope)
         }

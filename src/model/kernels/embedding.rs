@@ -8,7 +8,7 @@
 //! gradients in the order of the output rows, as dfdx's gather backward does, so results are
 //! bit-identical to [`super::reference::embed_with_positions`].
 
-use super::{States, values};
+use super::{States, values, zeros};
 use dfdx::nn::modules::Embedding;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -25,7 +25,7 @@ pub fn embed_with_positions<const V: usize, const S: usize, const M: usize, T: T
     let ids = ids.as_vec();
     assert!(ids.iter().all(|&id| id < V), "a token id is outside the table of {V}");
     let (table, position_table) = (values(&tokens.weight), values(&positions.weight));
-    let mut out = vec![0.0f32; rows * len * M];
+    let mut out = zeros(rows * len * M);
     out.par_chunks_mut(len * M)
         .zip(ids.par_chunks(len))
         .for_each(|(out, ids)| {

@@ -1,7 +1,7 @@
 //! GELU forward and backward on the CPU, elementwise, vectorised, over both threads.
 
 use super::simd::{self, fmadd, multiversion};
-use super::values;
+use super::{values, zeros};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -131,7 +131,7 @@ pub fn gelu<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>, kind: Kind) 
         forward(kind, &mut out, &[], None);
         return x.device().tensor_from_vec(out, shape).put_tape(tape);
     }
-    let mut slope = vec![0.0f32; out.len()];
+    let mut slope = zeros(out.len());
     forward(kind, &mut out, &[], Some(&mut slope));
     let y = x.device().tensor_from_vec(out, shape);
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());

@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::simd::{self, fmadd, multiversion};
-use super::{States, values};
+use super::{States, values, zeros};
 use dfdx::nn::modules::LayerNorm1D;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -109,7 +109,7 @@ multiversion!(fn backward_rows(
 /// Forward over all rows: (y, x̂, 1/σ).
 pub fn forward(m: usize, eps: f32, x: &[f32], gamma: &[f32], beta: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rows = x.len() / m;
-    let (mut y, mut xhat, mut rstd) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; rows]);
+    let (mut y, mut xhat, mut rstd) = (zeros(x.len()), zeros(x.len()), vec![0.0; rows]);
     y.par_chunks_mut(ROWS * m)
         .zip(xhat.par_chunks_mut(ROWS * m))
         .zip(rstd.par_chunks_mut(ROWS))

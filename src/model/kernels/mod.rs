@@ -40,13 +40,27 @@ fn sum_in_order(len: usize, partials: &[Vec<f32>]) -> Vec<f32> {
     total
 }
 
+/// n zeros, written by rayon's threads. Why: a large `vec![0.0; n]` reuses a heap block and
+/// memsets it on the calling thread while the other core waits; sequential memsets were
+/// 3.5% of a me5-shape step's wall time (BENCHMARKS.md, ninth session).
+fn zeros(n: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(n);
+    out.spare_capacity_mut()
+        .par_chunks_mut(1 << 16)
+        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: all n elements of the capacity were just written.
+    unsafe { out.set_len(n) };
+    out
+}
+
 /// The values of a CPU tensor, copied from its buffer in one move (dfdx's `as_vec` walks an
 /// index per element: 7% of a backbone cell's samples). The kernels' inputs are results of
 /// operations, not strided views (broadcasts, permutes), so the buffer's order is the logical
 /// one; their backward passes assume the same of the gradient buffers. A broadcast view (a
 /// shorter buffer) panics here; tests check the order against `as_vec`.
 fn values<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
-    let mut out = vec![0.0f32; t.shape().num_elements()];
+    let mut out = zeros(t.shape().num_elements());
     t.copy_into(&mut out);
     debug_assert!(
         out.iter()
