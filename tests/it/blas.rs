@@ -36,7 +36,11 @@ fn openblas_is_prepared_and_matches_f64_products() {
 #[ignore = "run by openblas_is_prepared_and_matches_f64_products, in a process of its own"]
 fn products_on_the_loaded_library() {
     let library = std::env::var(UNDER_TEST).expect("set by the calling test");
-    let threads = || std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task lists this process's threads")
+            .count()
+    };
     let threads_before = threads();
     blas::load(std::path::Path::new(&library)).unwrap();
     // OpenBLAS's own worker threads (one per core beyond the first, started as it loads)

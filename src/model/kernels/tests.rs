@@ -583,21 +583,25 @@ fn linear_residual_matches_dfdx_and_finite_differences() {
 const VOCAB: usize = 7;
 const POSITIONS: usize = 6;
 
-/// ids with repeats (token 3 three times, 0 twice) and a row of padding-like zeros, so that
-/// the scatter's accumulation order is exercised.
+/// ids with repeats (token 3 three times, 0 in every row, a whole row of them like padding),
+/// so that the scatter's accumulation order is exercised.
 fn embedding_ids() -> Vec<usize> {
     vec![3, 1, 3, 0, 6, 2, 3, 5, 0, 4, 0, 0, 0, 0, 0]
+}
+
+/// The token and position tables, with the values of `xs[0]` and `xs[1]`.
+fn embedding_tables(dev: &Cpu, xs: &[Vec<f32>]) -> (Embedding<VOCAB, M, f32, Cpu>, Embedding<POSITIONS, M, f32, Cpu>) {
+    let mut tokens = dev.build_module::<dfdx::nn::builders::Embedding<VOCAB, M>, f32>();
+    let mut positions = dev.build_module::<dfdx::nn::builders::Embedding<POSITIONS, M>, f32>();
+    tokens.weight.copy_from(&xs[0]);
+    positions.weight.copy_from(&xs[1]);
+    (tokens, positions)
 }
 
 fn embedding_run(fused: bool) -> impl Fn(&[Vec<f32>], &[f32]) -> (Vec<f32>, Vec<Vec<f32>>) {
     move |xs, w| {
         let dev = Cpu::default();
-        let mut tokens: Embedding<VOCAB, M, f32, Cpu> =
-            dev.build_module::<dfdx::nn::builders::Embedding<VOCAB, M>, f32>();
-        let mut positions: Embedding<POSITIONS, M, f32, Cpu> =
-            dev.build_module::<dfdx::nn::builders::Embedding<POSITIONS, M>, f32>();
-        tokens.weight.copy_from(&xs[0]);
-        positions.weight.copy_from(&xs[1]);
+        let (tokens, positions) = embedding_tables(&dev, xs);
         let ids = dev.tensor_from_vec(embedding_ids(), (ROWS, LEN));
         let y = if fused {
             Cpu::embed_with_positions(&tokens, &positions, ids.leaky_trace())
@@ -628,11 +632,7 @@ fn embedding_matches_dfdx_bit_for_bit_and_finite_differences() {
     gradient_check("embedding", &embedding_run(true), &inputs, 1e-2, 1e-3);
     // Untaped, the same values.
     let dev = Cpu::default();
-    let mut tokens: Embedding<VOCAB, M, f32, Cpu> = dev.build_module::<dfdx::nn::builders::Embedding<VOCAB, M>, f32>();
-    tokens.weight.copy_from(&inputs[0]);
-    let mut positions: Embedding<POSITIONS, M, f32, Cpu> =
-        dev.build_module::<dfdx::nn::builders::Embedding<POSITIONS, M>, f32>();
-    positions.weight.copy_from(&inputs[1]);
+    let (tokens, positions) = embedding_tables(&dev, &inputs);
     let ids = dev.tensor_from_vec(embedding_ids(), (ROWS, LEN));
     assert_eq!(
         bits(&Cpu::embed_with_positions(&tokens, &positions, ids).as_vec()),
