@@ -12,7 +12,16 @@
 //!   train/mono.tsv                     pair_id<TAB>query_text<TAB>passage_text   English–English
 //!   train/cross.<lang>.tsv             pair_id<TAB>query_text<TAB>passage_text   LR query, English passage
 //!   bitext/<lang>.tsv                  pair_id<TAB>lr_text<TAB>en_text           train split only
+//!   train/links.tsv                    link_id<TAB>kind<TAB>query_unit<TAB>passage_unit
+//!   train/units/<lang>.tsv             unit_id<TAB>text                          one rendering per unit
 //! ```
+//!
+//! `train/links.tsv` and `train/units/` hold the training pairs as data, independent of
+//! language: a link is a relevance pair between two text units (two cross-referenced verses,
+//! a query and its document), of a named kind (`crossref`, `relevance`, ...), and each
+//! `units/<lang>.tsv` renders the units in one language (the pivot language included). A
+//! sampler can then put the same link into a batch within one language (X-X) or across two
+//! (X-Y). Both are optional (a zero-shot set has neither); a set that has links has units.
 //!
 //! Rules the writer enforces and the reader checks:
 //! - Files are UTF-8, one record per line, each line ending in `\n`.
@@ -28,7 +37,9 @@
 //!   judgment for that task ([`Dataset::task_queries`]).
 //! - `card.json` lists every data file with its sha256 (`files`), and its `counts` hold the
 //!   number of records of each file under the keys `corpus.<split>`, `queries.<lang>.<split>`,
-//!   `qrels.<lang>.<task>.<split>`, `train.mono`, `train.cross.<lang>` and `bitext.<lang>`.
+//!   `qrels.<lang>.<task>.<split>`, `train.mono`, `train.cross.<lang>`, `bitext.<lang>`,
+//!   `train.links` and `train.units.<lang>`. Every unit a link names has a rendering in at
+//!   least one language.
 //!   Other count keys are informational (for example `aligned.sw`). A file that is missing,
 //!   unlisted, or whose hash or count disagrees with the card makes loading fail.
 //! - [`Dataset::save`] writes everything into a temporary directory beside the target, the
@@ -116,6 +127,19 @@ pub struct Pair {
     pub passage: String,
 }
 
+/// A relevance pair between two training text units, independent of their language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Unique within `train/links.tsv`.
+    pub id: String,
+    /// What relates the two units (`crossref`, `relevance`, ...): experiments select kinds.
+    pub kind: String,
+    /// The unit on the query side.
+    pub query: String,
+    /// The unit on the passage side.
+    pub passage: String,
+}
+
 /// A relevance judgment (one qrels line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgment {
@@ -172,6 +196,10 @@ pub struct Dataset {
     pub cross: BTreeMap<String, Vec<Pair>>,
     /// Parallel sentences by language (LR text, English text); train split only.
     pub bitext: BTreeMap<String, Vec<Pair>>,
+    /// Relevance pairs between training text units (see the module docs).
+    pub links: Vec<Link>,
+    /// Renderings of the training text units, by language (the pivot language included).
+    pub units: BTreeMap<String, Vec<Doc>>,
 }
 
 /// Collapses every run of white space or control characters into one space and trims the ends.
@@ -259,6 +287,8 @@ enum FileKind {
     Mono,
     Cross { lang: String },
     Bitext { lang: String },
+    Links,
+    Units { lang: String },
 }
 
 impl FileKind {
@@ -270,6 +300,8 @@ impl FileKind {
             FileKind::Mono => "train/mono.tsv".to_string(),
             FileKind::Cross { lang } => format!("train/cross.{lang}.tsv"),
             FileKind::Bitext { lang } => format!("bitext/{lang}.tsv"),
+            FileKind::Links => "train/links.tsv".to_string(),
+            FileKind::Units { lang } => format!("train/units/{lang}.tsv"),
         }
     }
 
@@ -281,6 +313,8 @@ impl FileKind {
             FileKind::Mono => "train.mono".to_string(),
             FileKind::Cross { lang } => format!("train.cross.{lang}"),
             FileKind::Bitext { lang } => format!("bitext.{lang}"),
+            FileKind::Links => "train.links".to_string(),
+            FileKind::Units { lang } => format!("train.units.{lang}"),
         }
     }
 
@@ -304,6 +338,10 @@ impl FileKind {
                 }
             }
             ["train", "mono.tsv"] => FileKind::Mono,
+            ["train", "links.tsv"] => FileKind::Links,
+            ["train", "units", file] => FileKind::Units {
+                lang: file.strip_suffix(".tsv")?.to_string(),
+            },
             ["train", file] => FileKind::Cross {
                 lang: file.strip_prefix("cross.")?.strip_suffix(".tsv")?.to_string(),
             },
@@ -317,8 +355,8 @@ impl FileKind {
             FileKind::Corpus { split } => valid_name(split),
             FileKind::Queries { lang, split } => valid_name(lang) && valid_name(split),
             FileKind::Qrels { lang, task, split } => valid_name(lang) && valid_name(task) && valid_name(split),
-            FileKind::Mono => true,
-            FileKind::Cross { lang } | FileKind::Bitext { lang } => valid_name(lang),
+            FileKind::Mono | FileKind::Links => true,
+            FileKind::Cross { lang } | FileKind::Bitext { lang } | FileKind::Units { lang } => valid_name(lang),
         };
         names_ok.then_some(kind)
     }
@@ -440,6 +478,8 @@ impl Dataset {
             mono: Vec::new(),
             cross: BTreeMap::new(),
             bitext: BTreeMap::new(),
+            links: Vec::new(),
+            units: BTreeMap::new(),
         }
     }
 
@@ -518,9 +558,10 @@ impl Dataset {
             check_name("task", task)?;
             check_name("split", split)?;
         }
-        for lang in self.cross.keys().chain(self.bitext.keys()) {
+        for lang in self.cross.keys().chain(self.bitext.keys()).chain(self.units.keys()) {
             check_name("language", lang)?;
         }
+        check_links(&self.links, &self.units, "train/links.tsv")?;
         for ((lang, task, split), judged) in &self.qrels {
             let where_ = format!("qrels ({lang}, {task}, {split})");
             let queries = self
@@ -567,6 +608,10 @@ impl Dataset {
         kinds.push(FileKind::Mono);
         kinds.extend(self.cross.keys().map(|l| FileKind::Cross { lang: l.clone() }));
         kinds.extend(self.bitext.keys().map(|l| FileKind::Bitext { lang: l.clone() }));
+        if !self.links.is_empty() {
+            kinds.push(FileKind::Links);
+        }
+        kinds.extend(self.units.keys().map(|l| FileKind::Units { lang: l.clone() }));
         kinds
     }
 
@@ -606,6 +651,18 @@ impl Dataset {
                 FileKind::Mono => write_pairs(&rel, &mut w, &mut seen, &self.mono)?,
                 FileKind::Cross { lang } => write_pairs(&rel, &mut w, &mut seen, &self.cross[lang])?,
                 FileKind::Bitext { lang } => write_pairs(&rel, &mut w, &mut seen, &self.bitext[lang])?,
+                FileKind::Links => {
+                    for (i, l) in self.links.iter().enumerate() {
+                        let where_ = format!("{rel} record {}", i + 1);
+                        for id in [&l.id, &l.query, &l.passage] {
+                            check_id(&where_, id)?;
+                        }
+                        check_name(&format!("{where_}: link kind"), &l.kind)?;
+                        ensure!(seen.insert(l.id.clone()), "{where_}: duplicate id {}", l.id);
+                        w.line(&[&l.id, &l.kind, &l.query, &l.passage])?;
+                    }
+                }
+                FileKind::Units { lang } => write_docs(&rel, &mut w, &mut seen, &self.units[lang])?,
             }
             let (sha, records) = w.finish()?;
             card.files.insert(rel, sha);
@@ -670,6 +727,16 @@ impl Dataset {
                     ds.bitext.insert(lang.clone(), pairs);
                     n
                 }
+                FileKind::Links => {
+                    ds.links = parse_links(&rel, &text)?;
+                    ds.links.len()
+                }
+                FileKind::Units { lang } => {
+                    let units = parse_docs(&rel, &text, "unit_id")?;
+                    let n = units.len();
+                    ds.units.insert(lang.clone(), units);
+                    n
+                }
             };
             let key = kind.count_key();
             match card.counts.get(&key) {
@@ -684,6 +751,11 @@ impl Dataset {
             mono_seen,
             "{CARD_FILE}: train/mono.tsv is not listed (it is written even when empty)"
         );
+        check_links(
+            &ds.links,
+            &ds.units,
+            &root.join("train/links.tsv").display().to_string(),
+        )?;
         let produced: BTreeSet<String> = ds.file_kinds().iter().map(FileKind::count_key).collect();
         for key in card.counts.keys().filter(|k| is_file_count_key(k)) {
             ensure!(
@@ -809,6 +881,50 @@ fn parse_pairs(rel: &str, text: &str, names: (&str, &str)) -> Result<Vec<Pair>> 
     Ok(pairs)
 }
 
+fn parse_links(rel: &str, text: &str) -> Result<Vec<Link>> {
+    let mut links = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (n, line) in lines(rel, text)? {
+        let fields: Vec<&str> = line.split('\t').collect();
+        ensure!(
+            fields.len() == 4,
+            "{rel}:{n}: expected 4 tab-separated fields (link_id, kind, query_unit, passage_unit), found {}",
+            fields.len()
+        );
+        let where_ = format!("{rel}:{n}");
+        for id in [fields[0], fields[2], fields[3]] {
+            check_id(&where_, id)?;
+        }
+        check_name(&format!("{where_}: link kind"), fields[1])?;
+        ensure!(seen.insert(fields[0]), "{where_}: duplicate id {}", fields[0]);
+        links.push(Link {
+            id: fields[0].to_string(),
+            kind: fields[1].to_string(),
+            query: fields[2].to_string(),
+            passage: fields[3].to_string(),
+        });
+    }
+    Ok(links)
+}
+
+/// Every unit a link names must have a rendering in some language.
+fn check_links(links: &[Link], units: &BTreeMap<String, Vec<Doc>>, file: &str) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let known: BTreeSet<&str> = units.values().flatten().map(|u| u.id.as_str()).collect();
+    for link in links {
+        for unit in [&link.query, &link.passage] {
+            ensure!(
+                known.contains(unit.as_str()),
+                "{file}: link {} names unit {unit}, which no train/units/<lang>.tsv renders",
+                link.id
+            );
+        }
+    }
+    Ok(())
+}
+
 fn parse_qrels(rel: &str, text: &str, ds: &Dataset, lang: &str, split: &str) -> Result<Vec<Judgment>> {
     let queries_rel = format!("queries/{lang}/{split}.tsv");
     let corpus_rel = format!("corpus/{split}.tsv");
@@ -881,6 +997,8 @@ mod tests {
             FileKind::Mono,
             FileKind::Cross { lang: "sw".into() },
             FileKind::Bitext { lang: "sw".into() },
+            FileKind::Links,
+            FileKind::Units { lang: "sw".into() },
         ];
         for k in kinds {
             assert_eq!(FileKind::parse(&k.rel_path()), Some(k.clone()), "{}", k.rel_path());

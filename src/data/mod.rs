@@ -40,8 +40,9 @@ fn prepared(name: &str, langs: &[String], dir: &Path, progress: bool) -> Result<
     Dataset::load(&ready.root)
 }
 
-/// Several data sets with the same English documents as one: corpora and monolingual pairs
-/// are united by id, queries, judgments and cross-lingual pairs kept per language.
+/// Several data sets with the same English documents as one: corpora, monolingual pairs,
+/// links and each language's unit renderings are united by id; queries, judgments and
+/// cross-lingual pairs kept per language.
 pub fn merge(mut sets: Vec<Dataset>) -> Result<Dataset> {
     let mut merged = sets.remove(0);
     for set in sets {
@@ -58,6 +59,16 @@ pub fn merge(mut sets: Vec<Dataset>) -> Result<Dataset> {
         merged.qrels.extend(set.qrels);
         merged.cross.extend(set.cross);
         merged.bitext.extend(set.bitext);
+        // The pivot's renderings and the links come with every language's set: once each.
+        for (lang, units) in set.units {
+            let target = merged.units.entry(lang).or_default();
+            let known: std::collections::HashSet<String> = target.iter().map(|u| u.id.clone()).collect();
+            target.extend(units.into_iter().filter(|u| !known.contains(&u.id)));
+        }
+        let known: std::collections::HashSet<String> = merged.links.iter().map(|l| l.id.clone()).collect();
+        merged
+            .links
+            .extend(set.links.into_iter().filter(|l| !known.contains(&l.id)));
         merged.card.name = format!("{}+{}", merged.card.name, set.card.name);
         merged.card.languages.extend(set.card.languages);
         merged.card.sources.extend(set.card.sources);

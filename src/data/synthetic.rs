@@ -8,8 +8,11 @@
 //! cross-lingual pairs ("little parallel data"). Queries are in the low-resource language,
 //! documents in English; the source document of a query has relevance 2 and the other
 //! documents of its sub-topic relevance 1.
+//!
+//! Each training document gives a link (its query, the document), rendered in English and,
+//! for the parallel share, in every low-resource language: the pairs of the rendered design.
 
-use super::format::{Card, Dataset, Doc, Judgment, Pair};
+use super::format::{Card, Dataset, Doc, Judgment, Link, Pair};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +24,9 @@ pub const NAME: &str = "synthetic";
 
 /// The single retrieval task of the synthetic set: find the source document and its sub-topic.
 pub const TASK: &str = "related";
+
+/// The kind of the synthetic training links: a training document's query and the document.
+pub const LINK_KIND: &str = "relevance";
 
 /// Generation parameters (`data.synthetic` in an experiment).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -371,11 +377,29 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     let mut mono = Vec::new();
     let mut cross: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
     let mut bitext: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
+    let mut links = Vec::new();
+    let mut units: BTreeMap<String, Vec<Doc>> = BTreeMap::new();
     for d in &docs {
         let doc_text = d.words.join(" ");
         let q_en = english_query(&mut rng, d);
         let q_en_refs: Vec<&str> = q_en.iter().map(String::as_str).collect();
         if d.split == "train" {
+            let (query_unit, passage_unit) = (format!("q:{}", d.id), format!("d:{}", d.id));
+            links.push(Link {
+                id: format!("rel:{}", d.id),
+                kind: LINK_KIND.to_string(),
+                query: query_unit.clone(),
+                passage: passage_unit.clone(),
+            });
+            let en_units = units.entry("en".to_string()).or_default();
+            en_units.push(Doc {
+                id: query_unit.clone(),
+                text: q_en.join(" "),
+            });
+            en_units.push(Doc {
+                id: passage_unit.clone(),
+                text: doc_text.clone(),
+            });
             mono.push(Pair {
                 id: format!("mono:{}", d.id),
                 query: q_en.join(" "),
@@ -387,6 +411,15 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
                 if parallel {
                     let doc_refs: Vec<&str> = d.words.iter().map(String::as_str).collect();
                     let doc_lr = tr.translate(&doc_refs, &mut rng).join(" ");
+                    let lr_units = units.entry(lang.clone()).or_default();
+                    lr_units.push(Doc {
+                        id: query_unit.clone(),
+                        text: q_lr.clone(),
+                    });
+                    lr_units.push(Doc {
+                        id: passage_unit.clone(),
+                        text: doc_lr.clone(),
+                    });
                     cross.entry(lang.clone()).or_default().push(Pair {
                         id: format!("cross:{lang}:{}", d.id),
                         query: q_lr,
@@ -442,6 +475,10 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     for (lang, p) in &bitext {
         counts.insert(format!("bitext.{lang}"), p.len() as u64);
     }
+    counts.insert("train.links".into(), links.len() as u64);
+    for (lang, u) in &units {
+        counts.insert(format!("train.units.{lang}"), u.len() as u64);
+    }
     Dataset {
         card: Card {
             name: NAME.into(),
@@ -474,6 +511,8 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
         mono,
         cross,
         bitext,
+        links,
+        units,
     }
 }
 

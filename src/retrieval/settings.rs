@@ -446,6 +446,8 @@ mod tests {
             mono: Vec::new(),
             cross: BTreeMap::new(),
             bitext: BTreeMap::new(),
+            links: Vec::new(),
+            units: BTreeMap::new(),
         }
     }
 

@@ -7,6 +7,7 @@ use super::paths::{self, CellFile};
 use super::provenance::{device_label, provenance};
 use super::records::{CellProvenance, CellResult, Provenance, SweepRecord, digest_outputs, failure, finished};
 use super::state::{JOB_ALIVE, record_failure};
+use crate::data::config::PairDesign;
 use crate::data::format::{Dataset, Split};
 use crate::data::{self, synthetic};
 use crate::eval::cell::{RANK_DISTANCE, cell_metrics, language_task};
@@ -124,7 +125,8 @@ pub fn run_planned_cell(dir: &Path, cell_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The training text of a cell: monolingual pairs, and the queries of its languages.
+/// The training text of a cell: monolingual pairs, the queries of its languages and, in the
+/// rendered design, every rendering of its languages' training units (their passages too).
 fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<Item = &'a str> + Send {
     let langs = cfg.data.languages.clone();
     let mono = dataset.mono.iter().flat_map(|p| [p.query.as_str(), p.passage.as_str()]);
@@ -133,7 +135,14 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
         .iter()
         .filter(move |(lang, _)| langs.contains(lang))
         .flat_map(|(_, pairs)| pairs.iter().map(|p| p.query.as_str()));
-    mono.chain(cross)
+    let rendered = cfg.data.train_pairs.design == PairDesign::Rendered;
+    let langs = cfg.data.languages.clone();
+    let units = dataset
+        .units
+        .iter()
+        .filter(move |(lang, _)| rendered && langs.contains(lang))
+        .flat_map(|(_, units)| units.iter().map(|u| u.text.as_str()));
+    mono.chain(cross).chain(units)
 }
 
 /// The cell's tokenizer, trained on the training text of its languages. For prepared data
@@ -159,6 +168,7 @@ pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextE
             &cfg.data.languages,
             vocab,
             TextEncoder::VERSION,
+            cfg.data.train_pairs.design,
         ),
         16,
     );

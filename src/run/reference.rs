@@ -47,6 +47,7 @@ struct KeyMaterial<'a> {
 fn reference_data(exp: &Experiment) -> DataConfig {
     DataConfig {
         max_train_pairs: None,
+        train_pairs: Default::default(),
         ..exp.data.clone()
     }
 }

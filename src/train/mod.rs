@@ -14,14 +14,15 @@ pub mod validation;
 pub use lr::learning_rate;
 pub use teacher::{Teacher, TeacherRecord, teacher};
 
+use crate::data::config::PairDesign;
 use crate::data::format::{Dataset, Pair};
 use crate::grid::CellConfig;
 use crate::model::{self, ResolvedDevice, TrainableEncoder};
-use crate::sampler::HybridSampler;
+use crate::sampler::{HybridSampler, PairSampler, PoolSpec, RenderedPool, RenderedSampler};
 use crate::schedule::progress;
 use crate::tokenizer::TextEncoder;
 use crate::util::lock::JobAlive;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use distill::{BitextSampler, ot_weight};
 use serde::Serialize;
 use std::path::Path;
@@ -133,6 +134,62 @@ fn capped_pool<'a>(pairs: &'a [Pair], cap: Option<usize>, pool: &str) -> Vec<&'a
     }
 }
 
+/// The cell's sampler, in the design `data.train_pairs.design` names.
+fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSampler<'a>> {
+    let t = &cfg.train;
+    let cap = cfg.data.max_train_pairs;
+    let pivot = dataset.card.pivot.as_str();
+    match cfg.data.train_pairs.design {
+        PairDesign::Rendered => {
+            let cross_lingual = cfg.data.train_pairs.cross_lingual();
+            let spec = PoolSpec {
+                languages: &cfg.data.languages,
+                pivot,
+                kinds: &cfg.data.train_pairs.kinds,
+                cross_lingual: &cross_lingual,
+                max_per_language: cap,
+            };
+            let pool = RenderedPool::new(&dataset.links, &dataset.units, &spec)
+                .with_context(|| format!("data set {}", dataset.card.name))?;
+            let sampler = RenderedSampler::new(
+                pool,
+                cfg.schedule.clone(),
+                cfg.sampler.mixing,
+                t.batch_size,
+                t.steps,
+                cfg.seed,
+            )?;
+            Ok(PairSampler::Rendered(sampler))
+        }
+        PairDesign::TranslationVsEnglish => {
+            // The pools in the order of data.languages, as the design always drew them.
+            let cross: Vec<(&str, &Pair)> = cfg
+                .data
+                .languages
+                .iter()
+                .filter_map(|lang| dataset.cross.get_key_value(lang))
+                .flat_map(|(lang, pairs)| {
+                    capped_pool(pairs, cap, lang)
+                        .into_iter()
+                        .map(move |p| (lang.as_str(), p))
+                })
+                .collect();
+            let mono = capped_pool(&dataset.mono, cap, "mono");
+            let sampler = HybridSampler::new(
+                mono,
+                cross,
+                pivot,
+                cfg.schedule.clone(),
+                cfg.sampler.mixing,
+                t.batch_size,
+                t.steps,
+                cfg.seed,
+            )?;
+            Ok(PairSampler::TranslationVsEnglish(sampler))
+        }
+    }
+}
+
 /// Trains the cell's encoder (`train.steps: 0`: the model as it is, untrained). `on_step` is called after every step (progress reporting).
 /// A non-finite loss or gradient norm fails the cell with that reason.
 pub fn train(
@@ -143,30 +200,7 @@ pub fn train(
     mut on_step: impl FnMut(&LogRow),
 ) -> Result<Trained> {
     let t = &cfg.train;
-    let cap = cfg.data.max_train_pairs;
-    let cross: Vec<&Pair> = cfg
-        .data
-        .languages
-        .iter()
-        .flat_map(|lang| capped_pool(dataset.cross.get(lang).map_or(&[][..], Vec::as_slice), cap, lang))
-        .collect();
-    let capped_mono: Vec<Pair>;
-    let mono: &[Pair] = match cap {
-        Some(n) if n < dataset.mono.len() => {
-            capped_mono = capped_pool(&dataset.mono, cap, "mono").into_iter().cloned().collect();
-            &capped_mono
-        }
-        _ => &dataset.mono,
-    };
-    let mut sampler = HybridSampler::new(
-        mono,
-        cross,
-        cfg.schedule.clone(),
-        cfg.sampler.mixing,
-        t.batch_size,
-        t.steps,
-        cfg.seed,
-    )?;
+    let mut sampler = pair_sampler(cfg, dataset)?;
     let device = cfg.device.resolve()?;
     tracing::info!("training on {device} (device: {})", cfg.device);
     let mut encoder = build_encoder(cfg, device)?;
@@ -203,7 +237,7 @@ pub fn train(
     let mut log = Vec::with_capacity(t.steps);
     let mut stopping = EarlyStopping::new(t.steps, t.patience);
     for step in 0..t.steps {
-        let batch = sampler.batch(step);
+        let batch = sampler.batch(step)?;
         let lr = learning_rate(t, step);
         let tp = progress(step, t.steps);
         let weight = ot_weight(&cfg.ot, tp);

