@@ -6,7 +6,7 @@
 mod training;
 
 use clirlab::model::{self, StepInput};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
@@ -29,4 +29,10 @@ fn train_step(c: &mut Criterion) {
 }
 
 criterion_group!(benches, train_step);
-criterion_main!(benches);
+
+/// criterion_main!'s `main`, after the allocator settings of the `clirlab` binary.
+fn main() {
+    clirlab::model::kernels::tune_malloc();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

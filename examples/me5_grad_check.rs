@@ -14,6 +14,8 @@ use clirlab::model::{OptimizerKind, OptimizerSettings, ResolvedDevice, StepInput
 use clirlab::tokenizer::{Side, TextEncoder};
 
 fn main() -> Result<()> {
+    // The allocator settings of the `clirlab` binary, which the timings should share.
+    clirlab::model::kernels::tune_malloc();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let pairs = std::fs::read_to_string(args.first().context("usage: me5_grad_check PAIRS.tsv [TOP] [STEPS]")?)?;
     let top: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(2);

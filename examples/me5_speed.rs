@@ -8,10 +8,15 @@
 //! cargo run --release --example me5_speed -- full 2        # everything (AdamW over 118M parameters)
 //! ```
 //! Peak memory: run it under `/usr/bin/time -v`.
+//!
+//! `CLIRLAB_DEVICE` picks the device as the experiment key `device` does (default `auto`; on
+//! CUDA the step runs dfdx's device-generic operations); `ME5_SPEED_MODEL=DIR` times the model
+//! folder DIR instead of the prepared me5-small (e.g. one of random weights made by
+//! `benchmarks/me5_random_model.py` where the real weights cannot be fetched).
 
 use anyhow::{Context, Result};
 use clirlab::model::bert::{self, FineTune, text};
-use clirlab::model::{OptimizerKind, OptimizerSettings, ResolvedDevice, StepInput};
+use clirlab::model::{DeviceSpec, OptimizerKind, OptimizerSettings, StepInput};
 use clirlab::tokenizer::TokenBatch;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -32,10 +37,20 @@ fn batch(rng: &mut impl Rng, rows: usize, len: usize) -> TokenBatch {
 }
 
 fn main() -> Result<()> {
+    // The allocator settings of the `clirlab` binary, which the timings should share.
+    clirlab::model::kernels::tune_malloc();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().map(String::as_str).unwrap_or("forward");
     let repeats: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let dir = text::resolve_model("me5-small", true)?;
+    let device = match std::env::var("CLIRLAB_DEVICE") {
+        Ok(v) => v.parse::<DeviceSpec>().with_context(|| format!("CLIRLAB_DEVICE={v}"))?,
+        Err(_) => DeviceSpec::Auto,
+    }
+    .resolve()?;
+    let dir = match std::env::var_os("ME5_SPEED_MODEL") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => text::resolve_model("me5-small", true)?,
+    };
     let fine_tune = match mode {
         "forward" => FineTune {
             top_layers: 0,
@@ -61,9 +76,13 @@ fn main() -> Result<()> {
         weight_decay: 0.01,
     };
     // As every cell does: OpenBLAS when it is prepared, else the built-in GEMM.
-    eprintln!("matrix products: {}", clirlab::model::select_blas(false, false)?);
+    eprintln!(
+        "device {device}; CPU matrix products: {}",
+        clirlab::model::select_blas(false, false)?
+    );
     let started = Instant::now();
-    let mut model = bert::load(&dir, fine_tune, settings, ResolvedDevice::Cpu).context("loading me5-small")?;
+    let mut model =
+        bert::load(&dir, fine_tune, settings, device).with_context(|| format!("loading {}", dir.display()))?;
     eprintln!(
         "loaded in {:.1} s; trainable parameters: {}",
         started.elapsed().as_secs_f64(),

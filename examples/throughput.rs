@@ -13,6 +13,8 @@ use clirlab::model::{self, StepInput};
 use std::time::Instant;
 
 fn main() {
+    // The allocator settings of the `clirlab` binary, which the timings should share.
+    clirlab::model::kernels::tune_malloc();
     let mut args = std::env::args().skip(1);
     let steps: usize = args.next().map(|s| s.parse().expect("STEPS is a number")).unwrap_or(30);
     let only: Vec<String> = args.collect();

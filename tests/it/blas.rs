@@ -87,12 +87,14 @@ fn products_on_the_loaded_library() {
     blas::self_check().unwrap();
 }
 
-/// The kernels' malloc settings are applied by an `.init_array` entry in the library; this
-/// binary links clirlab as an rlib, where the linker could drop an unreferenced entry.
+/// The kernels' malloc settings are a program's choice: linking the library applies nothing,
+/// and the explicit call applies them (glibc only; not with `CLIRLAB_KERNELS=reference`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
-fn malloc_is_tuned_when_the_library_loads() {
-    if std::env::var_os("CLIRLAB_KERNELS").is_none_or(|v| v != "reference") {
-        assert!(clirlab::model::kernels::malloc_tuned());
-    }
+fn malloc_is_tuned_by_the_explicit_call_only() {
+    use clirlab::model::kernels;
+    assert!(!kernels::malloc_tuned(), "the library tuned malloc without being asked");
+    let wanted = std::env::var_os("CLIRLAB_KERNELS").is_none_or(|v| v != "reference");
+    assert_eq!(kernels::tune_malloc(), wanted);
+    assert_eq!(kernels::malloc_tuned(), wanted);
 }

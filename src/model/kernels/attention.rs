@@ -4,7 +4,8 @@
 //! backward. The (row, head) pairs are split over both threads; each runs its own small GEMMs
 //! single-threaded (OpenBLAS when loaded, else the `gemm` crate).
 
-use super::simd::{self, SharedMut, multiversion};
+use super::grads::{self, grad_pointers};
+use super::simd::{self, multiversion};
 use super::{States, values, zeros};
 use super::{blas, cpu_linear};
 use dfdx::nn::modules::Linear;
@@ -47,6 +48,12 @@ multiversion!(fn softmax_backward(p: &[f32], dp: &mut [f32], len: usize, scale: 
 
 /// dst (m × n, row stride `dst_rs`) = [dst +] scale · lhs (m × k) · rhs (k × n), row/column
 /// strides given; on this thread (see [`blas::gemm_on_this_thread`]).
+///
+/// # Safety
+/// `lhs` (m × k) and `rhs` (k × n) with their strides must lie inside live allocations, and
+/// `dst` with row stride `dst_rs` must be valid for writing m × n floats (and, with
+/// `accumulate`, initialised) and overlap neither operand; no other thread may touch those
+/// floats of `dst` meanwhile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
@@ -66,6 +73,21 @@ unsafe fn gemm(
     );
     // SAFETY: the caller's pointers and strides describe valid matrices.
     unsafe { blas::gemm_on_this_thread((m, n, k), dst, dst_rs, accumulate, scale, lhs, rhs) }
+}
+
+/// A pointer that the parallel (row, head) tasks write through, each to its own block.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: the tasks that share it write disjoint blocks (see `forward` and `backward`).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The element `offset` floats on (a method, so that closures capture the Sync wrapper
+    /// rather than its raw field).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
 }
 
 /// The sizes of one attention call.
@@ -124,9 +146,6 @@ pub fn forward(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &[f32]) -> (Vec<f
         let (off, out_off) = (d.offset(task, stride), d.offset(task, m));
         let b = task / d.heads;
         let bias: Vec<f32> = mask[b * len..(b + 1) * len].iter().map(|m| (m - 1.0) * 1e9).collect();
-        // The whole wrapper, not its raw-pointer field, must move into the closure.
-        #[allow(clippy::redundant_locals)]
-        let out_ptr = out_ptr;
         // SAFETY: in-bounds strided views of q, k, v; each task writes only its own (row,
         // head) block of `out`.
         unsafe {
@@ -144,7 +163,7 @@ pub fn forward(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &[f32]) -> (Vec<f
             softmax_rows(p, &bias);
             gemm(
                 (len, dh, len),
-                out_ptr.0.add(out_off),
+                out_ptr.at(out_off),
                 (m, 1),
                 false,
                 p.as_ptr(),
@@ -160,10 +179,10 @@ pub fn forward(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &[f32]) -> (Vec<f
 
 /// The gradient buffers the backward accumulates into (rows × len, row stride `Dims::stride`,
 /// each). They may alias one another: each (row, head) task touches only its own block of each.
-pub struct Grads {
-    pub dq: *mut f32,
-    pub dk: *mut f32,
-    pub dv: *mut f32,
+struct Grads {
+    dq: *mut f32,
+    dk: *mut f32,
+    dv: *mut f32,
 }
 
 /// Backward: dq, dk, dv += the gradients of the forward's inputs given `dout`.
@@ -171,7 +190,7 @@ pub struct Grads {
 /// # Safety
 /// `g`'s pointers are valid for rows × len rows of `d.stride` floats each (less the column
 /// offset of each).
-pub unsafe fn backward(d: Dims, q: &[f32], k: &[f32], v: &[f32], probs: &[f32], dout: &[f32], g: &Grads) {
+unsafe fn backward(d: Dims, q: &[f32], k: &[f32], v: &[f32], probs: &[f32], dout: &[f32], g: &Grads) {
     let (len, m, dh, stride) = (d.len, d.m, d.dh(), d.stride);
     let scale = 1.0 / (dh as f32).sqrt();
     let (dq, dk, dv) = (SharedMut(g.dq), SharedMut(g.dk), SharedMut(g.dv));
@@ -179,7 +198,6 @@ pub unsafe fn backward(d: Dims, q: &[f32], k: &[f32], v: &[f32], probs: &[f32], 
         || vec![0.0f32; len * len],
         |ds, (task, p)| {
             let (off, out_off) = (d.offset(task, stride), d.offset(task, m));
-            let (dq, dk, dv) = (dq, dk, dv);
             // SAFETY: in-bounds strided views; each task writes only its own (row, head) block
             // of dq, dk and dv.
             unsafe {
@@ -187,7 +205,7 @@ pub unsafe fn backward(d: Dims, q: &[f32], k: &[f32], v: &[f32], probs: &[f32], 
                 // dV += Pᵀ·dO
                 gemm(
                     (len, dh, len),
-                    dv.0.add(off),
+                    dv.at(off),
                     (stride, 1),
                     true,
                     p.as_ptr(),
@@ -212,7 +230,7 @@ pub unsafe fn backward(d: Dims, q: &[f32], k: &[f32], v: &[f32], probs: &[f32], 
                 // dQ += dS·K, dK += dSᵀ·Q
                 gemm(
                     (len, dh, len),
-                    dq.0.add(off),
+                    dq.at(off),
                     (stride, 1),
                     true,
                     ds.as_ptr(),
@@ -223,7 +241,7 @@ pub unsafe fn backward(d: Dims, q: &[f32], k: &[f32], v: &[f32], probs: &[f32], 
                 );
                 gemm(
                     (len, dh, len),
-                    dk.0.add(off),
+                    dk.at(off),
                     (stride, 1),
                     true,
                     ds.as_ptr(),
@@ -257,19 +275,14 @@ pub fn masked_attention<const M: usize, T: Tape<f32, Cpu>>(
     let y = q.device().tensor_from_vec(out, (rows, len, Const::<M>));
     let (qg, kg, vg, yg) = (q.ghost(), k.ghost(), v.ghost(), y.ghost());
     tape.add_backward_op(move |grads| {
-        for ghost in [&qg, &kg, &vg, &yg] {
-            grads.try_alloc_for(ghost)?;
-        }
-        // Buffers of the gradient map's entries stay put while others are borrowed.
-        let dout = grads.get_or_alloc_mut(&yg)?;
-        let dout: *const [f32] = &**dout as &[f32];
-        let g = Grads {
-            dq: grads.get_or_alloc_mut(&qg)?.as_mut_ptr(),
-            dk: grads.get_or_alloc_mut(&kg)?.as_mut_ptr(),
-            dv: grads.get_or_alloc_mut(&vg)?.as_mut_ptr(),
-        };
+        let [dout, dq, dk, dv] = grad_pointers!(grads, &yg, &qg, &kg, &vg);
+        // q, k and v may be one tensor (its gradients then add up in one buffer), but none is
+        // the output, a new tensor; read_beside checks it.
+        // SAFETY: entries of `grads`, taken just now, in this order.
+        let (dout, [dq, dk, dv]) = unsafe { grads::read_beside(grads, dout, [dq, dk, dv]) };
+        let g = Grads { dq, dk, dv };
         // SAFETY: each buffer holds rows × len × M floats (the tensors' sizes).
-        unsafe { backward(d, &qv, &kv, &vv, &probs, &*dout, &g) };
+        unsafe { backward(d, &qv, &kv, &vv, &probs, dout, &g) };
         Ok(())
     });
     y.put_tape(tape)

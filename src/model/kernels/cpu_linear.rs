@@ -5,6 +5,7 @@
 
 use super::blas;
 use super::gelu::{self, Kind};
+use super::grads::grad_buffers;
 use super::simd::multiversion;
 use super::{States, values, zeros};
 use dfdx::nn::modules::Linear;
@@ -15,6 +16,11 @@ const ROWS: usize = 64;
 
 /// dst (m × n, row-major) = [dst +] lhs · rhs with the given (row, column) strides, on all
 /// threads (see [`blas`] for which library).
+///
+/// # Safety
+/// `lhs` (m × k) and `rhs` (k × n) with their strides must lie inside live allocations, and
+/// `dst` must be valid for writing m × n floats (and, with `accumulate`, initialised) and
+/// overlap neither operand.
 unsafe fn gemm_rayon(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
@@ -169,19 +175,8 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
     let (xg, yg, wg, bg) = (x.ghost(), y.ghost(), lin.weight.ghost(), lin.bias.ghost());
     let rg = residual.map(|r| r.ghost());
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&xg)?;
-        grads.try_alloc_for(&yg)?;
-        grads.try_alloc_for(&wg)?;
-        grads.try_alloc_for(&bg)?;
-        // Four different tensors, so four entries of the gradient map, whose heap buffers
-        // stay put while the others are borrowed.
-        let dy: *const [f32] = &**grads.get_or_alloc_mut(&yg)? as &[f32];
         {
-            let dw: *mut [f32] = &mut **grads.get_or_alloc_mut(&wg)? as &mut [f32];
-            let db: *mut [f32] = &mut **grads.get_or_alloc_mut(&bg)? as &mut [f32];
-            let dx = grads.get_or_alloc_mut(&xg)?;
-            // SAFETY: see above.
-            let (dy, dw, db) = unsafe { (&*dy, &mut *dw, &mut *db) };
+            let [dy, dw, db, dx] = grad_buffers!(grads, &yg, &wg, &bg, &xg);
             match &slope {
                 Some(slope) => {
                     backward(&xv, &w, &gelu::backward_new(slope, dy), I, O, dx, dw, db);
@@ -191,10 +186,7 @@ pub fn linear<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
         }
         // After x's entry is released: the residual may be x itself.
         if let Some(rg) = &rg {
-            grads.try_alloc_for(rg)?;
-            let dr = grads.get_or_alloc_mut(rg)?;
-            // SAFETY: y is a new tensor, never the residual, so dy is another entry.
-            let dy = unsafe { &*dy };
+            let [dy, dr] = grad_buffers!(grads, &yg, rg);
             dr.par_chunks_mut(ROWS * O)
                 .zip(dy.par_chunks(ROWS * O))
                 .for_each(|(dr, dy)| dr.iter_mut().zip(dy).for_each(|(r, d)| *r += d));

@@ -8,6 +8,7 @@
 //! gradients in the order of the output rows, as dfdx's gather backward does, so results are
 //! bit-identical to [`super::reference::embed_with_positions`].
 
+use super::grads::grad_buffers;
 use super::{States, values, zeros};
 use dfdx::nn::modules::Embedding;
 use dfdx::prelude::*;
@@ -41,16 +42,8 @@ pub fn embed_with_positions<const V: usize, const S: usize, const M: usize, T: T
     let mut tape = tape;
     let (y_ghost, tokens_ghost, positions_ghost) = (y.ghost(), tokens.weight.ghost(), positions.weight.ghost());
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&y_ghost)?;
-        grads.try_alloc_for(&tokens_ghost)?;
-        grads.try_alloc_for(&positions_ghost)?;
-        // Three entries of the gradient map (the output and two parameter tables: different
-        // tensors, so different ids); each buffer stays put while the others are borrowed.
-        let dy: *const [f32] = &**grads.get_or_alloc_mut(&y_ghost)? as &[f32];
-        let d_positions: *mut [f32] = &mut **grads.get_or_alloc_mut(&positions_ghost)? as &mut [f32];
-        let d_tokens = grads.get_or_alloc_mut(&tokens_ghost)?;
-        // SAFETY: see above.
-        let (dy, d_positions) = unsafe { (&*dy, &mut *d_positions) };
+        // Panics if the two tables are one tensor.
+        let [dy, d_positions, d_tokens] = grad_buffers!(grads, &y_ghost, &positions_ghost, &tokens_ghost);
         // One pass in output order: a token repeated in the batch accumulates in the order
         // dfdx's scatter adds it (sequential; the pass is a few hundred thousand adds).
         for (i, (dy, &id)) in dy.chunks_exact(M).zip(&ids).enumerate() {

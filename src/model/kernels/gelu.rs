@@ -1,5 +1,6 @@
 //! GELU forward and backward on the CPU, elementwise, vectorised, over both threads.
 
+use super::grads::grad_buffers;
 use super::simd::{self, fmadd, multiversion};
 use super::{values, zeros};
 use dfdx::prelude::*;
@@ -136,14 +137,8 @@ pub fn gelu<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>, kind: Kind) 
     let y = x.device().tensor_from_vec(out, shape);
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&x_ghost)?;
-        grads.try_alloc_for(&y_ghost)?;
-        // Two entries of the gradient map (x and y differ): their heap buffers stay put.
-        let dy = grads.get_or_alloc_mut(&y_ghost)?;
-        let dy: *const [f32] = &**dy as &[f32];
-        let dx = grads.get_or_alloc_mut(&x_ghost)?;
-        // SAFETY: x and y are different tensors (different ids), so different entries.
-        backward(&slope, unsafe { &*dy }, dx);
+        let [dy, dx] = grad_buffers!(grads, &y_ghost, &x_ghost);
+        backward(&slope, dy, dx);
         Ok(())
     });
     y.put_tape(tape)

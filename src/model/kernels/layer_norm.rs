@@ -3,6 +3,7 @@
 
 #![allow(clippy::too_many_arguments)]
 
+use super::grads::grad_buffers;
 use super::simd::{self, fmadd, multiversion};
 use super::{States, values, zeros};
 use dfdx::nn::modules::LayerNorm1D;
@@ -161,19 +162,8 @@ pub fn layer_norm<const M: usize, T: Tape<f32, Cpu>>(
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
     let (g_ghost, b_ghost) = (norm.gamma.ghost(), norm.beta.ghost());
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&x_ghost)?;
-        grads.try_alloc_for(&y_ghost)?;
-        grads.try_alloc_for(&g_ghost)?;
-        grads.try_alloc_for(&b_ghost)?;
-        // Four different entries of the gradient map (four tensor ids); each buffer stays put
-        // while the others are borrowed.
-        let dy = grads.get_or_alloc_mut(&y_ghost)?;
-        let dy: *const [f32] = &**dy as &[f32];
-        let dg: *mut [f32] = &mut **grads.get_or_alloc_mut(&g_ghost)? as &mut [f32];
-        let db: *mut [f32] = &mut **grads.get_or_alloc_mut(&b_ghost)? as &mut [f32];
-        let dx = grads.get_or_alloc_mut(&x_ghost)?;
-        // SAFETY: see above.
-        let (dy, dg, db) = unsafe { (&*dy, &mut *dg, &mut *db) };
+        // Panics if gamma and beta are one tensor.
+        let [dy, dg, db, dx] = grad_buffers!(grads, &y_ghost, &g_ghost, &b_ghost, &x_ghost);
         backward(M, &xhat, &rstd, &gamma, dy, dx, dg, db);
         Ok(())
     });

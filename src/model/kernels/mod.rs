@@ -23,6 +23,7 @@ pub mod blas;
 mod cpu_linear;
 mod embedding;
 mod gelu;
+mod grads;
 mod layer_norm;
 mod linear;
 mod simd;
@@ -182,33 +183,37 @@ pub trait Kernels: Device<f32> {
 /// worker ([`on_pool`]), and glibc unmaps a worker arena's empty 64 MiB heaps whatever the trim
 /// threshold (me5-small's shape: 90,000 page faults per step, 10% slower than on the main heap).
 ///
-/// It runs when the process loads (an `.init_array` entry), before any thread exists, since
-/// glibc fixes the number of arenas when a second thread first allocates. Not with
-/// `CLIRLAB_KERNELS=reference`, so that the "before" keeps glibc's defaults.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-extern "C" fn tune_malloc_at_load() {
-    if std::env::var_os("CLIRLAB_KERNELS").is_some_and(|v| v == "reference") {
-        return;
+/// A process-wide policy, so the library never applies it by itself: a program calls this
+/// first thing in `main` (the `clirlab` binary, the examples and the step benchmark do), before
+/// it starts a thread, since glibc fixes the number of arenas when a second thread first
+/// allocates (called later, the thresholds still apply). It changes speed, never results.
+/// Applied at most once; not with `CLIRLAB_KERNELS=reference`, so that the "before" of a
+/// measurement keeps glibc's defaults. Returns whether the settings are applied (only glibc
+/// on Linux has them).
+pub fn tune_malloc() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if std::env::var_os("CLIRLAB_KERNELS").is_some_and(|v| v == "reference") {
+                return;
+            }
+            // SAFETY: mallopt only changes the allocator's thresholds and takes its own lock.
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
+                // 32 MiB, glibc's largest (activations of me5-small's shape are ≤ 26 MB).
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            }
+            MALLOC_TUNED.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
-    // SAFETY: mallopt only changes allocator thresholds; no other thread exists yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        // 32 MiB, glibc's largest (activations of me5-small's shape are ≤ 26 MB).
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-    MALLOC_TUNED.store(true, std::sync::atomic::Ordering::Relaxed);
+    malloc_tuned()
 }
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static TUNE_MALLOC_AT_LOAD: extern "C" fn() = tune_malloc_at_load;
 
 static MALLOC_TUNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether the allocator settings of the fused kernels were applied when the process loaded
-/// (glibc on Linux, unless `CLIRLAB_KERNELS=reference`).
+/// Whether [`tune_malloc`] applied the allocator settings in this process.
 pub fn malloc_tuned() -> bool {
     MALLOC_TUNED.load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -135,10 +135,3 @@ pub fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     }
     acc.iter().sum::<f32>() + tail
 }
-
-/// A pointer that parallel tasks write through, each to its own disjoint part.
-#[derive(Clone, Copy)]
-pub struct SharedMut(pub *mut f32);
-// SAFETY: only used for writes to disjoint index ranges, one task each.
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}

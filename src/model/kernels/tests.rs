@@ -641,14 +641,54 @@ fn embedding_matches_dfdx_bit_for_bit_and_finite_differences() {
 }
 
 #[test]
-fn a_step_runs_on_a_pool_worker_and_malloc_is_tuned_at_load() {
+fn a_step_runs_on_a_pool_worker() {
     // The test harness's threads are not rayon workers; on_pool moves the closure onto one.
     assert!(rayon::current_thread_index().is_none());
     assert!(super::on_pool(rayon::current_thread_index).is_some());
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    assert_eq!(
-        super::malloc_tuned(),
-        std::env::var_os("CLIRLAB_KERNELS").is_none_or(|v| v != "reference"),
-        "the .init_array entry did not run"
-    );
+}
+
+/// A layer norm whose gamma and beta are one tensor (a clone keeps the id): its backward
+/// would borrow one gradient buffer twice, so it panics instead.
+#[test]
+#[should_panic(expected = "one tensor as two different arguments")]
+fn layer_norm_with_gamma_and_beta_one_tensor_panics() {
+    let dev = Cpu::default();
+    let gamma = dev.tensor_from_vec(values(M, 4, 1.5), (Const::<M>,));
+    let norm = LayerNorm1D::<M, f32, Cpu> {
+        gamma: gamma.clone(),
+        beta: gamma,
+        epsilon: 1e-5,
+    };
+    let x = states(&dev, &values(ROWS * LEN * M, 3, 2.0));
+    let y = super::layer_norm::layer_norm(&norm, x.leaky_trace());
+    backward_of(y, &values(ROWS * LEN * M, 6, 1.0));
+}
+
+/// One table as both token and position embeddings: the same, for the embedding's backward.
+#[test]
+#[should_panic(expected = "one tensor as two different arguments")]
+fn embedding_with_one_table_twice_panics() {
+    let dev = Cpu::default();
+    let (tokens, _) = embedding_tables(&dev, &[values(VOCAB * M, 31, 1.0), values(POSITIONS * M, 32, 1.0)]);
+    let ids = dev.tensor_from_vec(embedding_ids(), (ROWS, LEN));
+    let y = super::embedding::embed_with_positions(&tokens, &tokens, ids.leaky_trace());
+    backward_of(y, &values(ROWS * LEN * M, 33, 1.0));
+}
+
+/// Attention's q, k and v may be one tensor (dfdx's own operations refuse it): its three
+/// gradients add up in one buffer, to the sum of those of three tensors with its values.
+#[test]
+fn attention_of_one_tensor_as_queries_keys_and_values_adds_their_gradients() {
+    let dev = Cpu::default();
+    let xs = values(ROWS * LEN * M, 7, 1.5);
+    let x = states(&dev, &xs);
+    let mask = dev.tensor_from_vec(mask(), (ROWS, LEN));
+    let w = values(ROWS * LEN * M, 10, 1.0);
+    let t = x.leaky_trace();
+    let y = super::attention::masked_attention(t.with_empty_tape(), t.with_empty_tape(), t, &mask, HEADS);
+    let (out, dx) = (y.as_vec(), backward_of(y, &w).get(&x).as_vec());
+    let (out_apart, g) = attention_run(true)(&[xs.clone(), xs.clone(), xs], &w);
+    assert_eq!(out, out_apart, "attention of one tensor");
+    let sum: Vec<f32> = (0..dx.len()).map(|i| g[0][i] + g[1][i] + g[2][i]).collect();
+    assert_close("dx of q, k and v together", &dx, &sum, 1e-5, 1e-4);
 }
