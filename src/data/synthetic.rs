@@ -9,8 +9,9 @@
 //! documents in English; the source document of a query has relevance 2 and the other
 //! documents of its sub-topic relevance 1.
 //!
-//! Each training document gives a link (its query, the document), rendered in English and,
-//! for the parallel share, in every low-resource language: the pairs of the rendered design.
+//! Each training document gives a link (its query, the document), rendered in English and in
+//! every low-resource language (the language has text about every topic; only the
+//! translation pairs and bitext are scarce): the pairs of the rendered design.
 
 use super::format::{Card, Dataset, Doc, Judgment, Link, Pair};
 use rand::seq::SliceRandom;
@@ -379,6 +380,7 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     let mut bitext: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
     let mut links = Vec::new();
     let mut units: BTreeMap<String, Vec<Doc>> = BTreeMap::new();
+    let mut renderings = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0f_7e47);
     for d in &docs {
         let doc_text = d.words.join(" ");
         let q_en = english_query(&mut rng, d);
@@ -408,18 +410,22 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
             let parallel = rng.gen_bool(cfg.parallel_share);
             for (lang, tr) in languages.iter().zip(&translators) {
                 let q_lr = tr.translate(&q_en_refs, &mut rng).join(" ");
+                let doc_refs: Vec<&str> = d.words.iter().map(String::as_str).collect();
+                // Renderings of the other documents come from their own stream, so that the
+                // translation pairs and everything after them stay as they were.
+                let doc_lr = tr
+                    .translate(&doc_refs, if parallel { &mut rng } else { &mut renderings })
+                    .join(" ");
+                let lr_units = units.entry(lang.clone()).or_default();
+                lr_units.push(Doc {
+                    id: query_unit.clone(),
+                    text: q_lr.clone(),
+                });
+                lr_units.push(Doc {
+                    id: passage_unit.clone(),
+                    text: doc_lr.clone(),
+                });
                 if parallel {
-                    let doc_refs: Vec<&str> = d.words.iter().map(String::as_str).collect();
-                    let doc_lr = tr.translate(&doc_refs, &mut rng).join(" ");
-                    let lr_units = units.entry(lang.clone()).or_default();
-                    lr_units.push(Doc {
-                        id: query_unit.clone(),
-                        text: q_lr.clone(),
-                    });
-                    lr_units.push(Doc {
-                        id: passage_unit.clone(),
-                        text: doc_lr.clone(),
-                    });
                     cross.entry(lang.clone()).or_default().push(Pair {
                         id: format!("cross:{lang}:{}", d.id),
                         query: q_lr,

@@ -1,7 +1,7 @@
 //! The on-disk dataset format: round trip, normalisation, atomic replacement and the errors a
 //! damaged data set produces. All data is made up here.
 
-use clirlab::data::format::{CARD_FILE, Card, Dataset, Doc, Judgment, Pair, read_card, verify_files};
+use clirlab::data::format::{CARD_FILE, Card, Dataset, Doc, Judgment, Link, Pair, read_card, verify_files};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
@@ -62,6 +62,16 @@ fn sample() -> Dataset {
         mono: vec![pair("m1", "green tree", "a green tree")],
         cross: BTreeMap::from([("xx".into(), vec![pair("c1", "grin tri", "green tree")])]),
         bitext: BTreeMap::from([("xx".into(), vec![pair("b1", "grin tri", "green tree")])]),
+        links: vec![Link {
+            id: "xref:1+2".into(),
+            kind: "crossref".into(),
+            query: "1".into(),
+            passage: "2".into(),
+        }],
+        units: BTreeMap::from([
+            ("en".into(), vec![doc("1", "green tree"), doc("2", "a tall tree")]),
+            ("xx".into(), vec![doc("1", "grin tri"), doc("2", "a tal tri")]),
+        ]),
     }
 }
 
@@ -94,6 +104,8 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
     assert_eq!(loaded.mono, ds.mono);
     assert_eq!(loaded.cross, ds.cross);
     assert_eq!(loaded.bitext, ds.bitext);
+    assert_eq!(loaded.links, ds.links);
+    assert_eq!(loaded.units, ds.units);
     let card = &loaded.card;
     assert_eq!(card.counts["corpus.test"], 2);
     assert_eq!(card.counts["queries.xx.test"], 2);
@@ -101,6 +113,8 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
     assert_eq!(card.counts["train.mono"], 1);
     assert_eq!(card.counts["train.cross.xx"], 1);
     assert_eq!(card.counts["bitext.xx"], 1);
+    assert_eq!(card.counts["train.links"], 1);
+    assert_eq!(card.counts["train.units.en"], 2);
     assert_eq!(card.counts["aligned.xx"], 3, "informational counts are kept");
     let files: Vec<&str> = card.files.keys().map(String::as_str).collect();
     assert_eq!(
@@ -111,7 +125,10 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
             "qrels/xx/translation.test.qrels",
             "queries/xx/test.tsv",
             "train/cross.xx.tsv",
-            "train/mono.tsv"
+            "train/links.tsv",
+            "train/mono.tsv",
+            "train/units/en.tsv",
+            "train/units/xx.tsv"
         ]
     );
     verify_files(&root, card).unwrap();
@@ -165,6 +182,11 @@ fn invalid_data_is_refused_before_writing() {
     let err = format!("{:#}", dup.save(&root).unwrap_err());
     assert!(err.contains("train/mono.tsv record 2: duplicate id m1"), "{err}");
 
+    let mut unknown_unit = sample();
+    unknown_unit.links[0].passage = "404".into();
+    let err = format!("{:#}", unknown_unit.save(&root).unwrap_err());
+    assert!(err.contains("link xref:1+2 names unit 404"), "{err}");
+
     let mut dotted = sample();
     let docs = dotted.corpus.remove("test").unwrap();
     dotted.corpus.insert("te.st".into(), docs);
@@ -178,6 +200,22 @@ fn invalid_data_is_refused_before_writing() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(leftovers, ["tiny"]);
+}
+
+#[test]
+fn damaged_links_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tiny");
+    sample().save(&root).unwrap();
+    tamper(&root, "train/links.tsv", "xref:1+2\tcrossref\t1\n");
+    let err = load_err(&root);
+    assert!(
+        err.contains("train/links.tsv:1: expected 4 tab-separated fields"),
+        "{err}"
+    );
+    tamper(&root, "train/links.tsv", "xref:1+2\tcrossref\t1\t9\n");
+    let err = load_err(&root);
+    assert!(err.contains("names unit 9"), "{err}");
 }
 
 #[test]
