@@ -248,6 +248,14 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         max_queries: usize,
     },
+    /// Print every experiment key with its default (an experiment file of defaults), or with
+    /// `--markdown` the key reference (`docs/keys.md`): type, default and meaning of each key.
+    #[command(after_help = "Examples:\n  clirlab schema\n  clirlab schema --markdown > docs/keys.md")]
+    Schema {
+        /// The reference as Markdown tables instead of a YAML file of defaults.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print a curriculum schedule p(t) at a few points of training progress t.
     #[command(
         after_help = "Examples:\n  clirlab schedule linear\n  clirlab schedule schedules/exponential.yaml --points 11"

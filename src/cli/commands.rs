@@ -205,6 +205,14 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             Ok(())
         }
         command @ Command::Power { .. } => power(command),
+        Command::Schema { markdown } => {
+            if markdown {
+                out!("{}", spec::keys::markdown()?.trim_end());
+            } else {
+                out!("{}", serde_yaml::to_string(&spec::Experiment::default())?.trim_end());
+            }
+            Ok(())
+        }
         Command::Schedule { name_or_file, points } => {
             if points < 2 {
                 bail!("--points: expected at least 2, found {points}");

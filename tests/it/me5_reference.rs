@@ -1,4 +1,4 @@
-//! multilingual-E5-small through the binary against `../shared/testdata/me5_small/reference.json`
+//! multilingual-E5-small through the binary against `tests/data/me5_small/reference.json`
 //! (unless `CLIRLAB_OFFLINE=1`): `clirlab encode me5-small` prepares the model on first use,
 //! embeds the 18 reference texts (queries with `--as query`, documents with `--as passage`, all
 //! in one length-sorted padded batch), and every vector has cosine ≥ 0.9999 with `embedding_f32`.
@@ -7,7 +7,7 @@ use crate::common::cli::{command, root, text};
 use std::collections::BTreeMap;
 
 fn reference() -> serde_json::Value {
-    let path = root().join("../shared/testdata/me5_small/reference.json");
+    let path = root().join("tests/data/me5_small/reference.json");
     let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&json).expect("reference.json is JSON")
 }

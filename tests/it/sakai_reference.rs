@@ -1,4 +1,4 @@
-//! Reproduces every reference value of `shared/testdata/sakai/README.md` (Sakai 2018,
+//! Reproduces every reference value of `tests/data/sakai/README.md` (Sakai 2018,
 //! Table 5.1: nDCG@5 of systems X, Y, Z on 20 topics).
 
 use clirlab::stats::{
@@ -7,7 +7,7 @@ use clirlab::stats::{
 };
 use std::collections::BTreeMap;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/sakai");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sakai");
 
 /// (query id, value) pairs of one system, in file order.
 fn load(system: &str) -> Vec<(String, f64)> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clirlab::eval::{EvalOptions, Evaluation, Qrels, Run, evaluate, parse_measures};
 
 fn data(file: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/trec_eval")).join(file)
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/trec_eval")).join(file)
 }
 
 /// trec_eval measure families of `all_trec` that clirlab does not implement.
