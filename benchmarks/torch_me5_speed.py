@@ -7,17 +7,24 @@ benchmarks/me5_side_by_side.sh. CPU, THREADS threads.
 
 top2-cached: the top 2 layers from given layer-10 token states, as clirlab's cells train them
 (their frozen-state store), timed from the states to the optimizer step.
+TORCH_ME5_DEVICE=cuda runs the step on the GPU (default cpu) and also prints the peak memory
+PyTorch allocated there.
 """
-import sys, time
+import os, sys, time
 import torch
 from transformers import BertModel, PreTrainedTokenizerFast
 
 model_dir, threads, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+device = torch.device(os.environ.get("TORCH_ME5_DEVICE", "cpu"))
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 t0 = time.time()
-model = BertModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation="eager")
+model = BertModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation="eager").to(device)
 load = time.time() - t0
+
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 def pool(x, mask):
     m = mask.unsqueeze(-1).float()
@@ -62,7 +69,8 @@ opt = torch.optim.AdamW(params, lr=5e-5, weight_decay=0.01)
 g = torch.Generator().manual_seed(1)
 ids = torch.randint(5, 250_000, (64, 64), generator=g)
 ids[:, 0], ids[:, -1] = 0, 2
-mask = torch.ones(64, 64, dtype=torch.long)
+ids = ids.to(device)
+mask = torch.ones(64, 64, dtype=torch.long, device=device)
 model.train(False)  # clirlab has no dropout
 
 if kind == "top2-cached":
@@ -85,14 +93,18 @@ def encode():
 
 def one():
     e = pool(encode(), mask)
-    loss = torch.nn.functional.cross_entropy(e[:32] @ e[32:].T / 0.05, torch.arange(32))
+    loss = torch.nn.functional.cross_entropy(e[:32] @ e[32:].T / 0.05, torch.arange(32, device=device))
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
 
 one()
+sync()
 t0 = time.time()
 for _ in range(repeats):
     one()
-print(f"torch train step {kind}, 32 pairs x 64 tokens: {(time.time() - t0) / repeats:.2f} s/step")
+sync()
+print(f"torch train step {kind}, 32 pairs x 64 tokens: {(time.time() - t0) / repeats:.3f} s/step")
+if device.type == "cuda":
+    print(f"torch peak memory allocated on {device}: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")

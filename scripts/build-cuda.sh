@@ -3,6 +3,10 @@
 # CUDA toolkit is needed (and no GPU: the kernels are compiled for a chosen architecture).
 #
 #   scripts/build-cuda.sh [extra cargo build arguments, e.g. --examples]
+#       the release binary, for a GPU machine;
+#   scripts/build-cuda.sh --ci
+#       what .ci/run checks: the tests, examples and binary compiled and linked (debug profile,
+#       `cargo test --no-run`), so that a change that breaks the GPU path fails CI.
 #
 # Settings (environment):
 #   CLIRLAB_CUDA_ENV   folder for the toolkit (default: .cuda, git-ignored). dfdx bakes
@@ -16,6 +20,11 @@
 # The binary lands in target/cuda/release/clirlab; run it with LD_LIBRARY_PATH=<env>/root/lib.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CI_BUILD=0
+if [ "${1:-}" = --ci ]; then
+  CI_BUILD=1
+  shift
+fi
 
 ENV_DIR=${CLIRLAB_CUDA_ENV:-$PWD/.cuda}
 ARCH=${CLIRLAB_CUDA_ARCH:-90}
@@ -102,6 +111,13 @@ export CUDA_ROOT=$ROOT
 export PATH="$ENV_DIR/bin:$ROOT/bin:$PATH"
 export LD_LIBRARY_PATH="$ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvcc --list-gpu-code | grep -qx "sm_$ARCH" || fail "this nvcc cannot target sm_$ARCH ($(nvcc --list-gpu-code | tr '\n' ' '))"
+if [ "$CI_BUILD" = 1 ]; then
+  echo "build-cuda: cargo test --no-run --features cuda (sm_$ARCH, CUDA_ROOT=$CUDA_ROOT)"
+  # Without debug info: nothing is run or debugged, and it makes the build slower.
+  CARGO_PROFILE_DEV_DEBUG=0 cargo test --no-run --features cuda --target-dir target/cuda "$@"
+  echo "build-cuda: the tests, examples and binary compile and link with --features cuda"
+  exit 0
+fi
 echo "build-cuda: cargo build --release --features cuda (sm_$ARCH, CUDA_ROOT=$CUDA_ROOT)"
 cargo build --release --features cuda --target-dir target/cuda "$@"
 echo "build-cuda: built target/cuda/release/clirlab"

@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
 # The one prepared script for a lent GPU machine (issue: "GPU: train on the lent H200").
-# Run it there from the repository root, with the CUDA binary built here by
+# Run it there from the repository root, with the CUDA binaries built here by
 # `CLIRLAB_CUDA_ENV=/tmp/clirlab-cuda scripts/build-cuda.sh --examples` and carried along
-# (`target/cuda/release/clirlab`, `target/cuda/release/examples/throughput`). It
+# (`target/cuda/release/clirlab`, `target/cuda/release/examples/throughput` and
+# `target/cuda/release/examples/me5_speed`; strip them if the three pass the carry limit). It
 #   0. finds the CUDA libraries that machine has (PyTorch's nvidia/*/lib, else the system's),
 #      checks their major version against the build's, and points NVRTC at their headers;
 #   a. trains the quickstart on the GPU and on the CPU with the same seeds and compares the
 #      summary metrics within GPU_CHECK_TOLERANCE (absolute, default 0.02);
 #   b. measures steps/s and peak GPU memory of every preset in dfdx and in PyTorch on the GPU;
-#   c. writes everything under $OUT (default ./gpu-check-out).
-# Each phase has its own time limit, so the whole script stays inside 8 minutes.
+#   c. measures a me5-small fine-tuning step (the top 2 layers; every layer and embedding but
+#      the word table: 32 pairs of 64 tokens, AdamW) in dfdx and in PyTorch on the GPU, both
+#      from one folder of seeded random weights of me5-small's shape (that machine cannot
+#      fetch the real ones; the speed does not depend on the values), with peak GPU memory;
+#   d. writes its log, every number in it, to $OUT/gpu-check.log as it goes (default $OUT:
+#      ./gpu-check-out), and the outputs behind it to $OUT/details.tar.gz at the end.
+# Each phase has its own time limit (about 3 minutes in all when nothing hangs); the log is
+# written as it goes, so a run cut off at the machine's 10-minute limit still reports what it
+# reached. A failed phase is logged and the others still run; the exit status is 1 if any failed.
 #
 #   scripts/gpu-check.sh            # on the device machine
-#   GPU_CHECK_DRY=1 scripts/gpu-check.sh target/release/clirlab target/release/examples/throughput
-#                                   # here: the same steps with device=cpu twice (checks the script)
+#   GPU_CHECK_DRY=1 scripts/gpu-check.sh target/release/clirlab target/release/examples/throughput \
+#     target/release/examples/me5_speed
+#                                   # here: the same steps with device=cpu (checks the script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${1:-target/cuda/release/clirlab}
 THROUGHPUT=${2:-target/cuda/release/examples/throughput}
+ME5_SPEED=${3:-target/cuda/release/examples/me5_speed}
 OUT=${OUT:-$PWD/gpu-check-out}
+# Step repetitions timed for me5-small (after one untimed step).
+ME5_REPEATS=${GPU_CHECK_ME5_REPEATS:-5}
+failed=0
 TOL=${GPU_CHECK_TOLERANCE:-0.02}
 BUILD_MAJOR=${GPU_CHECK_CUDA_MAJOR:-13}
 # Where the build baked the NVRTC include path (CLIRLAB_CUDA_ENV at build time).
@@ -28,6 +41,10 @@ DRY=${GPU_CHECK_DRY:-0}
 # Every CLIRLAB_* variable is a layer of the experiment configuration: keep the build's out.
 unset CLIRLAB_CUDA_ENV CLIRLAB_CUDA_ARCH CLIRLAB_CUDA_SPEC
 mkdir -p "$OUT"
+# The outputs behind the log, packed into $OUT at the end: only a few files come back from
+# the device machine. The random model stays outside $OUT (470 MB).
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
 log() { echo "gpu-check: $*" | tee -a "$OUT/gpu-check.log"; }
 fail() {
   log "FAILED: $*"
@@ -35,16 +52,18 @@ fail() {
 }
 [ -x "$BIN" ] || fail "no binary at $BIN (build it with scripts/build-cuda.sh and carry target/cuda/release)"
 [ -x "$THROUGHPUT" ] || fail "no throughput example at $THROUGHPUT (scripts/build-cuda.sh --examples)"
+[ -x "$ME5_SPEED" ] || fail "no me5_speed example at $ME5_SPEED (scripts/build-cuda.sh --examples)"
 log "started $(date -u +%FT%TZ) on $(hostname), $(nproc) cores"
 
 GPU_DEVICE=cuda
 if [ "$DRY" = 1 ]; then
   GPU_DEVICE=cpu
+  ME5_REPEATS=${GPU_CHECK_ME5_REPEATS:-1}
   log "dry run: device=cpu stands in for the GPU"
 else
   # 0. Driver and libraries.
   command -v nvidia-smi >/dev/null || fail "nvidia-smi not found: no NVIDIA driver on this machine"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv | tee "$OUT/gpu.csv"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv | tee -a "$OUT/gpu-check.log"
   python=$(command -v python3 || true)
   lib_dir=""
   if [ -n "$python" ]; then
@@ -101,17 +120,24 @@ peak_gpu_mem() {
 }
 
 # a. Quickstart on both devices, same seeds.
+quickstarts=0
 for role in gpu cpu; do
   dev=cpu
   [ "$role" = gpu ] && dev=$GPU_DEVICE
   log "quickstart on $dev ($role side)"
   started=$(date +%s)
-  peak_gpu_mem "$OUT/quickstart-$role.peak-mib" timeout 150 "$BIN" --quiet run experiments/quickstart.yaml \
-    --results "$OUT/quickstart-$role" --set "device=$dev" >"$OUT/quickstart-$role.log" 2>&1 ||
-    fail "quickstart on $dev (see $OUT/quickstart-$role.log): $(tail -n 5 "$OUT/quickstart-$role.log")"
+  peak_gpu_mem "$WORK/quickstart-$role.peak-mib" timeout 100 "$BIN" --quiet run experiments/quickstart.yaml \
+    --results "$WORK/quickstart-$role" --set "device=$dev" >"$WORK/quickstart-$role.log" 2>&1 ||
+    {
+      log "FAILED: quickstart on $dev: $(tail -n 5 "$WORK/quickstart-$role.log")"
+      failed=1
+      continue
+    }
   log "quickstart on $dev took $(($(date +%s) - started)) s"
+  quickstarts=$((quickstarts + 1))
 done
-python3 - "$OUT/quickstart-gpu/quickstart/report/summary.csv" "$OUT/quickstart-cpu/quickstart/report/summary.csv" "$TOL" <<'EOF' | tee "$OUT/cpu-vs-gpu.txt"
+if [ "$quickstarts" = 2 ] && ! python3 - "$WORK/quickstart-gpu/quickstart/report/summary.csv" \
+  "$WORK/quickstart-cpu/quickstart/report/summary.csv" "$TOL" <<'EOF' | tee -a "$OUT/gpu-check.log"; then
 import csv, sys
 gpu, cpu, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
 def rows(path):
@@ -131,18 +157,48 @@ for ra, rb in zip(a, b):
 print(f"largest |GPU - CPU| difference: {worst[0]:.6g} ({worst[1] or 'all equal'}); tolerance {tol}")
 sys.exit(0 if worst[0] <= tol else 1)
 EOF
+  log "FAILED: the GPU's and the CPU's quickstart metrics differ by more than $TOL (or a summary is missing)"
+  failed=1
+fi
 
 # b. Steps/s and peak memory per preset, dfdx then PyTorch on the same device.
+# The presets only: the example's me5_small_shape workload is CPU-only (part c is me5-small).
+PRESETS="tiny small base transformer_tiny transformer_small"
 log "dfdx throughput on $GPU_DEVICE"
-CLIRLAB_DEVICE=$GPU_DEVICE peak_gpu_mem "$OUT/throughput-dfdx.peak-mib" timeout 150 "$THROUGHPUT" 30 \
-  | tee "$OUT/throughput-dfdx.md" || log "dfdx throughput failed (rc $?)"
+CLIRLAB_DEVICE=$GPU_DEVICE peak_gpu_mem "$WORK/throughput-dfdx.peak-mib" timeout 90 "$THROUGHPUT" 30 $PRESETS \
+  | tee -a "$OUT/gpu-check.log" || { log "FAILED: dfdx throughput (rc $?)"; failed=1; }
 if python3 -c 'import torch' 2>/dev/null; then
   log "PyTorch throughput on $GPU_DEVICE ($(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)'))"
-  TORCH_THROUGHPUT_DEVICE=$GPU_DEVICE peak_gpu_mem "$OUT/throughput-torch.peak-mib" timeout 150 \
-    python3 benchmarks/torch_throughput.py 30 "$(nproc)" | tee "$OUT/throughput-torch.md" ||
-    log "PyTorch throughput failed (rc $?)"
+  TORCH_THROUGHPUT_DEVICE=$GPU_DEVICE peak_gpu_mem "$WORK/throughput-torch.peak-mib" timeout 90 \
+    python3 benchmarks/torch_throughput.py 30 "$(nproc)" | tee -a "$OUT/gpu-check.log" ||
+    { log "FAILED: PyTorch throughput (rc $?)"; failed=1; }
 else
   log "no torch on this machine: PyTorch side skipped"
 fi
-log "peak GPU memory (MiB): dfdx $(cat "$OUT/throughput-dfdx.peak-mib" 2>/dev/null), torch $(cat "$OUT/throughput-torch.peak-mib" 2>/dev/null)"
-log "done $(date -u +%FT%TZ)"
+log "peak GPU memory (MiB): dfdx $(cat "$WORK/throughput-dfdx.peak-mib" 2>/dev/null), torch $(cat "$WORK/throughput-torch.peak-mib" 2>/dev/null)"
+
+# c. me5-small fine-tuning steps, dfdx then PyTorch, from the same random weights.
+me5_dir=$WORK/me5-random
+timeout 40 python3 benchmarks/me5_random_model.py "$me5_dir" 1 | tee -a "$OUT/gpu-check.log" ||
+  fail "could not write the random me5-small folder (needs python3 with numpy)"
+have_torch=0
+python3 -c 'import torch, transformers' 2>/dev/null && have_torch=1
+for kind in top2 no-words; do
+  log "me5-small step $kind, dfdx on $GPU_DEVICE"
+  CLIRLAB_DEVICE=$GPU_DEVICE ME5_SPEED_MODEL=$me5_dir peak_gpu_mem "$WORK/me5-$kind-dfdx.peak-mib" \
+    timeout 60 "$ME5_SPEED" "$kind" "$ME5_REPEATS" 2>&1 | tee -a "$OUT/gpu-check.log" ||
+    { log "FAILED: dfdx me5-small $kind (rc $?)"; failed=1; }
+  if [ "$have_torch" = 1 ]; then
+    log "me5-small step $kind, PyTorch on $GPU_DEVICE"
+    TORCH_ME5_DEVICE=$GPU_DEVICE HF_HUB_OFFLINE=1 peak_gpu_mem "$WORK/me5-$kind-torch.peak-mib" timeout 45 \
+      python3 benchmarks/torch_me5_speed.py "$me5_dir" "$(nproc)" step "$kind" "$ME5_REPEATS" 2>&1 |
+      tee -a "$OUT/gpu-check.log" || { log "FAILED: PyTorch me5-small $kind (rc $?)"; failed=1; }
+  else
+    log "no torch and transformers on this machine: PyTorch side of me5-small skipped"
+  fi
+  log "me5-small $kind peak GPU memory (MiB, nvidia-smi): dfdx $(cat "$WORK/me5-$kind-dfdx.peak-mib" 2>/dev/null), torch $(cat "$WORK/me5-$kind-torch.peak-mib" 2>/dev/null)"
+done
+rm -rf "$me5_dir"
+tar -czf "$OUT/details.tar.gz" -C "$WORK" . || log "could not pack the details"
+log "done $(date -u +%FT%TZ)$([ "$failed" = 0 ] || echo ', with failures (see FAILED above)')"
+exit "$failed"

@@ -3,6 +3,7 @@
 //! optimizer step behind [`TrainableEncoder`].
 
 use super::clipping::clip_gradients;
+use super::kernels::StepRunner;
 use super::loss::{info_nce_loss, ot_surrogate};
 use super::{
     AdamState, Backend, Embedder, OptimizerSettings, Preset, StepInput, StepLoss, TrainableEncoder, adam_config,
@@ -20,7 +21,7 @@ pub(super) type Inputs<D> = (Tensor<(usize, usize), usize, D>, Tensor<(usize, us
 /// projection of pooled states to the output dimension P. Pooling, normalisation, losses and
 /// optimisation are shared by every architecture (see [`Encoder`]).
 pub(super) trait Arch<const M: usize, const P: usize>: 'static {
-    type Built<D: Backend>: TensorCollection<f32, D> + Send + Sync;
+    type Built<D: Backend>: TensorCollection<f32, D>;
     const VOCAB: usize;
     /// Longest sequence the architecture accepts (position table size), if bounded.
     const MAX_LEN: Option<usize>;
@@ -37,7 +38,7 @@ pub(super) trait Arch<const M: usize, const P: usize>: 'static {
 }
 
 /// Token embeddings only: the mean of a text's token embeddings, projected.
-struct MeanPool<const V: usize>;
+pub(super) struct MeanPool<const V: usize>;
 
 impl<const V: usize, const M: usize, const P: usize> Arch<M, P> for MeanPool<V> {
     type Built<D: Backend> = <(Embedding<V, M>, Linear<M, P>) as BuildOnDevice<D, f32>>::Built;
@@ -87,7 +88,14 @@ type TransformerModules<
 /// Token and learned position embeddings, L transformer layers with H heads of DH dims
 /// (M = H·DH) whose attention ignores padded keys, a final layer norm. dfdx's own
 /// multi-head attention has no padding mask, hence this one.
-struct Transformer<const V: usize, const H: usize, const DH: usize, const F: usize, const L: usize, const S: usize>;
+pub(super) struct Transformer<
+    const V: usize,
+    const H: usize,
+    const DH: usize,
+    const F: usize,
+    const L: usize,
+    const S: usize,
+>;
 
 impl<
     const V: usize,
@@ -145,7 +153,15 @@ pub(super) struct Encoder<A: Arch<M, P>, D: Backend, const M: usize, const P: us
     opt: AdamState<A::Built<D>, D>,
 }
 
-pub(super) fn build_on<D: Backend>(dev: D, preset: Preset, opt: OptimizerSettings) -> Box<dyn TrainableEncoder> {
+/// The preset's encoder on `dev` (each of them runs its steps as `D` does: the bounds).
+pub(super) fn build_on<D: Backend>(dev: D, preset: Preset, opt: OptimizerSettings) -> Box<dyn TrainableEncoder>
+where
+    Encoder<MeanPool<4096>, D, 64, 64>: StepRunner<D>,
+    Encoder<MeanPool<16384>, D, 128, 128>: StepRunner<D>,
+    Encoder<MeanPool<32768>, D, 256, 256>: StepRunner<D>,
+    Encoder<Transformer<4096, 4, 16, 128, 2, 128>, D, 64, 64>: StepRunner<D>,
+    Encoder<Transformer<16384, 4, 32, 256, 2, 128>, D, 128, 128>: StepRunner<D>,
+{
     match preset {
         Preset::Tiny => Box::new(Encoder::<MeanPool<4096>, D, 64, 64>::new(dev, opt)),
         Preset::Small => Box::new(Encoder::<MeanPool<16384>, D, 128, 128>::new(dev, opt)),
@@ -254,22 +270,28 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Encoder<A, D, M,
     }
 }
 
-impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Embedder for Encoder<A, D, M, P> {
+impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Embedder for Encoder<A, D, M, P>
+where
+    Self: StepRunner<D>,
+{
     fn dim(&self) -> usize {
         P
     }
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        D::run_step(|| {
-            let (ids, mask) = self.inputs(batch)?;
-            Ok(self.encode(ids, mask).as_vec())
+        <Self as StepRunner<D>>::run_forward(self, |this| {
+            let (ids, mask) = this.inputs(batch)?;
+            Ok(this.encode(ids, mask).as_vec())
         })
     }
 }
 
-impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder for Encoder<A, D, M, P> {
+impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder for Encoder<A, D, M, P>
+where
+    Self: StepRunner<D>,
+{
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
-        D::run_step(|| self.step(input))
+        <Self as StepRunner<D>>::run_step(self, |this| this.step(input))
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
@@ -277,9 +299,9 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> TrainableEncoder
     }
 
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        D::run_step(|| {
-            let (ids, mask) = self.inputs(batch)?;
-            Ok(A::states(&self.model, ids, &mask).as_vec())
+        <Self as StepRunner<D>>::run_forward(self, |this| {
+            let (ids, mask) = this.inputs(batch)?;
+            Ok(A::states(&this.model, ids, &mask).as_vec())
         })
     }
 

@@ -19,6 +19,7 @@
 //! [`BertEncoder::save_full`] writes the whole model.
 
 use super::clipping::{GradNorm, clip_walked};
+use super::kernels::StepRunner;
 use super::loss::{info_nce_loss, ot_surrogate};
 use super::{
     AdamState, Backend, Embedder, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder, adam_config,
@@ -904,7 +905,8 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     fn token_states_here(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
         let depth = self.layers.len();
         let Some(after_layer) = self.frozen_depth() else {
-            return self.hidden_states(batch, depth);
+            let inp = self.inputs(batch)?;
+            return Ok(self.frozen_states(&inp, depth).as_vec());
         };
         let stored = self.stored_states(batch, after_layer)?;
         if after_layer == depth {
@@ -1272,39 +1274,43 @@ impl<D: Backend> TensorVisitor<f32, D> for Loader<'_, '_> {
 
 impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
     Embedder for Bert<V, S, M, H, DH, F, D>
+where
+    Self: StepRunner<D>,
 {
     fn dim(&self) -> usize {
         M
     }
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        D::run_step(|| {
-            let inp = self.inputs(batch)?;
-            let depth = self.layers.len();
-            let states = match self.frozen_depth() {
+        <Self as StepRunner<D>>::run_forward(self, |this| {
+            let inp = this.inputs(batch)?;
+            let depth = this.layers.len();
+            let states = match this.frozen_depth() {
                 Some(after_layer) => {
-                    let stored = self.stored_states(batch, after_layer)?;
-                    let x = self.states_tensor(
+                    let stored = this.stored_states(batch, after_layer)?;
+                    let x = this.states_tensor(
                         batch,
                         LayerStates {
                             after_layer,
                             states: &stored,
                         },
                     )?;
-                    self.run_layers(x, after_layer..depth, &inp)
+                    this.run_layers(x, after_layer..depth, &inp)
                 }
-                None => self.frozen_states(&inp, depth),
+                None => this.frozen_states(&inp, depth),
             };
-            Ok(self.pool(states, &inp.mask).as_vec())
+            Ok(this.pool(states, &inp.mask).as_vec())
         })
     }
 }
 
 impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
     TrainableEncoder for Bert<V, S, M, H, DH, F, D>
+where
+    Self: StepRunner<D>,
 {
     fn train_step(&mut self, input: &StepInput) -> Result<StepLoss> {
-        D::run_step(|| self.train_step_here(input))
+        <Self as StepRunner<D>>::run_step(self, |this| this.train_step_here(input))
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
@@ -1324,7 +1330,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     /// wholly frozen model, such as the pretrained OT teacher): the same values on every real
     /// token, zeros (or what the upper layers make of them) on the padding.
     fn token_states(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        D::run_step(|| self.token_states_here(batch))
+        <Self as StepRunner<D>>::run_forward(self, |this| this.token_states_here(batch))
     }
 
     fn state_dim(&self) -> usize {
@@ -1363,6 +1369,8 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
 
 impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
     BertEncoder for Bert<V, S, M, H, DH, F, D>
+where
+    Self: StepRunner<D>,
 {
     fn num_layers(&self) -> usize {
         self.layers.len()

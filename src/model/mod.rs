@@ -36,15 +36,9 @@ mod loss;
 mod me5_shape;
 
 /// What the encoders need of a dfdx device (the CPU, or CUDA with the `cuda` feature).
-trait Backend:
-    Device<f32> + Send + Sync + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels
-{
-}
+trait Backend: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels {}
 
-impl<D: Device<f32> + Send + Sync + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels>
-    Backend for D
-{
-}
+impl<D: Device<f32> + DeviceBuildExt + TensorToArray<(), f32, Array = f32> + ScaleInPlace + Kernels> Backend for D {}
 
 /// Named model sizes (`model.preset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -205,7 +199,7 @@ pub fn build(
 }
 
 /// dfdx's `Adam` for a model of type `M`, made `Send` and `Sync` so that a step can run on a
-/// worker of rayon's pool ([`kernels::Kernels::run_step`]). `Adam` is neither only because of
+/// worker of rayon's pool ([`kernels::StepRunner`]). `Adam` is neither only because of
 /// its `PhantomData<*const M>` marker; what it holds, its step count and two gradient sets
 /// (tensors on `D`), is as `Send` and `Sync` as `D`'s buffers.
 pub(super) struct AdamState<M, D: Storage<f32>>(dfdx::optim::Adam<M, f32, D>);

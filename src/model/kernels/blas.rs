@@ -271,6 +271,10 @@ pub fn product_transposed(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
 }
 
 /// dst (row stride `dst_rs`) = [dst +] alpha · lhs·rhs with the `gemm` crate, on `threads`.
+///
+/// # Safety
+/// As for [`gemm_on_this_thread`]: the pointers and strides must describe valid,
+/// non-overlapping matrices of these sizes.
 unsafe fn gemm_crate(
     (m, n, k): (usize, usize, usize),
     (dst, dst_rs): (*mut f32, usize),

@@ -8,6 +8,9 @@
 //! (`cpu_*` files). The reference compositions stay as the parity baseline of the tests and as
 //! the CUDA path.
 //!
+//! It also owns where a device runs a whole step ([`StepRunner`]: the CPU on a rayon worker)
+//! and the allocator settings the CPU kernels want ([`tune_malloc`], a program's explicit call).
+//!
 //! Tapes: every function takes its activations with their tape (owned or none) and returns the
 //! result with the merged tape; parameters are passed by reference, untaped, as dfdx's own
 //! modules hold them. Gradients accumulate into the parameters' entries exactly as dfdx's
@@ -75,14 +78,41 @@ fn values<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
 /// Token states: rows × tokens × M.
 pub type States<const M: usize, D, T> = Tensor<(usize, usize, Const<M>), f32, D, T>;
 
-/// The fused transformer operations of a device.
-pub trait Kernels: Device<f32> {
-    /// Runs `f`, a whole forward or training step, where this device's kernels run it best:
-    /// as it is by default; the CPU runs it on a worker of rayon's pool ([`on_pool`]).
-    fn run_step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-        f()
+/// How device `D` runs a whole forward or training step of a model `self`: where its kernels
+/// run it best. The CPU runs it on a worker of rayon's pool ([`on_pool`]), so a CPU model must
+/// be `Send` and `Sync` (the compiler checks it where a model is built); CUDA runs it where it
+/// is called, so its models need not be (dfdx 0.13's CUDA device is neither: cudarc 0.9 does
+/// not declare its stream handle so).
+pub trait StepRunner<D> {
+    /// `f(self)`, for a step that changes the model (training).
+    fn run_step<R: Send>(&mut self, f: impl FnOnce(&mut Self) -> R + Send) -> R;
+    /// `f(self)`, for a step that only reads it (a forward pass).
+    fn run_forward<R: Send>(&self, f: impl FnOnce(&Self) -> R + Send) -> R;
+}
+
+impl<M: Send + Sync> StepRunner<Cpu> for M {
+    fn run_step<R: Send>(&mut self, f: impl FnOnce(&mut Self) -> R + Send) -> R {
+        on_pool(|| f(self))
     }
 
+    fn run_forward<R: Send>(&self, f: impl FnOnce(&Self) -> R + Send) -> R {
+        on_pool(|| f(self))
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl<M> StepRunner<Cuda> for M {
+    fn run_step<R: Send>(&mut self, f: impl FnOnce(&mut Self) -> R + Send) -> R {
+        f(self)
+    }
+
+    fn run_forward<R: Send>(&self, f: impl FnOnce(&Self) -> R + Send) -> R {
+        f(self)
+    }
+}
+
+/// The fused transformer operations of a device.
+pub trait Kernels: Device<f32> {
     /// Token embeddings plus learned position embeddings: `positions[t] + tokens[ids[r, t]]`
     /// for ids rows × len (len ≤ S). `tokens` and `positions` are different modules.
     fn embed_with_positions<const V: usize, const S: usize, const M: usize, T: Tape<f32, Self>>(
@@ -235,10 +265,6 @@ pub fn fused_on_cpu() -> bool {
 }
 
 impl Kernels for Cpu {
-    fn run_step<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-        on_pool(f)
-    }
-
     fn embed_with_positions<const V: usize, const S: usize, const M: usize, T: Tape<f32, Self>>(
         tokens: &Embedding<V, M, f32, Self>,
         positions: &Embedding<S, M, f32, Self>,
