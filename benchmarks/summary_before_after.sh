@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14, item 4: the quickstart and bible_quickstart summary.csv of two binaries, compared byte
+# The quickstart and bible_quickstart summary.csv of two binaries, compared byte
 # for byte. Usage: OLD=path/to/old/clirlab benchmarks/summary_before_after.sh (new: target/release).
 # Exits non-zero when a run fails or a summary differs (cmp prints the first difference).
 set -euo pipefail

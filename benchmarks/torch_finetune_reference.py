@@ -1,4 +1,4 @@
-"""The issue-13 PyTorch reference, re-run here beside clirlab (a side-by-side check, not a test).
+"""A PyTorch reference fine-tuning of me5-small, run beside clirlab (a side-by-side check, not a test).
 
 Fine-tunes the prepared me5-small (HF BertModel, data/models/me5-small) on Swahili -> English
 training pairs: batch 32, temperature 0.05, AdamW (wd 0.01), 10% warm-up then linear decay,

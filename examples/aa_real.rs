@@ -1,4 +1,4 @@
-//! A/A calibration of the seed-aware test on real per-query scores (issue 15, item 3): the
+//! A/A calibration of the seed-aware test on real per-query scores: the
 //! false-positive rate at α = 0.05 of `stats::seed_test` and of the query-level paired t on
 //! seed means, over null comparisons simulated from a finished experiment's cells.
 //!

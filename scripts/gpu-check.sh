@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared script for a lent GPU machine (issue: "GPU: train on the lent H200").
+# The one prepared script for a machine with an NVIDIA GPU (docs/gpu.md).
 # Run it there from the repository root, with the CUDA binaries built here by
 # `CLIRLAB_CUDA_ENV=/tmp/clirlab-cuda scripts/build-cuda.sh --examples` and carried along
 # (`target/cuda/release/clirlab`, `target/cuda/release/examples/throughput` and

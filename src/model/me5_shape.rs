@@ -1,4 +1,4 @@
-//! A benchmark-only encoder of multilingual-E5-small's shape (issue 14): post-LN BERT layers,
+//! A benchmark-only encoder of multilingual-E5-small's shape: post-LN BERT layers,
 //! 12 × 384 wide, 12 heads of 32, feed-forward 1536 with erf GELU, LayerNorm ε = 1e-12,
 //! learned positions (512), a key-padding mask. The token table is cut to 16,384 rows (the
 //! real model's 250k rows would make the step an embedding-and-Adam benchmark); it has the

@@ -1,4 +1,4 @@
-//! Reference rows (issue 15): `references: [bm25]` on the small quickstart adds a BM25 row to
+//! Reference rows: `references: [bm25]` on the small quickstart adds a BM25 row to
 //! the report, tested against the baseline in the same correction family; it is computed
 //! once, reused on resume, recomputed when damaged; and an experiment without references
 //! reports its grid as before. `zero_shot` without a backbone is refused, naming the flag.

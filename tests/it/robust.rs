@@ -1,4 +1,4 @@
-//! Nothing silent, nothing outside the results root (issue 16): inputs that used to be
+//! Nothing silent, nothing outside the results root: inputs that used to be
 //! accepted silently, or to write outside `--results`, fail with an error naming the file,
 //! flag or variable and the key or line, or are handled as documented.
 
@@ -23,13 +23,13 @@ fn a_name_that_is_not_one_folder_writes_nothing() {
     }
 }
 
-/// The small quickstart of the issue's reproductions.
-const ISSUE: &[&str] = &["train.steps=30", "data.synthetic.topics=8"];
+/// A small quickstart: few steps and topics, so that each check runs in seconds.
+const SMALL: &[&str] = &["train.steps=30", "data.synthetic.topics=8"];
 
 #[test]
 fn a_non_finite_gradient_norm_fails_the_cell() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut sets = ISSUE.to_vec();
+    let mut sets = SMALL.to_vec();
     sets.extend(["model.temperature=1e-30", "seeds=[1]"]);
     let out = run_with(tmp.path(), &sets);
     let err = text(&out);
@@ -92,7 +92,7 @@ fn bad_files_flags_and_variables_are_errors() {
 fn damaged_cells_are_reported_and_run_again_and_status_only_reads() {
     use std::os::unix::fs::MetadataExt;
     let tmp = tempfile::tempdir().unwrap();
-    let mut sets = ISSUE.to_vec();
+    let mut sets = SMALL.to_vec();
     sets.extend(["seeds=[1, 2]", "ablations.schedule=[constant]"]);
     let out = run_with(tmp.path(), &sets);
     assert!(out.status.success(), "{}", text(&out));

@@ -1,4 +1,4 @@
-//! The retrieval settings (issue 15): `retrieval.settings: [cross_lingual, monolingual,
+//! The retrieval settings: `retrieval.settings: [cross_lingual, monolingual,
 //! multilingual]` on the small quickstart (two synthetic languages; the synthetic ids
 //! `sx:t0d15` ↔ `en:t0d15` align them) adds the groups `mono:` and
 //! `multi:` with the multilingual rank distance `RD` to metrics.csv, their runs, and tasks in the

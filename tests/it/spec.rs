@@ -1,4 +1,4 @@
-//! Configuration errors name the source of the offending value (issue 16): the experiment
+//! Configuration errors name the source of the offending value: the experiment
 //! file, the `CLIRLAB_*` variable or the `--set` flag, with the key path and what was
 //! expected and found.
 

@@ -46,7 +46,7 @@ fn sum_in_order(len: usize, partials: &[Vec<f32>]) -> Vec<f32> {
 
 /// n zeros, written by rayon's threads. Why: a large `vec![0.0; n]` reuses a heap block and
 /// memsets it on the calling thread while the other core waits; sequential memsets were
-/// 3.5% of a me5-shape step's wall time (BENCHMARKS.md, ninth session).
+/// 3.5% of a me5-shape step's wall time (`benchmarks/runs/2026-12-02-zen1/`).
 fn zeros(n: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = Vec::with_capacity(n);
