@@ -121,7 +121,7 @@ fn main() -> Result<()> {
             model.train_step_from_states(&input, cached, None)?;
         }
         let s = t.elapsed().as_secs_f64() / repeats as f64;
-        println!("train step top2 from cached layer-10 states, 32 pairs × 64 tokens: {s:.2} s/step");
+        println!("train step top2 from cached layer-10 states, 32 pairs × 64 tokens: {s:.3} s/step");
         return Ok(());
     }
     let t = Instant::now();
@@ -132,6 +132,6 @@ fn main() -> Result<()> {
         model.train_step(&input)?;
     }
     let s = t.elapsed().as_secs_f64() / repeats as f64;
-    println!("train step {mode}, 32 pairs × 64 tokens: {s:.2} s/step");
+    println!("train step {mode}, 32 pairs × 64 tokens: {s:.3} s/step");
     Ok(())
 }

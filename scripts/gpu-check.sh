@@ -119,6 +119,9 @@ peak_gpu_mem() {
   return $rc
 }
 
+# A peak written by peak_gpu_mem, or "not run".
+peak() { cat "$1" 2>/dev/null || echo "not run"; }
+
 # a. Quickstart on both devices, same seeds.
 quickstarts=0
 for role in gpu cpu; do
@@ -175,7 +178,7 @@ if python3 -c 'import torch' 2>/dev/null; then
 else
   log "no torch on this machine: PyTorch side skipped"
 fi
-log "peak GPU memory (MiB): dfdx $(cat "$WORK/throughput-dfdx.peak-mib" 2>/dev/null), torch $(cat "$WORK/throughput-torch.peak-mib" 2>/dev/null)"
+log "peak GPU memory (MiB): dfdx $(peak "$WORK/throughput-dfdx.peak-mib"), torch $(peak "$WORK/throughput-torch.peak-mib")"
 
 # c. me5-small fine-tuning steps, dfdx then PyTorch, from the same random weights.
 me5_dir=$WORK/me5-random
@@ -196,9 +199,12 @@ for kind in top2 no-words; do
   else
     log "no torch and transformers on this machine: PyTorch side of me5-small skipped"
   fi
-  log "me5-small $kind peak GPU memory (MiB, nvidia-smi): dfdx $(cat "$WORK/me5-$kind-dfdx.peak-mib" 2>/dev/null), torch $(cat "$WORK/me5-$kind-torch.peak-mib" 2>/dev/null)"
+  log "me5-small $kind peak GPU memory (MiB, nvidia-smi): dfdx $(peak "$WORK/me5-$kind-dfdx.peak-mib"), torch $(peak "$WORK/me5-$kind-torch.peak-mib")"
 done
 rm -rf "$me5_dir"
-tar -czf "$OUT/details.tar.gz" -C "$WORK" . || log "could not pack the details"
+# Without the cells' models and tokenizers (each file that comes back is at most 16 MiB).
+tar -czf "$OUT/details.tar.gz" --exclude='*.safetensors' --exclude=tokenizer.json -C "$WORK" . ||
+  log "could not pack the details"
+log "details: $(du -h "$OUT/details.tar.gz" | cut -f1)"
 log "done $(date -u +%FT%TZ)$([ "$failed" = 0 ] || echo ', with failures (see FAILED above)')"
 exit "$failed"
