@@ -61,15 +61,7 @@ impl Schedule {
                 let passed = milestones.iter().take_while(|m| **m <= t).count();
                 values[passed.min(values.len() - 1)]
             }
-            Schedule::Exponential { start, end, rate } => {
-                // Below this rate the closed form loses precision; its limit is linear.
-                let shape = if rate.abs() < 1e-9 {
-                    t
-                } else {
-                    (rate * t).exp_m1() / rate.exp_m1()
-                };
-                start + (end - start) * shape
-            }
+            Schedule::Exponential { start, end, rate } => start + (end - start) * exponential_shape(*rate, t),
             Schedule::Cosine { start, end } => start + (end - start) * (1.0 - (std::f64::consts::PI * t).cos()) / 2.0,
         };
         p.clamp(0.0, 1.0)
@@ -142,6 +134,21 @@ impl Schedule {
     }
 }
 
+/// (e^{rate·t} − 1)/(e^{rate} − 1) for t ∈ [0, 1], in [0, 1] and finite for every finite rate.
+/// For rate > 0 it is computed as e^{rate·(t−1)}·(1 − e^{−rate·t})/(1 − e^{−rate}): every
+/// factor lies in [0, 1], where the plain form overflows to ∞/∞ = NaN from rate ≈ 710 on.
+fn exponential_shape(rate: f64, t: f64) -> f64 {
+    if rate.abs() < 1e-9 {
+        // Below this rate the closed form loses precision; its limit is linear.
+        t
+    } else if rate > 0.0 {
+        (rate * (t - 1.0)).exp() * (-rate * t).exp_m1() / (-rate).exp_m1()
+    } else {
+        // Both terms lie in (−1, 0]: no overflow for a negative rate.
+        (rate * t).exp_m1() / rate.exp_m1()
+    }
+}
+
 /// Training progress of step `step` (0-based) out of `steps`: 0 at the first step, 1 at the last.
 pub fn progress(step: usize, steps: usize) -> f64 {
     if steps <= 1 {
@@ -154,6 +161,7 @@ pub fn progress(step: usize, steps: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
 
     fn grid() -> impl Iterator<Item = f64> {
         (0..=100).map(|i| i as f64 / 100.0)
@@ -290,6 +298,49 @@ mod tests {
         for s in all_kinds() {
             s.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn every_valid_schedule_is_finite_and_a_share() {
+        // Extreme but valid parameters (a rate of 1000 once overflowed to NaN), and generated ones.
+        let mut rates = vec![
+            1000.0,
+            -1000.0,
+            710.0,
+            1e300,
+            -1e300,
+            f64::MAX,
+            f64::MIN,
+            1e-10,
+            -1e-10,
+            5e-9,
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        rates.extend((0..2000).map(|_| rng.gen_range(-50.0f64..50.0).exp() * if rng.r#gen() { 1.0 } else { -1.0 }));
+        for rate in rates {
+            for (start, end) in [(0.0, 1.0), (1.0, 0.0), (0.3, 0.3), (0.1, 0.9)] {
+                let s = Schedule::Exponential { start, end, rate };
+                s.validate().unwrap();
+                for t in grid().chain([1e-300, 1.0 - 1e-16]) {
+                    let p = s.share(t);
+                    assert!(p.is_finite() && (0.0..=1.0).contains(&p), "{s:?} at {t}: {p}");
+                }
+                assert!(
+                    (s.share(0.0) - start).abs() < 1e-12 && (s.share(1.0) - end).abs() < 1e-12,
+                    "{s:?}"
+                );
+            }
+        }
+        // A steep rate still starts slowly (positive) or saturates early (negative).
+        let steep = |rate| {
+            Schedule::Exponential {
+                start: 0.0,
+                end: 1.0,
+                rate,
+            }
+            .share(0.5)
+        };
+        assert!(steep(1000.0) < 1e-100 && steep(-1000.0) > 1.0 - 1e-12);
     }
 
     #[test]

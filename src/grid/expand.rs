@@ -251,6 +251,8 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
             }
             let condition = serde_json::to_string(&block.when)?;
             let mut next = Vec::new();
+            let before = points.len();
+            let mut matched = false;
             for (point, why) in points {
                 let mut holds = true;
                 for (key, test) in &tests {
@@ -263,10 +265,18 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
                     next.push((point, why));
                     continue;
                 }
+                matched = true;
                 if let Some(key) = block_keys.iter().find(|k| point.contains_key(*k)) {
                     bail!("{file}: key `{at}`: `{key}` is already set at a point this block applies to");
                 }
                 next.extend(cross(vec![(point, format!("{why}; {at} (when {condition})"))], &dims));
+            }
+            if !matched && before > 0 {
+                matches_nothing(
+                    name,
+                    &at,
+                    &format!("{file}: key `{at}.when`: no point of the grid passes {condition}"),
+                )?;
             }
             points = next;
         }
@@ -284,6 +294,19 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
             .flat_map(|(_, g)| &g.exclude)
             .any(|rule| rule.iter().all(|(k, v)| p.get(k).is_some_and(|x| same_value(x, v))))
     };
+    for (at, grid) in layers {
+        for (r, rule) in grid.exclude.iter().enumerate() {
+            let hits = |p: &Point| rule.iter().all(|(k, v)| p.get(k).is_some_and(|x| same_value(x, v)));
+            if !points.iter().any(|(p, _)| hits(p)) {
+                let rule = serde_json::to_string(rule)?;
+                matches_nothing(
+                    name,
+                    at,
+                    &format!("{file}: key `{at}exclude[{r}]`: the rule {rule} matches no point of the grid"),
+                )?;
+            }
+        }
+    }
     let before = points.len();
     points.retain(|(p, _)| !excluded(p));
     let includes = layers.iter().any(|(_, g)| !g.include.is_empty());
@@ -307,6 +330,19 @@ fn assignments(name: Option<&str>, layers: &[(String, GridSpec)], lookup: &Looku
         }
     }
     Ok(points)
+}
+
+/// A rule (`exclude`, a conditional's `when`) that matches no point of a grid: a value that
+/// is not on its axis, a typo. An error, unless the rule is the shared top level's and the
+/// experiment has sub-grids (it may match in another): then a warning.
+fn matches_nothing(grid: Option<&str>, at: &str, message: &str) -> Result<()> {
+    match grid {
+        Some(grid) if !at.starts_with("grids.") => {
+            tracing::warn!(grid, "{message} of sub-grid `{grid}`");
+            Ok(())
+        }
+        _ => bail!("{message}; expected a rule that some grid point matches (a value on its axis)"),
+    }
 }
 
 fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
@@ -865,9 +901,13 @@ mod tests {
             err.contains("e.yaml: key `ablations.train.steps`: value \"many\""),
             "{err}"
         );
-        let e = experiment(dir.path(), "ablations:\n  train.lr: [.nan]\n");
-        let err = format!("{:#}", expand(&e).unwrap_err());
-        assert!(err.contains("key `ablations.train.lr`: value null (`.nan`"), "{err}");
+        // A non-finite axis value is refused when the file loads, with its key and position.
+        std::fs::write(dir.path().join("e.yaml"), "ablations:\n  train.lr: [0.1, .nan]\n").unwrap();
+        let err = load(&dir.path().join("e.yaml"), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("e.yaml: key `ablations.train.lr[1]`: expected a finite number, found NaN"),
+            "{err}"
+        );
         let e = experiment(dir.path(), "ablations:\n  schedule: [missing]\n");
         let err = format!("{:#}", expand(&e).unwrap_err());
         assert!(err.contains("schedule `missing` not found"), "{err}");

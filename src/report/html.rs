@@ -6,6 +6,7 @@ use super::model::{ALPHA, ALPHA_STRICT, CONFIDENCE, POWER, Report, Stat, Task};
 use super::plots::{Plot, Section, colour};
 use super::{dropped_note, fmt_p, mark, missing_note};
 use crate::stats::MeanCi;
+use crate::util::host::utc;
 use std::fmt::Write as _;
 
 /// `s` with every character that `entity` has a replacement for replaced.
@@ -173,28 +174,6 @@ fn provenance(out: &mut String, r: &Report) {
         }
         out.push_str("</dl>\n");
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` of a Unix time (proleptic Gregorian calendar, UTC).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days since 1970-01-01 to a civil date, counting in 400-year eras from 0000-03-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn grid(out: &mut String, r: &Report) {

@@ -46,10 +46,20 @@ pub fn write_to(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let report = model::build(dirs)?;
     let plots = plots::render(&report)?;
     let plot_dir = out.join(paths::PLOTS);
+    // Inside a results folder, nothing is written through a link to elsewhere; a folder the
+    // user named (`--out`) is theirs, but its `plots/` is ours.
+    let owned_from = dirs.iter().find(|d| out.starts_with(d)).map_or(out, PathBuf::as_path);
+    crate::util::fs::refuse_links_below(owned_from, &plot_dir)?;
+    std::fs::create_dir_all(&plot_dir).with_context(|| format!("creating {}", plot_dir.display()))?;
+    // One report at a time into a folder: the leftovers of one that was killed are cleaned.
+    let _lock = crate::util::lock::LockFile::acquire(&out.join(REPORT_LOCK), crate::run::state::JOB_ALIVE)?;
+    for folder in [out, plot_dir.as_path()] {
+        crate::util::fs::remove_temporaries(folder)?;
+    }
     for p in &plots {
         write_atomic(&plot_dir.join(&p.file), p.svg.as_bytes())?;
     }
-    remove_stale_plots(&plot_dir, &plots)?;
+    remove_stale_plots(&plot_dir, &plots, owned_from != out)?;
     write_atomic(&ReportFile::SummaryCsv.at(out), &text::summary_csv(&report)?)?;
     write_atomic(&ReportFile::CellsCsv.at(out), &text::cells_csv(&report)?)?;
     let (vs, pairs) = text::comparisons_csv(&report);
@@ -61,23 +71,44 @@ pub fn write_to(dirs: &[PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Plots of an earlier report that this one no longer has (a task gone) would mislead.
-fn remove_stale_plots(plot_dir: &Path, plots: &[plots::Plot]) -> Result<()> {
-    if !plot_dir.is_dir() {
-        return Ok(());
-    }
-    let entries = std::fs::read_dir(plot_dir).with_context(|| format!("reading {}", plot_dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".svg") && !plots.iter().any(|p| p.file == name) {
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+/// The lock a report holds while it writes its folder.
+const REPORT_LOCK: &str = ".report.lock";
+
+/// The list of the plots a report wrote, in its `plots/` folder: the next report removes only
+/// those (a folder given with `--out` may hold the user's own SVG files).
+const PLOT_MANIFEST: &str = ".plots";
+
+/// Plots of an earlier report that this one no longer has (a task gone) would mislead: those
+/// the earlier report's manifest lists are removed, then this report's list is written. A
+/// folder without a manifest (an older version's report) loses its other SVG files only
+/// where clirlab owns it (`owned`: inside a results folder).
+fn remove_stale_plots(plot_dir: &Path, plots: &[plots::Plot], owned: bool) -> Result<()> {
+    let manifest = plot_dir.join(PLOT_MANIFEST);
+    let earlier: Vec<String> = match std::fs::read_to_string(&manifest) {
+        Ok(text) => text.lines().map(str::to_string).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && owned => std::fs::read_dir(plot_dir)
+            .with_context(|| format!("reading {}", plot_dir.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", manifest.display())),
+    };
+    for name in earlier {
+        // A damaged or hostile manifest names nothing outside the plots folder.
+        let ours = crate::util::fs::plain_component(&name) && name.ends_with(".svg");
+        if ours && !plots.iter().any(|p| p.file == name) {
+            let path = plot_dir.join(&name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", path.display()));
+                }
+                _ => {}
+            }
         }
     }
-    Ok(())
+    let list: String = plots.iter().map(|p| format!("{}\n", p.file)).collect();
+    write_atomic(&manifest, list.as_bytes())
 }
 
 /// A p-value for tables: 4 decimals, scientific below 1e-4.

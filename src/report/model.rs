@@ -614,6 +614,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
     {
         metrics.push(RANK_DISTANCE.to_string());
     }
+    refuse_disjoint_folders(&folders, &variants)?;
     split_languages(&mut variants);
     let mut task_names: Vec<String> = variants
         .iter()
@@ -660,6 +661,35 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         tasks,
         schedules,
     })
+}
+
+/// Folders compared on different data sets that share no scored query have nothing to
+/// compare: an error naming each folder's data set, not a report under the first one's name.
+fn refuse_disjoint_folders(folders: &[Folder], variants: &[Variant]) -> Result<()> {
+    let datasets: BTreeSet<&str> = folders.iter().map(|f| f.record.dataset.as_str()).collect();
+    if folders.len() < 2 || datasets.len() < 2 {
+        return Ok(());
+    }
+    let scored = |f: usize| -> BTreeSet<(&str, &str)> {
+        variants
+            .iter()
+            .filter(|v| v.folder == f)
+            .flat_map(|v| v.values.iter())
+            .flat_map(|((task, _), queries)| queries.keys().map(move |q| (task.as_str(), q.as_str())))
+            .collect()
+    };
+    let first = scored(0);
+    let shared = (1..folders.len()).all(|f| scored(f).intersection(&first).next().is_some());
+    let named: Vec<String> = folders
+        .iter()
+        .map(|f| format!("{} (data set `{}`)", f.dir.display(), f.record.dataset))
+        .collect();
+    anyhow::ensure!(
+        shared,
+        "{}: no query is scored in both; expected results folders on the same data set (or sharing its queries)",
+        named.join(" and ")
+    );
+    Ok(())
 }
 
 /// Adds, for every task whose queries come from two or more languages, one task per language

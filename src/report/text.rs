@@ -63,7 +63,7 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
             w.write_record(&record)?;
         }
     }
-    Ok(w.into_inner()?)
+    crate::util::csv_guard::neutralised(&w.into_inner()?)
 }
 
 /// A number, or empty where it is undefined (NaN).
@@ -110,7 +110,7 @@ pub fn cells_csv(r: &Report) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(w.into_inner()?)
+    crate::util::csv_guard::neutralised(&w.into_inner()?)
 }
 
 /// `comparisons.csv` (every test against the baseline) and `pairwise.csv` (every pair).

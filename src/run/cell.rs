@@ -5,8 +5,10 @@
 
 use super::paths::{self, CellFile};
 use super::provenance::{device_label, provenance};
-use super::records::{CellProvenance, CellResult, Provenance, SweepRecord, digest_outputs, failure, finished};
-use super::state::{JOB_ALIVE, record_failure};
+use super::records::{
+    CellProvenance, CellResult, Provenance, SweepRecord, digest_outputs, failure, finished, write_result,
+};
+use super::state::{JOB_ALIVE, linked_folder, record_failure};
 use crate::data::config::PairDesign;
 use crate::data::format::{Dataset, Split};
 use crate::data::{self, synthetic};
@@ -15,7 +17,7 @@ use crate::grid::{Cell, CellConfig, content_hash};
 use crate::retrieval::{self, QueryGroup};
 use crate::tokenizer::{Side, TextEncoder};
 use crate::train;
-use crate::util::fs::{write_atomic, write_json_atomic};
+use crate::util::fs::write_atomic;
 use crate::util::host::{now_unix, peak_memory_kib};
 use crate::util::lock::LockFile;
 use anyhow::{Context, Result, bail};
@@ -33,11 +35,20 @@ pub struct HeldElsewhere(pub String);
 /// Runs one planned cell in this process, under its lock; records a failure in `error.json`.
 /// Returns `Ok(false)` when another live process holds the cell.
 pub fn execute_cell(dir: &Path, cell: &Cell, dataset: &Dataset, artifacts: &Path, bar: &ProgressBar) -> Result<bool> {
+    refuse_linked_folder(dir, &cell.id)?;
     let Some(_lock) = LockFile::try_acquire(&paths::cell_lock(dir, &cell.id), JOB_ALIVE)? else {
         return Ok(false);
     };
     execute_locked(dir, cell, dataset, artifacts, bar)?;
     Ok(true)
+}
+
+/// Nothing of a cell is written through a link out of the results folder.
+fn refuse_linked_folder(dir: &Path, cell_id: &str) -> Result<()> {
+    match linked_folder(dir, cell_id) {
+        Some(link) => bail!("cell {cell_id}: {link}"),
+        None => Ok(()),
+    }
 }
 
 /// Runs cell `cell` while this process holds its lock; a failure is recorded in `error.json`.
@@ -93,6 +104,7 @@ pub fn run_planned_cell(dir: &Path, cell_id: &str) -> Result<()> {
         seed: planned.seed,
         config,
     };
+    refuse_linked_folder(dir, cell_id)?;
     if finished(dir, cell_id).is_some() {
         return Ok(());
     }
@@ -280,8 +292,9 @@ pub fn run_cell(
             peak_memory_kib: peak_memory_kib(),
         },
         outputs: digest_outputs(cell_dir)?,
+        record_sha256: None,
     };
-    write_json_atomic(&CellFile::Result.at(cell_dir), &result)?;
+    write_result(&CellFile::Result.at(cell_dir), &result)?;
     Ok(result)
 }
 

@@ -175,13 +175,8 @@ impl SubmissionFile {
 /// The results folder of experiment `name` under `results_root`. The name must be one plain
 /// path component (no `.`, `..`, separator or leading dot): nothing is written outside the root.
 pub fn experiment_dir(results_root: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let mut parts = Path::new(name).components();
-    let plain = matches!(parts.next(), Some(std::path::Component::Normal(_)))
-        && parts.next().is_none()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\']);
     anyhow::ensure!(
-        plain,
+        crate::util::fs::plain_component(name),
         "experiment name {name:?}: expected one plain folder name under the results root {}",
         results_root.display()
     );

@@ -4,12 +4,13 @@
 use super::paths::{self, CellFile};
 use super::provenance::provenance;
 use super::records::{CellStatus, PlannedCell, SweepRecord};
-use super::state::{cell_state, invalidate_damaged};
+use super::state::{JOB_ALIVE, cell_state, invalidate_damaged, linked_folder};
 use crate::data::format::Dataset;
 use crate::data::{self, synthetic};
 use crate::grid::{self, Cell, content_hash};
 use crate::spec::LoadedExperiment;
 use crate::util::fs::{write_atomic, write_json_atomic};
+use crate::util::lock::LockFile;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,14 @@ pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Resu
     let dir = paths::experiment_dir(results_root, &loaded.experiment.name)?;
     let cells_dir = paths::cells_dir(&dir);
     std::fs::create_dir_all(&cells_dir).with_context(|| format!("creating {}", dir.display()))?;
+    // One planner at a time: two runs of different plans into one folder are told apart here.
+    let _lock = LockFile::acquire(&dir.join(PLAN_LOCK), JOB_ALIVE)?;
+    refuse_another_plan(loaded, &dir, &cells)?;
+    for cell in &cells {
+        if let Some(link) = linked_folder(&dir, &cell.id) {
+            anyhow::bail!("cell {}: {link}", cell.id);
+        }
+    }
     // A finished cell whose outputs were damaged since (deleted, truncated) is run again.
     let damaged = invalidate_damaged(&dir, cells.iter().map(|c| c.id.as_str()))?;
     for cell in &cells {
@@ -74,6 +83,35 @@ pub fn plan(loaded: &LoadedExperiment, results_root: &Path, jobs: usize) -> Resu
     let record = sweep_record(loaded, &dir, &cells, baseline, jobs);
     write_json_atomic(&paths::sweep_record(&dir), &record)?;
     Ok((dir, record, cells, damaged))
+}
+
+/// The lock a planning run holds while it reads and writes `sweep.json`.
+const PLAN_LOCK: &str = "sweep.lock";
+
+/// Refuses to plan into `dir` when its `sweep.json` holds another experiment file's plan
+/// (same `name`, other cells): both would run into one folder, and the record and the report
+/// would show only one of them.
+fn refuse_another_plan(loaded: &LoadedExperiment, dir: &Path, cells: &[Cell]) -> Result<()> {
+    if !paths::sweep_record(dir).is_file() {
+        return Ok(());
+    }
+    let record = SweepRecord::read(dir)?;
+    let same_file = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    let planned: std::collections::BTreeSet<&str> = record.cells.iter().map(|c| c.id.as_str()).collect();
+    let ours: std::collections::BTreeSet<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+    anyhow::ensure!(
+        same_file(&record.source, &loaded.source) || planned == ours,
+        "{}: holds the plan of {} (experiment `{}`); {} names the same experiment with another plan. \
+         Give one of them another `name`, or run it with another --results",
+        dir.display(),
+        record.source.display(),
+        record.experiment,
+        loaded.source.display()
+    );
+    Ok(())
 }
 
 /// Loads the data set of every unfinished cell, once each (preparing registry data sets on

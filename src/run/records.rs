@@ -104,7 +104,39 @@ impl SweepRecord {
             anyhow::bail!("{}", not_a_results_folder(dir));
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not a clirlab sweep record", path.display()))
+        let record: SweepRecord =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a clirlab sweep record", path.display()))?;
+        record.check_names(&path)?;
+        Ok(record)
+    }
+
+    /// Every name of the record that becomes a path (cell ids, reference keys, the
+    /// experiment) must be one plain path component, or a damaged or hostile `sweep.json`
+    /// (`"id": "../../x"`) would make the commands write and read outside the results folder.
+    fn check_names(&self, path: &Path) -> Result<()> {
+        let names = std::iter::once(("experiment", &self.experiment))
+            .chain(
+                self.cells
+                    .iter()
+                    .flat_map(|c| [("cells[].id", &c.id), ("cells[].variant", &c.variant)]),
+            )
+            .chain(self.references.iter().map(|r| ("references[].key", &r.key)));
+        for (key, name) in names {
+            anyhow::ensure!(
+                crate::util::fs::plain_component(name),
+                "{}: key `{key}`: expected one plain folder name (no `/`, `..` or leading dot), found {name:?}",
+                path.display()
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = self.cells.iter().find(|c| !seen.insert(&c.id)) {
+            anyhow::bail!(
+                "{}: key `cells[].id`: expected distinct ids, found {:?} twice",
+                path.display(),
+                twice.id
+            );
+        }
+        Ok(())
     }
 }
 
@@ -244,6 +276,62 @@ pub struct CellResult {
     /// of older versions, whose outputs are only checked to exist).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, OutputDigest>,
+    /// The SHA-256 of the record itself, as [`write_result`] writes it (absent in results of
+    /// older versions): an edited `result.json` (its means) is damaged like an edited output.
+    #[serde(default, skip_serializing)]
+    pub record_sha256: Option<String>,
+}
+
+/// How [`write_result`] ends `result.json`: the record's digest is its last field.
+const RECORD_DIGEST: &str = ",\n  \"record_sha256\": \"";
+
+/// Writes the `result.json` of a finished cell atomically: the record as pretty JSON with, as
+/// its last field, the SHA-256 of the same text without that field (the bytes written, so no
+/// number has to read back to the same bits).
+pub fn write_result(path: &Path, result: &CellResult) -> Result<()> {
+    let body = serde_json::to_string_pretty(result)?;
+    let digest = sha256_hex(body.as_bytes());
+    let open = body
+        .strip_suffix("\n}")
+        .context("a cell record serializes to a JSON object")?;
+    crate::util::fs::write_atomic(path, format!("{open}{RECORD_DIGEST}{digest}\"\n}}\n").as_bytes())
+}
+
+/// The `result.json` of `cell_id` in `dir`: `Ok(None)` when there is none, an error saying
+/// why when it is damaged (not a record, another cell's, or edited since it was written).
+pub fn read_result(dir: &Path, cell_id: &str) -> std::result::Result<Option<CellResult>, String> {
+    let path = paths::cell_file(dir, cell_id, CellFile::Result);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let shown = path.display();
+    let result: CellResult = serde_json::from_str(&text).map_err(|e| format!("{shown}: not a cell record ({e})"))?;
+    if result.id != cell_id {
+        return Err(format!(
+            "{shown}: the record of cell {:?}, expected {cell_id:?}",
+            result.id
+        ));
+    }
+    if let Some(recorded) = &result.record_sha256 {
+        let body = text
+            .rfind(RECORD_DIGEST)
+            .map(|at| format!("{}\n}}", &text[..at]))
+            .ok_or_else(|| format!("{shown}: `record_sha256` is not its last field"))?;
+        if sha256_hex(body.as_bytes()) != *recorded {
+            return Err(format!(
+                "{shown} differs from its recorded SHA-256 (edited since it was written)"
+            ));
+        }
+    }
+    Ok(Some(result))
+}
+
+/// The SHA-256 of `bytes`, in hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 /// The size and SHA-256 of one output file.
@@ -353,12 +441,10 @@ pub struct CellError {
     pub ended_unix: u64,
 }
 
-/// The finished result of `cell_id` in `dir`, if there is one for exactly that id.
+/// The finished result of `cell_id` in `dir`, if there is one for exactly that id, intact
+/// (see [`read_result`]).
 pub fn finished(dir: &Path, cell_id: &str) -> Option<CellResult> {
-    let text = std::fs::read_to_string(paths::cell_file(dir, cell_id, CellFile::Result)).ok()?;
-    serde_json::from_str::<CellResult>(&text)
-        .ok()
-        .filter(|r| r.id == cell_id)
+    read_result(dir, cell_id).ok().flatten()
 }
 
 /// The recorded failure of `cell_id` in `dir`, if there is one for exactly that id.
@@ -367,4 +453,199 @@ pub fn failure(dir: &Path, cell_id: &str) -> Option<CellError> {
     serde_json::from_str::<CellError>(&text)
         .ok()
         .filter(|e| e.id == cell_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provenance() -> Provenance {
+        Provenance {
+            clirlab_version: "0".into(),
+            git_commit: None,
+            git_dirty: None,
+            git_diff_hash: None,
+            host: "h".into(),
+            device: "cpu".into(),
+            threads: 1,
+            started_unix: 0,
+        }
+    }
+
+    fn record(ids: &[&str]) -> SweepRecord {
+        SweepRecord {
+            experiment: "e".into(),
+            source: "e.yaml".into(),
+            dataset: "synthetic".into(),
+            synthetic: true,
+            baseline: None,
+            stats: crate::spec::StatsConfig::default(),
+            jobs: 1,
+            cells: ids
+                .iter()
+                .map(|id| PlannedCell {
+                    id: id.to_string(),
+                    variant: "v".into(),
+                    seed: 1,
+                    assignment: BTreeMap::new(),
+                    schedule_name: "s".into(),
+                    reason: String::new(),
+                    status: CellStatus::Pending,
+                    error: None,
+                })
+                .collect(),
+            references: vec![PlannedReference {
+                key: "bm25-ab".into(),
+                name: "bm25".into(),
+                label: "BM25".into(),
+            }],
+            provenance: provenance(),
+        }
+    }
+
+    fn result(id: &str) -> CellResult {
+        CellResult {
+            id: id.into(),
+            variant: "v".into(),
+            seed: 1,
+            schedule_name: "s".into(),
+            dataset: "synthetic".into(),
+            synthetic: true,
+            means: [("sx/t".to_string(), [("ndcg@10".to_string(), 0.1 + 0.2)].into())].into(),
+            queries: 3,
+            final_loss: Some(1.0 / 3.0),
+            kept_step: 4,
+            best_validation_ndcg10: None,
+            train_seconds: 0.5,
+            total_seconds: 1.5,
+            provenance: CellProvenance {
+                run: provenance(),
+                seed: 1,
+                pid: 1,
+                ended_unix: 0,
+                peak_memory_kib: None,
+            },
+            outputs: BTreeMap::new(),
+            record_sha256: None,
+        }
+    }
+
+    /// Pieces of names that leave a folder, or nearly do.
+    const NAMES: &[&str] = &[
+        "..",
+        ".",
+        "/",
+        "\\\\",
+        "a",
+        "b_s1_ab12",
+        "-",
+        "~",
+        "%2e",
+        "\\u0000",
+        "\\n",
+        " ",
+        "界",
+        "x.y",
+    ];
+
+    #[test]
+    fn names_read_back_from_sweep_json_are_plain_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let mut fuzz = crate::util::fuzz::Fuzz::new(11);
+        let valid = serde_json::to_string_pretty(&record(&["a_s1_00", "b_s1_00"])).unwrap();
+        for i in 0..4_000 {
+            // Hostile names in every place that becomes a path, or a damaged file (cut, a
+            // byte changed).
+            let text = match i % 3 {
+                0 => {
+                    let (a, b, k) = (fuzz.text(NAMES, 4), fuzz.text(NAMES, 3), fuzz.text(NAMES, 3));
+                    valid
+                        .replacen("\"a_s1_00\"", &format!("\"{a}\""), 1)
+                        .replacen("\"v\"", &format!("\"{b}\""), 1)
+                        .replacen("\"bm25-ab\"", &format!("\"{k}\""), 1)
+                }
+                1 => valid[..(i * 7) % valid.len()].to_string(),
+                _ => {
+                    let mut bytes = valid.clone().into_bytes();
+                    let at = (i * 13) % bytes.len();
+                    bytes[at] = fuzz.text(&["\"", "/", ".", "{", "0"], 1).bytes().next().unwrap_or(b'.');
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+            };
+            std::fs::write(paths::sweep_record(dir), &text).unwrap();
+            match SweepRecord::read(dir) {
+                Err(e) => assert!(e.to_string().contains("sweep.json"), "{text:?}: {e}"),
+                Ok(r) => {
+                    let names = r
+                        .cells
+                        .iter()
+                        .flat_map(|c| [&c.id, &c.variant])
+                        .chain(r.references.iter().map(|x| &x.key));
+                    for name in names {
+                        let at = paths::cell_dir(dir, name);
+                        assert_eq!(at.parent(), Some(paths::cells_dir(dir).as_path()), "{name:?}");
+                        assert_eq!(at.file_name().and_then(|n| n.to_str()), Some(name.as_str()), "{name:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn experiment_names_stay_one_folder_under_the_root() {
+        let mut fuzz = crate::util::fuzz::Fuzz::new(12);
+        let root = Path::new("/results");
+        for _ in 0..20_000 {
+            let name = fuzz.text(NAMES, 4);
+            if let Ok(dir) = paths::experiment_dir(root, &name) {
+                assert_eq!(dir.parent(), Some(root), "{name:?}");
+                assert_eq!(dir.file_name().and_then(|n| n.to_str()), Some(name.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn no_edit_of_a_result_reads_back_as_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let path = paths::cell_file(dir, "a_s1_00", CellFile::Result);
+        write_result(&path, &result("a_s1_00")).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        let read = read_result(dir, "a_s1_00").unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_string(&read).unwrap(),
+            serde_json::to_string(&result("a_s1_00")).unwrap()
+        );
+        assert!(read.record_sha256.is_some());
+        assert_eq!(read_result(dir, "none").unwrap().map(|r| r.id), None);
+        let mut fuzz = crate::util::fuzz::Fuzz::new(13);
+        for i in 0..3_000 {
+            let text = match i % 4 {
+                0 => written[..(i * 5) % written.len()].to_string(),
+                1 => written.replacen("0.30000000000000004", &fuzz.text(&["0", "1", ".", "9", "e"], 5), 1),
+                2 => written.replacen("a_s1_00", &fuzz.text(NAMES, 3), 1),
+                _ => {
+                    let mut bytes = written.clone().into_bytes();
+                    let at = (i * 11) % bytes.len();
+                    bytes[at] = bytes[at].wrapping_add(1 + (i % 9) as u8);
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+            };
+            std::fs::write(&path, &text).unwrap();
+            match read_result(dir, "a_s1_00") {
+                // Only an edit outside the record (its closing brace, blanks after it) reads back.
+                Ok(Some(r)) => assert_eq!(
+                    serde_json::to_string(&r).unwrap(),
+                    serde_json::to_string(&result("a_s1_00")).unwrap(),
+                    "{text:?}"
+                ),
+                Ok(None) => panic!("{text:?}: the file is there"),
+                Err(why) => assert!(why.contains("result.json"), "{text:?}: {why}"),
+            }
+        }
+        // An older version's record (no digest) still reads back.
+        std::fs::write(&path, serde_json::to_string(&result("a_s1_00")).unwrap()).unwrap();
+        assert!(read_result(dir, "a_s1_00").unwrap().is_some());
+    }
 }

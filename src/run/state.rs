@@ -5,7 +5,7 @@
 
 use super::launcher::slurm;
 use super::paths::{self, CellFile};
-use super::records::{CellError, CellStatus, Check, SweepRecord, damage, failure, finished};
+use super::records::{CellError, CellStatus, Check, SweepRecord, damage, failure, read_result};
 use crate::util::fs::{write_atomic, write_json_atomic};
 use crate::util::host::now_unix;
 use crate::util::lock::{JobAlive, LockFile};
@@ -29,18 +29,39 @@ pub fn cell_state(dir: &Path, cell_id: &str) -> (CellStatus, Option<String>) {
 /// [`cell_state`], with a finished cell's outputs checked as closely as `check` says; a
 /// damaged cell's reason says which file differs.
 pub fn checked_state(dir: &Path, cell_id: &str, check: Check) -> (CellStatus, Option<String>) {
-    if let Some(result) = finished(dir, cell_id) {
+    if let Some(link) = linked_folder(dir, cell_id) {
+        return (CellStatus::Damaged, Some(link));
+    }
+    let read = read_result(dir, cell_id);
+    if let Ok(Some(result)) = read {
         match damage(dir, &result, check) {
             None => (CellStatus::Done, None),
             Some(reason) => (CellStatus::Damaged, Some(reason)),
         }
     } else if cell_running(dir, cell_id) {
         (CellStatus::Running, None)
+    } else if let Err(reason) = read {
+        // A truncated, foreign or edited record is not "pending": say so; it runs again.
+        (CellStatus::Damaged, Some(reason))
     } else if let Some(e) = failure(dir, cell_id) {
         (CellStatus::Failed, Some(e.reason))
     } else {
         (CellStatus::Pending, None)
     }
+}
+
+/// Why the folder of cell `cell_id` in `dir` (or `cells/` itself) is not a plain folder of
+/// the results folder but a symbolic link, whose target would be written and read through.
+pub fn linked_folder(dir: &Path, cell_id: &str) -> Option<String> {
+    [paths::cells_dir(dir), paths::cell_dir(dir, cell_id)]
+        .into_iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+        .map(|p| {
+            format!(
+                "{} is a symbolic link; expected a folder of the results folder (remove the link)",
+                p.display()
+            )
+        })
 }
 
 /// Whether a cell in state `status` is to be run: pending ones, and failed ones on a retry.
@@ -89,9 +110,18 @@ pub fn invalidate_damaged<'a>(dir: &Path, ids: impl IntoIterator<Item = &'a str>
     let mut damaged = Vec::new();
     for id in ids {
         if let (CellStatus::Damaged, Some(reason)) = checked_state(dir, id, Check::Contents) {
+            // Nothing is removed through a link to outside the results folder.
+            if let Some(link) = linked_folder(dir, id) {
+                anyhow::bail!("cell {id}: {link}");
+            }
             tracing::warn!(cell = %id, %reason, "the finished cell is damaged; it runs again");
             let path = paths::cell_file(dir, id, CellFile::Result);
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", path.display()));
+                }
+                _ => {}
+            }
             damaged.push((id.to_string(), reason));
         }
     }
@@ -141,10 +171,13 @@ mod tests {
                 .unwrap()
                 .contains("cell failed: out of memory")
         );
-        // A result for another id does not count; one for this id wins over the failure.
+        // A result for another id is damage, said with the file; one for this id wins over
+        // the failure.
         let path = paths::cell_file(dir, "a", CellFile::Result);
         std::fs::write(&path, result("b").to_string()).unwrap();
-        assert_eq!(cell_state(dir, "a").0, CellStatus::Failed);
+        let (status, why) = cell_state(dir, "a");
+        assert_eq!(status, CellStatus::Damaged);
+        assert!(why.unwrap().contains("result.json: the record of cell \"b\""));
         // (A result of an older version records no digests: its outputs need only exist.)
         std::fs::write(&path, result("a").to_string()).unwrap();
         assert_eq!(cell_state(dir, "a").0, CellStatus::Damaged);

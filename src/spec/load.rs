@@ -20,7 +20,98 @@ pub const OPERATIONAL_ENV: &[&str] = &[
     "kernels",
     "require_transformers",
     "python",
+    "blas",
+    "blas_under_test",
+    // Read by the scripts (GPU build, Slurm CI), which run the program with them set.
+    "cuda_arch",
+    "cuda_env",
+    "cuda_spec",
+    "slurm_ci_dir",
+    "slurm_ci_steps",
 ];
+
+/// The `CLIRLAB_*` variables of the environment that set experiment keys, checked: a name
+/// with an empty part (`CLIRLAB_TRAIN__`, `CLIRLAB___`) would be dropped by figment without
+/// a word. Each bad name is a problem naming the variable.
+fn env_key_problems() -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let lower = rest.to_lowercase();
+        if OPERATIONAL_ENV.contains(&lower.as_str()) {
+            continue;
+        }
+        if lower.is_empty()
+            || lower
+                .split("__")
+                .any(|part| part.is_empty() || part.starts_with('_') || part.ends_with('_'))
+        {
+            let mut p = Problem::invalid(
+                "",
+                format!(
+                    "a variable named {ENV_PREFIX}<SECTION>__<KEY> (e.g. CLIRLAB_TRAIN__STEPS) or one of {}",
+                    OPERATIONAL_ENV
+                        .iter()
+                        .map(|v| format!("{ENV_PREFIX}{}", v.to_uppercase()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some(format!("{name:?}, whose key has an empty part")),
+            );
+            p.source = Some(ConfigSource::Env(name.into_owned()));
+            problems.push(p);
+        }
+    }
+    problems
+}
+
+/// Every non-finite number of the merged configuration, as a problem naming its key and the
+/// file, variable or flag that set it: JSON, through which cells are planned, has no NaN or
+/// infinity, so one would come back as `null` and be blamed on another key.
+fn non_finite_problems(figment: &Figment, file: &Path) -> Vec<Problem> {
+    fn walk(value: &figment::value::Value, key: String, found: &mut Vec<(String, f64)>) {
+        use figment::value::{Num, Value};
+        match value {
+            Value::Dict(_, map) => {
+                for (k, v) in map {
+                    walk(
+                        v,
+                        if key.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{key}.{k}")
+                        },
+                        found,
+                    );
+                }
+            }
+            Value::Array(_, items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, format!("{key}[{i}]"), found);
+                }
+            }
+            Value::Num(_, Num::F64(x)) if !x.is_finite() => found.push((key, *x)),
+            Value::Num(_, Num::F32(x)) if !x.is_finite() => found.push((key, f64::from(*x))),
+            _ => {}
+        }
+    }
+    let Ok(value) = figment.extract::<figment::value::Value>() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    walk(&value, String::new(), &mut found);
+    found
+        .into_iter()
+        .map(|(key, x)| {
+            let mut p = Problem::invalid(key.clone(), "a finite number", Some(x.to_string()));
+            p.source = Some(source_of(metadata_for(figment, &key), &key, file));
+            p
+        })
+        .collect()
+}
 
 /// The prefix of the environment variables that set experiment keys.
 const ENV_PREFIX: &str = "CLIRLAB_";
@@ -160,6 +251,9 @@ pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment, ConfigErro
             files,
         });
     }
+    if let Some(err) = text::not_a_regular_file(path, "an experiment file (a YAML file)") {
+        return Err(err);
+    }
     if !path.is_file() {
         return Err(ConfigError::NotFound(path.to_path_buf()));
     }
@@ -190,7 +284,15 @@ pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment, ConfigErro
     for (flag, key, value) in flags {
         figment = figment.merge(SetFlag { flag, key, value });
     }
+    let problems = env_key_problems();
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
     let mut experiment: Experiment = figment.extract().map_err(|e| describe(e, path))?;
+    let problems = non_finite_problems(&figment, path);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
     if experiment.name.is_empty() {
         experiment.name = path
             .file_stem()
@@ -231,6 +333,16 @@ pub fn schedule_dirs(experiment_file: &Path) -> Vec<PathBuf> {
 /// Loads a schedule from a file path, or by name from the first of `dirs` that has it.
 pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule, ConfigError> {
     let direct = Path::new(name_or_path);
+    // A FIFO would block the read for ever; a folder, a device or a link loop is not "not found".
+    if let Some(err) = text::not_a_regular_file(direct, "a schedule file (a YAML file)") {
+        return Err(err);
+    }
+    if direct.is_dir() && name_or_path.contains('/') {
+        return Err(text::in_file(
+            direct,
+            "a folder, expected a schedule file (a YAML file)".into(),
+        ));
+    }
     let path = if direct.is_file() {
         direct.to_path_buf()
     } else {
@@ -246,12 +358,16 @@ pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule, C
             }
         }
     };
-    let (text, _) = text::read_checked(&path)?;
-    let in_file = |message: String| -> ConfigError {
-        let mut p = Problem::other("", message);
-        p.source = Some(ConfigSource::File(path.clone()));
-        p.into()
-    };
+    if let Some(err) = text::not_a_regular_file(&path, "a schedule file (a YAML file)") {
+        return Err(err);
+    }
+    let (text, document) = text::read_checked(&path)?;
+    let in_file = |message: String| text::in_file(&path, message);
+    if document.is_null() {
+        return Err(in_file(
+            "expected a schedule (a map such as `kind: linear`, `start: 0`, `end: 1`), found an empty document".into(),
+        ));
+    }
     let schedule: Schedule = serde_yaml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
     schedule.validate().map_err(|e| in_file(e.to_string()))?;
     Ok(schedule)

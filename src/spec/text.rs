@@ -10,10 +10,34 @@ use std::path::Path;
 pub const MAX_DEPTH: usize = 64;
 
 /// A problem of the file `path` as a whole, told by `message` (which says the line).
-fn in_file(path: &Path, message: String) -> ConfigError {
+pub fn in_file(path: &Path, message: String) -> ConfigError {
     let mut p = Problem::other("", message);
     p.source = Some(ConfigSource::File(path.to_path_buf()));
     p.into()
+}
+
+/// Why `path`, which should be `expected`, is not a file that can be read as one: a FIFO
+/// (whose read would block), a device, a socket, or a chain of links without end. `None` for
+/// a regular file, a folder and a missing path, which the callers tell apart themselves.
+pub fn not_a_regular_file(path: &Path, expected: &str) -> Option<ConfigError> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = match std::fs::metadata(path) {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => "a loop of symbolic links",
+        Err(_) => return None,
+        Ok(meta) => {
+            let t = meta.file_type();
+            if t.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(in_file(path, format!("{what}, expected {expected}")))
 }
 
 /// The 1-based line and column of byte `offset` of `bytes`.
@@ -89,6 +113,13 @@ pub fn read_checked(path: &Path) -> Result<(String, serde_yaml::Value), ConfigEr
             ),
         )
     })?;
+    if text.starts_with('\u{feff}') {
+        return Err(in_file(
+            path,
+            "line 1, column 1: a byte order mark (U+FEFF); expected UTF-8 text without one (save the file as UTF-8 without BOM)"
+                .into(),
+        ));
+    }
     if let Some(line) = too_deep(&text) {
         return Err(in_file(
             path,

@@ -9,6 +9,9 @@ fn problem(key: impl Into<String>, expected: impl Into<String>, found: Option<St
     Problem::invalid(key, expected, found)
 }
 
+/// The language of the documents every query language is retrieved against.
+const PIVOT: &str = "en";
+
 impl Experiment {
     /// Checks values that types cannot express; each problem names its key path, what was
     /// expected and what was found. The problems carry no source: [`load`](super::load)
@@ -40,6 +43,52 @@ impl Experiment {
             !self.data.languages.is_empty(),
             problem("data.languages", "at least one language", None),
         );
+        // A data set is named, and found under the data folder: a name that is a path
+        // (`../x`, `/abs`) would load a data set from elsewhere without a word.
+        let zero_shot = self
+            .data
+            .zero_shot
+            .iter()
+            .map(|z| ("data.zero_shot", &z.dataset, &z.languages));
+        for (at, dataset, languages) in
+            std::iter::once(("data", &self.data.dataset, &self.data.languages)).chain(zero_shot)
+        {
+            check(
+                crate::util::fs::plain_component(dataset),
+                problem(
+                    format!("{at}.dataset"),
+                    "the name of a data set (`synthetic`, `bible`, a prepared set, or one folder under the data folder), not a path",
+                    Some(format!("{dataset:?}")),
+                ),
+            );
+            for (i, lang) in languages.iter().enumerate() {
+                check(
+                    !languages[..i].contains(lang),
+                    problem(
+                        format!("{at}.languages[{i}]"),
+                        "each language once",
+                        Some(format!("{lang:?} twice")),
+                    ),
+                );
+            }
+        }
+        // In the multilingual setting the English documents are retrieved beside each query
+        // language's: English queries would find their own documents twice.
+        if self
+            .retrieval
+            .settings
+            .contains(&super::schema::RetrievalSetting::Multilingual)
+            && let Some(i) = self.data.languages.iter().position(|l| l == PIVOT)
+        {
+            check(
+                false,
+                problem(
+                    format!("data.languages[{i}]"),
+                    "query languages other than the documents' language `en` with the `multilingual` retrieval setting",
+                    Some(format!("{PIVOT:?}")),
+                ),
+            );
+        }
         for (key, cap) in [
             ("data.max_test_queries", self.data.max_test_queries),
             ("data.max_train_pairs", self.data.max_train_pairs),

@@ -53,7 +53,9 @@ fn csv_table(rows: &[Comparison]) -> String {
     for r in rows {
         w.serialize(r).expect("comparison rows serialize to CSV");
     }
-    String::from_utf8(w.into_inner().expect("in-memory CSV")).expect("CSV is UTF-8")
+    let bytes = w.into_inner().expect("in-memory CSV");
+    let safe = crate::util::csv_guard::neutralised(&bytes).expect("CSV just written reads back");
+    String::from_utf8(safe).expect("CSV is UTF-8")
 }
 
 const CSV_HEADER: [&str; 25] = [

@@ -6,6 +6,67 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
 
+/// Whether `name` is one plain path component that stays inside the folder it is joined to:
+/// not empty, `.` or `..`, no separator, no leading dot (hidden, and the namespace of this
+/// program's own folders and temporaries), no NUL or other control character.
+pub fn plain_component(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(parts.next(), Some(std::path::Component::Normal(_)))
+        && parts.next().is_none()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+}
+
+/// Refuses to write through a symbolic link below `root`: each existing folder from `root`
+/// (not included) down to `path` must be a real folder, or what is written would land
+/// wherever the link points.
+pub fn refuse_links_below(root: &Path, path: &Path) -> Result<()> {
+    let Ok(below) = path.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut at = root.to_path_buf();
+    for part in below.components() {
+        at.push(part);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            anyhow::bail!(
+                "{} is a symbolic link; expected a folder of {} (remove the link: nothing is written through it)",
+                at.display(),
+                root.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is one of [`write_atomic`]'s temporary files (`.tmp-` and six letters or
+/// digits): one left by a process that was killed before it could rename it.
+fn is_temporary(name: &str) -> bool {
+    name.strip_prefix(".tmp-")
+        .is_some_and(|rest| rest.len() == 6 && rest.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// Removes the temporary files that a killed writer left in `folder`. Only for a folder whose
+/// writer holds a lock: a live writer's temporary file would go too.
+pub fn remove_temporaries(folder: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        if entry.file_type().is_ok_and(|t| t.is_file()) && is_temporary(&name.to_string_lossy()) {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Results are shared: readable like any file the user creates (0644 under the umask), not
 /// tempfile's private 0600.
 pub fn result_file_permissions() -> std::fs::Permissions {
@@ -71,6 +132,55 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_components_stay_in_their_folder() {
+        for ok in ["quickstart", "a.b", "lr0.1_s1_ab12cd34", "x..y", "界"] {
+            assert!(plain_component(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/abs",
+            "a\\b",
+            ".hidden",
+            "../../../../x",
+            "a\0b",
+            "a\nb",
+            "./a",
+        ] {
+            assert!(!plain_component(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn links_and_leftover_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("results");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(root.join("report")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        refuse_links_below(&root, &root.join("report/plots")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("report/plots")).unwrap();
+        let err = refuse_links_below(&root, &root.join("report/plots"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("report/plots is a symbolic link"), "{err}");
+        // Only the writer's own temporaries go; a user's files stay.
+        for name in [".tmp-a1B2c3", ".tmp-x", ".tmp-notours1", "keep.svg", "tmp-abcdef"] {
+            std::fs::write(elsewhere.join(name), "x").unwrap();
+        }
+        remove_temporaries(&elsewhere).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&elsewhere)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmp-notours1", ".tmp-x", "keep.svg", "tmp-abcdef"]);
+    }
 
     #[test]
     fn written_files_are_readable_like_ordinary_ones() {

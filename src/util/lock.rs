@@ -2,7 +2,7 @@
 //! data: whether the owner of another host's lock is alive is a policy of the caller, handed
 //! in as a [`JobAlive`] (the run layer asks the batch scheduler).
 
-use crate::util::host::{host_name, process_alive, process_start_time};
+use crate::util::host::{host_name, process_alive, process_start_time, utc};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,6 +97,64 @@ fn lock_owner(path: &Path) -> Option<Owner> {
     std::fs::read_to_string(path).ok().and_then(|s| Owner::parse(&s))
 }
 
+/// What the lock file at `path` that already exists says: its owner, or an error naming the
+/// file where it is not a lock this program writes (a folder, a link, a malformed owner), so
+/// that nobody waits on it for ever or takes it over in a loop. `None`: it is gone.
+fn existing_owner(path: &Path) -> Result<Option<Owner>> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading lock {}", path.display())),
+    };
+    let expected = "a lock file holding `<pid> <host>` (remove it if no clirlab process runs there)";
+    anyhow::ensure!(
+        meta.file_type().is_file(),
+        "lock {}: {}, expected {expected}",
+        path.display(),
+        if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file"
+        }
+    );
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading lock {}", path.display())),
+    };
+    match Owner::parse(&text) {
+        Some(owner) => Ok(Some(owner)),
+        None => anyhow::bail!(
+            "lock {}: found {:?}, expected {expected}",
+            path.display(),
+            text.chars().take(80).collect::<String>()
+        ),
+    }
+}
+
+/// Who holds the lock at `path` and since when, for people: `pid 12 on node-3 (slurm job 7),
+/// since 2026-01-02 10:11:12 UTC`. `None` when there is no lock there.
+pub fn describe_holder(path: &Path) -> Result<Option<String>> {
+    let Some(owner) = existing_owner(path)? else {
+        return Ok(None);
+    };
+    let mut who = format!("pid {} on {}", owner.pid, owner.host.as_deref().unwrap_or("this host"));
+    if let Some(job) = &owner.slurm_job {
+        who.push_str(&format!(" (slurm job {job})"));
+    }
+    if let Some(since) = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    {
+        who.push_str(&format!(", since {} UTC", utc(since.as_secs())));
+    }
+    Ok(Some(who))
+}
+
+/// How often a wait on a lock says again who holds it.
+pub const WAIT_REMINDER: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl LockFile {
     /// Takes the lock, or returns `None` while a live process holds it.
     pub fn try_acquire(path: &Path, job_alive: JobAlive) -> Result<Option<LockFile>> {
@@ -113,11 +171,21 @@ impl LockFile {
         loop {
             match std::fs::hard_link(tmp.path(), path) {
                 Ok(()) => return Ok(Some(LockFile(path.to_path_buf()))),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match lock_owner(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match existing_owner(path)? {
                     Some(owner) if owner.alive(job_alive) => return Ok(None),
-                    _ => {
-                        tracing::warn!(lock = %path.display(), "taking over the stale lock of a process that is gone");
-                        let _ = std::fs::remove_file(path);
+                    // Gone between the link and the read: try again.
+                    None => {}
+                    Some(owner) => {
+                        tracing::warn!(lock = %path.display(), owner = %owner.text(), "taking over the stale lock of a process that is gone");
+                        std::fs::remove_file(path)
+                            .or_else(|e| {
+                                if e.kind() == std::io::ErrorKind::NotFound {
+                                    Ok(())
+                                } else {
+                                    Err(e)
+                                }
+                            })
+                            .with_context(|| format!("removing the stale lock {}", path.display()))?;
                     }
                 },
                 Err(e) => return Err(e).with_context(|| format!("creating lock {}", path.display())),
@@ -125,11 +193,19 @@ impl LockFile {
         }
     }
 
-    /// Waits until the lock is free, then takes it.
+    /// Waits until the lock is free, then takes it; while it waits, it says who holds the
+    /// lock and since when, at once and every [`WAIT_REMINDER`].
     pub fn acquire(path: &Path, job_alive: JobAlive) -> Result<LockFile> {
+        let mut said: Option<std::time::Instant> = None;
         loop {
             if let Some(lock) = Self::try_acquire(path, job_alive)? {
                 return Ok(lock);
+            }
+            if said.is_none_or(|t| t.elapsed() >= WAIT_REMINDER)
+                && let Some(holder) = describe_holder(path)?
+            {
+                tracing::warn!(lock = %path.display(), "waiting for the lock, held by {holder}");
+                said = Some(std::time::Instant::now());
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
@@ -185,6 +261,67 @@ mod tests {
         // This host's name is the same as no name (a bare pid).
         std::fs::write(&path, format!("2147483646 {}", host_name())).unwrap();
         assert!(!LockFile::held_by_live_process(&path, no_scheduler));
+    }
+
+    #[test]
+    fn foreign_locks_are_errors_naming_the_file_not_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cell.lock");
+        // A folder where the lock goes once made every attempt "take it over" in a busy loop.
+        std::fs::create_dir(&path).unwrap();
+        let err = LockFile::try_acquire(&path, no_scheduler).unwrap_err().to_string();
+        assert!(err.contains("cell.lock") && err.contains("a folder"), "{err}");
+        assert!(LockFile::acquire(&path, no_scheduler).is_err());
+        std::fs::remove_dir(&path).unwrap();
+        for text in ["", "\n", "abc", "-1 host", "owner: 12", "\u{feff}12"] {
+            std::fs::write(&path, text).unwrap();
+            let err = LockFile::try_acquire(&path, no_scheduler).unwrap_err().to_string();
+            assert!(
+                err.contains("cell.lock") && err.contains("expected a lock file"),
+                "{text:?}: {err}"
+            );
+        }
+        // A live owner's lock is described with who and since when.
+        std::fs::write(&path, "1 some-other-node slurm:77").unwrap();
+        let said = describe_holder(&path).unwrap().unwrap();
+        assert!(
+            said.starts_with("pid 1 on some-other-node (slurm job 77), since 20"),
+            "{said}"
+        );
+        assert_eq!(describe_holder(&dir.path().join("none.lock")).unwrap(), None);
+    }
+
+    #[test]
+    fn generated_lock_files_never_hang_or_panic() {
+        // Whatever a lock file holds, taking it answers at once: taken, held, or an error
+        // naming the file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.lock");
+        let words = [
+            "1",
+            "2147483646",
+            "0",
+            "-3",
+            " ",
+            "\n",
+            "host",
+            "slurm:",
+            "slurm:9",
+            "start:",
+            "start:x",
+            "start:5",
+            "99999999999",
+        ];
+        let mut fuzz = crate::util::fuzz::Fuzz::new(3);
+        for _ in 0..2_000 {
+            let text = fuzz.text(&words, 6);
+            std::fs::write(&path, &text).unwrap();
+            match LockFile::try_acquire(&path, no_scheduler) {
+                Ok(Some(lock)) => drop(lock),
+                Ok(None) => assert!(describe_holder(&path).unwrap().is_some(), "{text:?}"),
+                Err(e) => assert!(e.to_string().contains("g.lock"), "{text:?}: {e}"),
+            }
+        }
     }
 
     #[test]

@@ -113,6 +113,22 @@ pub fn resolve_model(model: &str, progress: bool) -> Result<PathBuf> {
         dir.is_dir(),
         "{model}: neither `{ME5_SMALL}` nor a model folder (one with model.safetensors and tokenizer.json)"
     );
+    // A trained cell's folder: only a backbone cell holds a me5-small-shaped model. Said
+    // before anything is fetched or loaded.
+    let config = dir.join("config.yaml");
+    if config.is_file() {
+        let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+        let cell: serde_yaml::Value =
+            serde_yaml::from_str(&text).with_context(|| format!("{}: not a cell configuration", config.display()))?;
+        let model = &cell["model"];
+        ensure!(
+            !model["backbone"].is_null(),
+            "{}: a cell of preset `{}` (no `model.backbone`); only backbone cells (`model.backbone: {ME5_SMALL}`) \
+             can be encoded or exported",
+            dir.display(),
+            model["preset"].as_str().unwrap_or("?")
+        );
+    }
     for file in ["model.safetensors", "tokenizer.json"] {
         ensure!(
             dir.join(file).is_file(),

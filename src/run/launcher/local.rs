@@ -11,6 +11,7 @@ use crate::run::progress::{step_bar, sweep_bars};
 use crate::run::records::{CellStatus, failure, finished};
 use crate::run::state::{cell_running, cell_state, failed_cells, record_failure, refresh, wants_run};
 use crate::spec::LoadedExperiment;
+use crate::util::lock::{WAIT_REMINDER, describe_holder};
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use std::collections::HashSet;
@@ -72,6 +73,10 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
     let mut failed_now: Vec<String> = Vec::new();
     let skipped = record.cells.iter().filter(|c| c.status == CellStatus::Done).count();
     let datasets = load_unfinished_data(loaded, &dir, &cells, !opts.quiet)?;
+    let mut said_waiting = None;
+    // The processes that train here (this one, its workers): a cell another process finished
+    // meanwhile is not counted as trained by this run.
+    let mut trainers: HashSet<u32> = HashSet::from([std::process::id()]);
     // Rounds: run what is runnable; cells another process holds are waited for, and run here
     // if that process dies without finishing them.
     loop {
@@ -92,6 +97,10 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
                 break;
             }
             overall.set_message("waiting for cells run by another process");
+            if said_waiting.is_none_or(|t: std::time::Instant| t.elapsed() >= WAIT_REMINDER) {
+                say_who_holds(&dir, &cells, &states)?;
+                said_waiting = Some(std::time::Instant::now());
+            }
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
@@ -114,7 +123,7 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
                 }
             }
         } else {
-            failed_now.extend(run_workers(&dir, &todo, opts, &overall)?);
+            failed_now.extend(run_workers(&dir, &todo, opts, &overall, &mut trainers)?);
         }
     }
     overall.finish_and_clear();
@@ -132,7 +141,10 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
             failed.push((format!("reference {key}"), reason.clone()));
         }
     }
-    let trained = attempted.iter().filter(|id| finished(&dir, id).is_some()).count();
+    let trained = attempted
+        .iter()
+        .filter(|id| finished(&dir, id).is_some_and(|r| trainers.contains(&r.provenance.pid)))
+        .count();
     Ok(SweepOutcome {
         dir,
         trained,
@@ -143,9 +155,28 @@ pub fn run(loaded: &LoadedExperiment, results_root: &Path, opts: RunOptions) -> 
     })
 }
 
+/// Says, for each cell another process runs, who holds it and since when: a wait on a lock
+/// is never silent (a lock of a process that cannot be checked from here may be held for ever).
+fn say_who_holds(dir: &Path, cells: &[Cell], states: &[CellStatus]) -> Result<()> {
+    for (cell, _) in cells.iter().zip(states).filter(|(_, s)| **s == CellStatus::Running) {
+        let lock = paths::cell_lock(dir, &cell.id);
+        if let Some(holder) = describe_holder(&lock)? {
+            tracing::warn!(cell = %cell.id, lock = %lock.display(), "waiting for the cell, run by {holder}");
+        }
+    }
+    Ok(())
+}
+
 /// Runs `todo` in up to `jobs` worker processes (`clirlab run-cell`), each with its share of
-/// the cores and, with GPUs, its own device. Returns the ids of cells that failed.
-fn run_workers(dir: &Path, todo: &[&Cell], opts: RunOptions, overall: &ProgressBar) -> Result<Vec<String>> {
+/// the cores and, with GPUs, its own device; their pids go into `trainers`. Returns the ids
+/// of cells that failed.
+fn run_workers(
+    dir: &Path,
+    todo: &[&Cell],
+    opts: RunOptions,
+    overall: &ProgressBar,
+    trainers: &mut HashSet<u32>,
+) -> Result<Vec<String>> {
     let exe = std::env::current_exe().context("locating the clirlab executable")?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads_per_cell = (cores / opts.jobs).max(1);
@@ -181,6 +212,7 @@ fn run_workers(dir: &Path, todo: &[&Cell], opts: RunOptions, overall: &ProgressB
                 .spawn()
                 .with_context(|| format!("starting a worker for {}", cell.id))?;
             overall.set_message(cell.id.clone());
+            trainers.insert(child.id());
             running.push((slot, cell.id.clone(), child));
         }
         if running.is_empty() {
