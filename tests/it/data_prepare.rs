@@ -238,6 +238,17 @@ fn bible_splits_align_and_judge_within_their_split() {
     assert_eq!(ds.card.counts["leak_filtered.mono"], 1);
     assert_eq!(ds.card.counts["leak_filtered.sw"], 1);
 
+    // The same training verses as units, rendered in English and Swahili, and the link
+    // between the two cross-referenced training verses.
+    let links: Vec<(&str, &str, &str, &str)> = ds
+        .links
+        .iter()
+        .map(|l| (l.id.as_str(), l.kind.as_str(), l.query.as_str(), l.passage.as_str()))
+        .collect();
+    assert_eq!(links, [("xref:1.1.1+19.1.1", "crossref", "1.1.1", "19.1.1")]);
+    assert_eq!(ids(&ds.units["sw"]), ["1.1.1", "1.1.2", "19.1.1"]);
+    assert_eq!(ds.units["en"][0].text, "Alpha one begins here.");
+
     check_bible_invariants(&ds, "sw");
 
     // And the same holds after a trip through the files.
@@ -246,6 +257,7 @@ fn bible_splits_align_and_judge_within_their_split() {
     let loaded = Dataset::load(&root).unwrap();
     assert_eq!(loaded.qrels, ds.qrels);
     assert_eq!(loaded.mono, ds.mono);
+    assert_eq!((&loaded.links, &loaded.units), (&ds.links, &ds.units));
     check_bible_invariants(&loaded, "sw");
 }
 
@@ -295,6 +307,38 @@ fn check_bible_invariants(ds: &Dataset, lang: &str) {
                 );
             }
         }
+    }
+    // Units are training verses; each rendering is that verse's text in its language (the
+    // texts of the translation pairs), so a link's sides render the two linked verses.
+    let lr_verse: BTreeMap<&str, &str> = ds.cross[lang]
+        .iter()
+        .map(|p| (p.id.split_once(':').unwrap().1, p.query.as_str()))
+        .collect();
+    let en_verse: BTreeMap<&str, &str> = ds.cross[lang]
+        .iter()
+        .map(|p| (p.id.split_once(':').unwrap().1, p.passage.as_str()))
+        .collect();
+    for (unit_lang, verses) in [(lang, &lr_verse), ("en", &en_verse)] {
+        for u in &ds.units[unit_lang] {
+            assert_eq!(
+                bible::split_of(books_of(&format!("unit:{}", u.id))[0]),
+                "train",
+                "unit {}",
+                u.id
+            );
+            if let Some(text) = verses.get(u.id.as_str()) {
+                assert_eq!(u.text, *text, "{unit_lang} unit {}", u.id);
+            }
+        }
+    }
+    assert!(!ds.links.is_empty());
+    for l in &ds.links {
+        assert_eq!(l.id, format!("xref:{}+{}", l.query, l.passage));
+        let rendered = |unit_lang: &str| {
+            let units: BTreeSet<&str> = ds.units[unit_lang].iter().map(|u| u.id.as_str()).collect();
+            units.contains(l.query.as_str()) && units.contains(l.passage.as_str())
+        };
+        assert!(rendered(lang) || rendered("en"), "link {} is rendered nowhere", l.id);
     }
     // Every query has exactly one translation judgment.
     for ((l, split), queries) in &ds.queries {

@@ -449,18 +449,23 @@ pub fn build_dataset(card: Card, lang: &str, texts: &BibleTexts) -> Result<Datas
     ds.cross.insert(lang.to_string(), cross);
     ds.bitext.insert(lang.to_string(), bitext);
 
-    // The same training verses as language-free units, rendered in English and in `lang`
-    // (a rendering equal to an evaluation text is left out), and the cross-reference links
-    // between them: the pairs a sampler renders within one language or across two.
-    let units_of = |verses: &Verses, eval: &BTreeSet<&str>| -> BTreeMap<VerseRef, String> {
+    // The same training verses as language-free units, rendered in English and in `lang`,
+    // and the cross-reference links between them: the pairs a sampler renders within one
+    // language or across two. A verse whose text in either language equals an evaluation
+    // text is left out in both, as its translation pair is.
+    let leaks = |r: &VerseRef| {
+        web.get(r).is_some_and(|t| eval_en.contains(t.as_str()))
+            || lr.get(r).is_some_and(|t| eval_lr.contains(t.as_str()))
+    };
+    let units_of = |verses: &Verses| -> BTreeMap<VerseRef, String> {
         verses
             .iter()
-            .filter(|(r, t)| train(r) && !eval.contains(t.as_str()))
+            .filter(|(r, _)| train(r) && !leaks(r))
             .map(|(r, t)| (*r, t.clone()))
             .collect()
     };
-    let en_units = units_of(&web, &eval_en);
-    let lr_units = units_of(&lr, &eval_lr);
+    let en_units = units_of(&web);
+    let lr_units = units_of(&lr);
     let renderable = |a: &VerseRef, b: &VerseRef| {
         (en_units.contains_key(a) && en_units.contains_key(b)) || (lr_units.contains_key(a) && lr_units.contains_key(b))
     };
