@@ -3,7 +3,7 @@
 //! use: `cargo run --release --example gemm_shapes` (OpenBLAS when prepared under the data
 //! dir, `CLIRLAB_BLAS=off` for the `gemm` crate). `benchmarks/gemm_shapes.py` is PyTorch's side.
 
-use clirlab::model::kernels::blas::{self, Operand};
+use clirlab::model::kernels::blas;
 use std::time::Instant;
 
 fn main() {
@@ -26,40 +26,15 @@ fn main() {
     for (what, m, n, k, lhs_t, rhs_t) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let lhs = (&a[..], if lhs_t { (1, m) } else { (k, 1) });
+        let rhs = (&b[..], if rhs_t { (1, k) } else { (n, 1) });
         let mut c = vec![0.0f32; m * n];
-        let lhs = if lhs_t {
-            Operand {
-                ptr: a.as_ptr(),
-                rs: 1,
-                cs: m,
-            }
-        } else {
-            Operand {
-                ptr: a.as_ptr(),
-                rs: k,
-                cs: 1,
-            }
-        };
-        let rhs = if rhs_t {
-            Operand {
-                ptr: b.as_ptr(),
-                rs: 1,
-                cs: k,
-            }
-        } else {
-            Operand {
-                ptr: b.as_ptr(),
-                rs: n,
-                cs: 1,
-            }
-        };
-        // SAFETY: a is m × k and b is k × n under these strides, c is m × n.
-        let run = |c: &mut [f32]| unsafe { blas::gemm(m, n, k, c.as_mut_ptr(), false, lhs, rhs) };
-        run(&mut c);
+        let mut run = || blas::product_into(&mut c, (m, n, k), lhs, rhs);
+        run();
         let reps = 10;
         let started = Instant::now();
         for _ in 0..reps {
-            run(&mut c);
+            run();
         }
         let seconds = started.elapsed().as_secs_f64() / f64::from(reps);
         println!(

@@ -4,7 +4,7 @@
 //! process-wide, and the other tests of this binary must keep the built-in GEMM's numbers).
 
 use clirlab::data::prepare::openblas;
-use clirlab::model::kernels::blas::{self, Operand};
+use clirlab::model::kernels::blas;
 use std::process::Command;
 
 const UNDER_TEST: &str = "CLIRLAB_BLAS_UNDER_TEST";
@@ -63,18 +63,7 @@ fn products_on_the_loaded_library() {
     let on = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut c = vec![0.0f32; m * n];
-        let lhs = Operand {
-            ptr: a.as_ptr(),
-            rs: k,
-            cs: 1,
-        };
-        let rhs = Operand {
-            ptr: b.as_ptr(),
-            rs: n,
-            cs: 1,
-        };
-        // SAFETY: a is m × k, b is k × n, c is m × n.
-        pool.install(|| unsafe { blas::gemm(m, n, k, c.as_mut_ptr(), false, lhs, rhs) });
+        pool.install(|| blas::product_into(&mut c, (m, n, k), (&a, (k, 1)), (&b, (n, 1))));
         c
     };
     for threads in [1, 2, 3] {

@@ -114,15 +114,16 @@ pub fn loaded_config() -> Option<&'static str> {
     BLAS.get().map(|b| b.config.as_str())
 }
 
-/// One operand: its pointer and (row, column) strides, one of which must be 1.
+/// One operand: its pointer and (row, column) strides, one of which must be 1. Private to the
+/// kernels: outside them, [`product`] takes slices.
 #[derive(Clone, Copy)]
-pub struct Operand {
+pub(super) struct Operand {
     /// First element.
-    pub ptr: *const f32,
+    ptr: *const f32,
     /// Row stride.
-    pub rs: usize,
+    rs: usize,
     /// Column stride.
-    pub cs: usize,
+    cs: usize,
 }
 
 // SAFETY: an Operand is a read-only view handed to worker threads that only read it.
@@ -131,7 +132,7 @@ unsafe impl Sync for Operand {}
 
 impl Operand {
     /// The matrix at `ptr` with (row, column) strides `(rs, cs)`.
-    pub fn strided(ptr: *const f32, (rs, cs): (usize, usize)) -> Self {
+    pub(super) fn strided(ptr: *const f32, (rs, cs): (usize, usize)) -> Self {
         Operand { ptr, rs, cs }
     }
 
@@ -156,7 +157,7 @@ unsafe impl Sync for Dst {}
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping matrices of these sizes.
-pub unsafe fn gemm(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool, lhs: Operand, rhs: Operand) {
+pub(super) unsafe fn gemm(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool, lhs: Operand, rhs: Operand) {
     if BLAS.get().is_none() || lhs.cblas().is_none() || rhs.cblas().is_none() {
         let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
         // SAFETY: forwarded from the caller.
@@ -194,7 +195,7 @@ pub unsafe fn gemm(m: usize, n: usize, k: usize, dst: *mut f32, accumulate: bool
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping matrices of these sizes.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm_on_this_thread(
+pub(super) unsafe fn gemm_on_this_thread(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     dst_rs: usize,
@@ -241,6 +242,37 @@ pub unsafe fn gemm_on_this_thread(
             gemm::Parallelism::None,
         )
     }
+}
+
+/// out (m × n, row-major) = `lhs · rhs` for `lhs` (m × k) and `rhs` (k × n), each a slice read with
+/// its (row, column) strides, one of them 1 (a row-major matrix or a transposed one), on
+/// rayon's threads as the kernels run it: the safe entry point for tests and benchmarks.
+/// Panics if a stride pair has no 1, a matrix reaches past its slice, or `out` is not m × n.
+pub fn product_into(
+    out: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    (lhs, lhs_strides): (&[f32], (usize, usize)),
+    (rhs, rhs_strides): (&[f32], (usize, usize)),
+) {
+    let fits = |values: &[f32], (rows, cols): (usize, usize), (rs, cs): (usize, usize)| {
+        (rs == 1 || cs == 1) && (rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < values.len())
+    };
+    assert!(
+        out.len() == m * n && fits(lhs, (m, k), lhs_strides) && fits(rhs, (k, n), rhs_strides),
+        "blas::product_into: {} values for a {m} × {n} result, a {m} × {k} matrix with strides {lhs_strides:?} in {} values and a {k} × {n} one \
+         with strides {rhs_strides:?} in {} values: expected m × n values and one stride of 1 each, \
+         inside the slices",
+        out.len(),
+        lhs.len(),
+        rhs.len()
+    );
+    let (lhs, rhs) = (
+        Operand::strided(lhs.as_ptr(), lhs_strides),
+        Operand::strided(rhs.as_ptr(), rhs_strides),
+    );
+    // SAFETY: both operands lie inside their slices and `out` holds m × n (checked); `out` is
+    // borrowed mutably, so it overlaps neither.
+    unsafe { gemm(m, n, k, out.as_mut_ptr(), false, lhs, rhs) };
 }
 
 /// `a · bᵀ` for row-major `a` (m × k) and `b` (n × k): m × n, row-major. The safe entry point
