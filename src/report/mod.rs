@@ -17,6 +17,7 @@ mod latex;
 /// The report's content, computed from the records.
 pub mod model;
 mod plots;
+mod tensorboard;
 mod text;
 
 use crate::run::paths::{self, ReportFile};
@@ -68,6 +69,7 @@ pub fn write_to(dirs: &[PathBuf], out: &Path) -> Result<()> {
     write_atomic(&ReportFile::TablesTex.at(out), latex::tables(&report).as_bytes())?;
     write_atomic(&ReportFile::Html.at(out), html::page(&report, &plots).as_bytes())?;
     write_atomic(&ReportFile::Markdown.at(out), text::markdown(&report)?.as_bytes())?;
+    tensorboard::write(&report)?;
     Ok(())
 }
 

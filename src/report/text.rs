@@ -226,77 +226,36 @@ pub fn markdown(r: &Report) -> Result<String> {
     }
     writeln!(out)?;
     writeln!(out, "## Summary (mean over queries; * = corrected p < {ALPHA})\n")?;
+    // One table per metric, so that a table fits a terminal; summary.csv and
+    // comparisons.csv hold every column (and the uncorrected p of the seed-aware tests).
+    let seeds = r.seed_aware();
     for task in &r.tasks {
-        writeln!(out, "### Task `{}`\n", md(&task.name))?;
+        writeln!(out, "### Task `{}` ({} queries)\n", md(&task.name), task.queries)?;
         if let Some(note) = super::dropped_note(r, task) {
             writeln!(out, "{}\n", md(&note))?;
         }
-        let seeds = r.seed_aware();
-        let heads: Vec<String> = r
-            .metrics
-            .iter()
-            .map(|m| {
-                if seeds {
-                    format!(
-                        "{m} ({:.0}% CI) | seed sd | p / p_adj | p (queries) | d_z | MDD",
-                        CONFIDENCE * 100.0
-                    )
-                } else {
-                    format!("{m} ({:.0}% CI) | p / p_adj | d_z", CONFIDENCE * 100.0)
-                }
-            })
-            .collect();
-        let per_metric = if seeds { "---|".repeat(6) } else { "---|".repeat(3) };
-        writeln!(out, "| grid point | seeds | queries | {} |", heads.join(" | "))?;
-        writeln!(out, "|---|---|---|{}", per_metric.repeat(r.metrics.len()))?;
-        for row in &task.rows {
-            let v = &r.variants[row.variant];
-            let seed_count = if v.reference {
-                "—".to_string()
+        for (m, metric) in r.metrics.iter().enumerate() {
+            // A metric the task does not have (RD outside the multilingual setting).
+            if task.rows.iter().all(|row| row.stats[m].ci.mean.is_nan()) {
+                continue;
+            }
+            writeln!(out, "#### {metric}\n")?;
+            let tests = if seeds {
+                "p_adj | d_z | seed sd | p (queries) | MDD"
             } else {
-                v.cells.len().to_string()
+                "p | p_adj | d_z"
             };
-            write!(
+            writeln!(
                 out,
-                "| {}{} | {seed_count} | {} |",
-                md(&v.label),
-                if r.baseline == Some(row.variant) {
-                    " **(baseline)**"
-                } else {
-                    ""
-                },
-                task.queries
+                "| grid point | seeds | {metric} ({:.0}% CI) | {tests} |",
+                CONFIDENCE * 100.0
             )?;
-            for s in &row.stats {
-                // A metric the task does not have (RD outside the multilingual setting).
-                if s.ci.mean.is_nan() {
-                    out.push_str(" — | — | — |");
-                    continue;
-                }
-                write!(out, " {:.4} ({:.4}–{:.4}) |", s.ci.mean, s.ci.low, s.ci.high)?;
-                if seeds {
-                    write!(out, " {} |", short(s.seed_sd))?;
-                }
-                match &s.vs_baseline {
-                    Some(c) => {
-                        let mark = if c.p_adjusted < ALPHA { " *" } else { "" };
-                        write!(out, " {} / {}{mark} |", fmt_p(c.p_value), fmt_p(c.p_adjusted))?;
-                        if seeds {
-                            let q = s.seeds.as_ref().map_or(fmt_p(c.p_value), |d| fmt_p(d.p_queries));
-                            write!(out, " {q} |")?;
-                        }
-                        write!(out, " {:+.3} |", c.effect_size)?;
-                        if seeds {
-                            write!(out, " {} |", short(s.mdd.unwrap_or(f64::NAN)))?;
-                        }
-                    }
-                    None if seeds => out.push_str(" — | — | — | — |"),
-                    None => out.push_str(" — | — |"),
-                }
+            writeln!(out, "|---|---|---|{}", "---|".repeat(tests.split('|').count()))?;
+            for row in &task.rows {
+                markdown_row(&mut out, r, row, &row.stats[m], seeds)?;
             }
             writeln!(out)?;
         }
-        writeln!(out)?;
     }
     writeln!(out, "## Per language and task\n")?;
     writeln!(out, "| grid point | language/task | {} |", r.metrics.join(" | "))?;
@@ -345,6 +304,62 @@ pub fn markdown(r: &Report) -> Result<String> {
          `comparisons.csv` (every test against the baseline), `pairwise.csv` (every pair of grid points)."
     )?;
     Ok(out)
+}
+
+/// One grid point's row of a metric's table in `report.md`.
+fn markdown_row(
+    out: &mut String,
+    r: &Report,
+    row: &super::model::Row,
+    s: &super::model::Stat,
+    seeds: bool,
+) -> Result<()> {
+    let v = &r.variants[row.variant];
+    let seed_count = if v.reference {
+        "—".to_string()
+    } else {
+        v.cells.len().to_string()
+    };
+    let baseline = if r.baseline == Some(row.variant) {
+        " **(baseline)**"
+    } else {
+        ""
+    };
+    write!(out, "| {}{baseline} | {seed_count} |", md(&v.label))?;
+    if s.ci.mean.is_nan() {
+        let empty = if seeds { 6 } else { 4 };
+        writeln!(out, "{}", " — |".repeat(empty))?;
+        return Ok(());
+    }
+    write!(out, " {:.4} ± {:.4} |", s.ci.mean, (s.ci.high - s.ci.low) / 2.0)?;
+    match &s.vs_baseline {
+        Some(c) => {
+            let mark = if c.p_adjusted < ALPHA { " *" } else { "" };
+            if seeds {
+                let q = s.seeds.as_ref().map_or(fmt_p(c.p_value), |d| fmt_p(d.p_queries));
+                write!(
+                    out,
+                    " {}{mark} | {:+.3} | {} | {q} | {} |",
+                    fmt_p(c.p_adjusted),
+                    c.effect_size,
+                    short(s.seed_sd),
+                    short(s.mdd.unwrap_or(f64::NAN))
+                )?;
+            } else {
+                write!(
+                    out,
+                    " {} | {}{mark} | {:+.3} |",
+                    fmt_p(c.p_value),
+                    fmt_p(c.p_adjusted),
+                    c.effect_size
+                )?;
+            }
+        }
+        None if seeds => write!(out, " — | — | {} | — | — |", short(s.seed_sd))?,
+        None => out.push_str(" — | — | — |"),
+    }
+    writeln!(out)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,3 +12,4 @@ pub mod host;
 pub mod lock;
 pub mod sample;
 pub mod slug;
+pub mod tensorboard;

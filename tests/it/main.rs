@@ -26,4 +26,5 @@ mod spec;
 mod speed;
 mod submit;
 mod sweeps;
+mod tensorboard;
 mod trec_eval_reference;
