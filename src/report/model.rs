@@ -5,13 +5,15 @@
 //! runs over the queries that all its systems were scored on, so that every comparison is
 //! paired; queries left out that way are counted per folder and shown.
 //!
-//! Seeds: with `stats.unit: seeds` (the default), a comparison whose grid point has at least 2
+//! Seeds: with `stats.unit: seeds` (the default), a comparison where either side has at least 2
 //! seeds is made by the seed-aware test ([`stats::seed_test`]) on the per-seed values instead,
 //! with the configured test's p kept beside it; the correction then runs over the family's
 //! p-values as made. Such a report (any grid point with 2 seeds) also shows each grid point's
 //! between-seed sd and each comparison's minimum detectable difference; a report whose grid
 //! points all have one seed, or with `stats.unit: queries`, is the query-level one, unchanged.
-//! The pairwise matrix stays query-level.
+//! The same test runs wherever a side's seed variance is known: reference rows (deterministic)
+//! and one-seed grid points (which borrow the other side's seed variance) against a seeded
+//! baseline, and every pair of the pairwise matrix.
 //!
 //! Languages: a task with queries of several languages is also reported per language, as a task
 //! `<lang>/<task>` of its own (means, CIs, tests and corrections within it).
@@ -20,7 +22,7 @@ use crate::eval::cell::{CellMetric, RANK_DISTANCE, language_task, lower_is_bette
 use crate::run::paths::{self, CellFile};
 use crate::run::{self, CellResult, CellStatus, SweepRecord};
 use crate::schedule::Schedule;
-use crate::stats::{self, CompareOptions, Comparison, Correction, MeanCi, SeedTest, TestKind, Unit};
+use crate::stats::{self, CompareOptions, Comparison, Correction, Family, MeanCi, SeedTest, TestKind, Unit};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,6 +123,22 @@ pub struct Stat {
     /// In a seed-aware report: the smallest difference `vs_baseline` detects with power
     /// [`POWER`] at the per-comparison α of the correction ([`stats::per_comparison_alpha`]).
     pub mdd: Option<f64>,
+    /// With `stats.equivalence_margin`: the TOST of `vs_baseline` and the verdict.
+    pub equivalence: Option<Equivalence>,
+}
+
+/// Two one-sided tests of a comparison against the margin δ (`stats.equivalence_margin`), on
+/// the SE and df of the test that made it (seed-aware, or the paired t on seed means).
+#[derive(Debug, Clone, Copy)]
+pub struct Equivalence {
+    /// δ.
+    pub margin: f64,
+    /// The TOST p ([`stats::tost_p`]).
+    pub p_tost: f64,
+    /// Adjusted with the report's correction over the same family as the difference test.
+    pub p_tost_adjusted: f64,
+    /// Equivalent, different or inconclusive at [`ALPHA`].
+    pub verdict: stats::Verdict,
 }
 
 /// The seed-aware side of a comparison.
@@ -223,6 +241,10 @@ pub struct Report {
     pub options: CompareOptions,
     /// `stats.unit` of the first folder.
     pub unit: Unit,
+    /// `stats.family` of the first folder: what each correction runs over.
+    pub family: Family,
+    /// `stats.equivalence_margin` of the first folder.
+    pub equivalence_margin: Option<f64>,
     /// The evaluation tasks, in order.
     pub tasks: Vec<Task>,
     /// The distinct schedules of the variants.
@@ -299,6 +321,26 @@ impl Report {
             task.name
         );
         Ok((found, comparisons.len(), self.correction()))
+    }
+
+    /// The families the corrections run over, in words (the report header says it).
+    pub fn family_words(&self) -> String {
+        let tasks = self.tasks.len();
+        match self.family {
+            Family::Metric => format!(
+                "each family of the comparisons of one metric on one task against the baseline \
+                 ({tasks} task{} × {} metrics, each its own family), and apart over all pairs of one metric on \
+                 one task in the pairwise matrix (stats.family: metric)",
+                if tasks == 1 { "" } else { "s" },
+                self.metrics.len()
+            ),
+            Family::Report => format!(
+                "one family of every comparison against the baseline in the report (all {tasks} task{} and {} \
+                 metrics at once), and one of every pair of every pairwise matrix (stats.family: report)",
+                if tasks == 1 { "" } else { "s" },
+                self.metrics.len()
+            ),
+        }
     }
 
     /// Whether any row is a reference row.
@@ -625,6 +667,7 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
     // Each pooled task, then its languages apart.
     task_names.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
     let unit = first.stats.unit;
+    let (family, margin) = (first.stats.family, first.stats.equivalence_margin);
     let seed_aware = unit == Unit::Seeds && variants.iter().any(|v| v.cells.len() >= 2);
     let mut tasks = Vec::new();
     for name in &task_names {
@@ -637,7 +680,19 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
             baseline,
             &options,
             seed_aware,
+            margin,
         )?);
+    }
+    let correction = if options.test == TestKind::Tukey {
+        Correction::None
+    } else {
+        options.correction
+    };
+    if family == Family::Report {
+        correct_over_report(&mut tasks, correction);
+    }
+    if margin.is_some() {
+        equivalence_verdicts(&mut tasks, family, correction);
     }
     let title = folders
         .iter()
@@ -658,6 +713,8 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         baseline,
         options,
         unit,
+        family,
+        equivalence_margin: margin,
         tasks,
         schedules,
     })
@@ -740,7 +797,8 @@ fn split_languages(variants: &mut [Variant]) {
 /// seed lacks one of the queries (the seeds cannot be lined up).
 fn seed_rows(v: &Variant, task: &str, metric: &str, queries: &BTreeSet<&str>) -> Option<Vec<Vec<f64>>> {
     let per_query = v.values.get(&(task.to_string(), metric.to_string()))?;
-    let seeds = v.cells.len();
+    // A reference row is one run without cells.
+    let seeds = if v.reference { 1 } else { v.cells.len() };
     let mut rows = vec![Vec::with_capacity(queries.len()); seeds];
     for q in queries {
         let values = per_query.get(*q)?;
@@ -754,9 +812,90 @@ fn seed_rows(v: &Variant, task: &str, metric: &str, queries: &BTreeSet<&str>) ->
     Some(rows)
 }
 
-/// Replaces the query-level comparisons (against `baseline`, one family) of systems with at
-/// least 2 seeds by the seed-aware test, corrects the family again, and returns the details
-/// and every row's minimum detectable difference, by system id.
+/// How a variant varies from run to run: a reference row (BM25, the zero-shot model) is
+/// deterministic, a grid point is trained (even with one seed).
+fn runs_of(v: &Variant) -> stats::Runs {
+    if v.reference {
+        stats::Runs::Deterministic
+    } else {
+        stats::Runs::Trained
+    }
+}
+
+/// Puts the seed-aware test of `system` against `baseline` on (task, metric) in place of the
+/// query-level comparison `c` (its family and correction are set by the caller), and returns
+/// its details; none, leaving `c` as it is, where the seeds cannot be lined up or neither
+/// side's seed variance is known (one trained seed against one, or against a reference).
+fn seed_comparison(
+    c: &mut Comparison,
+    system: &Variant,
+    baseline: &Variant,
+    task: &str,
+    metric: &str,
+    common: &BTreeSet<&str>,
+) -> Result<Option<SeedStat>> {
+    let (Some(a), Some(b)) = (
+        seed_rows(system, task, metric, common),
+        seed_rows(baseline, task, metric, common),
+    ) else {
+        return Ok(None);
+    };
+    if a.is_empty() || b.is_empty() || common.is_empty() {
+        return Ok(None);
+    }
+    let t = stats::seed_test_with(&a, &b, [runs_of(system), runs_of(baseline)], CONFIDENCE)?;
+    let known = |s: &stats::SeedSource| matches!(s, stats::SeedSource::Own | stats::SeedSource::Borrowed);
+    if !t.seed_source.iter().any(known) {
+        return Ok(None);
+    }
+    let source = |side: &str, s: stats::SeedSource| match s {
+        stats::SeedSource::Borrowed => {
+            format!("; {side}'s seed variance borrowed from the other side (one seed cannot estimate its own)")
+        }
+        stats::SeedSource::Unknown => format!("; {side}'s seed variance unknown (one seed, nothing to borrow)"),
+        stats::SeedSource::Own | stats::SeedSource::Deterministic => String::new(),
+    };
+    let count = |v: &Variant, rows: &[Vec<f64>]| {
+        if v.reference {
+            "deterministic".to_string()
+        } else {
+            rows.len().to_string()
+        }
+    };
+    c.method = format!(
+        "seed-aware t ({} x {} seeds, queries and seeds random{}{}), satterthwaite df = {:.2}; \
+         se^2 = between seeds {:.3e} + query interaction {:.3e}; query-level {} test: p = {}",
+        count(system, &a),
+        count(baseline, &b),
+        source("system", t.seed_source[0]),
+        source("baseline", t.seed_source[1]),
+        t.df,
+        t.between_part,
+        t.interaction_part,
+        c.test.name(),
+        c.p_value
+    );
+    let stat = SeedStat {
+        test: t,
+        p_queries: c.p_value,
+        test_queries: c.test,
+    };
+    c.test = TestKind::Seeds;
+    c.statistic_name = "t";
+    c.statistic = t.t;
+    c.df = Some(t.df);
+    c.p_value = t.p_value;
+    c.ci_low = t.ci_low;
+    c.ci_high = t.ci_high;
+    c.ci_method = "seed-aware t".to_string();
+    Ok(Some(stat))
+}
+
+/// Replaces the query-level comparisons (against `baseline`, one family) by the seed-aware
+/// test wherever a side's seed variance is known ([`seed_comparison`]: grid points with 2
+/// seeds or more, one-seed grid points against a seeded baseline, reference rows), corrects
+/// the family again, and returns the details and every row's minimum detectable difference,
+/// by system id.
 #[allow(clippy::too_many_arguments)]
 fn seed_aware_rows(
     rows: &mut [Comparison],
@@ -768,46 +907,14 @@ fn seed_aware_rows(
     means: &dyn Fn(&str) -> Option<Vec<f64>>,
     options: &CompareOptions,
 ) -> Result<(BTreeMap<String, SeedStat>, BTreeMap<String, f64>)> {
-    let base_rows = seed_rows(&variants[baseline], task, metric, common);
     let mut details = BTreeMap::new();
     for c in rows.iter_mut() {
         let Some(v) = variants.iter().find(|v| v.id == c.system) else {
             continue;
         };
-        if v.cells.len() < 2 {
-            continue;
+        if let Some(stat) = seed_comparison(c, v, &variants[baseline], task, metric, common)? {
+            details.insert(c.system.clone(), stat);
         }
-        let (Some(a), Some(b)) = (seed_rows(v, task, metric, common), base_rows.as_ref()) else {
-            continue;
-        };
-        let t = stats::seed_test(&a, b, CONFIDENCE)?;
-        details.insert(
-            c.system.clone(),
-            SeedStat {
-                test: t,
-                p_queries: c.p_value,
-                test_queries: c.test,
-            },
-        );
-        c.method = format!(
-            "seed-aware t ({} x {} seeds, queries and seeds random), welch-satterthwaite df = {:.2}; \
-             se^2 = between seeds {:.3e} + query interaction {:.3e}; query-level {} test: p = {}",
-            a.len(),
-            b.len(),
-            t.df,
-            t.between_part,
-            t.interaction_part,
-            c.test.name(),
-            c.p_value
-        );
-        c.test = TestKind::Seeds;
-        c.statistic_name = "t";
-        c.statistic = t.t;
-        c.df = Some(t.df);
-        c.p_value = t.p_value;
-        c.ci_low = t.ci_low;
-        c.ci_high = t.ci_high;
-        c.ci_method = "seed-aware t".to_string();
     }
     if !details.is_empty() {
         let adjusted = stats::adjust(&rows.iter().map(|c| c.p_value).collect::<Vec<_>>(), options.correction);
@@ -828,23 +935,109 @@ fn seed_aware_rows(
     let alpha = stats::per_comparison_alpha(ALPHA, correction, rows.len());
     let mut mdd = BTreeMap::new();
     for c in rows.iter() {
-        let (se, df) = match details.get(&c.system) {
-            Some(d) => (d.test.se, d.test.df),
-            // The query-level SE: the paired t's on the seed-averaged differences.
-            None => match (means(&c.system), means(&c.baseline)) {
-                (Some(y), Some(x)) if x.len() >= 2 => {
-                    let d: Vec<f64> = y.iter().zip(&x).map(|(a, b)| a - b).collect();
-                    let n = d.len() as f64;
-                    let m = d.iter().sum::<f64>() / n;
-                    let var = d.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
-                    ((var / n).sqrt(), n - 1.0)
-                }
-                _ => (f64::NAN, f64::NAN),
-            },
-        };
+        let (se, df) = se_df(c, details.get(&c.system), means);
         mdd.insert(c.system.clone(), stats::min_detectable_difference(se, df, alpha, POWER));
     }
     Ok((details, mdd))
+}
+
+/// The SE and df of comparison `c`'s difference: the seed-aware test's where it made it,
+/// else the paired t's on the seed-averaged differences (`means` by system id).
+fn se_df(c: &Comparison, seed: Option<&SeedStat>, means: &dyn Fn(&str) -> Option<Vec<f64>>) -> (f64, f64) {
+    if let Some(d) = seed {
+        return (d.test.se, d.test.df);
+    }
+    match (means(&c.system), means(&c.baseline)) {
+        (Some(y), Some(x)) if x.len() >= 2 => {
+            let d: Vec<f64> = y.iter().zip(&x).map(|(a, b)| a - b).collect();
+            let n = d.len() as f64;
+            let m = d.iter().sum::<f64>() / n;
+            let var = d.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
+            ((var / n).sqrt(), n - 1.0)
+        }
+        _ => (f64::NAN, f64::NAN),
+    }
+}
+
+/// The TOST p of comparison `c` against `margin` (unadjusted; the verdict is made once the
+/// family is known, [`equivalence_verdicts`]).
+fn equivalence_of(
+    c: &Comparison,
+    seed: Option<&SeedStat>,
+    means: &dyn Fn(&str) -> Option<Vec<f64>>,
+    margin: f64,
+) -> Equivalence {
+    let (se, df) = se_df(c, seed, means);
+    let p = stats::tost_p(c.mean_diff, se, df, margin);
+    Equivalence {
+        margin,
+        p_tost: p,
+        p_tost_adjusted: p,
+        verdict: stats::Verdict::of(c.p_adjusted, p, ALPHA),
+    }
+}
+
+/// Corrects the TOST p-values of each family ([`Family`]: one metric of one task, or the
+/// whole report) with the report's correction and sets every verdict from the difference
+/// test's adjusted p and the adjusted TOST p.
+fn equivalence_verdicts(tasks: &mut [Task], family: Family, correction: Correction) {
+    let mut families: Vec<Vec<&mut Stat>> = Vec::new();
+    for task in tasks.iter_mut() {
+        let metrics = task.rows.first().map_or(0, |r| r.stats.len());
+        let mut per_metric: Vec<Vec<&mut Stat>> = (0..metrics).map(|_| Vec::new()).collect();
+        for row in task.rows.iter_mut() {
+            for (m, stat) in row.stats.iter_mut().enumerate() {
+                if stat.equivalence.is_some() && stat.vs_baseline.is_some() {
+                    per_metric[m].push(stat);
+                }
+            }
+        }
+        families.extend(per_metric);
+    }
+    if family == Family::Report {
+        let all: Vec<&mut Stat> = families.into_iter().flatten().collect();
+        families = vec![all];
+    }
+    for members in families.iter_mut() {
+        let raw: Vec<f64> = members
+            .iter()
+            .map(|s| s.equivalence.as_ref().map_or(f64::NAN, |e| e.p_tost))
+            .collect();
+        for (stat, p) in members.iter_mut().zip(stats::adjust(&raw, correction)) {
+            let p_difference = stat.vs_baseline.as_ref().map_or(f64::NAN, |c| c.p_adjusted);
+            if let Some(e) = stat.equivalence.as_mut() {
+                e.p_tost_adjusted = p;
+                e.verdict = stats::Verdict::of(p_difference, p, ALPHA);
+            }
+        }
+    }
+}
+
+/// With `stats.family: report`, corrects every comparison against the baseline of the report
+/// as one family, and every pair of the pairwise matrices as another (Tukey's HSD keeps its
+/// own family-wise p-values).
+fn correct_over_report(tasks: &mut [Task], correction: Correction) {
+    let n_tasks = tasks.len();
+    let mut vs: Vec<&mut Comparison> = Vec::new();
+    let mut pairs: Vec<&mut Comparison> = Vec::new();
+    for task in tasks.iter_mut() {
+        for row in task.rows.iter_mut() {
+            vs.extend(row.stats.iter_mut().filter_map(|s| s.vs_baseline.as_mut()));
+        }
+        pairs.extend(task.pairwise.iter_mut().flatten());
+    }
+    for (members, what) in [(vs, "against the baseline"), (pairs, "of the pairwise matrices")] {
+        let members: Vec<&mut Comparison> = members.into_iter().filter(|c| c.test != TestKind::Tukey).collect();
+        let size = members.len();
+        let family = format!("every comparison {what} in the report ({size}, over {n_tasks} tasks and all metrics)");
+        let raw: Vec<f64> = members.iter().map(|c| c.p_value).collect();
+        for (c, p) in members.into_iter().zip(stats::adjust(&raw, correction)) {
+            c.p_adjusted = p;
+            c.correction = correction;
+            c.family = family.clone();
+            c.family_size = size;
+        }
+    }
 }
 
 /// Per-query means over seeds of one variant on (task, metric), restricted to `queries`.
@@ -868,6 +1061,7 @@ fn build_task(
     baseline: Option<usize>,
     options: &CompareOptions,
     seed_aware: bool,
+    margin: Option<f64>,
 ) -> Result<Task> {
     // The systems of this task and the queries each was scored on (any metric).
     let members: Vec<usize> = (0..variants.len())
@@ -912,6 +1106,7 @@ fn build_task(
     let mut vs_baseline: Vec<Vec<Comparison>> = Vec::new();
     let mut seed_details: Vec<BTreeMap<String, SeedStat>> = vec![BTreeMap::new(); metrics.len()];
     let mut mdds: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); metrics.len()];
+    let mut equivalences: Vec<BTreeMap<String, Equivalence>> = vec![BTreeMap::new(); metrics.len()];
     for (m, metric) in metrics.iter().enumerate() {
         let Some(b) = base_here else {
             vs_baseline.push(Vec::new());
@@ -930,14 +1125,20 @@ fn build_task(
         };
         // Tukey compares every pair; only the baseline's pairs belong here.
         let mut rows: Vec<Comparison> = rows.into_iter().filter(|c| c.baseline == variants[b].id).collect();
+        let by_id = |id: &str| -> Option<Vec<f64>> {
+            let i = members.iter().find(|&&i| variants[i].id == id)?;
+            Some(means[i][m].values().copied().collect())
+        };
         if seed_aware {
-            let by_id = |id: &str| -> Option<Vec<f64>> {
-                let i = members.iter().find(|&&i| variants[i].id == id)?;
-                Some(means[i][m].values().copied().collect())
-            };
             (seed_details[m], mdds[m]) =
                 seed_aware_rows(&mut rows, variants, b, name, metric, &common, &by_id, options)
                     .with_context(|| format!("task {name}, metric {metric}"))?;
+        }
+        if let Some(margin) = margin {
+            for c in &rows {
+                let e = equivalence_of(c, seed_details[m].get(&c.system), &by_id, margin);
+                equivalences[m].insert(c.system.clone(), e);
+            }
         }
         vs_baseline.push(rows);
     }
@@ -961,6 +1162,7 @@ fn build_task(
                         seed_sd,
                         seeds: seed_details[m].get(&variants[i].id).cloned(),
                         mdd: mdds[m].get(&variants[i].id).copied(),
+                        equivalence: equivalences[m].get(&variants[i].id).copied(),
                     }
                 })
                 .collect(),
@@ -1004,7 +1206,17 @@ fn build_task(
                 continue;
             }
             let system = |i: usize| (variants[i].id.clone(), means[&i][m].clone());
-            all.push(pairwise(&members, &system, &test_name(n_tasks, name, metric), options)?);
+            let seeds = |base: usize, sys: usize, c: &mut Comparison| -> Result<()> {
+                seed_comparison(c, &variants[sys], &variants[base], name, metric, &common).map(|_| ())
+            };
+            let seeds: Option<SeedAware> = if seed_aware { Some(&seeds) } else { None };
+            all.push(pairwise(
+                &members,
+                &system,
+                &test_name(n_tasks, name, metric),
+                options,
+                seeds,
+            )?);
         }
         all
     };
@@ -1020,13 +1232,19 @@ fn build_task(
     })
 }
 
+/// Made seed-aware in place: (baseline variant, system variant, the query-level comparison).
+type SeedAware<'a> = &'a dyn Fn(usize, usize, &mut Comparison) -> Result<()>;
+
 /// Every pair of `members` (in order) compared with the report's test, corrected over all
-/// pairs with its correction (Tukey's HSD is family-wise over all pairs already).
+/// pairs with its correction (Tukey's HSD is family-wise over all pairs already). With
+/// `seeds`, each pair is then given the seed-aware test where it applies, as the comparisons
+/// against the baseline are, before the correction.
 fn pairwise(
     members: &[usize],
     system: &dyn Fn(usize) -> (String, BTreeMap<String, f64>),
     metric: &str,
     options: &CompareOptions,
+    seeds: Option<SeedAware>,
 ) -> Result<Vec<Comparison>> {
     let k = members.len();
     let n_pairs = k * (k - 1) / 2;
@@ -1057,8 +1275,11 @@ fn pairwise(
         for b in a + 1..k {
             let pair: BTreeMap<String, BTreeMap<String, f64>> =
                 [system(members[a]), system(members[b])].into_iter().collect();
-            let mut rows = stats::compare(&pair, metric, &ids[a], &single)?;
-            out.push(rows.remove(0));
+            let mut c = stats::compare(&pair, metric, &ids[a], &single)?.remove(0);
+            if let Some(seeds) = seeds {
+                seeds(members[a], members[b], &mut c)?;
+            }
+            out.push(c);
         }
     }
     let adjusted = stats::adjust(&out.iter().map(|c| c.p_value).collect::<Vec<_>>(), options.correction);
@@ -1117,6 +1338,7 @@ mod tests {
             seed_sd: f64::NAN,
             seeds: None,
             mdd: None,
+            equivalence: None,
         };
         let task = Task {
             name: "multi:crossref".into(),
@@ -1158,7 +1380,7 @@ mod tests {
                 test,
                 ..CompareOptions::default()
             };
-            let pairs = pairwise(&[0, 1, 2], &system, "m", &options).unwrap();
+            let pairs = pairwise(&[0, 1, 2], &system, "m", &options, None).unwrap();
             assert_eq!(pairs.len(), 3);
             let task = Task {
                 name: "t".into(),

@@ -5,7 +5,7 @@ pub use crate::data::{DataConfig, ZeroShot};
 use crate::model::{CostKind, DeviceSpec, OptimizerKind, Preset};
 use crate::sampler::Mixing;
 use crate::schedule::Schedule;
-use crate::stats::{CompareOptions, Correction, TestKind, Unit};
+use crate::stats::{CompareOptions, Correction, Family, TestKind, Unit};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -542,9 +542,28 @@ pub struct StatsConfig {
     pub bootstrap_samples: usize,
     /// Seed of the randomization and bootstrap tests.
     pub seed: u64,
-    /// seeds | queries: whether a grid point's seeds count as a source of variance (the
-    /// seed-aware test where it has at least 2 seeds) or only its queries do.
+    /// seeds | queries: whether seeds count as a source of variance (the seed-aware test
+    /// wherever a side's seed variance is known) or only queries do.
     pub unit: Unit,
+    /// Equivalence margin δ in the metric's units (e.g. 0.01 for nDCG@10): when set, every
+    /// comparison also gets two one-sided tests (TOST, corrected like the difference test) and
+    /// a verdict: equivalent (|Δ| < δ shown), different, or inconclusive. Unset: no verdicts.
+    #[serde(deserialize_with = "equivalence_margin")]
+    pub equivalence_margin: Option<f64>,
+    /// metric | report: the family each correction runs over: the comparisons of one metric
+    /// on one task, or every comparison of the report at once (all tasks and metrics).
+    pub family: Family,
+}
+
+/// `stats.equivalence_margin`: absent, null, or a finite number > 0.
+fn equivalence_margin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v: Option<f64> = Option::deserialize(d)?;
+    match v {
+        Some(x) if !(x.is_finite() && x > 0.0) => Err(serde::de::Error::custom(format!(
+            "expected a margin > 0 in the metric's units (e.g. 0.01), found {x}"
+        ))),
+        other => Ok(other),
+    }
 }
 
 impl Default for StatsConfig {
@@ -559,6 +578,8 @@ impl Default for StatsConfig {
             bootstrap_samples: c.bootstrap_samples,
             seed: c.seed,
             unit: Unit::default(),
+            equivalence_margin: None,
+            family: Family::default(),
         }
     }
 }

@@ -32,6 +32,29 @@ impl Correction {
     }
 }
 
+/// The family a correction runs over in a report (`stats.family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// The comparisons of one metric on one task (against the baseline; the pairwise matrix
+    /// apart).
+    #[default]
+    Metric,
+    /// Every comparison of the report at once: all tasks (languages included) and metrics
+    /// (against the baseline; the pairwise matrix apart).
+    Report,
+}
+
+impl Family {
+    /// The name used in configs and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Metric => "metric",
+            Family::Report => "report",
+        }
+    }
+}
+
 /// Adjusted p-values in input order.
 ///
 /// Definitions are those of statsmodels `multipletests(pvals, method=...)[1]` for `bonferroni`,

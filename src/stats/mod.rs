@@ -18,6 +18,7 @@
 
 mod anova;
 mod bootstrap;
+pub mod calibration;
 mod compare;
 mod correction;
 mod descriptive;
@@ -32,15 +33,16 @@ mod wilcoxon;
 pub use anova::{TukeyPair, TwoWayAnova, tukey_hsd, two_way_anova};
 pub use bootstrap::{Bootstrap, BootstrapMethod, BootstrapOptions, bootstrap_test};
 pub use compare::{CompareOptions, Comparison, MetricTable, MissingPolicy, TestKind, compare, compare_table};
-pub use correction::{Correction, adjust};
+pub use correction::{Correction, Family, adjust};
 pub use descriptive::{EffectSize, MeanCi, effect_sizes, hedges_correction, mean_ci, t_quantile};
 pub(crate) use format::tex_escape;
 pub use format::{Format, format_comparisons};
 pub use ptukey::{ptukey, qtukey};
 pub use randomization::{Randomization, RandomizationOptions, randomization_test};
 pub use seeds::{
-    PlanComponents, PowerRow, SeedComponents, SeedTest, Unit, min_detectable_difference, per_comparison_alpha,
-    pooled_components, power_table, satterthwaite, seed_components, seed_test,
+    MAX_QUERIES, MAX_SEEDS, PlanComponents, PowerRow, QuerySearch, Runs, SeedComponents, SeedSource, SeedTest, Unit,
+    Verdict, min_detectable_difference, noncentral_t_power, per_comparison_alpha, pooled_components, power_table,
+    satterthwaite, seed_components, seed_test, seed_test_with, tost_p,
 };
 pub use ttest::{PairedT, paired_t};
 pub use wilcoxon::{Wilcoxon, WilcoxonOptions, ZeroMethod, wilcoxon};

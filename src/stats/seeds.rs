@@ -11,43 +11,52 @@
 //! the query (`u`, `βu`), the seed within a grid point (`v`, variance σ²_v,g) and the residual
 //! (`e`, variance σ²_e,g) random.
 //!
-//! **Estimator.** System A (S_A seeds × n queries) against baseline B (S_B seeds × the same n
-//! queries). With `ȳ_g·q` the mean over seeds and `ȳ_gs·` the mean over queries:
+//! **Estimator** (Welch-type, one seed variance per system). System A (S_A seeds × n queries)
+//! against baseline B (S_B seeds × the same n queries). With `ȳ_g·q` the mean over seeds and
+//! `ȳ_gs·` the mean over queries:
 //!
 //! * d = mean_q(ȳ_A·q − ȳ_B·q), the difference of grand means.
-//! * Var(d) = [σ²_{βu} + σ²_e,A/S_A + σ²_e,B/S_B]/n + σ²_v,A/S_A + σ²_v,B/S_B. The seed
-//!   effects are shared by every query, so they do not shrink with n.
-//! * Mean squares of each system's S_g × n two-way table (method of moments): MS_seed =
-//!   n·Σ_s(ȳ_gs· − ȳ_g··)²/(S_g − 1), expectation σ²_e + n·σ²_v; the two-way residual MS_res
-//!   (df (S_g − 1)(n − 1)), expectation σ²_e. Both are pooled over the sides with at least 2
-//!   seeds, weighted by df (the model has one σ²_v and one σ²_e).
-//! * Var(d) = σ²_βu/n + Σ_g (σ²_v + σ²_e/n)/S_g is estimated in two parts, neither
-//!   subtracted from the other:
-//!   - between part Σ_g MS_seed/(n·S_g): seed to seed a system's mean moves by
-//!     σ²_v + σ²_e/n, which MS_seed/n estimates directly (χ² with Σ(S_g − 1) df);
-//!   - interaction part max(0, var_q(D)/n − Σ_g MS_res/(n·S_g)): the variance over queries of
-//!     D_q = ȳ_A·q − ȳ_B·q holds σ²_βu plus the residual noise, which the between part
-//!     already counts.
-//! * t = d/SE, Welch–Satterthwaite df from the two parts (Σ(S_g − 1) and n − 1), two-sided p
-//!   from Student's t. σ̂²_v = max(0, (MS_seed − MS_res)/n) is reported, and used for
-//!   planning, but not in the SE.
-//! * Why this form: the first version added max(0, σ̂²_v)/S_g to var_q(D)/n. At σ²_v = 0
-//!   that truncation inflated the SE half of the time and its subtraction cost df, and the
-//!   A/A false-positive rate fell to 0.03 at α = 0.05; this form stays within 0.035–0.055 over
-//!   σ_v from 0 to 0.04 and 20 to 1,000 queries (`README.md`, statistics, and the tests
-//!   below). Pooled, not per system: per system MS_seed has S_g − 1 = 2 df with 3 seeds, and
-//!   the df fell too low. The per-system sd of seed means is still reported.
+//! * Var(d) = σ²_βu/n + Σ_g (σ²_v,g + σ²_e,g/n)/S_g. The seed effects are shared by every
+//!   query, so they do not shrink with n.
+//! * Mean squares of each system's S_g × n two-way table: MS_seed,g = n·var_s(ȳ_gs·)
+//!   (df S_g − 1, expectation σ²_e,g + n·σ²_v,g) and the two-way residual MS_res,g
+//!   (df (S_g − 1)(n − 1), expectation σ²_e,g); V_Q = var_q(D) of D_q = ȳ_A·q − ȳ_B·q (df n − 1,
+//!   expectation σ²_βu + Σ_g σ²_e,g/S_g). Each system keeps its own mean squares: grid points'
+//!   between-seed sd differ by two orders of magnitude, and pooling them made the test liberal.
+//! * SE² = between + interaction, with c_g = 1/S_g:
+//!   - between = Σ_g c_g·MS_seed,g/n: seed to seed a system's mean moves by σ²_v,g + σ²_e,g/n;
+//!   - interaction = max(0, V_Q/n − Σ_g c_g·MS_res,g/n): σ²_βu/n, which every seed shares.
+//! * t = d/SE with the Satterthwaite (1946) df of that linear combination, every mean square
+//!   with its own df: ν = SE⁴ / Σ_i (a_i·M_i)²/df_i over the terms (c_g·MS_seed,g/n, S_g − 1)
+//!   and, when the interaction is kept, (V_Q/n, n − 1) and (c_g·MS_res,g/n, (S_g − 1)(n − 1)).
+//!   The interaction is a *difference* of mean squares: giving it n − 1 df as if it were one
+//!   mean square overstated ν up to threefold. Two-sided p from Student's t.
 //!
-//! **One seed.** A system with S_g = 1 has no seed part: its seed variance cannot be
-//! estimated, so it is taken as zero by construction. That is exact for a deterministic
-//! baseline (a zero-shot model, BM25) and is what a baseline with one seed gets; the result
-//! says which parts were estimated ([`SeedTest::seed_part_estimated`]). The report uses this
-//! test only where the *system* has at least 2 seeds; a system with one seed gets the
-//! query-level test, since its seed variance is then unknown. With σ²_v = 0 and S = 1 on both
-//! sides the test is exactly the paired t-test.
+//! **Which side has a seed variance.** Only an untrained reference (BM25, the zero-shot
+//! model: [`Runs::Deterministic`]) has none: its c_g is 0 and its own per-query deviations
+//! are part of the interaction. A trained side with one seed has one but cannot estimate it: it
+//! borrows the other side's mean squares (c of the other side += 1/1), which assumes the two
+//! seed variances are equal ([`SeedSource::Borrowed`]; the report says so). Where neither side
+//! can give one (one trained seed against one trained seed or a deterministic reference), the
+//! test is the paired t-test on the queries and the result says the seed variance is
+//! [`SeedSource::Unknown`].
+//!
+//! **Calibration** (`docs/statistics.md`, and the A/A test below): the false-positive rate at
+//! α = 0.05 stays within [0.03, 0.07] with 3 and 5 seeds over equal and unequal seed variance,
+//! a one-seed trained baseline, a deterministic reference, bounded values and an interaction,
+//! n from 30 to 2,000. Known limits: with 2 seeds a side (1 df per seed variance) Welch's df is
+//! conservative (0.01–0.03) when the seed variance is small; a deterministic reference against
+//! 2–3 seeds is liberal (up to 0.13) when the seed variance is large and n is in the thousands
+//! (the plug-in df rises when the one-df estimate is small by chance). A permutation over seeds
+//! cannot help there: 2 + 2 seeds have 6 arrangements.
+//!
+//! With σ²_v = 0 and one seed each, or no seed variance on either side, the test is exactly the
+//! paired t-test.
 
 use super::descriptive::{mean, mean_sd};
 use anyhow::{Result, ensure};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -154,6 +163,43 @@ pub fn seed_components(rows: &[Vec<f64>]) -> Result<SeedComponents> {
     })
 }
 
+/// How one side of a comparison varies from one run to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runs {
+    /// Trained: each seed is another model (a grid point), even where only one seed ran.
+    Trained,
+    /// Untrained and deterministic (BM25, the zero-shot model): one run, no seed variance.
+    Deterministic,
+}
+
+/// Where the seed variance of one side of a [`SeedTest`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeedSource {
+    /// Its own seeds (at least 2).
+    Own,
+    /// The other side's seeds: one trained seed cannot estimate its own seed variance, so
+    /// the two are taken as equal.
+    Borrowed,
+    /// None: a deterministic reference.
+    Deterministic,
+    /// Unknown: one trained seed and nothing to borrow from; not counted in the SE.
+    Unknown,
+}
+
+impl SeedSource {
+    /// The name used in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeedSource::Own => "own",
+            SeedSource::Borrowed => "borrowed",
+            SeedSource::Deterministic => "deterministic",
+            SeedSource::Unknown => "unknown",
+        }
+    }
+}
+
 /// Result of [`seed_test`]: system A against baseline B with queries and seeds random.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SeedTest {
@@ -163,17 +209,17 @@ pub struct SeedTest {
     pub se: f64,
     /// var_q(D)/n: the paired t-test's squared SE on the seed means.
     pub query_part: f64,
-    /// Σ MS_seed/(n·S_g) over the sides with at least 2 seeds: how much the difference moves
-    /// from one draw of seeds to another (σ²_v + σ²_e/n per seed). 0 when no side has 2 seeds.
+    /// Σ c_g·MS_seed,g/n over the sides whose seed variance is known (own or borrowed): how
+    /// much the difference moves from one draw of seeds to another. 0 when none is.
     pub between_part: f64,
-    /// σ̂²_βu/n = max(0, var_q(D)/n − Σ MS_res/(n·S_g)): the query × system interaction that
-    /// every seed shares; the whole query part when no side has 2 seeds.
+    /// max(0, var_q(D)/n − Σ c_g·MS_res,g/n): the query × system interaction that every seed
+    /// shares; the whole query part when no seed variance is known.
     pub interaction_part: f64,
-    /// Σ σ̂²_v/S_g: what the seeds add beyond per-query noise (informational, and planning).
+    /// Σ c_g·σ̂²_v,g: what the seeds add beyond per-query noise (informational, and planning).
     pub seed_part: f64,
     /// d / SE.
     pub t: f64,
-    /// Welch–Satterthwaite degrees of freedom.
+    /// Satterthwaite degrees of freedom (every mean square with its own df).
     pub df: f64,
     /// Two-sided p, 2 · P(T_df ≥ |t|).
     pub p_value: f64,
@@ -185,32 +231,85 @@ pub struct SeedTest {
     pub system: SeedComponents,
     /// The baseline's components.
     pub baseline: SeedComponents,
-    /// σ̂²_v pooled over the sides with at least 2 seeds (the model has one seed variance).
+    /// σ̂²_v of one system for planning: the mean of the sides' own estimates, weighted by
+    /// their S_g − 1; 0 where no side has 2 seeds.
     pub var_seed: f64,
-    /// σ̂²_e pooled likewise; NaN where no side has it.
+    /// σ̂²_e likewise; NaN where no side has it.
     pub var_residual: f64,
-    /// Whether the seed part of (system, baseline) was estimated (at least 2 seeds); a side
-    /// with one seed counts as deterministic.
+    /// Whether (system, baseline) estimated their own seed variance (at least 2 seeds).
     pub seed_part_estimated: [bool; 2],
+    /// Where the seed variance of (system, baseline) came from.
+    pub seed_source: [SeedSource; 2],
 }
 
-/// The mean squares pooled over the sides with at least 2 seeds, weighted by their df:
-/// (MS_seed, its df, MS_res, its df); MS_res is NaN with one query.
-fn pooled(sides: &[&SeedComponents]) -> (f64, f64, f64, f64) {
-    let (mut ms, mut df_s, mut mr, mut df_r) = (0.0, 0.0, 0.0, 0.0);
-    for c in sides.iter().filter(|c| c.seeds >= 2) {
-        let (s, n) = (c.seeds as f64 - 1.0, c.queries as f64 - 1.0);
-        ms += s * c.ms_seed;
-        df_s += s;
-        mr += s * n * c.ms_residual;
-        df_r += s * n;
+impl SeedTest {
+    /// Whether a side's seed variance was borrowed or is unknown: the report warns that one
+    /// trained seed cannot estimate its own.
+    pub fn one_seed_warning(&self) -> bool {
+        self.seed_source
+            .iter()
+            .any(|s| matches!(s, SeedSource::Borrowed | SeedSource::Unknown))
     }
-    let mr = if df_r > 0.0 { mr / df_r } else { f64::NAN };
-    (if df_s > 0.0 { ms / df_s } else { f64::NAN }, df_s, mr, df_r)
 }
 
-/// Welch–Satterthwaite df of `total` = Σ ±value_i with (value_i, df_i) in `terms`; `fallback`
-/// when no term carries variance.
+/// The TOST p-value (two one-sided tests, Schuirmann 1987) of a difference `d` with standard
+/// error `se` and `df` degrees of freedom against the equivalence margin `margin` (> 0): the
+/// larger of the one-sided p-values of H0: Δ ≤ −δ and H0: Δ ≥ δ, so that p < α exactly when
+/// the (1 − 2α) interval lies inside (−δ, δ). NaN where `se` or `df` is not usable; with
+/// SE = 0, 0 inside the margin and 1 outside.
+pub fn tost_p(d: f64, se: f64, df: f64, margin: f64) -> f64 {
+    if !(d.is_finite() && se.is_finite() && se >= 0.0 && df > 0.0 && margin > 0.0) {
+        return f64::NAN;
+    }
+    if se == 0.0 {
+        return if d.abs() < margin { 0.0 } else { 1.0 };
+    }
+    let t = StudentsT::new(0.0, 1.0, df).expect("df > 0");
+    let lower = 1.0 - t.cdf((d + margin) / se);
+    let upper = t.cdf((d - margin) / se);
+    lower.max(upper)
+}
+
+/// The equivalence verdict of one comparison against a margin δ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// TOST rejects |Δ| ≥ δ: the difference is shown to be smaller than δ.
+    Equivalent,
+    /// The (corrected) difference test rejects Δ = 0.
+    Different,
+    /// Neither: the data cannot tell.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The word shown in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Equivalent => "equivalent",
+            Verdict::Different => "different",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+
+    /// From the difference test's (adjusted) p and the TOST p (adjusted over the same family)
+    /// at `alpha`. A significant difference inside the margin is reported as different (it is
+    /// real, and small); a NaN p counts as not rejected.
+    pub fn of(p_difference: f64, p_tost: f64, alpha: f64) -> Verdict {
+        if p_difference < alpha {
+            Verdict::Different
+        } else if p_tost < alpha {
+            Verdict::Equivalent
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+}
+
+/// Satterthwaite (1946) df of `total` = Σ ±value_i, a linear combination of independent mean
+/// squares, with (value_i, df_i) in `terms` (each value already multiplied by its coefficient;
+/// its sign does not matter, it is squared): total² / Σ value_i²/df_i; `fallback` when no
+/// term carries variance.
 pub fn satterthwaite(total: f64, terms: &[(f64, f64)], fallback: f64) -> f64 {
     let denom: f64 = terms
         .iter()
@@ -242,13 +341,25 @@ fn t_inv(p: f64, df: f64) -> f64 {
 }
 
 /// The seed-aware paired test of `system` (S_A rows of n per-query values, one per seed)
-/// against `baseline` (S_B rows over the same n queries in the same order), two-sided, with a
-/// `confidence` interval of the difference. See the module comment for the estimator.
+/// against `baseline` (S_B rows over the same n queries in the same order), both trained
+/// ([`seed_test_with`] with [`Runs::Trained`] twice).
+pub fn seed_test(system: &[Vec<f64>], baseline: &[Vec<f64>], confidence: f64) -> Result<SeedTest> {
+    seed_test_with(system, baseline, [Runs::Trained, Runs::Trained], confidence)
+}
+
+/// The seed-aware paired test, two-sided, with a `confidence` interval of the difference;
+/// `runs` says how (system, baseline) vary from run to run. A deterministic side must have
+/// exactly one row. See the module comment for the estimator.
 ///
 /// Degenerate cases follow the paired t-test: all differences zero and no seed variance gives
 /// t = 0, p = 1; a nonzero difference with SE = 0 gives t = ±∞, p = 0; one query with no
 /// seed part gives t = NaN, p = 1.
-pub fn seed_test(system: &[Vec<f64>], baseline: &[Vec<f64>], confidence: f64) -> Result<SeedTest> {
+pub fn seed_test_with(
+    system: &[Vec<f64>],
+    baseline: &[Vec<f64>],
+    runs: [Runs; 2],
+    confidence: f64,
+) -> Result<SeedTest> {
     ensure!(
         confidence > 0.0 && confidence < 1.0,
         "confidence must lie strictly between 0 and 1, got {confidence}"
@@ -261,50 +372,68 @@ pub fn seed_test(system: &[Vec<f64>], baseline: &[Vec<f64>], confidence: f64) ->
         a.queries,
         b.queries
     );
+    let sides = [&a, &b];
+    for (side, (c, r)) in ["system", "baseline"].iter().zip(sides.iter().zip(runs)) {
+        ensure!(
+            r == Runs::Trained || c.seeds == 1,
+            "the {side} is deterministic but has {} runs; a deterministic system has one",
+            c.seeds
+        );
+    }
     let n = a.queries;
     let avg = |rows: &[Vec<f64>], q: usize| rows.iter().map(|r| r[q]).sum::<f64>() / rows.len() as f64;
     let diffs: Vec<f64> = (0..n).map(|q| avg(system, q) - avg(baseline, q)).collect();
     let (d, sd) = mean_sd(&diffs);
     let nf = n as f64;
     let query_part = if n < 2 { f64::NAN } else { sd * sd / nf };
-    // One seed variance and one residual variance for the pair, as in the model: pooling
-    // gives them 2(S − 1) df instead of S − 1 each, which the A/A calibration needs.
-    let (ms_seed, df_seed, ms_res, _) = pooled(&[&a, &b]);
-    let noise = if ms_res.is_nan() { 0.0 } else { ms_res };
-    let var_seed = if df_seed > 0.0 {
-        ((ms_seed - noise) / nf).max(0.0)
+    let seed_source = [0, 1].map(|g| {
+        let (own, other) = (sides[g], sides[1 - g]);
+        match runs[g] {
+            Runs::Deterministic => SeedSource::Deterministic,
+            Runs::Trained if own.seeds >= 2 => SeedSource::Own,
+            Runs::Trained if runs[1 - g] == Runs::Trained && other.seeds >= 2 => SeedSource::Borrowed,
+            Runs::Trained => SeedSource::Unknown,
+        }
+    });
+    // c_h = Σ 1/S_g over the sides g whose seed variance side h's mean squares carry.
+    let mut coef = [0.0f64; 2];
+    for g in 0..2 {
+        match seed_source[g] {
+            SeedSource::Own => coef[g] += 1.0 / sides[g].seeds as f64,
+            SeedSource::Borrowed => coef[1 - g] += 1.0 / sides[g].seeds as f64,
+            SeedSource::Deterministic | SeedSource::Unknown => {}
+        }
+    }
+    let known: Vec<(f64, &SeedComponents)> = (0..2).filter(|&h| coef[h] > 0.0).map(|h| (coef[h], sides[h])).collect();
+    // With one query the residual is confounded with the seed effect: none of it is noise.
+    let noise = |c: &SeedComponents| if c.ms_residual.is_nan() { 0.0 } else { c.ms_residual };
+    let seed_part: f64 = known.iter().map(|(k, c)| k * c.var_seed).sum();
+    let (between_part, interaction_part, df) = if known.is_empty() {
+        // No seed variance is known: the paired t-test on the queries.
+        (0.0, query_part, (n.max(2) - 1) as f64)
     } else {
-        0.0
-    };
-    // Σ 1/S_g over the sides whose seed part exists (a one-seed side counts as deterministic).
-    let k: f64 = [&a, &b]
-        .iter()
-        .filter(|c| c.seeds >= 2)
-        .map(|c| 1.0 / c.seeds as f64)
-        .sum();
-    let seed_part = k * var_seed;
-    let (between_part, interaction_part, df) = if df_seed > 0.0 {
-        // Seed to seed, a system's mean moves by σ²_v + σ²_e/n: MS_seed/n estimates it
-        // directly, with no subtraction. The query × system interaction adds σ²_βu/n, shared
-        // by every seed: var_q(D)/n minus the residual noise it holds, truncated at zero.
-        let between = k * ms_seed / nf;
-        let interaction = if n < 2 {
-            0.0
-        } else {
-            (query_part - k * noise / nf).max(0.0)
-        };
-        let mut terms = vec![(between, df_seed)];
+        let between: f64 = known.iter().map(|(k, c)| k * c.ms_seed / nf).sum();
+        let residual: f64 = known.iter().map(|(k, c)| k * noise(c) / nf).sum();
+        let interaction = if n < 2 { 0.0 } else { (query_part - residual).max(0.0) };
+        // Satterthwaite (1946): each mean square of the combination with its own df.
+        let mut terms: Vec<(f64, f64)> = known
+            .iter()
+            .map(|(k, c)| (k * c.ms_seed / nf, c.seeds as f64 - 1.0))
+            .collect();
+        let fallback: f64 = terms.iter().map(|t| t.1).sum();
         if interaction > 0.0 {
-            terms.push((interaction, nf - 1.0));
+            terms.push((query_part, nf - 1.0));
+            terms.extend(
+                known
+                    .iter()
+                    .map(|(k, c)| (k * noise(c) / nf, (c.seeds as f64 - 1.0) * (nf - 1.0))),
+            );
         }
         (
             between,
             interaction,
-            satterthwaite(between + interaction, &terms, df_seed),
+            satterthwaite(between + interaction, &terms, fallback),
         )
-    } else {
-        // No side has two seeds: the paired t-test on the queries.
-        (0.0, query_part, (n.max(2) - 1) as f64)
     };
     let var = between_part + interaction_part;
     let se = var.sqrt();
@@ -321,6 +450,18 @@ pub fn seed_test(system: &[Vec<f64>], baseline: &[Vec<f64>], confidence: f64) ->
     } else {
         t_inv(0.5 + confidence / 2.0, df) * se
     };
+    // Planning figures of one system: the sides' own estimates, weighted by their df.
+    let own: Vec<&SeedComponents> = sides.iter().copied().filter(|c| c.seeds >= 2).collect();
+    let total: f64 = own.iter().map(|c| c.seeds as f64 - 1.0).sum();
+    let weighted = |f: fn(&SeedComponents) -> f64| -> f64 {
+        own.iter().map(|c| (c.seeds as f64 - 1.0) * f(c)).sum::<f64>() / total
+    };
+    let var_seed = if total > 0.0 { weighted(|c| c.var_seed) } else { 0.0 };
+    let var_residual = if total > 0.0 && n >= 2 {
+        weighted(|c| c.ms_residual)
+    } else {
+        f64::NAN
+    };
     Ok(SeedTest {
         mean_diff: d,
         se,
@@ -336,8 +477,9 @@ pub fn seed_test(system: &[Vec<f64>], baseline: &[Vec<f64>], confidence: f64) ->
         system: a,
         baseline: b,
         var_seed,
-        var_residual: ms_res,
+        var_residual,
         seed_part_estimated: [a.seeds >= 2, b.seeds >= 2],
+        seed_source,
     })
 }
 
@@ -407,58 +549,242 @@ impl PlanComponents {
     }
 
     /// Expected SE and Satterthwaite df of the seed-aware test with `n` queries and `s`
-    /// seeds per grid point (the baseline too, unless deterministic): the between part
-    /// Σ (σ²_e/n + σ²_v)/s with Σ(s − 1) df and the interaction part σ²_βu/n with n − 1, as
-    /// [`seed_test`] estimates them. With one seed the variance is the same (a seed's luck is
-    /// real even where it cannot be estimated) and the df are the paired t's, n − 1.
+    /// seeds per grid point (the baseline too, unless deterministic), the mean squares at
+    /// their expectations as [`seed_test_with`] combines them: the between part
+    /// Σ (σ²_e/n + σ²_v)/s with s − 1 df per side and, where σ²_βu > 0, the interaction
+    /// σ²_βu/n as V_Q/n (n − 1 df) less the residual noise ((s − 1)(n − 1) df per side). With
+    /// one seed the variance is the same (a seed's luck is real even where it cannot be
+    /// estimated) and the df are the paired t's, n − 1.
     pub fn se_df(&self, n: usize, s: usize) -> (f64, f64) {
         let (nf, sf) = (n as f64, s as f64);
         let sides = if self.deterministic_baseline { 1.0 } else { 2.0 };
-        let between = sides * (self.var_residual / nf + self.var_seed) / sf;
+        let per_side = (self.var_residual / nf + self.var_seed) / sf;
+        let between = sides * per_side;
         let interaction = self.var_query / nf;
         let var = between + interaction;
         let df = if s >= 2 {
-            satterthwaite(var, &[(between, sides * (sf - 1.0)), (interaction, nf - 1.0)], nf - 1.0)
+            let mut terms = vec![(per_side, sf - 1.0); sides as usize];
+            if interaction > 0.0 {
+                let noise = self.var_residual / (sf * nf);
+                terms.push((interaction + sides * noise, nf - 1.0));
+                terms.extend(vec![(noise, (sf - 1.0) * (nf - 1.0)); sides as usize]);
+            }
+            satterthwaite(var, &terms, sides * (sf - 1.0))
         } else {
             nf - 1.0
         };
         (var.sqrt(), df)
     }
 
-    /// Power of the two-sided test at `alpha` for a true difference `effect` with `n`
-    /// queries and `s` seeds (the near rejection tail, as in [`min_detectable_difference`]).
+    /// Power of the seed-aware test at `alpha` for a true difference `effect` with `n`
+    /// queries and `s` seeds per grid point. The test's SE and df are themselves random (with
+    /// few seeds, very much so), so a formula at their expected values is optimistic; this
+    /// draws the test's mean squares instead (MS_seed,g, MS_res,g and V_Q as scaled χ² with
+    /// their df, [`POWER_DRAWS`] draws from a fixed seed), combines them exactly as
+    /// [`seed_test_with`] does, and averages the probability that d ~ N(effect, SE²) falls
+    /// beyond the critical value (both tails). With one seed the test is the paired t:
+    /// noncentral t with n − 1 df.
     pub fn power(&self, effect: f64, n: usize, s: usize, alpha: f64) -> f64 {
+        self.power_with(effect, n, s, &CriticalValues::new(alpha))
+    }
+
+    fn power_with(&self, effect: f64, n: usize, s: usize, crit: &CriticalValues) -> f64 {
         let (se, df) = self.se_df(n, s);
         if se == 0.0 {
-            return if effect != 0.0 { 1.0 } else { alpha };
+            return if effect != 0.0 { 1.0 } else { crit.alpha };
         }
-        let crit = t_inv(1.0 - alpha / 2.0, df);
-        StudentsT::new(0.0, 1.0, df)
-            .expect("df > 0")
-            .cdf(effect.abs() / se - crit)
+        if s < 2 {
+            return noncentral_t_power(effect.abs() / se, df, crit.at(df));
+        }
+        let (nf, sf) = (n as f64, s as f64);
+        let sides = if self.deterministic_baseline { 1 } else { 2 };
+        let (k_seed, k_res, k_q) = (sf - 1.0, (sf - 1.0) * (nf - 1.0), nf - 1.0);
+        let e_seed = self.var_residual + nf * self.var_seed;
+        let e_q = self.var_query + sides as f64 * self.var_residual / sf;
+        let mut rng = ChaCha8Rng::seed_from_u64(0x005e_ed0f_90e5);
+        let phi = |x: f64| 0.5 * statrs::function::erf::erfc(-x / std::f64::consts::SQRT_2);
+        let mut total = 0.0;
+        let mut terms = Vec::with_capacity(2 * sides + 1);
+        for _ in 0..POWER_DRAWS {
+            terms.clear();
+            let (mut between, mut residual) = (0.0, 0.0);
+            for _ in 0..sides {
+                let ms = e_seed * chi_square(&mut rng, k_seed) / k_seed / (sf * nf);
+                let mr = self.var_residual * chi_square(&mut rng, k_res) / k_res / (sf * nf);
+                between += ms;
+                residual += mr;
+                terms.push((ms, k_seed));
+                terms.push((mr, k_res));
+            }
+            let vq = e_q * chi_square(&mut rng, k_q) / k_q / nf;
+            let interaction = (vq - residual).max(0.0);
+            let var = between + interaction;
+            let df = if interaction > 0.0 {
+                terms.push((vq, k_q));
+                satterthwaite(var, &terms, sides as f64 * k_seed)
+            } else {
+                let seeds_only: Vec<(f64, f64)> = terms.iter().copied().filter(|t| t.1 == k_seed).collect();
+                satterthwaite(var, &seeds_only, sides as f64 * k_seed)
+            };
+            let c = crit.at(df) * var.sqrt();
+            total += phi((effect.abs() - c) / se) + phi((-effect.abs() - c) / se);
+        }
+        total / POWER_DRAWS as f64
+    }
+
+    /// The search of [`power_table`] for `s` seeds: the smallest n in 2..=`max_queries` whose
+    /// power reaches `power` (none if no n does), and the largest power over that range with
+    /// its n. Power is not monotone in n (as n grows the df fall towards those of the seed
+    /// part), so the search does not bisect [2, max]: a grid of about 30 points a decade finds
+    /// the first point that reaches the target and the best one, then the gap before the
+    /// first (within 8%, where power rises) is bisected and the neighbourhood of the
+    /// best is searched by ternary search.
+    pub fn search_queries(&self, effect: f64, s: usize, alpha: f64, power: f64, max_queries: usize) -> QuerySearch {
+        let crit = CriticalValues::new(alpha);
+        let at = |n: usize| self.power_with(effect, n, s, &crit);
+        let mut grid: Vec<usize> = vec![2];
+        while *grid.last().expect("non-empty") < max_queries {
+            let last = *grid.last().expect("non-empty");
+            grid.push(((last as f64 * 1.08).ceil() as usize).max(last + 1).min(max_queries));
+        }
+        let values: Vec<f64> = grid.iter().map(|&n| at(n)).collect();
+        let smallest = values.iter().position(|&p| p >= power).map(|i| {
+            if i == 0 {
+                return grid[0];
+            }
+            let (mut lo, mut hi) = (grid[i - 1], grid[i]);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if at(mid) >= power { hi = mid } else { lo = mid }
+            }
+            hi
+        });
+        let best = (0..grid.len())
+            .max_by(|&a, &b| values[a].total_cmp(&values[b]))
+            .expect("non-empty");
+        let (mut lo, mut hi) = (grid[best.saturating_sub(1)], grid[(best + 1).min(grid.len() - 1)]);
+        while hi - lo > 2 {
+            let (m1, m2) = (lo + (hi - lo) / 3, hi - (hi - lo) / 3);
+            if at(m1) < at(m2) { lo = m1 } else { hi = m2 }
+        }
+        let (peak_queries, peak_power) = (lo..=hi)
+            .chain([grid[best]])
+            .map(|n| (n, at(n)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("non-empty");
+        QuerySearch {
+            smallest,
+            peak_queries,
+            peak_power,
+        }
     }
 
     /// The fewest queries (from 2, up to `max_queries`) that reach `power` with `s` seeds, or
-    /// none: the seed part alone, σ²_v/S per side, does not shrink with queries.
+    /// none ([`PlanComponents::search_queries`]).
     pub fn queries_needed(&self, effect: f64, s: usize, alpha: f64, power: f64, max_queries: usize) -> Option<usize> {
-        if self.power(effect, max_queries, s, alpha) < power {
-            return None;
-        }
-        // Power grows with n: bisect on the first n that reaches it.
-        let (mut lo, mut hi) = (2usize, max_queries);
-        if self.power(effect, lo, s, alpha) >= power {
-            return Some(lo);
-        }
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if self.power(effect, mid, s, alpha) >= power {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        Some(hi)
+        self.search_queries(effect, s, alpha, power, max_queries).smallest
     }
+}
+
+/// Draws of the test's mean squares per power figure ([`PlanComponents::power`]).
+pub const POWER_DRAWS: usize = 2000;
+
+/// t_{1−α/2,ν} on a grid of ν (log-spaced from 1 to 10⁶, interpolated in ln ν), so that a
+/// power figure does not invert the t distribution once per draw.
+struct CriticalValues {
+    alpha: f64,
+    values: Vec<f64>,
+}
+
+impl CriticalValues {
+    const POINTS: usize = 400;
+    const MAX_LN: f64 = 13.815_510_557_964_274; // ln 10⁶
+
+    fn new(alpha: f64) -> CriticalValues {
+        let values = (0..=Self::POINTS)
+            .map(|i| t_inv(1.0 - alpha / 2.0, (i as f64 * Self::MAX_LN / Self::POINTS as f64).exp()))
+            .collect();
+        CriticalValues { alpha, values }
+    }
+
+    fn at(&self, df: f64) -> f64 {
+        let x = (df.max(1.0).ln() / Self::MAX_LN * Self::POINTS as f64).min(Self::POINTS as f64);
+        let i = (x.floor() as usize).min(Self::POINTS - 1);
+        let f = x - i as f64;
+        self.values[i] * (1.0 - f) + self.values[i + 1] * f
+    }
+}
+
+/// A χ² draw with `k` df: 2·Gamma(k/2) by Marsaglia and Tsang (2000), boosted for k < 2.
+fn chi_square(rng: &mut ChaCha8Rng, k: f64) -> f64 {
+    let shape = k / 2.0;
+    let (a, boost) = if shape < 1.0 {
+        (shape + 1.0, rng.r#gen::<f64>().powf(1.0 / shape))
+    } else {
+        (shape, 1.0)
+    };
+    let d = a - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        let x = super::calibration::normal(rng);
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u: f64 = rng.r#gen();
+        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return 2.0 * d * v * boost;
+        }
+    }
+}
+
+/// P(|T| > `crit`) for T noncentral t with `df` degrees of freedom and noncentrality
+/// `lambda`: E_W[Φ(λ − c·√W) + Φ(−λ − c·√W)] over W ~ χ²_df/df, integrated numerically
+/// (Simpson's rule on ln W); the normal where df is beyond 10⁶.
+pub fn noncentral_t_power(lambda: f64, df: f64, crit: f64) -> f64 {
+    let phi = |x: f64| 0.5 * statrs::function::erf::erfc(-x / std::f64::consts::SQRT_2);
+    let tails = |w: f64| phi(lambda - crit * w.sqrt()) + phi(-lambda - crit * w.sqrt());
+    if df > 1e6 {
+        return tails(1.0);
+    }
+    // ln W has sd about √(2/df) for large df, and a long left tail for small df.
+    let width = 12.0 * (2.0 / df).sqrt();
+    let (lo, hi) = if df <= 20.0 {
+        (-40.0, 5.0)
+    } else {
+        (-width * 1.5, width)
+    };
+    let k = df / 2.0;
+    let log_norm = k * (df / 2.0).ln() - statrs::function::gamma::ln_gamma(k);
+    let steps = 600;
+    let h = (hi - lo) / steps as f64;
+    let (mut mass, mut acc) = (0.0, 0.0);
+    for i in 0..=steps {
+        let y = lo + i as f64 * h;
+        let w = y.exp();
+        let density = (log_norm + k * y - k * w).exp();
+        let weight = if i == 0 || i == steps {
+            1.0
+        } else if i % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        };
+        mass += weight * density;
+        acc += weight * density * tails(w);
+    }
+    (acc / mass).clamp(0.0, 1.0)
+}
+
+/// What [`PlanComponents::search_queries`] found for one number of seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QuerySearch {
+    /// The smallest number of queries reaching the power, or none within the bound.
+    pub smallest: Option<usize>,
+    /// The number of queries of the highest power within the bound.
+    pub peak_queries: usize,
+    /// That power.
+    pub peak_power: f64,
 }
 
 /// One line of [`power_table`].
@@ -468,9 +794,19 @@ pub struct PowerRow {
     pub seeds: usize,
     /// The fewest queries reaching the power, or none within the bound.
     pub queries: Option<usize>,
+    /// The number of queries where power peaks within the bound (it can fall after).
+    pub peak_queries: usize,
+    /// The power there.
+    pub peak_power: f64,
     /// The seed part of the SE alone (it does not shrink with queries).
     pub seed_floor_se: f64,
 }
+
+/// The largest `--max-seeds` and `--max-queries` a power table searches: beyond them a
+/// table would take minutes and plan nothing anyone runs.
+pub const MAX_SEEDS: usize = 100;
+/// See [`MAX_SEEDS`].
+pub const MAX_QUERIES: usize = 10_000_000;
 
 /// Checks planning inputs; every message names the flag.
 fn check_plan(c: &PlanComponents, effect: f64, alpha: f64, power: f64) -> Result<()> {
@@ -511,17 +847,25 @@ pub fn power_table(
     max_queries: usize,
 ) -> Result<Vec<PowerRow>> {
     check_plan(c, effect, alpha, power)?;
-    ensure!(max_seeds >= 1, "--max-seeds: expected at least 1, found {max_seeds}");
     ensure!(
-        max_queries >= 2,
-        "--max-queries: expected at least 2, found {max_queries}"
+        (1..=MAX_SEEDS).contains(&max_seeds),
+        "--max-seeds: expected 1 to {MAX_SEEDS}, found {max_seeds}"
+    );
+    ensure!(
+        (2..=MAX_QUERIES).contains(&max_queries),
+        "--max-queries: expected 2 to {MAX_QUERIES}, found {max_queries}"
     );
     let sides = if c.deterministic_baseline { 1.0 } else { 2.0 };
     Ok((1..=max_seeds)
-        .map(|s| PowerRow {
-            seeds: s,
-            queries: c.queries_needed(effect, s, alpha, power, max_queries),
-            seed_floor_se: (sides * c.var_seed / s as f64).sqrt(),
+        .map(|s| {
+            let found = c.search_queries(effect, s, alpha, power, max_queries);
+            PowerRow {
+                seeds: s,
+                queries: found.smallest,
+                peak_queries: found.peak_queries,
+                peak_power: found.peak_power,
+                seed_floor_se: (sides * c.var_seed / s as f64).sqrt(),
+            }
         })
         .collect())
 }
@@ -545,8 +889,9 @@ pub fn pooled_components(all: &[PlanComponents]) -> Option<PlanComponents> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::calibration::normal;
     use crate::stats::{Correction, paired_t};
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     /// nDCG@5 of systems X and Y on 20 topics: Sakai (2018), Table 5.1, as in
@@ -598,16 +943,24 @@ mod tests {
         assert!(close(c.ms_residual, 0.5, 1e-12));
         assert!(close(c.var_seed, 1.0 / 3.0, 1e-12));
         assert!(close(c.seed_mean_sd, 0.5f64.sqrt(), 1e-12));
-        // Against a deterministic baseline of zeros (k = 1/2): D = (1.5, 3, 3), var_q = 0.75,
+        // Against a deterministic baseline of zeros (c = 1/2): D = (1.5, 3, 3), var_q = 0.75,
         // query part 0.25. Between part k·MS_seed/n = 0.5·1.5/3 = 0.25 (1 df); interaction part
         // 0.25 − k·MS_res/n = 0.25 − 0.5·0.5/3 = 1/6 (2 df); SE² = 5/12; d = 2.5. The seed
         // part k·σ̂²_v = 1/6 is reported.
-        let r = seed_test(&[vec![1.0, 2.0, 3.0], vec![2.0, 4.0, 3.0]], &[vec![0.0; 3]], 0.95).unwrap();
+        let r = seed_test_with(
+            &[vec![1.0, 2.0, 3.0], vec![2.0, 4.0, 3.0]],
+            &[vec![0.0; 3]],
+            [Runs::Trained, Runs::Deterministic],
+            0.95,
+        )
+        .unwrap();
         assert!(close(r.query_part, 0.25, 1e-12) && close(r.seed_part, 1.0 / 6.0, 1e-12));
         assert!(close(r.between_part, 0.25, 1e-12) && close(r.interaction_part, 1.0 / 6.0, 1e-12));
         assert!(close(r.t, 2.5 / (5.0f64 / 12.0).sqrt(), 1e-12));
-        // df = (5/12)² / (0.25²/1 + (1/6)²/2).
-        let df = (5.0f64 / 12.0).powi(2) / (0.0625 + (1.0f64 / 6.0).powi(2) / 2.0);
+        // Satterthwaite over every mean square: MS_seed/(2n) = 0.25 (1 df), V_Q/n = 0.25
+        // (2 df), MS_res/(2n) = 1/12 ((2 − 1)(3 − 1) = 2 df); the interaction 1/6 is their
+        // difference and does not get 2 df of its own.
+        let df = (5.0f64 / 12.0).powi(2) / (0.0625 + 0.0625 / 2.0 + (1.0f64 / 12.0).powi(2) / 2.0);
         assert!(close(r.df, df, 1e-12), "{} vs {df}", r.df);
         let p = 2.0 * StudentsT::new(0.0, 1.0, df).unwrap().cdf(-r.t);
         assert!(close(r.p_value, p, 1e-14));
@@ -746,80 +1099,158 @@ mod tests {
         assert!(c.var_seed > sv * sv / 2.5 && c.var_seed < sv * sv * 2.5, "{c:?}");
     }
 
-    /// One A/A setting: two grid points with the same true configuration, 3 seeds each.
-    pub(crate) struct AaSetting {
-        /// σ of the per-seed effect v, shared by every query of a seed.
-        pub sigma_seed: f64,
-        /// σ of the per-(seed, query) noise.
-        pub sigma_noise: f64,
-    }
-
-    /// False-positive rates at α = 0.05 of (seed-aware test, query-only paired t on the
-    /// seed-averaged values) over `trials` null comparisons. Base per-query scores: Sakai's X
-    /// (20 topics) repeated `reps` times (20·reps queries); y = x_q + v_s + e_sq, not clamped.
-    pub(crate) fn aa_rates(setting: &AaSetting, trials: usize, reps: usize, seed: u64) -> (f64, f64) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let base: Vec<f64> = (0..reps).flat_map(|_| X).collect();
-        let draw = |rng: &mut ChaCha8Rng| -> Vec<Vec<f64>> {
-            (0..3)
-                .map(|_| {
-                    let v = normal(rng) * setting.sigma_seed;
-                    base.iter().map(|x| x + v + normal(rng) * setting.sigma_noise).collect()
-                })
-                .collect()
-        };
-        let (mut seeds_fp, mut queries_fp) = (0usize, 0usize);
-        for _ in 0..trials {
-            let a = draw(&mut rng);
-            let b = draw(&mut rng);
-            let r = seed_test(&a, &b, 0.95).unwrap();
-            let q = seed_test(&[seed_mean_rows(&a)], &[seed_mean_rows(&b)], 0.95).unwrap();
-            seeds_fp += usize::from(r.p_value < 0.05);
-            queries_fp += usize::from(q.p_value < 0.05);
-        }
-        (seeds_fp as f64 / trials as f64, queries_fp as f64 / trials as f64)
-    }
-
-    fn seed_mean_rows(rows: &[Vec<f64>]) -> Vec<f64> {
-        (0..rows[0].len())
-            .map(|q| rows.iter().map(|r| r[q]).sum::<f64>() / rows.len() as f64)
-            .collect()
-    }
-
-    /// The settings of the README's A/A table: σ_noise 0.05, σ_seed 0 to 0.04 (nDCG points).
-    const AA: [f64; 4] = [0.0, 0.01, 0.02, 0.04];
-
-    /// The calibration of the README: 10,000 null comparisons per setting (σ_seed × 20 or 100
-    /// queries), 3 seeds per grid point; the seed-aware rate must stay within [0.04, 0.06]
-    /// (the band is [0.03, 0.07] over 1,000), and the query-only test shown beside it.
-    /// `cargo test --lib aa_calibration -- --nocapture` prints the table (a few seconds).
     #[test]
-    fn aa_calibration_holds_the_nominal_false_positive_rate() {
-        for (i, sigma_seed) in AA.into_iter().enumerate() {
-            for reps in [1, 5] {
-                let setting = AaSetting {
-                    sigma_seed,
-                    sigma_noise: 0.05,
-                };
-                let (seeds, queries) = aa_rates(&setting, 10_000, reps, 200 + i as u64);
-                println!("| {} | {sigma_seed} | {seeds:.4} | {queries:.4} |", 20 * reps);
-                assert!(
-                    (0.04..=0.06).contains(&seeds),
-                    "sigma_seed {sigma_seed}, n {}: seed-aware rate {seeds}",
-                    20 * reps
-                );
-                if sigma_seed >= 0.02 {
-                    // The query-only test takes a seed difference for a system difference.
-                    assert!(queries > 0.15, "sigma_seed {sigma_seed}: query-only rate {queries}");
-                }
-            }
+    fn a_one_seed_trained_side_borrows_and_a_deterministic_one_has_none() {
+        let a = vec![vec![1.0, 2.0, 3.0], vec![2.0, 4.0, 3.0]];
+        let zero = vec![vec![0.0; 3]];
+        // Trained baseline with one seed: c_A = 1/2 + 1 (it borrows A's mean squares).
+        let r = seed_test(&a, &zero, 0.95).unwrap();
+        assert_eq!(r.seed_source, [SeedSource::Own, SeedSource::Borrowed]);
+        assert!(r.one_seed_warning());
+        assert!(close(r.between_part, 1.5 * 1.5 / 3.0, 1e-12), "{}", r.between_part);
+        // Interaction 0.25 − 1.5·0.5/3 = 0: dropped, the df are the seed part's 1.
+        assert_eq!((r.interaction_part, r.df), (0.0, 1.0));
+        let det = seed_test_with(&a, &zero, [Runs::Trained, Runs::Deterministic], 0.95).unwrap();
+        assert_eq!(det.seed_source, [SeedSource::Own, SeedSource::Deterministic]);
+        assert!(!det.one_seed_warning());
+        // One trained seed each: nothing to borrow, the paired t-test, and the warning.
+        let one = seed_test(&[X.to_vec()], &[Y.to_vec()], 0.95).unwrap();
+        assert_eq!(one.seed_source, [SeedSource::Unknown; 2]);
+        assert!(one.one_seed_warning());
+        let err = seed_test_with(&a, &a, [Runs::Trained, Runs::Deterministic], 0.95).unwrap_err();
+        assert!(
+            err.to_string().contains("baseline is deterministic but has 2 runs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_system_keeps_its_own_seed_variance() {
+        // A's seeds differ by a shift, B's do not: B's MS_seed is 0, A's is not pooled with it.
+        let a = vec![X.to_vec(), X.iter().map(|x| x + 0.1).collect()];
+        let b = vec![Y.to_vec(), Y.to_vec()];
+        let r = seed_test(&a, &b, 0.95).unwrap();
+        // MS_seed,A = 20 · var(0, 0.1) = 20 · 0.005 = 0.1; between = 0.1/(20·2).
+        assert!(close(r.system.ms_seed, 0.1, 1e-12) && r.baseline.ms_seed == 0.0);
+        assert!(close(r.between_part, 0.1 / 40.0, 1e-12));
+        // Both residuals are 0, so the interaction is the query part with n − 1 df.
+        let df = (r.between_part + r.query_part).powi(2) / (r.between_part.powi(2) + r.query_part.powi(2) / 19.0);
+        assert!(close(r.df, df, 1e-9), "{} vs {df}", r.df);
+    }
+
+    #[test]
+    fn tost_verdicts() {
+        // d = 0.001, SE 0.002, df 100, δ = 0.01: both one-sided tests reject.
+        let p = tost_p(0.001, 0.002, 100.0, 0.01);
+        let t = StudentsT::new(0.0, 1.0, 100.0).unwrap();
+        assert!(close(p, t.cdf((0.001 - 0.01) / 0.002), 1e-15), "{p}");
+        assert!(p < 0.05);
+        assert_eq!(Verdict::of(0.6, p, 0.05), Verdict::Equivalent);
+        // Large SE: neither.
+        let wide = tost_p(0.001, 0.02, 100.0, 0.01);
+        assert!(wide > 0.05);
+        assert_eq!(Verdict::of(0.9, wide, 0.05), Verdict::Inconclusive);
+        assert_eq!(Verdict::of(0.001, p, 0.05), Verdict::Different);
+        assert!(tost_p(0.0, 0.01, 10.0, 0.0).is_nan());
+        assert_eq!(
+            (tost_p(0.005, 0.0, 10.0, 0.01), tost_p(0.02, 0.0, 10.0, 0.01)),
+            (0.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn noncentral_t_power_known_answers() {
+        // λ = 0: the size, α; large df: the normal's power (z_0.975 + z_0.8 → 0.8).
+        let crit = t_inv(0.975, 10.0);
+        assert!(close(noncentral_t_power(0.0, 10.0, crit), 0.05, 1e-6));
+        let z = 1.959963984540054 + 0.8416212335729143;
+        assert!(close(noncentral_t_power(z, 1e7, 1.959963984540054), 0.8, 1e-4));
+        // R: power.t.test(n = 10, delta = 1, sd = 1, type = "one.sample") → 0.8030962 (df 9,
+        // λ = √10, both tails).
+        let p = noncentral_t_power(10f64.sqrt(), 9.0, t_inv(0.975, 9.0));
+        assert!(close(p, 0.8030962, 1e-5), "{p}");
+    }
+
+    /// Components where power rises and then falls with n: the seed variance is small but not
+    /// zero, so with some thousands of queries the interaction's n − 1 df carry the test and
+    /// with many more the seed part's 2(S − 1) = 2 df do.
+    const NON_MONOTONE: PlanComponents = PlanComponents {
+        var_query: 0.005,
+        var_residual: 0.001,
+        var_seed: 0.000_001,
+        deterministic_baseline: false,
+    };
+
+    #[test]
+    fn the_search_finds_the_smallest_n_and_the_peak_where_power_is_not_monotone() {
+        let c = NON_MONOTONE;
+        let (effect, alpha, s) = (0.005, 0.05, 2);
+        let at = |n: usize| c.power(effect, n, s, alpha);
+        let found = c.search_queries(effect, s, alpha, 0.7, 100_000);
+        let n = found.smallest.expect("some n reaches 0.7");
+        assert!(at(n) >= 0.7 && at(n - 1) < 0.7, "{n}: {} {}", at(n), at(n - 1));
+        // Smaller n fall short (every 7th checked), and power falls again later: at the
+        // bound it is below the target, where bisection over [2, 100000] would say none.
+        assert!((2..n).step_by(7).all(|m| at(m) < 0.7));
+        assert!(at(100_000) < 0.7, "{}", at(100_000));
+        assert!(found.peak_power >= at(n) && found.peak_queries >= n);
+        assert!(close(found.peak_power, at(found.peak_queries), 1e-15));
+        for m in [found.peak_queries - 1, found.peak_queries + 1] {
+            assert!(at(m) <= found.peak_power + 1e-12);
         }
     }
 
-    /// A standard normal draw (Box–Muller), so the simulation needs only `rand`.
-    pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
-        let u1: f64 = 1.0 - rng.r#gen::<f64>();
-        let u2: f64 = rng.r#gen::<f64>();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    /// The planned power against a Monte Carlo of the real test on data drawn with those
+    /// components (2,000 experiments each): within 0.03.
+    #[test]
+    fn planned_power_matches_a_monte_carlo_of_the_test() {
+        use crate::stats::calibration::{Condition, rejection_rates};
+        for (c, s, n, effect) in [
+            (NON_MONOTONE, 2, 4000, 0.005),
+            (
+                PlanComponents {
+                    var_query: 0.01,
+                    var_residual: 0.01,
+                    var_seed: 0.0001,
+                    deterministic_baseline: false,
+                },
+                5,
+                200,
+                0.02,
+            ),
+            (
+                PlanComponents {
+                    var_query: 0.02,
+                    var_residual: 0.01,
+                    var_seed: 0.0002,
+                    deterministic_baseline: true,
+                },
+                3,
+                100,
+                0.04,
+            ),
+        ] {
+            let planned = c.power(effect, n, s, 0.05);
+            // The simulation's interaction is per system: σ²_βu of the pair is split over the
+            // sides; a deterministic reference's own per-query noise σ²_e is interaction too.
+            let own_noise = if c.deterministic_baseline { c.var_residual } else { 0.0 };
+            let inter = (c.var_query - own_noise) / 2.0;
+            let cond = Condition {
+                system_seeds: s,
+                baseline_seeds: if c.deterministic_baseline { 1 } else { s },
+                deterministic_baseline: c.deterministic_baseline,
+                system_seed_sd: c.var_seed.sqrt(),
+                baseline_seed_sd: c.var_seed.sqrt(),
+                noise_sd: c.var_residual.sqrt(),
+                interaction_sd: inter.sqrt(),
+                queries: n,
+                bounded: false,
+            };
+            let (simulated, _) = rejection_rates(&cond, effect, 2000, 0.05, 99).unwrap();
+            assert!(
+                (simulated - planned).abs() <= 0.03,
+                "{c:?}, {s} seeds, n {n}: planned {planned}, simulated {simulated}"
+            );
+        }
     }
 }
