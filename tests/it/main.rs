@@ -9,6 +9,7 @@ mod compare;
 mod data_format;
 mod data_prepare;
 mod export;
+mod hostile;
 mod layers;
 mod me5_prepare;
 mod me5_reference;
