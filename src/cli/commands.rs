@@ -399,10 +399,18 @@ fn power(command: Command) -> Result<()> {
         if m == 1 { "" } else { "s" },
         correction.name()
     );
-    out!("{:>5}  {:>9}  {:>13}", "seeds", "queries", "seed-only SE");
+    // Power is not monotone in the number of queries: the peak is shown beside the smallest n.
+    out!(
+        "{:>5}  {:>9}  {:>13}  {:>16}",
+        "seeds",
+        "queries",
+        "seed-only SE",
+        "peak (queries)"
+    );
     for r in rows {
         let q = r.queries.map_or_else(|| format!(">{max_queries}"), |q| q.to_string());
-        out!("{:>5}  {:>9}  {:>13.6}", r.seeds, q, r.seed_floor_se);
+        let peak = format!("{:.3} ({})", r.peak_power, r.peak_queries);
+        out!("{:>5}  {:>9}  {:>13.6}  {:>16}", r.seeds, q, r.seed_floor_se, peak);
     }
     if components.var_seed > 0.0 {
         out!(

@@ -20,10 +20,17 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
     } else {
         &[]
     };
+    // The equivalence columns only where a margin is set.
+    let tost_cols: &[&str] = if r.equivalence_margin.is_some() {
+        &["p_tost", "verdict"]
+    } else {
+        &[]
+    };
     for m in &r.metrics {
         for suffix in ["mean", "ci_low", "ci_high", "p_value", "p_adjusted", "effect_size"]
             .iter()
             .chain(seed_cols)
+            .chain(tost_cols)
         {
             header.push(format!("{m}_{suffix}"));
         }
@@ -58,6 +65,12 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
                     record.push(finite(s.seed_sd));
                     record.push(s.seeds.as_ref().map_or_else(String::new, |d| d.p_queries.to_string()));
                     record.push(s.mdd.map_or_else(String::new, finite));
+                }
+                if r.equivalence_margin.is_some() {
+                    match &s.equivalence {
+                        Some(e) => record.extend([e.p_tost_adjusted.to_string(), e.verdict.name().to_string()]),
+                        None => record.extend([String::new(), String::new()]),
+                    }
                 }
             }
             w.write_record(&record)?;
@@ -195,11 +208,12 @@ pub fn markdown(r: &Report) -> Result<String> {
     match r.baseline {
         Some(b) => writeln!(
             out,
-            "- baseline: `{}`; test: {:?} (paired, two-sided, over queries); correction: {:?} within the comparisons \
-             of one metric on one task against the baseline; effect size d_z = mean difference / sd of differences",
+            "- baseline: `{}`; test: {:?} (paired, two-sided, over queries); correction: {:?} over {}; \
+             effect size d_z = mean difference / sd of differences",
             md(&r.variants[b].label),
             r.test(),
-            r.correction()
+            r.correction(),
+            r.family_words()
         )?,
         None => writeln!(
             out,
@@ -209,9 +223,10 @@ pub fn markdown(r: &Report) -> Result<String> {
     if r.seed_aware() && r.baseline.is_some() {
         writeln!(
             out,
-            "- seeds: a grid point with at least 2 seeds is tested by the seed-aware t-test (queries and seeds random, \
-             welch-satterthwaite df; a baseline with one seed counts as deterministic), corrected with the others; \
-             p (queries) is the {:?} test on seed means; seed sd = sd of the grid point's per-seed means; MDD = the \
+            "- seeds: where either side has at least 2 seeds, the comparison (against the baseline and in the pairwise \
+             matrix) is the seed-aware t-test (queries and seeds random, a seed variance per system, satterthwaite \
+             df; reference rows are deterministic; a grid point with one seed borrows the other side's seed variance, \
+             as comparisons.csv says), corrected with the others; p (queries) is the {:?} test on seed means; seed sd = sd of the grid point's per-seed means; MDD = the \
              difference detected with {:.0}% power at the per-comparison alpha (alpha/m for holm, bonferroni, bh, \
              tukey)",
             r.options.test,
@@ -244,6 +259,11 @@ pub fn markdown(r: &Report) -> Result<String> {
                 "p_adj | d_z | seed sd | p (queries) | MDD"
             } else {
                 "p | p_adj | d_z"
+            };
+            // With stats.equivalence_margin, the TOST verdict of each comparison.
+            let tests = match r.equivalence_margin {
+                Some(margin) => format!("{tests} | vs δ = {margin}"),
+                None => tests.to_string(),
             };
             writeln!(
                 out,
@@ -327,7 +347,7 @@ fn markdown_row(
     };
     write!(out, "| {}{baseline} | {seed_count} |", md(&v.label))?;
     if s.ci.mean.is_nan() {
-        let empty = if seeds { 6 } else { 4 };
+        let empty = if seeds { 6 } else { 4 } + usize::from(r.equivalence_margin.is_some());
         writeln!(out, "{}", " — |".repeat(empty))?;
         return Ok(());
     }
@@ -357,6 +377,9 @@ fn markdown_row(
         }
         None if seeds => write!(out, " — | — | {} | — | — |", short(s.seed_sd))?,
         None => out.push_str(" — | — | — |"),
+    }
+    if r.equivalence_margin.is_some() {
+        write!(out, " {} |", s.equivalence.as_ref().map_or("—", |e| e.verdict.name()))?;
     }
     writeln!(out)?;
     Ok(())

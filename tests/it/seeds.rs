@@ -218,3 +218,41 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Reference rows and the pairwise matrix are tested like the grid points: BM25 (deterministic)
+/// against the 2-seed baseline, and every pair, by the seed-aware test.
+#[test]
+fn references_and_pairs_get_the_seed_aware_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_two_seeds(tmp.path(), &["references=[bm25]", "stats.equivalence_margin=0.5"]);
+    let report = tmp.path().join("quickstart/report");
+    let comparisons = std::fs::read_to_string(report.join("comparisons.csv")).unwrap();
+    let bm25 = comparisons
+        .lines()
+        .find(|l| l.contains("bm25"))
+        .unwrap_or_else(|| panic!("no BM25 row: {comparisons}"));
+    assert!(
+        bm25.contains(",seeds,\"seed-aware t (deterministic x 2 seeds"),
+        "{bm25}"
+    );
+    let pairwise = std::fs::read_to_string(report.join("pairwise.csv")).unwrap();
+    let pairs: Vec<&str> = pairwise.lines().skip(1).collect();
+    assert!(!pairs.is_empty(), "{pairwise}");
+    assert!(
+        pairs.iter().all(|l| l.contains(",seeds,\"seed-aware t (")),
+        "{pairwise}"
+    );
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("vs δ = 0.5") && md.contains("(stats.family: metric)"),
+        "{md}"
+    );
+    let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
+    assert!(
+        summary
+            .lines()
+            .next()
+            .unwrap()
+            .contains("nDCG@10_p_tost,nDCG@10_verdict")
+    );
+}
