@@ -248,11 +248,6 @@ fn references_and_pairs_get_the_seed_aware_test() {
         "{md}"
     );
     let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
-    assert!(
-        summary
-            .lines()
-            .next()
-            .unwrap()
-            .contains("nDCG@10_p_tost,nDCG@10_verdict")
-    );
+    let header = summary.lines().next().unwrap_or_default();
+    assert!(header.contains("nDCG@10_p_tost,nDCG@10_verdict"), "{header}");
 }
