@@ -358,8 +358,7 @@ fn parse_piece(src: &dyn Source, block: usize, range: Range<u64>) -> Piece {
         group.ranked = true;
     };
     let scanned = scan_lines(src, range, |buf, line, offset| {
-        // Exactly six, as trec_eval reads them: a seventh field is a damaged or foreign line.
-        if line.count != 6 {
+        if line.count < 6 {
             let found = line.count;
             return Err(format!(
                 "expected 6 whitespace-separated fields (qid Q0 docno rank score runid), found {found}"

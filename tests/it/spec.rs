@@ -13,7 +13,7 @@ fn a_bad_value_in_the_file_names_the_file() {
     let err = text(&out);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("nan.yaml: key `train.lr`: expected > 0, found NaN"),
+        err.contains("nan.yaml: key `train.lr`: expected a finite number, found NaN"),
         "{err}"
     );
 }
@@ -26,7 +26,7 @@ fn a_bad_value_from_set_names_the_flag() {
     let err = text(&out);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("--set train.lr=.nan: key `train.lr`: expected > 0, found NaN"),
+        err.contains("--set train.lr=.nan: key `train.lr`: expected a finite number, found NaN"),
         "{err}"
     );
     assert!(!err.contains("quickstart.yaml: key"), "blamed on the file: {err}");
