@@ -447,9 +447,9 @@ fn label_seed(labels: &[&str]) -> u64 {
 /// The sampler of a cell, in either design.
 pub enum PairSampler<'a> {
     /// The rendered design.
-    Rendered(RenderedSampler<'a>),
+    Rendered(Box<RenderedSampler<'a>>),
     /// The translation-vs-English design.
-    TranslationVsEnglish(HybridSampler<'a>),
+    TranslationVsEnglish(Box<HybridSampler<'a>>),
 }
 
 impl<'a> PairSampler<'a> {

@@ -380,7 +380,7 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
     let mut bitext: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
     let mut links = Vec::new();
     let mut units: BTreeMap<String, Vec<Doc>> = BTreeMap::new();
-    let mut renderings = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0f_7e47);
+    let mut renderings = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_7e47);
     for d in &docs {
         let doc_text = d.words.join(" ");
         let q_en = english_query(&mut rng, d);

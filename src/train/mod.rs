@@ -159,7 +159,7 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
                 t.steps,
                 cfg.seed,
             )?;
-            Ok(PairSampler::Rendered(sampler))
+            Ok(PairSampler::Rendered(Box::new(sampler)))
         }
         PairDesign::TranslationVsEnglish => {
             // The pools in the order of data.languages, as the design always drew them.
@@ -185,7 +185,7 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
                 t.steps,
                 cfg.seed,
             )?;
-            Ok(PairSampler::TranslationVsEnglish(sampler))
+            Ok(PairSampler::TranslationVsEnglish(Box::new(sampler)))
         }
     }
 }
