@@ -114,6 +114,10 @@ pub fn write(r: &Report) -> Result<()> {
 fn curves(log: &Path, file: &mut EventFile) -> Result<i64> {
     let mut reader = csv::Reader::from_path(log).with_context(|| format!("reading {}", log.display()))?;
     let header = reader.headers()?.clone();
+    if header.is_empty() {
+        // A zero-step (zero-shot) cell trains nothing: its log is empty, it has no curves.
+        return Ok(0);
+    }
     let column = |name: &str| header.iter().position(|h| h == name);
     let step_at = column("step").with_context(|| format!("{}: no column `step`", log.display()))?;
     let batch_at = column("batch_size");
