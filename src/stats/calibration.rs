@@ -155,7 +155,7 @@ pub fn seed_means(rows: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
-/// The conditions the CI test holds to [0.03, 0.07]: each of the cases (2, 3 and 5
+/// The conditions the CI test holds to [0.03, 0.07]: each of the required cases (2, 3 and 5
 /// seeds; unequal seed variance; a one-seed trained baseline; a deterministic reference;
 /// bounded values; an interaction; n from 30 to 2,000), with a name.
 pub fn calibrated_conditions() -> Vec<(&'static str, Condition)> {

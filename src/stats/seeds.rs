@@ -895,7 +895,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     /// nDCG@5 of systems X and Y on 20 topics: Sakai (2018), Table 5.1, as in
-    /// `shared/testdata/sakai/{X,Y}.csv`.
+    /// `tests/data/sakai/{X,Y}.csv`.
     const X: [f64; 20] = [
         0.7, 0.3, 0.2, 0.6, 0.4, 0.4, 0.0, 0.7, 0.1, 0.3, 0.5, 0.4, 0.0, 0.6, 0.5, 0.3, 0.1, 0.5, 0.2, 0.1,
     ];

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// The small quickstart, one seed.
+/// A small quickstart, one seed.
 const SMALL: &[&str] = &["train.steps=30", "data.synthetic.topics=8", "seeds=[1]"];
 
 fn sets(extra: &[&str]) -> Vec<String> {
