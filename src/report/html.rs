@@ -277,7 +277,8 @@ fn method(out: &mut String, r: &Report) {
         let _ = writeln!(
             out,
             "<li>Seeds: a grid point with at least 2 seeds is compared with the baseline by the seed-aware t-test \
-             (queries and seeds random, Welch–Satterthwaite df; a baseline with one seed counts as deterministic), \
+             (queries and seeds random, a seed variance per system, Satterthwaite df; a trained side with one seed \
+             borrows the other side's seed variance; only the reference rows are deterministic), \
              corrected with the others; p<sub>queries</sub> is the <code>{}</code> test on the seed means. \
              sd<sub>seed</sub> is the standard deviation of the grid point's per-seed means; MDD the difference \
              detected with {:.0}% power at the per-comparison α (α/m for holm, bonferroni, bh and tukey).</li>",
