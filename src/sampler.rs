@@ -59,15 +59,44 @@ pub struct Batch<'a> {
     pub cross_lingual: usize,
 }
 
-/// The share p(t) at `step`, checked: a schedule that yields a value outside [0, 1] is a bug
-/// upstream (validation keeps parameters in range), reported rather than passed to `rand`.
-fn share_at(schedule: &Schedule, step: usize, steps: usize) -> Result<f64> {
-    let p = schedule.share(progress(step, steps));
-    ensure!(
-        p.is_finite() && (0.0..=1.0).contains(&p),
-        "the schedule's cross-lingual share at step {step} is {p}, outside [0, 1]"
-    );
-    Ok(p)
+/// What both designs share: the schedule, how it mixes, the batch size and the run's length.
+#[derive(Debug, Clone)]
+pub struct BatchPlan {
+    /// The curriculum schedule p(t).
+    pub schedule: Schedule,
+    /// Per pair or per batch.
+    pub mixing: Mixing,
+    /// Pairs per batch (at least 2: in-batch negatives).
+    pub batch_size: usize,
+    /// Steps of the run (p(t) runs over them).
+    pub steps: usize,
+}
+
+impl BatchPlan {
+    fn check(&self) -> Result<()> {
+        ensure!(
+            self.batch_size >= 2,
+            "batch size must be at least 2 (in-batch negatives), found {}",
+            self.batch_size
+        );
+        Ok(())
+    }
+
+    /// The share p(t) at `step`, checked: a schedule that yields a value outside [0, 1] is a
+    /// bug upstream (validation keeps parameters in range), reported rather than passed to `rand`.
+    fn share_at(&self, step: usize) -> Result<f64> {
+        let p = self.schedule.share(progress(step, self.steps));
+        ensure!(
+            p.is_finite() && (0.0..=1.0).contains(&p),
+            "the schedule's cross-lingual share at step {step} is {p}, outside [0, 1]"
+        );
+        Ok(p)
+    }
+
+    /// How many of a batch's pairs are cross-lingual at share `p`.
+    fn cross_count(&self, rng: &mut ChaCha8Rng, p: f64) -> usize {
+        cross_count(rng, self.mixing, p, self.batch_size)
+    }
 }
 
 /// How many of `b` pairs are cross-lingual at share `p`.
@@ -94,35 +123,26 @@ pub struct HybridSampler<'a> {
     mono: Vec<&'a Pair>,
     cross: Vec<(&'a str, &'a Pair)>,
     pivot: &'a str,
-    schedule: Schedule,
-    mixing: Mixing,
-    batch_size: usize,
-    steps: usize,
+    plan: BatchPlan,
     rng: ChaCha8Rng,
 }
 
 impl<'a> HybridSampler<'a> {
     /// `cross` holds the cross-lingual pairs of all selected languages, each with its language;
     /// `mono` pairs are in `pivot`.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         mono: Vec<&'a Pair>,
         cross: Vec<(&'a str, &'a Pair)>,
         pivot: &'a str,
-        schedule: Schedule,
-        mixing: Mixing,
-        batch_size: usize,
-        steps: usize,
+        plan: BatchPlan,
         seed: u64,
     ) -> Result<Self> {
+        plan.check()?;
         ensure!(
-            batch_size >= 2,
-            "batch size must be at least 2 (in-batch negatives), found {batch_size}"
-        );
-        ensure!(
-            mono.len() >= batch_size,
-            "only {} monolingual training pairs for a batch size of {batch_size}",
-            mono.len()
+            mono.len() >= plan.batch_size,
+            "only {} monolingual training pairs for a batch size of {}",
+            mono.len(),
+            plan.batch_size
         );
         ensure!(
             !cross.is_empty(),
@@ -132,21 +152,16 @@ impl<'a> HybridSampler<'a> {
             mono,
             cross,
             pivot,
-            schedule,
-            mixing,
-            batch_size,
-            steps,
+            plan,
             rng: ChaCha8Rng::seed_from_u64(seed),
         })
     }
 
     /// The batch of step `step` (0-based). Calls must come in step order for reproducibility.
     pub fn batch(&mut self, step: usize) -> Result<Batch<'a>> {
-        let p = share_at(&self.schedule, step, self.steps)?;
-        let b = self.batch_size;
-        let n_cross = cross_count(&mut self.rng, self.mixing, p, b)
-            .min(self.cross.len())
-            .min(b);
+        let p = self.plan.share_at(step)?;
+        let b = self.plan.batch_size;
+        let n_cross = self.plan.cross_count(&mut self.rng, p).min(self.cross.len()).min(b);
         let pivot = self.pivot;
         let mut pairs: Vec<BatchPair<'a>> = index::sample(&mut self.rng, self.cross.len(), n_cross)
             .into_iter()
@@ -254,6 +269,10 @@ impl<'a> RenderedPool<'a> {
                 "data.train_pairs.kinds: the data set has no links of kind {kind:?} (it has {known_kinds:?})"
             );
         }
+        let pivot = units
+            .get_key_value(spec.pivot)
+            .map(|(l, _)| l.as_str())
+            .ok_or_else(|| anyhow::anyhow!("the data set has no training text in its pivot {}", spec.pivot))?;
         let render = |lang: &'a str, unit: &str| text.get(lang).and_then(|t| t.get(unit)).copied();
         let mut entries = Vec::new();
         for lang in spec.languages {
@@ -268,10 +287,6 @@ impl<'a> RenderedPool<'a> {
                     spec.pivot
                 );
             }
-            let pivot = units
-                .get_key_value(spec.pivot)
-                .map(|(l, _)| l.as_str())
-                .ok_or_else(|| anyhow::anyhow!("the data set has no training text in its pivot {}", spec.pivot))?;
             let others: Vec<&'a str> = spec
                 .languages
                 .iter()
@@ -352,10 +367,7 @@ impl<'a> RenderedPool<'a> {
 /// Draws the batches of the rendered design (see the module docs).
 pub struct RenderedSampler<'a> {
     pool: RenderedPool<'a>,
-    schedule: Schedule,
-    mixing: Mixing,
-    batch_size: usize,
-    steps: usize,
+    plan: BatchPlan,
     /// Draws the pool entries: the same sequence whatever the schedule.
     picks: ChaCha8Rng,
     /// Draws how many pairs are cross-lingual, and which cross-lingual rendering each gets.
@@ -364,49 +376,37 @@ pub struct RenderedSampler<'a> {
 
 impl<'a> RenderedSampler<'a> {
     /// A sampler over `pool`, seeded with `seed`.
-    pub fn new(
-        pool: RenderedPool<'a>,
-        schedule: Schedule,
-        mixing: Mixing,
-        batch_size: usize,
-        steps: usize,
-        seed: u64,
-    ) -> Result<Self> {
-        ensure!(
-            batch_size >= 2,
-            "batch size must be at least 2 (in-batch negatives), found {batch_size}"
-        );
+    pub fn new(pool: RenderedPool<'a>, plan: BatchPlan, seed: u64) -> Result<Self> {
+        plan.check()?;
         let passages: HashSet<&str> = pool.entries.iter().map(|e| e.link.passage.as_str()).collect();
         ensure!(
-            passages.len() >= batch_size,
-            "only {} distinct training passages for a batch size of {batch_size}",
-            passages.len()
+            passages.len() >= plan.batch_size,
+            "only {} distinct training passages for a batch size of {}",
+            passages.len(),
+            plan.batch_size
         );
         Ok(Self {
             pool,
-            schedule,
-            mixing,
-            batch_size,
-            steps,
+            plan,
             picks: ChaCha8Rng::seed_from_u64(seed),
             // A second stream, so that the renderings never shift the draw of pairs.
             renderings: ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
         })
     }
 
-    /// The pool entries of step `step`'s batch, in batch order (no passage unit twice).
-    fn picks(&mut self) -> Vec<&PoolEntry<'a>> {
+    /// Indices of the pool entries of the next batch, in batch order (no passage unit twice).
+    fn picks(&mut self) -> Vec<usize> {
         let entries = &self.pool.entries;
         let order = index::sample(&mut self.picks, entries.len(), entries.len());
         let mut passages: HashSet<&str> = HashSet::new();
-        let mut picked = Vec::with_capacity(self.batch_size);
+        let mut picked = Vec::with_capacity(self.plan.batch_size);
         for i in order {
-            if picked.len() == self.batch_size {
+            if picked.len() == self.plan.batch_size {
                 break;
             }
             // Two renderings of one passage would make each other's false negative.
             if passages.insert(entries[i].link.passage.as_str()) {
-                picked.push(&entries[i]);
+                picked.push(i);
             }
         }
         picked
@@ -414,14 +414,15 @@ impl<'a> RenderedSampler<'a> {
 
     /// The batch of step `step` (0-based). Calls must come in step order for reproducibility.
     pub fn batch(&mut self, step: usize) -> Result<Batch<'a>> {
-        let p = share_at(&self.schedule, step, self.steps)?;
-        let n_cross = cross_count(&mut self.renderings, self.mixing, p, self.batch_size);
-        let picked: Vec<PoolEntry<'a>> = self.picks().into_iter().cloned().collect();
+        let p = self.plan.share_at(step)?;
+        let n_cross = self.plan.cross_count(&mut self.renderings, p);
+        let picked = self.picks();
         let n_cross = n_cross.min(picked.len());
         let pairs = picked
             .iter()
             .enumerate()
-            .map(|(i, e)| {
+            .map(|(i, &entry)| {
+                let e = &self.pool.entries[entry];
                 if i < n_cross {
                     e.across[self.renderings.gen_range(0..e.across.len())]
                 } else {
@@ -477,9 +478,18 @@ mod tests {
             .collect()
     }
 
+    fn plan(schedule: Schedule, mixing: Mixing, batch_size: usize, steps: usize) -> BatchPlan {
+        BatchPlan {
+            schedule,
+            mixing,
+            batch_size,
+            steps,
+        }
+    }
+
     fn sampler<'a>(mono: &'a [Pair], cross: &'a [Pair], s: Schedule, m: Mixing, seed: u64) -> HybridSampler<'a> {
         let cross = cross.iter().map(|p| ("sx", p)).collect();
-        HybridSampler::new(mono.iter().collect(), cross, "en", s, m, 16, 200, seed).unwrap()
+        HybridSampler::new(mono.iter().collect(), cross, "en", plan(s, m, 16, 200), seed).unwrap()
     }
 
     #[test]
@@ -561,10 +571,7 @@ mod tests {
             mono.iter().collect(),
             vec![],
             "en",
-            constant.clone(),
-            Mixing::Sample,
-            2,
-            10,
+            plan(constant.clone(), Mixing::Sample, 2, 10),
             0,
         )
         .err()
@@ -572,9 +579,15 @@ mod tests {
         assert!(err.to_string().contains("no cross-lingual"));
         let cross = pairs("x", 4);
         let cross = cross.iter().map(|p| ("sx", p)).collect();
-        let err = HybridSampler::new(mono.iter().collect(), cross, "en", constant, Mixing::Sample, 8, 10, 0)
-            .err()
-            .unwrap();
+        let err = HybridSampler::new(
+            mono.iter().collect(),
+            cross,
+            "en",
+            plan(constant, Mixing::Sample, 8, 10),
+            0,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("batch size of 8"));
     }
 
@@ -617,7 +630,7 @@ mod tests {
     }
 
     fn rendered<'a>(pool: RenderedPool<'a>, schedule: Schedule, mixing: Mixing, seed: u64) -> RenderedSampler<'a> {
-        RenderedSampler::new(pool, schedule, mixing, 16, 100, seed).unwrap()
+        RenderedSampler::new(pool, plan(schedule, mixing, 16, 100), seed).unwrap()
     }
 
     /// The relevance pairs (link id, language of the query side's X) a run draws.

@@ -47,28 +47,18 @@ pub fn merge(mut sets: Vec<Dataset>) -> Result<Dataset> {
     let mut merged = sets.remove(0);
     for set in sets {
         for (split, docs) in set.corpus {
-            let target = merged.corpus.entry(split).or_default();
-            let known: std::collections::HashSet<String> = target.iter().map(|d| d.id.clone()).collect();
-            target.extend(docs.into_iter().filter(|d| !known.contains(&d.id)));
+            extend_unique(merged.corpus.entry(split).or_default(), docs, |d| &d.id);
         }
-        let known: std::collections::HashSet<String> = merged.mono.iter().map(|p| p.id.clone()).collect();
-        merged
-            .mono
-            .extend(set.mono.into_iter().filter(|p| !known.contains(&p.id)));
+        extend_unique(&mut merged.mono, set.mono, |p| &p.id);
         merged.queries.extend(set.queries);
         merged.qrels.extend(set.qrels);
         merged.cross.extend(set.cross);
         merged.bitext.extend(set.bitext);
         // The pivot's renderings and the links come with every language's set: once each.
         for (lang, units) in set.units {
-            let target = merged.units.entry(lang).or_default();
-            let known: std::collections::HashSet<String> = target.iter().map(|u| u.id.clone()).collect();
-            target.extend(units.into_iter().filter(|u| !known.contains(&u.id)));
+            extend_unique(merged.units.entry(lang).or_default(), units, |u| &u.id);
         }
-        let known: std::collections::HashSet<String> = merged.links.iter().map(|l| l.id.clone()).collect();
-        merged
-            .links
-            .extend(set.links.into_iter().filter(|l| !known.contains(&l.id)));
+        extend_unique(&mut merged.links, set.links, |l| &l.id);
         merged.card.name = format!("{}+{}", merged.card.name, set.card.name);
         merged.card.languages.extend(set.card.languages);
         merged.card.sources.extend(set.card.sources);
@@ -79,6 +69,12 @@ pub fn merge(mut sets: Vec<Dataset>) -> Result<Dataset> {
         }
     }
     Ok(merged)
+}
+
+/// Appends the `items` whose id `target` does not hold yet.
+fn extend_unique<T>(target: &mut Vec<T>, items: Vec<T>, id: impl Fn(&T) -> &String) {
+    let known: std::collections::HashSet<String> = target.iter().map(|t| id(t).clone()).collect();
+    target.extend(items.into_iter().filter(|t| !known.contains(id(t))));
 }
 
 /// The data set a cell trains and evaluates on. Registry sets are prepared on first use.

@@ -18,7 +18,7 @@ use crate::data::config::PairDesign;
 use crate::data::format::{Dataset, Pair};
 use crate::grid::CellConfig;
 use crate::model::{self, ResolvedDevice, TrainableEncoder};
-use crate::sampler::{HybridSampler, PairSampler, PoolSpec, RenderedPool, RenderedSampler};
+use crate::sampler::{BatchPlan, HybridSampler, PairSampler, PoolSpec, RenderedPool, RenderedSampler};
 use crate::schedule::progress;
 use crate::tokenizer::TextEncoder;
 use crate::util::lock::JobAlive;
@@ -139,6 +139,12 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
     let t = &cfg.train;
     let cap = cfg.data.max_train_pairs;
     let pivot = dataset.card.pivot.as_str();
+    let plan = BatchPlan {
+        schedule: cfg.schedule.clone(),
+        mixing: cfg.sampler.mixing,
+        batch_size: t.batch_size,
+        steps: t.steps,
+    };
     match cfg.data.train_pairs.design {
         PairDesign::Rendered => {
             let cross_lingual = cfg.data.train_pairs.cross_lingual();
@@ -151,14 +157,7 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
             };
             let pool = RenderedPool::new(&dataset.links, &dataset.units, &spec)
                 .with_context(|| format!("data set {}", dataset.card.name))?;
-            let sampler = RenderedSampler::new(
-                pool,
-                cfg.schedule.clone(),
-                cfg.sampler.mixing,
-                t.batch_size,
-                t.steps,
-                cfg.seed,
-            )?;
+            let sampler = RenderedSampler::new(pool, plan, cfg.seed)?;
             Ok(PairSampler::Rendered(Box::new(sampler)))
         }
         PairDesign::TranslationVsEnglish => {
@@ -175,16 +174,7 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
                 })
                 .collect();
             let mono = capped_pool(&dataset.mono, cap, "mono");
-            let sampler = HybridSampler::new(
-                mono,
-                cross,
-                pivot,
-                cfg.schedule.clone(),
-                cfg.sampler.mixing,
-                t.batch_size,
-                t.steps,
-                cfg.seed,
-            )?;
+            let sampler = HybridSampler::new(mono, cross, pivot, plan, cfg.seed)?;
             Ok(PairSampler::TranslationVsEnglish(Box::new(sampler)))
         }
     }
