@@ -86,7 +86,10 @@ pub enum Command {
         after_help = "Examples:\n  clirlab eval qrels.test results.test\n  clirlab eval -q -c -M 100 -m map -m ndcg_cut.10,20 qrels run.trec"
     )]
     Eval {
+        /// Judgements, `qid iter docno rel` per line.
         qrels: PathBuf,
+        /// A run, `qid Q0 docno rank score runid` per line; fields after the runid are ignored,
+        /// as trec_eval ignores them (its get_trec_results.c), so its files and ours agree.
         run: PathBuf,
         /// Per-query values as well as the summary (`all`).
         #[arg(short = 'q')]

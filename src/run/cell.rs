@@ -17,6 +17,7 @@ use crate::grid::{Cell, CellConfig, content_hash};
 use crate::retrieval::{self, QueryGroup};
 use crate::tokenizer::{Side, TextEncoder};
 use crate::train;
+use crate::util::csv_guard::neutralise;
 use crate::util::fs::write_atomic;
 use crate::util::host::{now_unix, peak_memory_kib};
 use crate::util::lock::LockFile;
@@ -224,6 +225,7 @@ pub fn run_cell(
         }
     })?;
     let train_seconds = started.elapsed().as_secs_f64();
+    // Numbers only, so no field can start a spreadsheet formula (see util::csv_guard).
     let mut log = csv::Writer::from_writer(Vec::new());
     for row in &trained.log {
         log.serialize(row)?;
@@ -358,13 +360,21 @@ pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(V
             };
             let task = format!("{prefix}{task}");
             n_queries += ids.len();
+            // Ids and names come from the data: none may start a spreadsheet formula.
+            let (lang_field, task_field) = (neutralise(lang), neutralise(&task));
             for (name, values) in &per_query {
                 let mut sum = 0.0;
                 for id in ids {
                     // Judged queries that retrieved nothing count as 0, as with `trec_eval -c`.
                     let v = values.get(id).copied().unwrap_or(0.0);
                     sum += v;
-                    metrics.write_record([lang.as_str(), task.as_str(), id.as_str(), name.name(), &format!("{v}")])?;
+                    metrics.write_record([
+                        lang_field.as_ref(),
+                        task_field.as_ref(),
+                        neutralise(id).as_ref(),
+                        name.name(),
+                        &format!("{v}"),
+                    ])?;
                 }
                 means
                     .entry(language_task(lang, &task))
@@ -378,9 +388,9 @@ pub(crate) fn evaluate(evaluated: &[(String, retrieval::SplitRun)]) -> Result<(V
             };
             for (id, v) in &with_rd {
                 metrics.write_record([
-                    lang.as_str(),
-                    task.as_str(),
-                    id.as_str(),
+                    lang_field.as_ref(),
+                    task_field.as_ref(),
+                    neutralise(id).as_ref(),
                     RANK_DISTANCE,
                     &format!("{v}"),
                 ])?;

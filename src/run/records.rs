@@ -207,16 +207,27 @@ pub struct ReferenceResult {
     pub provenance: Provenance,
     /// File name → size and SHA-256 of each output, as written.
     pub outputs: BTreeMap<String, OutputDigest>,
+    /// The SHA-256 of the record itself, as a cell's (absent in results of older versions).
+    #[serde(default, skip_serializing)]
+    pub record_sha256: Option<String>,
 }
 
-/// The computed reference `key` in `dir`, when its `result.json` is there for that key and its
-/// outputs are intact (checked by content).
+/// Writes the `result.json` of a computed reference row atomically, digested as a cell's.
+pub fn write_reference_result(path: &Path, result: &ReferenceResult) -> Result<()> {
+    write_digested(path, result)
+}
+
+/// The computed reference `key` in `dir`, when its `result.json` is there for that key, has
+/// not been edited since it was written, and its outputs are intact (checked by content).
 pub fn finished_reference(dir: &Path, key: &str) -> Option<ReferenceResult> {
     let folder = paths::reference_dir(dir, key);
     let text = std::fs::read_to_string(CellFile::Result.at(&folder)).ok()?;
     let result = serde_json::from_str::<ReferenceResult>(&text)
         .ok()
         .filter(|r| r.key == key)?;
+    if let Some(recorded) = &result.record_sha256 {
+        check_record_digest(&text, recorded, "").ok()?;
+    }
     let intact = [CellFile::Run, CellFile::Metrics]
         .iter()
         .all(|f| result.outputs.contains_key(f.name()))
@@ -289,12 +300,32 @@ const RECORD_DIGEST: &str = ",\n  \"record_sha256\": \"";
 /// its last field, the SHA-256 of the same text without that field (the bytes written, so no
 /// number has to read back to the same bits).
 pub fn write_result(path: &Path, result: &CellResult) -> Result<()> {
-    let body = serde_json::to_string_pretty(result)?;
+    write_digested(path, result)
+}
+
+/// `record` as pretty JSON ending with its own digest (see [`write_result`]), written atomically.
+fn write_digested<T: Serialize>(path: &Path, record: &T) -> Result<()> {
+    let body = serde_json::to_string_pretty(record)?;
     let digest = sha256_hex(body.as_bytes());
     let open = body
         .strip_suffix("\n}")
-        .context("a cell record serializes to a JSON object")?;
+        .context("a record serializes to a JSON object")?;
     crate::util::fs::write_atomic(path, format!("{open}{RECORD_DIGEST}{digest}\"\n}}\n").as_bytes())
+}
+
+/// Checks that `text`, a record that [`write_digested`] wrote, still has the digest `recorded`;
+/// the error (prefixed with `shown`) says why not.
+fn check_record_digest(text: &str, recorded: &str, shown: &str) -> std::result::Result<(), String> {
+    let body = text
+        .rfind(RECORD_DIGEST)
+        .map(|at| format!("{}\n}}", &text[..at]))
+        .ok_or_else(|| format!("{shown}: `record_sha256` is not its last field"))?;
+    if sha256_hex(body.as_bytes()) != recorded {
+        return Err(format!(
+            "{shown} differs from its recorded SHA-256 (edited since it was written)"
+        ));
+    }
+    Ok(())
 }
 
 /// The `result.json` of `cell_id` in `dir`: `Ok(None)` when there is none, an error saying
@@ -315,15 +346,7 @@ pub fn read_result(dir: &Path, cell_id: &str) -> std::result::Result<Option<Cell
         ));
     }
     if let Some(recorded) = &result.record_sha256 {
-        let body = text
-            .rfind(RECORD_DIGEST)
-            .map(|at| format!("{}\n}}", &text[..at]))
-            .ok_or_else(|| format!("{shown}: `record_sha256` is not its last field"))?;
-        if sha256_hex(body.as_bytes()) != *recorded {
-            return Err(format!(
-                "{shown} differs from its recorded SHA-256 (edited since it was written)"
-            ));
-        }
+        check_record_digest(&text, recorded, &shown.to_string())?;
     }
     Ok(Some(result))
 }
@@ -647,5 +670,41 @@ mod tests {
         // An older version's record (no digest) still reads back.
         std::fs::write(&path, serde_json::to_string(&result("a_s1_00")).unwrap()).unwrap();
         assert!(read_result(dir, "a_s1_00").unwrap().is_some());
+    }
+
+    #[test]
+    fn an_edited_reference_record_is_not_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let folder = paths::reference_dir(dir, "bm25-00");
+        std::fs::create_dir_all(&folder).unwrap();
+        for file in [CellFile::Run, CellFile::Metrics] {
+            std::fs::write(file.at(&folder), file.name()).unwrap();
+        }
+        let reference = ReferenceResult {
+            key: "bm25-00".into(),
+            name: "bm25".into(),
+            label: "reference: BM25".into(),
+            dataset: "bible".into(),
+            means: BTreeMap::from([("sw/translation".into(), BTreeMap::from([("AP".into(), 0.25)]))]),
+            queries: 4,
+            seconds: 1.0,
+            provenance: provenance(),
+            outputs: digest_outputs(&folder).unwrap(),
+            record_sha256: None,
+        };
+        let path = CellFile::Result.at(&folder);
+        write_reference_result(&path, &reference).unwrap();
+        let read = finished_reference(dir, "bm25-00").expect("written and intact");
+        assert!(read.record_sha256.is_some());
+        let written = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, written.replacen("0.25", "0.75", 1)).unwrap();
+        assert!(
+            finished_reference(dir, "bm25-00").is_none(),
+            "an edited mean reads back"
+        );
+        // An older version's record (no digest) still reads back.
+        std::fs::write(&path, serde_json::to_string(&reference).unwrap()).unwrap();
+        assert!(finished_reference(dir, "bm25-00").is_some());
     }
 }

@@ -9,7 +9,7 @@
 use super::cell::{evaluate, other_settings, tokenizer_for};
 use super::paths::{self, CellFile};
 use super::provenance::provenance;
-use super::records::{PlannedReference, ReferenceResult, digest_outputs, finished_reference};
+use super::records::{PlannedReference, ReferenceResult, digest_outputs, finished_reference, write_reference_result};
 use super::state::JOB_ALIVE;
 use crate::data::format::{Dataset, Split};
 use crate::data::{self, DataConfig};
@@ -212,8 +212,9 @@ fn ensure_one(
         seconds: started.elapsed().as_secs_f64(),
         provenance: run_provenance,
         outputs: digest_outputs(&folder)?,
+        record_sha256: None,
     };
-    write_json_atomic(&CellFile::Result.at(&folder), &result)?;
+    write_reference_result(&CellFile::Result.at(&folder), &result)?;
     tracing::info!(reference = %key, seconds = result.seconds, "reference computed");
     Ok(true)
 }

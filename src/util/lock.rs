@@ -204,7 +204,8 @@ impl LockFile {
             if said.is_none_or(|t| t.elapsed() >= WAIT_REMINDER)
                 && let Some(holder) = describe_holder(path)?
             {
-                tracing::warn!(lock = %path.display(), "waiting for the lock, held by {holder}");
+                // Straight to stderr, also under `--quiet`: a silent wait would look like a hang.
+                eprintln!("clirlab: waiting for the lock {}, held by {holder}", path.display());
                 said = Some(std::time::Instant::now());
             }
             std::thread::sleep(std::time::Duration::from_millis(200));

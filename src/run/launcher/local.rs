@@ -161,7 +161,12 @@ fn say_who_holds(dir: &Path, cells: &[Cell], states: &[CellStatus]) -> Result<()
     for (cell, _) in cells.iter().zip(states).filter(|(_, s)| **s == CellStatus::Running) {
         let lock = paths::cell_lock(dir, &cell.id);
         if let Some(holder) = describe_holder(&lock)? {
-            tracing::warn!(cell = %cell.id, lock = %lock.display(), "waiting for the cell, run by {holder}");
+            // Straight to stderr, also under `--quiet`: a silent wait would look like a hang.
+            eprintln!(
+                "clirlab: cell {}: waiting for the cell, run by {holder} ({})",
+                cell.id,
+                lock.display()
+            );
         }
     }
     Ok(())
