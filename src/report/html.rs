@@ -115,6 +115,15 @@ fn stat_cell(s: &Stat, best: bool, lower_better: bool, seeds: bool) -> String {
             c.effect_size
         );
     }
+    if let Some(e) = &s.equivalence {
+        let _ = write!(
+            out,
+            "<br><small>{} within δ {} (TOST p<sub>adj</sub> {})</small>",
+            e.verdict.name(),
+            e.margin,
+            escape(&fmt_p(e.p_tost_adjusted))
+        );
+    }
     if seeds {
         let num = |x: f64| {
             if x.is_nan() {

@@ -3,8 +3,11 @@
 
 use super::mark;
 use super::model::{ALPHA, ALPHA_STRICT, CONFIDENCE, Report};
-use crate::stats::tex_escape as escape;
+use crate::stats::{self, tex_escape as escape};
 use std::fmt::Write as _;
+
+/// The mark of a comparison shown equivalent to the baseline within the margin.
+const EQUIVALENT_MARK: &str = "$^{\\approx}$";
 
 fn latex_mark(p_adjusted: f64) -> &'static str {
     match mark(p_adjusted) {
@@ -38,6 +41,13 @@ pub fn tables(r: &Report) -> String {
             ),
             None => String::new(),
         };
+        let equivalence = match r.equivalence_margin {
+            Some(margin) => format!(
+                " $^{{\\approx}}$: shown equivalent to the baseline within {margin} (two one-sided tests, \
+                 corrected like the difference tests)."
+            ),
+            None => String::new(),
+        };
         let seeds = if r.seed_aware() {
             " (in parentheses: between-seed sd of the mean; grid points with several seeds are tested with queries \
              and seeds random)"
@@ -46,7 +56,7 @@ pub fn tables(r: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "\\caption{{{}: task {}, mean over {} queries{seeds}; best in bold.{baseline}}}",
+            "\\caption{{{}: task {}, mean over {} queries{seeds}; best in bold.{baseline}{equivalence}}}",
             escape(&r.title),
             escape(&task.name),
             task.queries
@@ -81,6 +91,10 @@ pub fn tables(r: &Report) -> String {
                         value
                     };
                     let sig = s.vs_baseline.as_ref().map_or("", |c| latex_mark(c.p_adjusted));
+                    let sig = match s.equivalence.map(|e| e.verdict) {
+                        Some(stats::Verdict::Equivalent) => EQUIVALENT_MARK,
+                        _ => sig,
+                    };
                     if r.seed_aware() && s.seed_sd.is_finite() {
                         format!("{value}{sig} {{\\scriptsize ({:.3})}}", s.seed_sd)
                     } else {

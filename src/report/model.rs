@@ -121,8 +121,11 @@ pub struct Stat {
     /// Where `vs_baseline` is the seed-aware test: its details and the query-level p.
     pub seeds: Option<SeedStat>,
     /// In a seed-aware report: the smallest difference `vs_baseline` detects with power
-    /// [`POWER`] at the per-comparison α of the correction ([`stats::per_comparison_alpha`]).
+    /// [`POWER`] at the per-comparison α of the correction ([`stats::per_comparison_alpha`])
+    /// over the comparisons' family.
     pub mdd: Option<f64>,
+    /// The SE and df of the difference `mdd` is computed from.
+    pub difference_se_df: Option<(f64, f64)>,
     /// With `stats.equivalence_margin`: the TOST of `vs_baseline` and the verdict.
     pub equivalence: Option<Equivalence>,
 }
@@ -906,7 +909,7 @@ fn seed_aware_rows(
     common: &BTreeSet<&str>,
     means: &dyn Fn(&str) -> Option<Vec<f64>>,
     options: &CompareOptions,
-) -> Result<(BTreeMap<String, SeedStat>, BTreeMap<String, f64>)> {
+) -> Result<(BTreeMap<String, SeedStat>, BTreeMap<String, (f64, f64, f64)>)> {
     let mut details = BTreeMap::new();
     for c in rows.iter_mut() {
         let Some(v) = variants.iter().find(|v| v.id == c.system) else {
@@ -936,7 +939,10 @@ fn seed_aware_rows(
     let mut mdd = BTreeMap::new();
     for c in rows.iter() {
         let (se, df) = se_df(c, details.get(&c.system), means);
-        mdd.insert(c.system.clone(), stats::min_detectable_difference(se, df, alpha, POWER));
+        mdd.insert(
+            c.system.clone(),
+            (stats::min_detectable_difference(se, df, alpha, POWER), se, df),
+        );
     }
     Ok((details, mdd))
 }
@@ -1020,11 +1026,26 @@ fn correct_over_report(tasks: &mut [Task], correction: Correction) {
     let n_tasks = tasks.len();
     let mut vs: Vec<&mut Comparison> = Vec::new();
     let mut pairs: Vec<&mut Comparison> = Vec::new();
+    let mut mdds: Vec<(&mut Option<f64>, (f64, f64))> = Vec::new();
     for task in tasks.iter_mut() {
         for row in task.rows.iter_mut() {
-            vs.extend(row.stats.iter_mut().filter_map(|s| s.vs_baseline.as_mut()));
+            for stat in row.stats.iter_mut() {
+                let Some(c) = stat.vs_baseline.as_mut() else { continue };
+                if let (Some(_), Some(se_df)) = (stat.mdd.as_ref(), stat.difference_se_df)
+                    && c.test != TestKind::Tukey
+                {
+                    mdds.push((&mut stat.mdd, se_df));
+                }
+                vs.push(c);
+            }
         }
         pairs.extend(task.pairwise.iter_mut().flatten());
+    }
+    // The MDDs at the per-comparison α of the whole report's family.
+    let size = vs.iter().filter(|c| c.test != TestKind::Tukey).count();
+    let alpha = stats::per_comparison_alpha(ALPHA, correction, size);
+    for (mdd, (se, df)) in mdds {
+        *mdd = Some(stats::min_detectable_difference(se, df, alpha, POWER));
     }
     for (members, what) in [(vs, "against the baseline"), (pairs, "of the pairwise matrices")] {
         let members: Vec<&mut Comparison> = members.into_iter().filter(|c| c.test != TestKind::Tukey).collect();
@@ -1105,7 +1126,7 @@ fn build_task(
     let base_here = baseline.filter(|b| members.contains(b));
     let mut vs_baseline: Vec<Vec<Comparison>> = Vec::new();
     let mut seed_details: Vec<BTreeMap<String, SeedStat>> = vec![BTreeMap::new(); metrics.len()];
-    let mut mdds: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); metrics.len()];
+    let mut mdds: Vec<BTreeMap<String, (f64, f64, f64)>> = vec![BTreeMap::new(); metrics.len()];
     let mut equivalences: Vec<BTreeMap<String, Equivalence>> = vec![BTreeMap::new(); metrics.len()];
     for (m, metric) in metrics.iter().enumerate() {
         let Some(b) = base_here else {
@@ -1161,7 +1182,8 @@ fn build_task(
                         vs_baseline: vs_baseline[m].iter().find(|c| c.system == variants[i].id).cloned(),
                         seed_sd,
                         seeds: seed_details[m].get(&variants[i].id).cloned(),
-                        mdd: mdds[m].get(&variants[i].id).copied(),
+                        mdd: mdds[m].get(&variants[i].id).map(|m| m.0),
+                        difference_se_df: mdds[m].get(&variants[i].id).map(|m| (m.1, m.2)),
                         equivalence: equivalences[m].get(&variants[i].id).copied(),
                     }
                 })
@@ -1338,6 +1360,7 @@ mod tests {
             seed_sd: f64::NAN,
             seeds: None,
             mdd: None,
+            difference_se_df: None,
             equivalence: None,
         };
         let task = Task {

@@ -18,7 +18,7 @@ use crate::retrieval::{self, Ranker, SplitRun};
 use crate::schedule::Schedule;
 use crate::spec::{Experiment, LoadedExperiment, OtConfig, Reference, RetrievalSetting, SamplerConfig, TrainConfig};
 use crate::train;
-use crate::util::fs::{write_atomic, write_json_atomic};
+use crate::util::fs::write_atomic;
 use crate::util::lock::LockFile;
 use anyhow::{Context, Result};
 use serde::Serialize;

@@ -250,4 +250,9 @@ fn references_and_pairs_get_the_seed_aware_test() {
     let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
     let header = summary.lines().next().unwrap_or_default();
     assert!(header.contains("nDCG@10_p_tost,nDCG@10_verdict"), "{header}");
+    // The verdicts are on the page and in the LaTeX tables too.
+    let page = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(page.contains(" within δ 0.5 (TOST p<sub>adj</sub> "), "{page}");
+    let tex = std::fs::read_to_string(report.join("tables.tex")).unwrap();
+    assert!(tex.contains("shown equivalent to the baseline within 0.5"), "{tex}");
 }
