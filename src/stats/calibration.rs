@@ -195,6 +195,10 @@ pub fn calibrated_conditions() -> Vec<(&'static str, Condition)> {
             reference(2, 0.02, 0.1, 0.1, 30),
         ),
         (
+            "deterministic reference, 3 seeds, n 2000",
+            reference(3, 0.02, 0.1, 0.1, 2000),
+        ),
+        (
             "bounded values, 5 seeds",
             Condition {
                 bounded: true,
@@ -208,20 +212,14 @@ pub fn calibrated_conditions() -> Vec<(&'static str, Condition)> {
                 ..eq(3, 0.02, 0.1, 200)
             },
         ),
-        (
-            "interaction, 2 seeds, n 30",
-            Condition {
-                interaction_sd: 0.1,
-                ..eq(2, 0.02, 0.1, 30)
-            },
-        ),
     ]
 }
 
 /// Conditions outside the band, shown in the table so that nobody reads the band as holding
-/// everywhere: 2 seeds a side with little seed variance (conservative: Welch's df of two
-/// one-df variances), and a deterministic reference against 2–3 seeds whose seed variance
-/// dominates at large n (liberal: the plug-in df grows when the one-df estimate is small).
+/// everywhere, all with 2 seeds: 2 a side with little seed variance or with an interaction
+/// (conservative: the df of one-df variances), and a deterministic reference against 2 seeds
+/// whose seed variance dominates at large n (liberal: the df grow when the one-df estimate is
+/// small by chance).
 pub fn limit_conditions() -> Vec<(&'static str, Condition)> {
     let eq = Condition::equal;
     let reference = |seeds, sd, n| Condition {
@@ -235,7 +233,13 @@ pub fn limit_conditions() -> Vec<(&'static str, Condition)> {
         ("2 seeds, small seed sd", eq(2, 0.01, 0.1, 200)),
         ("2 seeds, no seed sd, n 30", eq(2, 0.0, 0.1, 30)),
         ("deterministic reference, 2 seeds, n 2000", reference(2, 0.02, 2000)),
-        ("deterministic reference, 3 seeds, n 2000", reference(3, 0.02, 2000)),
+        (
+            "interaction, 2 seeds, n 30",
+            Condition {
+                interaction_sd: 0.1,
+                ..eq(2, 0.02, 0.1, 30)
+            },
+        ),
     ]
 }
 

@@ -30,7 +30,9 @@
 //!   with its own df: ν = SE⁴ / Σ_i (a_i·M_i)²/df_i over the terms (c_g·MS_seed,g/n, S_g − 1)
 //!   and, when the interaction is kept, (V_Q/n, n − 1) and (c_g·MS_res,g/n, (S_g − 1)(n − 1)).
 //!   The interaction is a *difference* of mean squares: giving it n − 1 df as if it were one
-//!   mean square overstated ν up to threefold. Two-sided p from Student's t.
+//!   mean square overstated ν up to threefold. In ν only (not in SE), each seed term is read
+//!   at an upper bound (× df/χ²_df(0.4)): its plug-in value is below its expectation more
+//!   often than not, and ν then rises just when t is largest. Two-sided p from Student's t.
 //!
 //! **Which side has a seed variance.** Only an untrained reference (BM25, the zero-shot
 //! model: [`Runs::Deterministic`]) has none: its c_g is 0 and its own per-query deviations
@@ -44,11 +46,11 @@
 //! **Calibration** (`docs/statistics.md`, and the A/A test below): the false-positive rate at
 //! α = 0.05 stays within [0.03, 0.07] with 3 and 5 seeds over equal and unequal seed variance,
 //! a one-seed trained baseline, a deterministic reference, bounded values and an interaction,
-//! n from 30 to 2,000. Known limits: with 2 seeds a side (1 df per seed variance) Welch's df is
-//! conservative (0.01–0.03) when the seed variance is small; a deterministic reference against
-//! 2–3 seeds is liberal (up to 0.13) when the seed variance is large and n is in the thousands
-//! (the plug-in df rises when the one-df estimate is small by chance). A permutation over seeds
-//! cannot help there: 2 + 2 seeds have 6 arrangements.
+//! n from 30 to 2,000. Known limits, all with 2 seeds (1 df per seed variance): the df are
+//! conservative (0.01–0.03) when the seed variance is small next to the noise or an
+//! interaction, and a deterministic reference against 2 seeds is liberal (0.10) when the seed
+//! variance dominates at n = 2,000. A permutation over seeds cannot help there: 2 + 2 seeds
+//! have 6 arrangements. Use 3 seeds or more.
 //!
 //! With σ²_v = 0 and one seed each, or no seed variance on either side, the test is exactly the
 //! paired t-test.
@@ -323,6 +325,43 @@ pub fn satterthwaite(total: f64, terms: &[(f64, f64)], fallback: f64) -> f64 {
     }
 }
 
+/// Quantile of χ²_df at which a seed mean square is read for the df (see [`test_df`]), chosen
+/// by the A/A calibration (`docs/statistics.md`): the median left a deterministic reference
+/// against 3 seeds at n = 2,000 at 0.066–0.074; 0.25 made 2–3 seeds with a query × system
+/// interaction conservative (0.013–0.027).
+pub const SEED_DF_QUANTILE: f64 = 0.4;
+
+/// df/χ²_df(`SEED_DF_QUANTILE`): how much larger than its estimate a mean square with `df`
+/// degrees of freedom is read for the df (3.64 at 1 df, 1.96 at 2, 1.45 at 4, 1.012 at 1,000).
+pub fn seed_df_factor(df: f64) -> f64 {
+    if !(df > 0.0) || !df.is_finite() {
+        return 1.0;
+    }
+    match statrs::distribution::ChiSquared::new(df) {
+        Ok(chi) => df / chi.inverse_cdf(SEED_DF_QUANTILE),
+        Err(_) => 1.0,
+    }
+}
+
+/// The df of the seed-aware test: Satterthwaite over `seed_terms` (c·MS_seed/n, S − 1) plus
+/// the interaction (`interaction`, made of `interaction_terms`), each seed term read at an
+/// upper bound ([`seed_df_factor`]) for the df only (the SE keeps the unbiased estimates).
+/// Why: a seed mean square has 1–4 df and is below its expectation more often than not (1 df:
+/// 68% of the time); when it is small by chance the plug-in ν jumps towards the interaction's
+/// n − 1 just when t is largest, which made a deterministic reference against 3 seeds liberal
+/// at n = 2,000 (0.074 at α = 0.05; 0.059 now) and against 2 seeds 0.147 (0.096 now). With
+/// seed terms alone of equal df, ν is unchanged (the factor cancels).
+fn test_df(seed_terms: &[(f64, f64)], interaction: f64, interaction_terms: &[(f64, f64)]) -> f64 {
+    let scaled: Vec<(f64, f64)> = seed_terms.iter().map(|&(v, df)| (v * seed_df_factor(df), df)).collect();
+    let fallback: f64 = seed_terms.iter().map(|t| t.1).sum();
+    let total = scaled.iter().map(|t| t.0).sum::<f64>() + interaction;
+    let mut terms = scaled;
+    if interaction > 0.0 {
+        terms.extend_from_slice(interaction_terms);
+    }
+    satterthwaite(total, &terms, fallback)
+}
+
 /// Two-sided p of t with `df` degrees of freedom; 1 for t = 0 or NaN, 0 for ±∞.
 fn two_sided_p(t: f64, df: f64) -> f64 {
     if t.is_nan() || t == 0.0 {
@@ -416,23 +455,20 @@ pub fn seed_test_with(
         let residual: f64 = known.iter().map(|(k, c)| k * noise(c) / nf).sum();
         let interaction = if n < 2 { 0.0 } else { (query_part - residual).max(0.0) };
         // Satterthwaite (1946): each mean square of the combination with its own df.
-        let mut terms: Vec<(f64, f64)> = known
+        let seed_terms: Vec<(f64, f64)> = known
             .iter()
             .map(|(k, c)| (k * c.ms_seed / nf, c.seeds as f64 - 1.0))
             .collect();
-        let fallback: f64 = terms.iter().map(|t| t.1).sum();
-        if interaction > 0.0 {
-            terms.push((query_part, nf - 1.0));
-            terms.extend(
-                known
-                    .iter()
-                    .map(|(k, c)| (k * noise(c) / nf, (c.seeds as f64 - 1.0) * (nf - 1.0))),
-            );
-        }
+        let mut interaction_terms = vec![(query_part, nf - 1.0)];
+        interaction_terms.extend(
+            known
+                .iter()
+                .map(|(k, c)| (k * noise(c) / nf, (c.seeds as f64 - 1.0) * (nf - 1.0))),
+        );
         (
             between,
             interaction,
-            satterthwaite(between + interaction, &terms, fallback),
+            test_df(&seed_terms, interaction, &interaction_terms),
         )
     };
     let var = between_part + interaction_part;
@@ -563,13 +599,11 @@ impl PlanComponents {
         let interaction = self.var_query / nf;
         let var = between + interaction;
         let df = if s >= 2 {
-            let mut terms = vec![(per_side, sf - 1.0); sides as usize];
-            if interaction > 0.0 {
-                let noise = self.var_residual / (sf * nf);
-                terms.push((interaction + sides * noise, nf - 1.0));
-                terms.extend(vec![(noise, (sf - 1.0) * (nf - 1.0)); sides as usize]);
-            }
-            satterthwaite(var, &terms, sides * (sf - 1.0))
+            let seed_terms = vec![(per_side, sf - 1.0); sides as usize];
+            let noise = self.var_residual / (sf * nf);
+            let mut interaction_terms = vec![(interaction + sides * noise, nf - 1.0)];
+            interaction_terms.extend(vec![(noise, (sf - 1.0) * (nf - 1.0)); sides as usize]);
+            test_df(&seed_terms, interaction, &interaction_terms)
         } else {
             nf - 1.0
         };
@@ -604,28 +638,30 @@ impl PlanComponents {
         let mut rng = ChaCha8Rng::seed_from_u64(0x005e_ed0f_90e5);
         let phi = |x: f64| 0.5 * statrs::function::erf::erfc(-x / std::f64::consts::SQRT_2);
         let mut total = 0.0;
-        let mut terms = Vec::with_capacity(2 * sides + 1);
+        let factor = seed_df_factor(k_seed);
+        let (mut seed_terms, mut interaction_terms) = (Vec::with_capacity(sides), Vec::with_capacity(sides + 1));
         for _ in 0..POWER_DRAWS {
-            terms.clear();
+            seed_terms.clear();
+            interaction_terms.clear();
             let (mut between, mut residual) = (0.0, 0.0);
             for _ in 0..sides {
                 let ms = e_seed * chi_square(&mut rng, k_seed) / k_seed / (sf * nf);
                 let mr = self.var_residual * chi_square(&mut rng, k_res) / k_res / (sf * nf);
                 between += ms;
                 residual += mr;
-                terms.push((ms, k_seed));
-                terms.push((mr, k_res));
+                seed_terms.push((ms * factor, k_seed));
+                interaction_terms.push((mr, k_res));
             }
             let vq = e_q * chi_square(&mut rng, k_q) / k_q / nf;
             let interaction = (vq - residual).max(0.0);
             let var = between + interaction;
-            let df = if interaction > 0.0 {
-                terms.push((vq, k_q));
-                satterthwaite(var, &terms, sides as f64 * k_seed)
-            } else {
-                let seeds_only: Vec<(f64, f64)> = terms.iter().copied().filter(|t| t.1 == k_seed).collect();
-                satterthwaite(var, &seeds_only, sides as f64 * k_seed)
-            };
+            // As test_df, with the factor computed once.
+            let scaled_total = between * factor + interaction;
+            if interaction > 0.0 {
+                interaction_terms.push((vq, k_q));
+                seed_terms.extend_from_slice(&interaction_terms);
+            }
+            let df = satterthwaite(scaled_total, &seed_terms, sides as f64 * k_seed);
             let c = crit.at(df) * var.sqrt();
             total += phi((effect.abs() - c) / se) + phi((-effect.abs() - c) / se);
         }
@@ -957,10 +993,13 @@ mod tests {
         assert!(close(r.query_part, 0.25, 1e-12) && close(r.seed_part, 1.0 / 6.0, 1e-12));
         assert!(close(r.between_part, 0.25, 1e-12) && close(r.interaction_part, 1.0 / 6.0, 1e-12));
         assert!(close(r.t, 2.5 / (5.0f64 / 12.0).sqrt(), 1e-12));
-        // Satterthwaite over every mean square: MS_seed/(2n) = 0.25 (1 df), V_Q/n = 0.25
-        // (2 df), MS_res/(2n) = 1/12 ((2 − 1)(3 − 1) = 2 df); the interaction 1/6 is their
-        // difference and does not get 2 df of its own.
-        let df = (5.0f64 / 12.0).powi(2) / (0.0625 + 0.0625 / 2.0 + (1.0f64 / 12.0).powi(2) / 2.0);
+        // Satterthwaite over every mean square: MS_seed/(2n) = 0.25 (1 df, read ×3.636, at
+        // χ²_1's 40% quantile 0.275), V_Q/n = 0.25 (2 df), MS_res/(2n) = 1/12
+        // ((2 − 1)(3 − 1) = 2 df); the interaction 1/6 is their difference and does not get 2
+        // df of its own.
+        let f = seed_df_factor(1.0);
+        assert!(close(f, 1.0 / 0.274_995_897_728_455_9, 1e-9), "{f}");
+        let df = (0.25 * f + 1.0 / 6.0).powi(2) / ((0.25 * f).powi(2) + 0.0625 / 2.0 + (1.0f64 / 12.0).powi(2) / 2.0);
         assert!(close(r.df, df, 1e-12), "{} vs {df}", r.df);
         let p = 2.0 * StudentsT::new(0.0, 1.0, df).unwrap().cdf(-r.t);
         assert!(close(r.p_value, p, 1e-14));
@@ -1133,8 +1172,10 @@ mod tests {
         // MS_seed,A = 20 · var(0, 0.1) = 20 · 0.005 = 0.1; between = 0.1/(20·2).
         assert!(close(r.system.ms_seed, 0.1, 1e-12) && r.baseline.ms_seed == 0.0);
         assert!(close(r.between_part, 0.1 / 40.0, 1e-12));
-        // Both residuals are 0, so the interaction is the query part with n − 1 df.
-        let df = (r.between_part + r.query_part).powi(2) / (r.between_part.powi(2) + r.query_part.powi(2) / 19.0);
+        // Both residuals are 0, so the interaction is the query part with n − 1 df; the seed
+        // term is read at its upper bound for the df.
+        let seed = r.between_part * seed_df_factor(1.0);
+        let df = (seed + r.query_part).powi(2) / (seed.powi(2) + r.query_part.powi(2) / 19.0);
         assert!(close(r.df, df, 1e-9), "{} vs {df}", r.df);
     }
 
@@ -1186,13 +1227,14 @@ mod tests {
         let c = NON_MONOTONE;
         let (effect, alpha, s) = (0.005, 0.05, 2);
         let at = |n: usize| c.power(effect, n, s, alpha);
-        let found = c.search_queries(effect, s, alpha, 0.7, 100_000);
-        let n = found.smallest.expect("some n reaches 0.7");
-        assert!(at(n) >= 0.7 && at(n - 1) < 0.7, "{n}: {} {}", at(n), at(n - 1));
+        let target = 0.45;
+        let found = c.search_queries(effect, s, alpha, target, 100_000);
+        let n = found.smallest.expect("some n reaches the target");
+        assert!(at(n) >= target && at(n - 1) < target, "{n}: {} {}", at(n), at(n - 1));
         // Smaller n fall short (every 7th checked), and power falls again later: at the
         // bound it is below the target, where bisection over [2, 100000] would say none.
-        assert!((2..n).step_by(7).all(|m| at(m) < 0.7));
-        assert!(at(100_000) < 0.7, "{}", at(100_000));
+        assert!((2..n).step_by(7).all(|m| at(m) < target));
+        assert!(at(100_000) < target, "{}", at(100_000));
         assert!(found.peak_power >= at(n) && found.peak_queries >= n);
         assert!(close(found.peak_power, at(found.peak_queries), 1e-15));
         for m in [found.peak_queries - 1, found.peak_queries + 1] {
