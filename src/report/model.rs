@@ -909,7 +909,7 @@ fn seed_aware_rows(
     common: &BTreeSet<&str>,
     means: &dyn Fn(&str) -> Option<Vec<f64>>,
     options: &CompareOptions,
-) -> Result<(BTreeMap<String, SeedStat>, BTreeMap<String, (f64, f64, f64)>)> {
+) -> Result<(BTreeMap<String, SeedStat>, BTreeMap<String, MddBasis>)> {
     let mut details = BTreeMap::new();
     for c in rows.iter_mut() {
         let Some(v) = variants.iter().find(|v| v.id == c.system) else {
@@ -946,6 +946,9 @@ fn seed_aware_rows(
     }
     Ok((details, mdd))
 }
+
+/// A comparison's MDD at its family's α, with the SE and df it is computed from.
+type MddBasis = (f64, f64, f64);
 
 /// The SE and df of comparison `c`'s difference: the seed-aware test's where it made it,
 /// else the paired t's on the seed-averaged differences (`means` by system id).
@@ -1126,7 +1129,7 @@ fn build_task(
     let base_here = baseline.filter(|b| members.contains(b));
     let mut vs_baseline: Vec<Vec<Comparison>> = Vec::new();
     let mut seed_details: Vec<BTreeMap<String, SeedStat>> = vec![BTreeMap::new(); metrics.len()];
-    let mut mdds: Vec<BTreeMap<String, (f64, f64, f64)>> = vec![BTreeMap::new(); metrics.len()];
+    let mut mdds: Vec<BTreeMap<String, MddBasis>> = vec![BTreeMap::new(); metrics.len()];
     let mut equivalences: Vec<BTreeMap<String, Equivalence>> = vec![BTreeMap::new(); metrics.len()];
     for (m, metric) in metrics.iter().enumerate() {
         let Some(b) = base_here else {

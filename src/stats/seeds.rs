@@ -334,7 +334,7 @@ pub const SEED_DF_QUANTILE: f64 = 0.4;
 /// df/χ²_df(`SEED_DF_QUANTILE`): how much larger than its estimate a mean square with `df`
 /// degrees of freedom is read for the df (3.64 at 1 df, 1.96 at 2, 1.45 at 4, 1.012 at 1,000).
 pub fn seed_df_factor(df: f64) -> f64 {
-    if !(df > 0.0) || !df.is_finite() {
+    if df.is_nan() || df <= 0.0 || df.is_infinite() {
         return 1.0;
     }
     match statrs::distribution::ChiSquared::new(df) {

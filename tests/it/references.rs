@@ -73,10 +73,15 @@ fn a_bm25_row_is_reported_tested_and_reused() {
     let tex = std::fs::read_to_string(dir.join("report/tables.tex")).unwrap();
     assert!(tex.contains("\\midrule\nreference: BM25"), "{tex}");
 
-    // Resume: the reference is reused, not recomputed (a marker in its result.json survives).
+    // Resume: the reference is reused, not recomputed (a marker in its result.json survives;
+    // the record loses its own digest, as an older version's, else the edit is damage).
     let result_path = folder.join("result.json");
     let metrics = std::fs::read_to_string(folder.join("metrics.csv")).unwrap();
     let mut result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    assert!(
+        result.as_object_mut().unwrap().remove("record_sha256").is_some(),
+        "{result}"
+    );
     result["seconds"] = serde_json::json!(12345.5);
     std::fs::write(&result_path, serde_json::to_string(&result).unwrap()).unwrap();
     let out = run(tmp.path(), &["--set", "references=[bm25]"]);
