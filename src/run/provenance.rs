@@ -1,16 +1,13 @@
-//! Provenance of a run: version, git state, host, device, threads.
+//! Provenance of a run: version, the git state the binary was built from, host, device,
+//! threads.
 
 use super::records::Provenance;
-use crate::grid::content_hash;
 use crate::model::ResolvedDevice;
 use crate::util::host::{host_name, now_unix};
-use std::process::{Command, Stdio};
 
-fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).stderr(Stdio::null()).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// A build-time fact (see `build.rs`): none where it was empty (built outside a git checkout).
+fn built(value: &'static str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 /// Training threads of this process: `RAYON_NUM_THREADS`, else the available cores.
@@ -23,13 +20,13 @@ pub fn threads() -> usize {
 
 /// Provenance of this process: version, git state, host, device, threads.
 pub fn provenance() -> Provenance {
-    let commit = git(&["rev-parse", "HEAD"]);
-    let diff = commit.as_ref().and_then(|_| git(&["diff", "HEAD"]));
+    // The code that computes the results: the binary's own commit, never the git state of the
+    // folder it is run from.
     Provenance {
         clirlab_version: env!("CARGO_PKG_VERSION").into(),
-        git_dirty: diff.as_ref().map(|d| !d.is_empty()),
-        git_diff_hash: diff.filter(|d| !d.is_empty()).map(|d| content_hash(&d, 16)),
-        git_commit: commit,
+        git_dirty: built(env!("BUILT_FROM_DIRTY")).map(|d| d == "true"),
+        git_diff_hash: built(env!("BUILT_FROM_DIFF_SHA256")).map(|d| d[..16].to_string()),
+        git_commit: built(env!("BUILT_FROM_COMMIT")),
         host: host_name(),
         device: if cfg!(feature = "cuda") {
             format!(

@@ -53,11 +53,12 @@ pub struct PlannedCell {
 pub struct Provenance {
     /// The crate version.
     pub clirlab_version: String,
-    /// `git rev-parse HEAD`, when run inside a repository.
+    /// The commit clirlab was built from (none when built outside a git checkout).
     pub git_commit: Option<String>,
-    /// Whether `git diff HEAD` is non-empty.
+    /// Whether its sources (`src`, `Cargo.toml`, `Cargo.lock`, `build.rs`) differed from that
+    /// commit when it was built.
     pub git_dirty: Option<bool>,
-    /// SHA-256 (16 hex) of `git diff HEAD`, when the tree is dirty.
+    /// SHA-256 (16 hex) of that difference, when there was one.
     pub git_diff_hash: Option<String>,
     /// The host name.
     pub host: String,

@@ -217,3 +217,59 @@ fn failed_cells_wait_for_retry_failed() {
         stamp
     );
 }
+
+/// A result names the code that computed it: the commit clirlab was built from, also when the
+/// program runs from inside another git repository.
+#[test]
+fn provenance_names_the_build_not_the_folder_run_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .expect("git runs")
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    let empty = [
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.org",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "x",
+    ];
+    assert!(git(&empty).status.success());
+    let other = String::from_utf8_lossy(&git(&["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string();
+    let experiment = cli::root().join("experiments/quickstart.yaml");
+    let mut args = vec!["run", experiment.to_str().unwrap(), "--quiet", "--results", "r"];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(&["--set", "seeds=[1]", "--set", "ablations.schedule=[constant]"]);
+    let out = command(&args).current_dir(tmp.path()).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let cells = tmp.path().join("r/quickstart/cells");
+    let cell = std::fs::read_dir(&cells)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("result.json").is_file())
+        .expect("a finished cell");
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("result.json")).unwrap()).unwrap();
+    let recorded = &result["provenance"]["git_commit"];
+    assert_ne!(
+        recorded.as_str(),
+        Some(other.as_str()),
+        "the folder's commit was recorded"
+    );
+    let built = env!("BUILT_FROM_COMMIT");
+    if built.is_empty() {
+        assert!(recorded.is_null(), "{recorded}");
+    } else {
+        assert_eq!(recorded.as_str(), Some(built));
+    }
+}
