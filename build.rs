@@ -27,20 +27,20 @@ fn main() {
     }
 
     // What the binary is made of, and the git state that names it: rerun when either changes.
-    for path in [
-        "src",
-        "Cargo.toml",
-        "Cargo.lock",
-        "build.rs",
-        ".git/HEAD",
-        ".git/packed-refs",
-    ] {
+    // Only paths that exist (cargo reruns for ever on a missing one), found through git (a
+    // worktree's `.git` is a file).
+    for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs"] {
         println!("cargo::rerun-if-changed={path}");
     }
-    let commit = git(&["rev-parse", "HEAD"]).map(|c| c.trim().to_string());
-    if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        println!("cargo::rerun-if-changed=.git/{}", head.trim());
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]).map(|b| b.trim().to_string());
+    for name in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
+        if let Some(path) = git(&["rev-parse", "--git-path", name]).map(|p| p.trim().to_string())
+            && std::path::Path::new(&path).exists()
+        {
+            println!("cargo::rerun-if-changed={path}");
+        }
     }
+    let commit = git(&["rev-parse", "HEAD"]).map(|c| c.trim().to_string());
     let diff = commit
         .as_ref()
         .and_then(|_| git(&["diff", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs"]));
