@@ -1034,7 +1034,7 @@ fn correct_over_report(tasks: &mut [Task], correction: Correction) {
         for row in task.rows.iter_mut() {
             for stat in row.stats.iter_mut() {
                 let Some(c) = stat.vs_baseline.as_mut() else { continue };
-                if let (Some(_), Some(se_df)) = (stat.mdd.as_ref(), stat.difference_se_df)
+                if let Some(se_df) = stat.difference_se_df
                     && c.test != TestKind::Tukey
                 {
                     mdds.push((&mut stat.mdd, se_df));

@@ -312,9 +312,9 @@ impl Verdict {
 /// squares, with (value_i, df_i) in `terms` (each value already multiplied by its coefficient;
 /// its sign does not matter, it is squared): total² / Σ value_i²/df_i; `fallback` when no
 /// term carries variance.
-pub fn satterthwaite(total: f64, terms: &[(f64, f64)], fallback: f64) -> f64 {
+pub fn satterthwaite(total: f64, terms: impl IntoIterator<Item = (f64, f64)>, fallback: f64) -> f64 {
     let denom: f64 = terms
-        .iter()
+        .into_iter()
         .filter(|(v, df)| *df > 0.0 && v.is_finite())
         .map(|(v, df)| v * v / df)
         .sum();
@@ -345,21 +345,24 @@ pub fn seed_df_factor(df: f64) -> f64 {
 
 /// The df of the seed-aware test: Satterthwaite over `seed_terms` (c·MS_seed/n, S − 1) plus
 /// the interaction (`interaction`, made of `interaction_terms`), each seed term read at an
-/// upper bound ([`seed_df_factor`]) for the df only (the SE keeps the unbiased estimates).
+/// upper bound (× `factor(df)`, [`seed_df_factor`]; a caller that draws many tests computes it
+/// once) for the df only (the SE keeps the unbiased estimates).
 /// Why: a seed mean square has 1–4 df and is below its expectation more often than not (1 df:
 /// 68% of the time); when it is small by chance the plug-in ν jumps towards the interaction's
 /// n − 1 just when t is largest, which made a deterministic reference against 3 seeds liberal
 /// at n = 2,000 (0.074 at α = 0.05; 0.059 now) and against 2 seeds 0.147 (0.096 now). With
 /// seed terms alone of equal df, ν is unchanged (the factor cancels).
-fn test_df(seed_terms: &[(f64, f64)], interaction: f64, interaction_terms: &[(f64, f64)]) -> f64 {
-    let scaled: Vec<(f64, f64)> = seed_terms.iter().map(|&(v, df)| (v * seed_df_factor(df), df)).collect();
+fn test_df(
+    seed_terms: &[(f64, f64)],
+    interaction: f64,
+    interaction_terms: &[(f64, f64)],
+    factor: impl Fn(f64) -> f64,
+) -> f64 {
+    let scaled = seed_terms.iter().map(|&(v, df)| (v * factor(df), df));
     let fallback: f64 = seed_terms.iter().map(|t| t.1).sum();
-    let total = scaled.iter().map(|t| t.0).sum::<f64>() + interaction;
-    let mut terms = scaled;
-    if interaction > 0.0 {
-        terms.extend_from_slice(interaction_terms);
-    }
-    satterthwaite(total, &terms, fallback)
+    let total = scaled.clone().map(|t| t.0).sum::<f64>() + interaction;
+    let kept: &[(f64, f64)] = if interaction > 0.0 { interaction_terms } else { &[] };
+    satterthwaite(total, scaled.chain(kept.iter().copied()), fallback)
 }
 
 /// Two-sided p of t with `df` degrees of freedom; 1 for t = 0 or NaN, 0 for ±∞.
@@ -468,7 +471,7 @@ pub fn seed_test_with(
         (
             between,
             interaction,
-            test_df(&seed_terms, interaction, &interaction_terms),
+            test_df(&seed_terms, interaction, &interaction_terms, seed_df_factor),
         )
     };
     let var = between_part + interaction_part;
@@ -603,7 +606,7 @@ impl PlanComponents {
             let noise = self.var_residual / (sf * nf);
             let mut interaction_terms = vec![(interaction + sides * noise, nf - 1.0)];
             interaction_terms.extend(vec![(noise, (sf - 1.0) * (nf - 1.0)); sides as usize]);
-            test_df(&seed_terms, interaction, &interaction_terms)
+            test_df(&seed_terms, interaction, &interaction_terms, seed_df_factor)
         } else {
             nf - 1.0
         };
@@ -649,19 +652,14 @@ impl PlanComponents {
                 let mr = self.var_residual * chi_square(&mut rng, k_res) / k_res / (sf * nf);
                 between += ms;
                 residual += mr;
-                seed_terms.push((ms * factor, k_seed));
+                seed_terms.push((ms, k_seed));
                 interaction_terms.push((mr, k_res));
             }
             let vq = e_q * chi_square(&mut rng, k_q) / k_q / nf;
+            interaction_terms.push((vq, k_q));
             let interaction = (vq - residual).max(0.0);
             let var = between + interaction;
-            // As test_df, with the factor computed once.
-            let scaled_total = between * factor + interaction;
-            if interaction > 0.0 {
-                interaction_terms.push((vq, k_q));
-                seed_terms.extend_from_slice(&interaction_terms);
-            }
-            let df = satterthwaite(scaled_total, &seed_terms, sides as f64 * k_seed);
+            let df = test_df(&seed_terms, interaction, &interaction_terms, |_| factor);
             let c = crit.at(df) * var.sqrt();
             total += phi((effect.abs() - c) / se) + phi((-effect.abs() - c) / se);
         }
