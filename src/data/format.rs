@@ -8,6 +8,7 @@
 //!   card.json                          written last (see `Card`)
 //!   corpus/<split>.tsv                 doc_id<TAB>text           English documents searched in that split
 //!   queries/<lang>/<split>.tsv         query_id<TAB>text
+//!   documents/<lang>/<split>.tsv       doc_id<TAB>text         a language's own documents (optional)
 //!   qrels/<lang>/<task>.<split>.qrels  TREC qrels lines "qid 0 docid rel"
 //!   train/mono.tsv                     pair_id<TAB>query_text<TAB>passage_text   English–English
 //!   train/cross.<lang>.tsv             pair_id<TAB>query_text<TAB>passage_text   LR query, English passage
@@ -15,6 +16,11 @@
 //!   train/links.tsv                    link_id<TAB>kind<TAB>query_unit<TAB>passage_unit
 //!   train/units/<lang>.tsv             unit_id<TAB>text                          one rendering per unit
 //! ```
+//!
+//! `documents/<lang>/<split>.tsv` gives a language documents of its own for the monolingual and
+//! multilingual retrieval settings, when they differ from its queries: a second translation of the
+//! same texts (ids `<lang>:<key>` aligned with the queries'). Without it, a language's queries
+//! are its documents.
 //!
 //! `train/links.tsv` and `train/units/` hold the training pairs as data, independent of
 //! language: a link is a relevance pair between two text units (two cross-referenced verses,
@@ -37,6 +43,7 @@
 //!   judgment for that task ([`Dataset::task_queries`]).
 //! - `card.json` lists every data file with its sha256 (`files`), and its `counts` hold the
 //!   number of records of each file under the keys `corpus.<split>`, `queries.<lang>.<split>`,
+//!   `documents.<lang>.<split>`,
 //!   `qrels.<lang>.<task>.<split>`, `train.mono`, `train.cross.<lang>`, `bitext.<lang>`,
 //!   `train.links` and `train.units.<lang>`. Every unit a link names has a rendering in at
 //!   least one language.
@@ -188,6 +195,8 @@ pub struct Dataset {
     pub corpus: BTreeMap<String, Vec<Doc>>,
     /// Queries by (language, split).
     pub queries: BTreeMap<(String, String), Vec<Doc>>,
+    /// A language's own documents by (language, split), where they are not its queries.
+    pub documents: BTreeMap<(String, String), Vec<Doc>>,
     /// Judgments by (language, task, split).
     pub qrels: BTreeMap<(String, String, String), Vec<Judgment>>,
     /// English–English training pairs.
@@ -283,6 +292,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 enum FileKind {
     Corpus { split: String },
     Queries { lang: String, split: String },
+    Documents { lang: String, split: String },
     Qrels { lang: String, task: String, split: String },
     Mono,
     Cross { lang: String },
@@ -296,6 +306,7 @@ impl FileKind {
         match self {
             FileKind::Corpus { split } => format!("corpus/{split}.tsv"),
             FileKind::Queries { lang, split } => format!("queries/{lang}/{split}.tsv"),
+            FileKind::Documents { lang, split } => format!("documents/{lang}/{split}.tsv"),
             FileKind::Qrels { lang, task, split } => format!("qrels/{lang}/{task}.{split}.qrels"),
             FileKind::Mono => "train/mono.tsv".to_string(),
             FileKind::Cross { lang } => format!("train/cross.{lang}.tsv"),
@@ -309,6 +320,7 @@ impl FileKind {
         match self {
             FileKind::Corpus { split } => format!("corpus.{split}"),
             FileKind::Queries { lang, split } => format!("queries.{lang}.{split}"),
+            FileKind::Documents { lang, split } => format!("documents.{lang}.{split}"),
             FileKind::Qrels { lang, task, split } => format!("qrels.{lang}.{task}.{split}"),
             FileKind::Mono => "train.mono".to_string(),
             FileKind::Cross { lang } => format!("train.cross.{lang}"),
@@ -326,6 +338,10 @@ impl FileKind {
                 split: file.strip_suffix(".tsv")?.to_string(),
             },
             ["queries", lang, file] => FileKind::Queries {
+                lang: lang.to_string(),
+                split: file.strip_suffix(".tsv")?.to_string(),
+            },
+            ["documents", lang, file] => FileKind::Documents {
                 lang: lang.to_string(),
                 split: file.strip_suffix(".tsv")?.to_string(),
             },
@@ -353,7 +369,9 @@ impl FileKind {
         // A name that does not survive the round trip (e.g. `a.b` as a split) is not ours.
         let names_ok = match &kind {
             FileKind::Corpus { split } => valid_name(split),
-            FileKind::Queries { lang, split } => valid_name(lang) && valid_name(split),
+            FileKind::Queries { lang, split } | FileKind::Documents { lang, split } => {
+                valid_name(lang) && valid_name(split)
+            }
             FileKind::Qrels { lang, task, split } => valid_name(lang) && valid_name(task) && valid_name(split),
             FileKind::Mono | FileKind::Links => true,
             FileKind::Cross { lang } | FileKind::Bitext { lang } | FileKind::Units { lang } => valid_name(lang),
@@ -363,7 +381,7 @@ impl FileKind {
 }
 
 /// Count keys with these prefixes describe files and are checked; others are informational.
-const FILE_COUNT_PREFIXES: [&str; 5] = ["corpus.", "queries.", "qrels.", "train.", "bitext."];
+const FILE_COUNT_PREFIXES: [&str; 6] = ["corpus.", "queries.", "documents.", "qrels.", "train.", "bitext."];
 
 fn is_file_count_key(key: &str) -> bool {
     FILE_COUNT_PREFIXES.iter().any(|p| key.starts_with(p))
@@ -394,7 +412,7 @@ fn check_id(where_: &str, id: &str) -> Result<()> {
 /// of the layout are ignored, unexpected files inside the layout's directories are reported.
 fn list_data_files(root: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for top in ["corpus", "queries", "qrels", "train", "bitext"] {
+    for top in ["corpus", "queries", "documents", "qrels", "train", "bitext"] {
         let dir = root.join(top);
         if !dir.exists() {
             continue;
@@ -474,6 +492,7 @@ impl Dataset {
             card,
             corpus: BTreeMap::new(),
             queries: BTreeMap::new(),
+            documents: BTreeMap::new(),
             qrels: BTreeMap::new(),
             mono: Vec::new(),
             cross: BTreeMap::new(),
@@ -549,7 +568,7 @@ impl Dataset {
         for split in self.corpus.keys() {
             check_name("split", split)?;
         }
-        for (lang, split) in self.queries.keys() {
+        for (lang, split) in self.queries.keys().chain(self.documents.keys()) {
             check_name("language", lang)?;
             check_name("split", split)?;
         }
@@ -600,6 +619,10 @@ impl Dataset {
             lang: l.clone(),
             split: s.clone(),
         }));
+        kinds.extend(self.documents.keys().map(|(l, s)| FileKind::Documents {
+            lang: l.clone(),
+            split: s.clone(),
+        }));
         kinds.extend(self.qrels.keys().map(|(l, t, s)| FileKind::Qrels {
             lang: l.clone(),
             task: t.clone(),
@@ -630,6 +653,9 @@ impl Dataset {
                 FileKind::Corpus { split } => write_docs(&rel, &mut w, &mut seen, &self.corpus[split])?,
                 FileKind::Queries { lang, split } => {
                     write_docs(&rel, &mut w, &mut seen, &self.queries[&(lang.clone(), split.clone())])?
+                }
+                FileKind::Documents { lang, split } => {
+                    write_docs(&rel, &mut w, &mut seen, &self.documents[&(lang.clone(), split.clone())])?
                 }
                 FileKind::Qrels { lang, task, split } => {
                     for (i, j) in self.qrels[&(lang.clone(), task.clone(), split.clone())]
@@ -702,6 +728,12 @@ impl Dataset {
                     let docs = parse_docs(&rel, &text, "query_id")?;
                     let n = docs.len();
                     ds.queries.insert((lang.clone(), split.clone()), docs);
+                    n
+                }
+                FileKind::Documents { lang, split } => {
+                    let docs = parse_docs(&rel, &text, "doc_id")?;
+                    let n = docs.len();
+                    ds.documents.insert((lang.clone(), split.clone()), docs);
                     n
                 }
                 FileKind::Qrels { lang, task, split } => {

@@ -51,6 +51,7 @@ pub fn merge(mut sets: Vec<Dataset>) -> Result<Dataset> {
         }
         extend_unique(&mut merged.mono, set.mono, |p| &p.id);
         merged.queries.extend(set.queries);
+        merged.documents.extend(set.documents);
         merged.qrels.extend(set.qrels);
         merged.cross.extend(set.cross);
         merged.bitext.extend(set.bitext);

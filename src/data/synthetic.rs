@@ -513,6 +513,7 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
         },
         corpus,
         queries,
+        documents: BTreeMap::new(),
         qrels,
         mono,
         cross,

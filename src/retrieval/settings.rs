@@ -14,6 +14,11 @@
 //! order; a query's value is the mean over its verses, and queries without such a verse have
 //! none. Lower is less biased.
 //!
+//! A language's documents are its query texts of the split, unless the data set gives it
+//! documents of its own (`documents/<lang>/<split>.tsv`, e.g. a second translation): then no
+//! document is a query's own text, and monolingual `translation` (Kashmiri by one translator
+//! over Kashmiri by another) exists.
+//!
 //! Both settings need ids that align the languages, `<lang>:<key>` (`sw:40.1.1` is the Swahili
 //! version of `en:40.1.1`), as the Bible, UDHR and synthetic sets have. A task's judgments are
 //! read as a relation between keys (query `sw:q` judged on `en:d` relates q to d with that
@@ -54,8 +59,10 @@ fn key_of<'a>(id: &'a str, lang: &str, what: &str) -> Result<&'a str> {
 /// One language's texts of the split, as documents and as (possibly sampled) queries.
 struct Language<'a> {
     lang: String,
-    /// Every text of the split: the documents.
+    /// Its documents of the split: its own (`documents/`), else every query text of the split.
     docs: &'a [Doc],
+    /// Whether `docs` are the query texts themselves (then a query's own text is left out).
+    docs_are_queries: bool,
     /// The evaluated queries.
     queries: Cow<'a, [Doc]>,
     /// Its judgments as relations between keys.
@@ -89,6 +96,10 @@ fn prepare<'a>(dataset: &'a Dataset, data: &DataConfig, split: Split) -> Result<
         for d in docs {
             key_of(&d.id, lang, "query")?;
         }
+        let own_docs = dataset.documents.get(&(lang.clone(), name.to_string()));
+        for d in own_docs.into_iter().flatten() {
+            key_of(&d.id, lang, "document")?;
+        }
         let mut relations = Relations::new();
         for ((q_lang, task, q_split), judged) in &dataset.qrels {
             if q_lang != lang || q_split != name {
@@ -106,7 +117,8 @@ fn prepare<'a>(dataset: &'a Dataset, data: &DataConfig, split: Split) -> Result<
         }
         languages.push(Language {
             lang: lang.clone(),
-            docs,
+            docs: own_docs.map_or(docs, Vec::as_slice),
+            docs_are_queries: own_docs.is_none(),
             queries: evaluated_queries(docs, data, is_test, lang),
             relations,
         });
@@ -116,6 +128,7 @@ fn prepare<'a>(dataset: &'a Dataset, data: &DataConfig, split: Split) -> Result<
         Language {
             lang: pivot.clone(),
             docs: english,
+            docs_are_queries: true,
             queries: evaluated_queries(english, data, is_test, &pivot),
             relations: union,
         },
@@ -188,6 +201,7 @@ fn monolingual(ranker: &dyn Ranker, p: &Prepared, top_k: usize, run_name: &str) 
         let Language {
             lang,
             docs,
+            docs_are_queries,
             queries,
             relations,
         } = language;
@@ -200,7 +214,10 @@ fn monolingual(ranker: &dyn Ranker, p: &Prepared, top_k: usize, run_name: &str) 
             .iter()
             .map(|q| key_of(&q.id, lang, "query").expect("checked"))
             .collect();
-        let own: Vec<Option<usize>> = keys.iter().map(|k| index.get(k).copied()).collect();
+        let own: Vec<Option<usize>> = keys
+            .iter()
+            .map(|k| if *docs_are_queries { index.get(k).copied() } else { None })
+            .collect();
         let rankings = search_excluding(ranker, queries, docs, &own, top_k, &vec![Vec::new(); queries.len()])?;
         record(&mut run, &mut retrieved, queries, docs, &rankings)?;
         for (task, by_query) in relations {
@@ -210,7 +227,7 @@ fn monolingual(ranker: &dyn Ranker, p: &Prepared, top_k: usize, run_name: &str) 
                 let mut judged = false;
                 for (d, grade) in by_query.get(*key).into_iter().flatten() {
                     // The query's own text is not among its documents.
-                    if d != key && index.contains_key(d.as_str()) {
+                    if (d != key || !docs_are_queries) && index.contains_key(d.as_str()) {
                         qrels.insert(&query.id, &format!("{lang}:{d}"), *grade)?;
                         judged = true;
                     }
@@ -271,7 +288,17 @@ fn multilingual(ranker: &dyn Ranker, p: &Prepared, top_k: usize, run_name: &str)
         queries.extend(language.queries.iter().cloned());
         of_language.extend(std::iter::repeat_n(l, language.queries.len()));
     }
-    let own: Vec<Option<usize>> = queries.iter().map(|q| position.get(q.id.as_str()).copied()).collect();
+    let own: Vec<Option<usize>> = queries
+        .iter()
+        .zip(&of_language)
+        .map(|(q, &l)| {
+            if p.languages[l].docs_are_queries {
+                position.get(q.id.as_str()).copied()
+            } else {
+                None
+            }
+        })
+        .collect();
     let mut judged: Vec<PoolJudgments> = Vec::new();
     let mut locate: Vec<Vec<usize>> = Vec::new();
     for (q, query) in queries.iter().enumerate() {
@@ -431,6 +458,7 @@ mod tests {
                 (("sw".to_string(), "test".to_string()), docs(&["sw:1", "sw:2", "sw:3"])),
                 (("tl".to_string(), "test".to_string()), docs(&["tl:1", "tl:2"])),
             ]),
+            documents: BTreeMap::new(),
             qrels: BTreeMap::from([
                 (
                     t("sw", "translation"),
@@ -587,6 +615,51 @@ mod tests {
         // Tagalog queries are in the pool's setting too, and only low-resource queries are.
         assert!(group(&split, "tl", "translation").is_some());
         assert!(split.groups.iter().all(|g| g.lang != "en"));
+    }
+
+    #[test]
+    fn own_documents_make_monolingual_translation_and_stay_in_the_pool() {
+        // Swahili documents of its own (a second translation, same keys): no document is a
+        // query's own text, so every version of a relevant key counts, the query's key included.
+        let mut ds = dataset();
+        let second: Vec<Doc> = ["sw:1", "sw:2", "sw:3"]
+            .iter()
+            .map(|id| Doc {
+                id: id.to_string(),
+                text: format!("second translation of {id}"),
+            })
+            .collect();
+        ds.documents.insert(("sw".into(), "test".into()), second);
+        let ranker = table(&[("sw:1", "sw:1", 1.0), ("sw:1", "en:1", 0.9)]);
+        let mut runs = run_settings(
+            &ranker,
+            &ds,
+            &data(None),
+            100,
+            &[RetrievalSetting::Monolingual, RetrievalSetting::Multilingual],
+            Split::Test,
+            "r",
+        )
+        .unwrap();
+        let (_, multi) = runs.pop().unwrap();
+        let (_, mono) = runs.pop().unwrap();
+        let tr = group(&mono, "sw", "translation").unwrap();
+        assert_eq!(tr.query_ids, ["sw:1", "sw:2", "sw:3"]);
+        assert_eq!(judgments(tr, "sw:1"), ["sw:1"]);
+        assert_eq!(
+            judgments(group(&mono, "sw", "crossref").unwrap(), "sw:1"),
+            ["sw:2", "sw:3"]
+        );
+        // Tagalog has no documents of its own: its own text is still left out.
+        assert!(group(&mono, "tl", "translation").is_none());
+        let tr = group(&multi, "sw", "translation").unwrap();
+        assert_eq!(judgments(tr, "sw:1"), ["en:1", "sw:1", "tl:1"]);
+        let mut trec = Vec::new();
+        multi.run.write_trec(&mut trec).unwrap();
+        let first = String::from_utf8(trec).unwrap().lines().next().unwrap().to_string();
+        assert!(first.starts_with("sw:1 Q0 sw:1 1 "), "{first}");
+        // Ranks 1 (sw) and 2 (en) and tl:1 behind both zero-scored ties.
+        assert!(tr.rank_distance.as_ref().unwrap().contains_key("sw:1"));
     }
 
     #[test]

@@ -55,6 +55,10 @@ fn sample() -> Dataset {
             ("xx".into(), "test".into()),
             vec![doc("xx:1", "ruj haus"), doc("xx:2", "blu bot")],
         )]),
+        documents: BTreeMap::from([(
+            ("xx".into(), "test".into()),
+            vec![doc("xx:1", "rooj hows"), doc("xx:2", "bloo boht")],
+        )]),
         qrels: BTreeMap::from([(
             ("xx".into(), "translation".into(), "test".into()),
             vec![judgment("xx:1", "en:1", 1), judgment("xx:2", "en:2", 2)],
@@ -100,6 +104,7 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
     let loaded = Dataset::load(&root).unwrap();
     assert_eq!(loaded.corpus, ds.corpus);
     assert_eq!(loaded.queries, ds.queries);
+    assert_eq!(loaded.documents, ds.documents);
     assert_eq!(loaded.qrels, ds.qrels);
     assert_eq!(loaded.mono, ds.mono);
     assert_eq!(loaded.cross, ds.cross);
@@ -108,6 +113,7 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
     assert_eq!(loaded.units, ds.units);
     let card = &loaded.card;
     assert_eq!(card.counts["corpus.test"], 2);
+    assert_eq!(card.counts["documents.xx.test"], 2);
     assert_eq!(card.counts["queries.xx.test"], 2);
     assert_eq!(card.counts["qrels.xx.translation.test"], 2);
     assert_eq!(card.counts["train.mono"], 1);

