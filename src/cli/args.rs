@@ -277,7 +277,7 @@ pub enum Command {
 pub enum DataCommand {
     /// Fetch, extract and convert a data set (cached: a second call is instant).
     #[command(
-        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr.\nModels: me5-small (multilingual-E5-small, to <data dir>/models/me5-small/).\nLibraries: openblas (PyPI scipy-openblas32, to <data dir>/openblas/: the CPU kernels' matrix products; \
+        after_help = "Data sets: bible-sw, bible-tl, bible-ny, bible-bn, bible-hi, udhr, quran, quran-commentary.\nModels: me5-small (multilingual-E5-small, to <data dir>/models/me5-small/).\nLibraries: openblas (PyPI scipy-openblas32, to <data dir>/openblas/: the CPU kernels' matrix products; \
                       set CLIRLAB_BLAS=off to use the built-in GEMM).\nExamples:\n  clirlab data prepare bible-sw\n  clirlab data prepare udhr --langs som,yor,hau_NG\n  clirlab data prepare me5-small\n  clirlab data prepare openblas"
     )]
     Prepare {

