@@ -289,4 +289,65 @@ pub enum DataCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Import your own benchmark (a BEIR folder or TREC files) as a data set that experiments
+    /// name in `data.dataset`.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// Where an imported data set goes and what its task is called.
+#[derive(clap::Args, Debug)]
+pub struct ImportTarget {
+    /// The data set's name (`data.dataset: NAME`; a folder under the data folder).
+    #[arg(long)]
+    pub name: String,
+    /// The documents' language.
+    #[arg(long, default_value = "en")]
+    pub doc_lang: String,
+    /// The task name of the judgments.
+    #[arg(long, default_value = crate::data::import::DEFAULT_TASK)]
+    pub task: String,
+    /// Overwrite an earlier import of the same name.
+    #[arg(long)]
+    pub replace: bool,
+    /// Where data sets go (default: $CLIRLAB_DATA_DIR, else data/).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+/// `clirlab data import ...`.
+pub enum ImportCommand {
+    /// A BEIR folder: corpus.jsonl, queries.jsonl and/or queries.<lang>.jsonl, qrels/{test,dev,train}.tsv.
+    #[command(
+        after_help = "A query's language comes from its file name (queries.sw.jsonl), its `language` field, or --query-lang.\n\
+                      Judgments of qrels/train.tsv (score > 0) become training pairs.\n\
+                      Example:\n  clirlab data import beir ~/beir/my-set --name my-set --query-lang sw"
+    )]
+    Beir {
+        /// The BEIR folder.
+        dir: PathBuf,
+        /// The language of queries.jsonl's records that do not name one.
+        #[arg(long)]
+        query_lang: Option<String>,
+        #[command(flatten)]
+        target: ImportTarget,
+    },
+    /// TREC files: documents and topics as TSV (`id<TAB>text`), qrels in TREC format.
+    #[command(
+        after_help = "Example:\n  clirlab data import trec --name my-set --corpus docs.tsv --topics sw=topics.sw.tsv \\\n    --qrels test=test.qrels --qrels train=train.qrels"
+    )]
+    Trec {
+        /// The documents, `doc_id<TAB>text` per line.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// LANG=FILE: the topics of one language, `query_id<TAB>text` per line; repeatable.
+        #[arg(long, required = true)]
+        topics: Vec<String>,
+        /// SPLIT=FILE (test, validation or train): TREC qrels `qid iter docno rel`; repeatable.
+        #[arg(long, required = true)]
+        qrels: Vec<String>,
+        #[command(flatten)]
+        target: ImportTarget,
+    },
 }

@@ -1,6 +1,6 @@
 //! One function per subcommand: each calls the library and prints for humans.
 
-use super::args::{Command, DataCommand};
+use super::args::{Command, DataCommand, ImportCommand};
 use crate::run::launcher::slurm::{self, SubmitOptions};
 use crate::run::{self, CellStatus, paths};
 use crate::spec::{self, schedule_dirs};
@@ -105,6 +105,13 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
                 for (key, n) in &ready.card.counts {
                     out!("  {key}: {n}");
                 }
+            }
+            Ok(())
+        }
+        Command::Data(DataCommand::Import(import)) => {
+            let root = import_data(import)?;
+            if !quiet {
+                out!("{}", root.display());
             }
             Ok(())
         }
@@ -555,4 +562,59 @@ fn plan(experiment: &std::path::Path, sets: &[String]) -> Result<()> {
         out!("{}  seed={}  {}{}  ({})", c.id, c.seed, axes.join(" "), mark, c.reason);
     }
     Ok(())
+}
+
+/// `clirlab data import ...`: reads the files and writes the data set.
+fn import_data(import: ImportCommand) -> Result<PathBuf> {
+    use crate::data::format::Split;
+    use crate::data::import;
+    let (bench, target) = match import {
+        ImportCommand::Beir {
+            dir,
+            query_lang,
+            target,
+        } => {
+            let options = import::BeirOptions {
+                doc_lang: target.doc_lang.clone(),
+                query_lang,
+            };
+            (import::read_beir(&dir, &options)?, target)
+        }
+        ImportCommand::Trec {
+            corpus,
+            topics,
+            qrels,
+            target,
+        } => {
+            let pair = |flag: &str, raw: &str| -> Result<(String, PathBuf)> {
+                let (key, file) = raw
+                    .split_once('=')
+                    .with_context(|| format!("{flag} {raw:?}: expected KEY=FILE"))?;
+                Ok((key.to_string(), PathBuf::from(file)))
+            };
+            let topics = topics.iter().map(|t| pair("--topics", t)).collect::<Result<Vec<_>>>()?;
+            let qrels = qrels
+                .iter()
+                .map(|q| {
+                    let (split, file) = pair("--qrels", q)?;
+                    let split = match split.as_str() {
+                        "test" => Split::Test,
+                        "validation" | "dev" => Split::Validation,
+                        "train" => Split::Train,
+                        other => bail!("--qrels {q:?}: split {other:?} is not test, validation or train"),
+                    };
+                    Ok((split, file))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let files = import::TrecFiles {
+                corpus,
+                doc_lang: target.doc_lang.clone(),
+                topics,
+                qrels,
+            };
+            (import::read_trec(&files)?, target)
+        }
+    };
+    let data_dir = target.data_dir.unwrap_or_else(crate::data::data_dir);
+    import::write_imported(bench, &target.name, &target.task, &data_dir, target.replace)
 }

@@ -1,10 +1,12 @@
 //! Data sets: the `data` section of an experiment (`config`), the on-disk and in-memory format (`format`), preparation of real data from
-//! registry packages (`prepare`), and the built-in synthetic set (`synthetic`).
+//! registry packages (`prepare`), import of a researcher's own benchmark (`import`), and the built-in synthetic set (`synthetic`).
 
 /// The `data` section of an experiment.
 pub mod config;
 /// The data format on disk and in memory.
 pub mod format;
+/// Importing a researcher's own benchmark (BEIR folders, TREC files).
+pub mod import;
 /// Preparation of real data sets from registry packages.
 pub mod prepare;
 /// The built-in synthetic data set.

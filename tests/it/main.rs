@@ -10,6 +10,7 @@ mod data_format;
 mod data_prepare;
 mod export;
 mod hostile;
+mod import;
 mod layers;
 mod me5_prepare;
 mod me5_reference;

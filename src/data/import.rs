@@ -1,0 +1,677 @@
+//! Importing a researcher's own benchmark into the data format: a BEIR folder or TREC files.
+//!
+//! Both readers produce a [`Benchmark`] (documents in one language, queries in one or more,
+//! judgments per split), and [`Benchmark::into_dataset`] turns it into a [`Dataset`] that every
+//! command then uses by its name (`data.dataset: NAME`), with the checks, card and hashes of any
+//! prepared set.
+//!
+//! **BEIR** (`clirlab data import beir DIR`): `corpus.jsonl` (`_id`, `text`, optional `title`,
+//! which is put before the text), `queries.jsonl` (`_id`, `text`, and the query's language in
+//! `language` or `lang` unless `--query-lang` gives it for the file) and/or `queries.<lang>.jsonl`
+//! (the language given by the file name), and `qrels/<split>.tsv` (`query-id`, `corpus-id`,
+//! `score`, tab-separated, an optional header line) for the splits `test`, `dev` (read as
+//! validation) and `train`. The corpus has one language (`--doc-lang`, default `en`, or every
+//! record's `language`): queries in another language over it form a cross-lingual task.
+//!
+//! **TREC** (`clirlab data import trec`): the documents as TSV (`doc_id<TAB>text`), topics as
+//! TSV per language (`query_id<TAB>text`), qrels in TREC format (`qid iter docno rel`) per split.
+//!
+//! A query id judged in a split becomes that split's query in every language that has the query
+//! (the same query translated), ids prefixed with the language (`sw:q1`, documents `en:d1`) so
+//! that the retrieval settings can align them. Every evaluation split searches the whole corpus.
+//! The `train` judgments (score > 0) become training pairs: relevance links between the query
+//! and the document as units (rendered in the languages the files give), English-side pairs
+//! (queries in the documents' language) and cross-lingual pairs (the other languages).
+//! Every error names the file and line, and the field.
+
+use crate::data::format::{Card, Dataset, Doc, FORMAT_VERSION, Judgment, Link, Pair, Split, normalize_text};
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The task name of imported judgments unless one is given.
+pub const DEFAULT_TASK: &str = "relevance";
+/// The link kind of imported training judgments.
+pub const LINK_RELEVANCE: &str = "relevance";
+
+/// A benchmark read from files, before it becomes a data set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Benchmark {
+    /// The documents' language.
+    pub doc_lang: String,
+    /// Documents: (id, text), ids unique.
+    pub docs: Vec<(String, String)>,
+    /// Queries by language: id → text.
+    pub queries: BTreeMap<String, BTreeMap<String, String>>,
+    /// Judgments by split: (query id, document id, grade).
+    pub qrels: BTreeMap<Split, Vec<(String, String, i32)>>,
+    /// Where it came from, for the card.
+    pub origin: String,
+}
+
+/// What the BEIR reader needs besides the folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeirOptions {
+    /// The corpus language where its records do not say.
+    pub doc_lang: String,
+    /// The language of `queries.jsonl`'s records that do not say.
+    pub query_lang: Option<String>,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A field of a JSON record as a string (a number is read as its digits, as BEIR ids often are).
+fn string_field(record: &Value, field: &str, at: &str) -> Result<Option<String>> {
+    match record.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => bail!("{at}: field `{field}` must be a string, found {other}"),
+    }
+}
+
+fn required(record: &Value, field: &str, at: &str) -> Result<String> {
+    string_field(record, field, at)?.with_context(|| format!("{at}: field `{field}` is missing"))
+}
+
+/// An id that the data format can hold: non-empty, no white space.
+fn check_id(id: &str, at: &str, field: &str) -> Result<()> {
+    ensure!(
+        !id.is_empty() && !id.chars().any(char::is_whitespace),
+        "{at}: field `{field}`: id {id:?} must be non-empty and without white space"
+    );
+    Ok(())
+}
+
+/// A language code the data format can hold (it names folders and files).
+fn check_lang(lang: &str, at: &str) -> Result<()> {
+    ensure!(
+        !lang.is_empty() && lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "{at}: language {lang:?} must be ASCII letters, digits, '_' or '-'"
+    );
+    Ok(())
+}
+
+/// The records of a JSONL file, each with its `file:line` (blank lines skipped).
+fn jsonl(path: &Path) -> Result<Vec<(String, Value)>> {
+    let text = read_text(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{}:{}", path.display(), i + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Value = serde_json::from_str(line).with_context(|| format!("{at}: not a JSON object"))?;
+        ensure!(record.is_object(), "{at}: expected a JSON object, found {record}");
+        out.push((at, record));
+    }
+    Ok(out)
+}
+
+/// Text made non-empty after normalisation, or an error naming the field.
+fn text_of(raw: &str, at: &str, field: &str) -> Result<String> {
+    let text = normalize_text(raw);
+    ensure!(!text.is_empty(), "{at}: field `{field}` is empty");
+    Ok(text)
+}
+
+impl Benchmark {
+    fn add_doc(&mut self, seen: &mut BTreeSet<String>, id: String, text: String, at: &str) -> Result<()> {
+        check_id(&id, at, "_id")?;
+        ensure!(seen.insert(id.clone()), "{at}: document id {id} appears twice");
+        self.docs.push((id, text));
+        Ok(())
+    }
+
+    fn add_query(&mut self, lang: &str, id: String, text: String, at: &str, field: &str) -> Result<()> {
+        check_lang(lang, at)?;
+        check_id(&id, at, field)?;
+        let previous = self
+            .queries
+            .entry(lang.to_string())
+            .or_default()
+            .insert(id.clone(), text);
+        ensure!(previous.is_none(), "{at}: query {id} in language {lang} appears twice");
+        Ok(())
+    }
+}
+
+/// Reads a BEIR folder (see the module docs).
+pub fn read_beir(dir: &Path, options: &BeirOptions) -> Result<Benchmark> {
+    check_lang(&options.doc_lang, "--doc-lang")?;
+    let mut bench = Benchmark {
+        doc_lang: options.doc_lang.clone(),
+        origin: format!("the BEIR folder {}", dir.display()),
+        ..Benchmark::default()
+    };
+    let corpus = dir.join("corpus.jsonl");
+    ensure!(
+        corpus.is_file(),
+        "{}: no corpus.jsonl (a BEIR folder has one)",
+        dir.display()
+    );
+    let mut seen = BTreeSet::new();
+    for (at, record) in jsonl(&corpus)? {
+        if let Some(lang) = string_field(&record, "language", &at)?.or(string_field(&record, "lang", &at)?) {
+            ensure!(
+                lang == options.doc_lang,
+                "{at}: field `language`: the corpus is read as one language ({}), this record says {lang}",
+                options.doc_lang
+            );
+        }
+        let id = required(&record, "_id", &at)?;
+        let body = required(&record, "text", &at)?;
+        let title = string_field(&record, "title", &at)?.unwrap_or_default();
+        let text = text_of(&format!("{title} {body}"), &at, "text")?;
+        bench.add_doc(&mut seen, id, text, &at)?;
+    }
+    let mut query_files = 0;
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("listing {}", dir.display()))?;
+    entries.sort();
+    for path in entries {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let file_lang = match name {
+            "queries.jsonl" => None,
+            _ => match name.strip_prefix("queries.").and_then(|n| n.strip_suffix(".jsonl")) {
+                Some(lang) => Some(lang.to_string()),
+                None => continue,
+            },
+        };
+        query_files += 1;
+        for (at, record) in jsonl(&path)? {
+            let said = string_field(&record, "language", &at)?.or(string_field(&record, "lang", &at)?);
+            let lang = match (&file_lang, said) {
+                (Some(f), Some(r)) if *f != r => {
+                    bail!("{at}: field `language` says {r}, but the file name says {f}")
+                }
+                (Some(f), _) => f.clone(),
+                (None, Some(r)) => r,
+                (None, None) => options.query_lang.clone().with_context(|| {
+                    format!("{at}: field `language` is missing (or give the file's language with --query-lang)")
+                })?,
+            };
+            let id = required(&record, "_id", &at)?;
+            let text = text_of(&required(&record, "text", &at)?, &at, "text")?;
+            bench.add_query(&lang, id, text, &at, "_id")?;
+        }
+    }
+    ensure!(
+        query_files > 0,
+        "{}: no queries.jsonl or queries.<lang>.jsonl",
+        dir.display()
+    );
+    for (file, split) in [
+        ("test.tsv", Split::Test),
+        ("dev.tsv", Split::Validation),
+        ("train.tsv", Split::Train),
+    ] {
+        let path = dir.join("qrels").join(file);
+        if path.is_file() {
+            bench.qrels.insert(split, read_beir_qrels(&path)?);
+        }
+    }
+    ensure!(
+        bench.qrels.contains_key(&Split::Test),
+        "{}: no qrels/test.tsv (the split the report's numbers come from)",
+        dir.display()
+    );
+    Ok(bench)
+}
+
+/// `query-id<TAB>corpus-id<TAB>score` lines, an optional header first.
+fn read_beir_qrels(path: &Path) -> Result<Vec<(String, String, i32)>> {
+    let text = read_text(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{}:{}", path.display(), i + 1);
+        if line.trim().is_empty() || (i == 0 && line.starts_with("query-id")) {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        ensure!(
+            fields.len() == 3,
+            "{at}: expected 3 tab-separated fields (query-id, corpus-id, score), found {}",
+            fields.len()
+        );
+        let score = parse_grade(fields[2], &at, "score")?;
+        out.push((fields[0].trim().to_string(), fields[1].trim().to_string(), score));
+    }
+    Ok(out)
+}
+
+fn parse_grade(raw: &str, at: &str, field: &str) -> Result<i32> {
+    raw.trim()
+        .parse()
+        .with_context(|| format!("{at}: field `{field}`: expected an integer grade, found {raw:?}"))
+}
+
+/// TREC-style files: documents and topics as TSV, qrels in TREC format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrecFiles {
+    /// `doc_id<TAB>text` lines.
+    pub corpus: PathBuf,
+    /// The documents' language.
+    pub doc_lang: String,
+    /// (language, `query_id<TAB>text` file).
+    pub topics: Vec<(String, PathBuf)>,
+    /// (split, qrels file `qid iter docno rel`).
+    pub qrels: Vec<(Split, PathBuf)>,
+}
+
+/// `id<TAB>text` lines of a TSV file.
+fn tsv_records(path: &Path, id_field: &str) -> Result<Vec<(String, String, String)>> {
+    let text = read_text(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{}:{}", path.display(), i + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((id, body)) = line.split_once('\t') else {
+            bail!("{at}: expected `{id_field}<TAB>text`, found no tab");
+        };
+        out.push((at.clone(), id.trim().to_string(), text_of(body, &at, "text")?));
+    }
+    Ok(out)
+}
+
+/// Reads TREC-style files (see [`TrecFiles`]).
+pub fn read_trec(files: &TrecFiles) -> Result<Benchmark> {
+    check_lang(&files.doc_lang, "--doc-lang")?;
+    let mut bench = Benchmark {
+        doc_lang: files.doc_lang.clone(),
+        origin: format!("the TREC files {}", files.corpus.display()),
+        ..Benchmark::default()
+    };
+    let mut seen = BTreeSet::new();
+    for (at, id, text) in tsv_records(&files.corpus, "doc_id")? {
+        bench.add_doc(&mut seen, id, text, &at)?;
+    }
+    ensure!(!files.topics.is_empty(), "--topics: at least one LANG=FILE is needed");
+    for (lang, path) in &files.topics {
+        check_lang(lang, "--topics")?;
+        for (at, id, text) in tsv_records(path, "query_id")? {
+            bench.add_query(lang, id, text, &at, "query_id")?;
+        }
+    }
+    for (split, path) in &files.qrels {
+        let text = read_text(path)?;
+        let mut judged = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let at = format!("{}:{}", path.display(), i + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            ensure!(
+                fields.len() == 4,
+                "{at}: expected 4 fields (qid, iter, docno, rel), found {}",
+                fields.len()
+            );
+            judged.push((
+                fields[0].to_string(),
+                fields[2].to_string(),
+                parse_grade(fields[3], &at, "rel")?,
+            ));
+        }
+        ensure!(
+            bench.qrels.insert(*split, judged).is_none(),
+            "--qrels: split {split} is given twice"
+        );
+    }
+    ensure!(
+        bench.qrels.contains_key(&Split::Test),
+        "--qrels: a test split is needed (test=FILE)"
+    );
+    Ok(bench)
+}
+
+impl Benchmark {
+    /// The data set `name` (see the module docs).
+    pub fn into_dataset(self, name: &str, task: &str) -> Result<Dataset> {
+        check_lang(task, "--task")?;
+        let doc_ids: BTreeSet<&str> = self.docs.iter().map(|(id, _)| id.as_str()).collect();
+        let query_ids: BTreeSet<&str> = self
+            .queries
+            .values()
+            .flat_map(|q| q.keys())
+            .map(String::as_str)
+            .collect();
+        for (split, judged) in &self.qrels {
+            for (q, d, _) in judged {
+                ensure!(
+                    query_ids.contains(q.as_str()),
+                    "qrels of split {split}: query {q} is in no queries file"
+                );
+                ensure!(
+                    doc_ids.contains(d.as_str()),
+                    "qrels of split {split}: document {d} is not in the corpus"
+                );
+            }
+        }
+        let doc_lang = self.doc_lang.clone();
+        let languages: Vec<String> = self.queries.keys().cloned().collect();
+        let train_pairs = self.qrels.get(&Split::Train).map_or(0, Vec::len);
+        let card = Card {
+            name: name.to_string(),
+            synthetic: false,
+            zero_shot: train_pairs == 0,
+            description: format!(
+                "Imported from {} by clirlab: documents in {doc_lang}, queries in {}; task {task}; every \
+                 evaluation split searches the whole corpus.",
+                self.origin,
+                languages.join(", ")
+            ),
+            sources: Vec::new(),
+            languages,
+            pivot: doc_lang.clone(),
+            tasks: vec![task.to_string()],
+            splits: self
+                .qrels
+                .keys()
+                .map(|s| (s.as_str().to_string(), Vec::new()))
+                .collect(),
+            counts: BTreeMap::new(),
+            format_version: FORMAT_VERSION,
+            files: BTreeMap::new(),
+        };
+        let mut ds = Dataset::new(card);
+        let prefixed = |lang: &str, id: &str| format!("{lang}:{id}");
+        let doc_text: BTreeMap<&str, &str> = self.docs.iter().map(|(i, t)| (i.as_str(), t.as_str())).collect();
+        for (split, judged) in &self.qrels {
+            if *split == Split::Train {
+                continue;
+            }
+            let s = split.as_str().to_string();
+            ds.corpus.insert(
+                s.clone(),
+                self.docs
+                    .iter()
+                    .map(|(id, text)| Doc {
+                        id: prefixed(&doc_lang, id),
+                        text: text.clone(),
+                    })
+                    .collect(),
+            );
+            let judged_queries: BTreeSet<&str> = judged.iter().map(|(q, _, _)| q.as_str()).collect();
+            for (lang, queries) in &self.queries {
+                let docs: Vec<Doc> = queries
+                    .iter()
+                    .filter(|(id, _)| judged_queries.contains(id.as_str()))
+                    .map(|(id, text)| Doc {
+                        id: prefixed(lang, id),
+                        text: text.clone(),
+                    })
+                    .collect();
+                if docs.is_empty() {
+                    continue;
+                }
+                let qrels = judged
+                    .iter()
+                    .filter(|(q, _, _)| queries.contains_key(q))
+                    .map(|(q, d, grade)| Judgment {
+                        query_id: prefixed(lang, q),
+                        doc_id: prefixed(&doc_lang, d),
+                        relevance: *grade,
+                    })
+                    .collect();
+                ds.queries.insert((lang.clone(), s.clone()), docs);
+                ds.qrels.insert((lang.clone(), task.to_string(), s.clone()), qrels);
+            }
+        }
+        let mut unit_docs: BTreeSet<&str> = BTreeSet::new();
+        let mut unit_queries: BTreeSet<&str> = BTreeSet::new();
+        for (q, d, grade) in self.qrels.get(&Split::Train).into_iter().flatten() {
+            if *grade <= 0 {
+                continue;
+            }
+            let id = format!("{q}+{d}");
+            ds.links.push(Link {
+                id: id.clone(),
+                kind: LINK_RELEVANCE.to_string(),
+                query: format!("q:{q}"),
+                passage: format!("d:{d}"),
+            });
+            unit_docs.insert(d);
+            unit_queries.insert(q);
+            for (lang, queries) in &self.queries {
+                let Some(text) = queries.get(q) else { continue };
+                let pair = Pair {
+                    id: id.clone(),
+                    query: text.clone(),
+                    passage: doc_text[d.as_str()].to_string(),
+                };
+                if *lang == doc_lang {
+                    ds.mono.push(pair);
+                } else {
+                    ds.cross.entry(lang.clone()).or_default().push(pair);
+                }
+            }
+        }
+        for d in unit_docs {
+            ds.units.entry(doc_lang.clone()).or_default().push(Doc {
+                id: format!("d:{d}"),
+                text: doc_text[d].to_string(),
+            });
+        }
+        for (lang, queries) in &self.queries {
+            for q in &unit_queries {
+                if let Some(text) = queries.get(*q) {
+                    ds.units.entry(lang.clone()).or_default().push(Doc {
+                        id: format!("q:{q}"),
+                        text: text.clone(),
+                    });
+                }
+            }
+        }
+        ensure!(
+            !ds.queries.is_empty(),
+            "no query of any language is judged in the evaluation splits"
+        );
+        Ok(ds)
+    }
+}
+
+/// Writes `bench` as the data set `name` under `data_dir` (see the module docs); an existing
+/// folder of that name is replaced only with `replace`, and never a registry or built-in set.
+pub fn write_imported(bench: Benchmark, name: &str, task: &str, data_dir: &Path, replace: bool) -> Result<PathBuf> {
+    ensure!(
+        crate::util::fs::plain_component(name)
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'),
+        "--name: {name:?} must be one folder name of ASCII letters, digits, '.', '_' or '-'"
+    );
+    let reserved = [super::synthetic::NAME, super::BIBLE];
+    ensure!(
+        !super::prepare::dataset_names().contains(&name) && !reserved.contains(&name),
+        "--name: {name} is a data set clirlab prepares itself; choose another name"
+    );
+    let root = data_dir.join(name);
+    ensure!(
+        replace || !root.exists(),
+        "--name: {} exists; pass --replace to overwrite it, or choose another name",
+        root.display()
+    );
+    let dataset = bench.into_dataset(name, task)?;
+    dataset.save(&root)?;
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    /// Three English documents; queries in English (per record) and Swahili (per file).
+    fn beir_folder(dir: &Path) {
+        write(
+            dir,
+            "corpus.jsonl",
+            "{\"_id\": \"d1\", \"title\": \"Boats\", \"text\": \"a blue boat\"}\n\
+             {\"_id\": 2, \"text\": \"a red house\"}\n\n\
+             {\"_id\": \"d3\", \"title\": \"\", \"text\": \"green trees\"}\n",
+        );
+        write(
+            dir,
+            "queries.jsonl",
+            "{\"_id\": \"q1\", \"text\": \"blue boat\", \"language\": \"en\"}\n\
+             {\"_id\": \"q2\", \"text\": \"red house\", \"lang\": \"en\"}\n",
+        );
+        write(
+            dir,
+            "queries.sw.jsonl",
+            "{\"_id\": \"q1\", \"text\": \"mashua ya bluu\"}\n{\"_id\": \"q2\", \"text\": \"nyumba nyekundu\"}\n",
+        );
+        write(dir, "qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n");
+        write(dir, "qrels/train.tsv", "q2\t2\t2\nq2\td3\t0\n");
+    }
+
+    fn options() -> BeirOptions {
+        BeirOptions {
+            doc_lang: "en".into(),
+            query_lang: None,
+        }
+    }
+
+    #[test]
+    fn a_beir_folder_becomes_a_cross_lingual_data_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        beir_folder(tmp.path());
+        let ds = read_beir(tmp.path(), &options())
+            .unwrap()
+            .into_dataset("mine", DEFAULT_TASK)
+            .unwrap();
+        assert_eq!(ds.card.languages, ["en", "sw"]);
+        assert_eq!(ds.card.pivot, "en");
+        let corpus = &ds.corpus["test"];
+        assert_eq!(corpus[0].id, "en:d1");
+        assert_eq!(corpus[0].text, "Boats a blue boat");
+        assert_eq!(corpus[1].id, "en:2");
+        let key = |l: &str| (l.to_string(), "test".to_string());
+        // Only the judged query is a test query, in each language that has it.
+        assert_eq!(ds.queries[&key("sw")].len(), 1);
+        assert_eq!(ds.queries[&key("sw")][0].id, "sw:q1");
+        let judged = &ds.qrels[&("sw".to_string(), DEFAULT_TASK.to_string(), "test".to_string())];
+        assert_eq!(
+            (judged[0].query_id.as_str(), judged[0].doc_id.as_str()),
+            ("sw:q1", "en:d1")
+        );
+        // Training: the positive judgment only, as a link, an English pair and a Swahili pair.
+        assert_eq!(ds.links.len(), 1);
+        assert_eq!(ds.links[0].query, "q:q2");
+        assert_eq!(ds.mono[0].passage, "a red house");
+        assert_eq!(ds.cross["sw"][0].query, "nyumba nyekundu");
+        assert_eq!(ds.units["sw"][0].id, "q:q2");
+        assert_eq!(ds.units["en"].len(), 2);
+        assert!(!ds.card.zero_shot);
+        // It saves and loads as any data set does.
+        let root = tmp.path().join("out/mine");
+        ds.save(&root).unwrap();
+        assert_eq!(Dataset::load(&root).unwrap().queries, ds.queries);
+    }
+
+    fn beir_error(edit: impl Fn(&Path)) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        beir_folder(tmp.path());
+        edit(tmp.path());
+        let result = read_beir(tmp.path(), &options()).and_then(|b| b.into_dataset("mine", DEFAULT_TASK));
+        format!("{:#}", result.unwrap_err())
+    }
+
+    #[test]
+    fn malformed_beir_files_name_the_file_line_and_field() {
+        let e = beir_error(|d| {
+            write(
+                d,
+                "corpus.jsonl",
+                "{\"_id\": \"d1\", \"text\": \"x\"}\n{\"_id\": \"d2\"}\n",
+            )
+        });
+        assert!(e.contains("corpus.jsonl:2: field `text` is missing"), "{e}");
+        let e = beir_error(|d| write(d, "corpus.jsonl", "{\"_id\": \"d1\", \"text\": \"x\"}\nnot json\n"));
+        assert!(e.contains("corpus.jsonl:2: not a JSON object"), "{e}");
+        let e = beir_error(|d| write(d, "corpus.jsonl", "{\"_id\": \"d 1\", \"text\": \"x\"}\n"));
+        assert!(
+            e.contains("corpus.jsonl:1: field `_id`") && e.contains("white space"),
+            "{e}"
+        );
+        let e = beir_error(|d| write(d, "queries.jsonl", "{\"_id\": \"q1\", \"text\": \"x\"}\n"));
+        assert!(e.contains("queries.jsonl:1: field `language` is missing"), "{e}");
+        let e = beir_error(|d| {
+            write(
+                d,
+                "queries.sw.jsonl",
+                "{\"_id\": \"q1\", \"text\": \"x\", \"language\": \"tl\"}\n",
+            )
+        });
+        assert!(e.contains("queries.sw.jsonl:1: field `language` says tl"), "{e}");
+        let e = beir_error(|d| write(d, "qrels/test.tsv", "q1\td1\n"));
+        assert!(e.contains("test.tsv:1: expected 3 tab-separated fields"), "{e}");
+        let e = beir_error(|d| write(d, "qrels/test.tsv", "q1\td1\thigh\n"));
+        assert!(e.contains("test.tsv:1: field `score`: expected an integer"), "{e}");
+        let e = beir_error(|d| write(d, "qrels/test.tsv", "q1\td9\t1\n"));
+        assert!(e.contains("document d9 is not in the corpus"), "{e}");
+        let e = beir_error(|d| fs::remove_file(d.join("qrels/test.tsv")).unwrap());
+        assert!(e.contains("no qrels/test.tsv"), "{e}");
+    }
+
+    #[test]
+    fn trec_files_become_the_same_data_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        write(
+            d,
+            "docs.tsv",
+            "d1\tBoats a blue boat\n2\ta red house\nd3\tgreen trees\n",
+        );
+        write(d, "topics.sw.tsv", "q1\tmashua ya bluu\nq2\tnyumba nyekundu\n");
+        write(d, "topics.en.tsv", "q1\tblue boat\nq2\tred house\n");
+        write(d, "test.qrels", "q1 0 d1 1\n");
+        write(d, "train.qrels", "q2 0 2 2\nq2 0 d3 0\n");
+        let files = TrecFiles {
+            corpus: d.join("docs.tsv"),
+            doc_lang: "en".into(),
+            topics: vec![
+                ("sw".into(), d.join("topics.sw.tsv")),
+                ("en".into(), d.join("topics.en.tsv")),
+            ],
+            qrels: vec![
+                (Split::Test, d.join("test.qrels")),
+                (Split::Train, d.join("train.qrels")),
+            ],
+        };
+        let trec = read_trec(&files).unwrap().into_dataset("mine", DEFAULT_TASK).unwrap();
+        let tmp2 = tempfile::tempdir().unwrap();
+        beir_folder(tmp2.path());
+        let beir = read_beir(tmp2.path(), &options())
+            .unwrap()
+            .into_dataset("mine", DEFAULT_TASK)
+            .unwrap();
+        assert_eq!(trec.corpus, beir.corpus);
+        assert_eq!(trec.queries, beir.queries);
+        assert_eq!(trec.qrels, beir.qrels);
+        assert_eq!(trec.links, beir.links);
+        write(d, "test.qrels", "q1 0 d1\n");
+        let e = format!("{:#}", read_trec(&files).unwrap_err());
+        assert!(e.contains("test.qrels:1: expected 4 fields"), "{e}");
+        write(d, "docs.tsv", "d1 no tab\n");
+        let e = format!("{:#}", read_trec(&files).unwrap_err());
+        assert!(e.contains("docs.tsv:1: expected `doc_id<TAB>text`"), "{e}");
+    }
+}
