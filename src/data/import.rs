@@ -596,37 +596,48 @@ mod tests {
 
     #[test]
     fn malformed_beir_files_name_the_file_line_and_field() {
-        let e = beir_error(|d| {
-            write(
-                d,
+        let cases = [
+            (
                 "corpus.jsonl",
                 "{\"_id\": \"d1\", \"text\": \"x\"}\n{\"_id\": \"d2\"}\n",
-            )
-        });
-        assert!(e.contains("corpus.jsonl:2: field `text` is missing"), "{e}");
-        let e = beir_error(|d| write(d, "corpus.jsonl", "{\"_id\": \"d1\", \"text\": \"x\"}\nnot json\n"));
-        assert!(e.contains("corpus.jsonl:2: not a JSON object"), "{e}");
-        let e = beir_error(|d| write(d, "corpus.jsonl", "{\"_id\": \"d 1\", \"text\": \"x\"}\n"));
-        assert!(
-            e.contains("corpus.jsonl:1: field `_id`") && e.contains("white space"),
-            "{e}"
-        );
-        let e = beir_error(|d| write(d, "queries.jsonl", "{\"_id\": \"q1\", \"text\": \"x\"}\n"));
-        assert!(e.contains("queries.jsonl:1: field `language` is missing"), "{e}");
-        let e = beir_error(|d| {
-            write(
-                d,
+                "corpus.jsonl:2: field `text` is missing",
+            ),
+            (
+                "corpus.jsonl",
+                "{\"_id\": \"d1\", \"text\": \"x\"}\nnot json\n",
+                "corpus.jsonl:2: not a JSON object",
+            ),
+            (
+                "corpus.jsonl",
+                "{\"_id\": \"d 1\", \"text\": \"x\"}\n",
+                "corpus.jsonl:1: field `_id`: id \"d 1\" must be non-empty and without white space",
+            ),
+            (
+                "queries.jsonl",
+                "{\"_id\": \"q1\", \"text\": \"x\"}\n",
+                "queries.jsonl:1: field `language` is missing",
+            ),
+            (
                 "queries.sw.jsonl",
                 "{\"_id\": \"q1\", \"text\": \"x\", \"language\": \"tl\"}\n",
-            )
-        });
-        assert!(e.contains("queries.sw.jsonl:1: field `language` says tl"), "{e}");
-        let e = beir_error(|d| write(d, "qrels/test.tsv", "q1\td1\n"));
-        assert!(e.contains("test.tsv:1: expected 3 tab-separated fields"), "{e}");
-        let e = beir_error(|d| write(d, "qrels/test.tsv", "q1\td1\thigh\n"));
-        assert!(e.contains("test.tsv:1: field `score`: expected an integer"), "{e}");
-        let e = beir_error(|d| write(d, "qrels/test.tsv", "q1\td9\t1\n"));
-        assert!(e.contains("document d9 is not in the corpus"), "{e}");
+                "queries.sw.jsonl:1: field `language` says tl",
+            ),
+            (
+                "qrels/test.tsv",
+                "q1\td1\n",
+                "test.tsv:1: expected 3 tab-separated fields",
+            ),
+            (
+                "qrels/test.tsv",
+                "q1\td1\thigh\n",
+                "test.tsv:1: field `score`: expected an integer",
+            ),
+            ("qrels/test.tsv", "q1\td9\t1\n", "document d9 is not in the corpus"),
+        ];
+        for (file, content, expected) in cases {
+            let e = beir_error(|d| write(d, file, content));
+            assert!(e.contains(expected), "{file}: {e}");
+        }
         let e = beir_error(|d| fs::remove_file(d.join("qrels/test.tsv")).unwrap());
         assert!(e.contains("no qrels/test.tsv"), "{e}");
     }
