@@ -17,6 +17,7 @@ fn train_step(c: &mut Criterion) {
         let tokens = training::batch(preset);
         let input = StepInput {
             batch: &tokens,
+            negatives: 0,
             temperature: 0.05,
             ot: None,
             clip_norm: Some(5.0),

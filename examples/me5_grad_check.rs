@@ -50,6 +50,7 @@ fn main() -> Result<()> {
     for step in 0..steps {
         let loss = encoder.train_step(&StepInput {
             batch: &batch,
+            negatives: 0,
             temperature: 0.05,
             ot: None,
             clip_norm: None,

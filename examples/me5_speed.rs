@@ -103,6 +103,7 @@ fn main() -> Result<()> {
     let b = batch(&mut rng, 64, 64);
     let input = StepInput {
         batch: &b,
+        negatives: 0,
         temperature: 0.05,
         ot: None,
         clip_norm: Some(1.0),

@@ -43,6 +43,7 @@ fn main() {
         let training::Workload { mut encoder, batch } = build();
         let input = StepInput {
             batch: &batch,
+            negatives: 0,
             temperature: 0.05,
             ot: None,
             clip_norm: Some(5.0),

@@ -57,6 +57,9 @@ pub struct Batch<'a> {
     pub target_share: f64,
     /// How many of `pairs` are cross-lingual (they come first).
     pub cross_lingual: usize,
+    /// Hard negatives: passages no query of the batch has as its positive, each rendered in
+    /// the language of the passage of the pair it was mined for; scored against every query.
+    pub negatives: Vec<&'a str>,
 }
 
 /// What both designs share: the schedule, how it mixes, the batch size and the run's length.
@@ -198,6 +201,7 @@ impl<'a> HybridSampler<'a> {
             pairs,
             target_share: p,
             cross_lingual: n_cross,
+            negatives: Vec::new(),
         })
     }
 }
@@ -214,12 +218,16 @@ pub struct PoolEntry<'a> {
     pub within: BatchPair<'a>,
     /// The cross-lingual renderings (at least one).
     pub across: Vec<BatchPair<'a>>,
+    /// Hard-negative passage units of the link, best first ([`RenderedPool::set_negatives`]).
+    pub negatives: Vec<&'a str>,
 }
 
 /// The pool of the rendered design: every (link, language) a cell may draw.
 #[derive(Debug, Clone)]
 pub struct RenderedPool<'a> {
     entries: Vec<PoolEntry<'a>>,
+    /// Unit renderings by language, then unit id.
+    text: HashMap<&'a str, HashMap<&'a str, &'a str>>,
 }
 
 /// What selects a rendered pool's entries.
@@ -325,6 +333,7 @@ impl<'a> RenderedPool<'a> {
                         lang,
                         within,
                         across,
+                        negatives: Vec::new(),
                     });
                 }
             }
@@ -345,7 +354,30 @@ impl<'a> RenderedPool<'a> {
             }
             entries.extend(of_lang);
         }
-        Ok(Self { entries })
+        Ok(Self { entries, text })
+    }
+
+    /// Gives each entry the hard-negative passage units `negatives` lists for its link id (best
+    /// first); units without any rendering are skipped.
+    pub fn set_negatives(&mut self, negatives: &HashMap<String, Vec<String>>) {
+        let known: HashMap<&str, &'a str> = self
+            .text
+            .values()
+            .flat_map(|by_unit| by_unit.keys().map(|k| (*k, *k)))
+            .collect();
+        for entry in &mut self.entries {
+            entry.negatives = negatives
+                .get(entry.link.id.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|unit| known.get(unit.as_str()).copied())
+                .collect();
+        }
+    }
+
+    /// The rendering of `unit` in `lang`, if the data set has one.
+    pub fn render(&self, lang: &str, unit: &str) -> Option<&'a str> {
+        self.text.get(lang).and_then(|t| t.get(unit)).copied()
     }
 
     /// The entries, in a fixed order.
@@ -372,6 +404,8 @@ pub struct RenderedSampler<'a> {
     picks: ChaCha8Rng,
     /// Draws how many pairs are cross-lingual, and which cross-lingual rendering each gets.
     renderings: ChaCha8Rng,
+    /// Hard negatives per pair (0: in-batch negatives only).
+    hard_negatives: usize,
 }
 
 impl<'a> RenderedSampler<'a> {
@@ -391,7 +425,17 @@ impl<'a> RenderedSampler<'a> {
             picks: ChaCha8Rng::seed_from_u64(seed),
             // A second stream, so that the renderings never shift the draw of pairs.
             renderings: ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+            hard_negatives: 0,
         })
+    }
+
+    /// Adds up to `k` hard negatives per pair to every batch, from the pool's mined negatives
+    /// ([`RenderedPool::set_negatives`]): the first ones, in the order mined, that render in the
+    /// language of the pair's passage and are neither a passage of the batch nor taken already
+    /// (either would put one text in two columns of the loss).
+    pub fn with_hard_negatives(mut self, k: usize) -> Self {
+        self.hard_negatives = k;
+        self
     }
 
     /// Indices of the pool entries of the next batch, in batch order (no passage unit twice).
@@ -418,7 +462,7 @@ impl<'a> RenderedSampler<'a> {
         let n_cross = self.plan.cross_count(&mut self.renderings, p);
         let picked = self.picks();
         let n_cross = n_cross.min(picked.len());
-        let pairs = picked
+        let pairs: Vec<BatchPair<'a>> = picked
             .iter()
             .enumerate()
             .map(|(i, &entry)| {
@@ -430,10 +474,32 @@ impl<'a> RenderedSampler<'a> {
                 }
             })
             .collect();
+        let mut negatives = Vec::new();
+        if self.hard_negatives > 0 {
+            let mut taken: HashSet<&str> = picked
+                .iter()
+                .map(|&i| self.pool.entries[i].link.passage.as_str())
+                .collect();
+            for (pair, &entry) in pairs.iter().zip(&picked) {
+                let mut added = 0;
+                for &unit in &self.pool.entries[entry].negatives {
+                    if added == self.hard_negatives {
+                        break;
+                    }
+                    if let Some(text) = self.pool.render(pair.passage_lang, unit)
+                        && taken.insert(unit)
+                    {
+                        negatives.push(text);
+                        added += 1;
+                    }
+                }
+            }
+        }
         Ok(Batch {
             pairs,
             target_share: p,
             cross_lingual: n_cross,
+            negatives,
         })
     }
 }
@@ -737,6 +803,44 @@ mod tests {
         .unwrap();
         let ids = |p: &RenderedPool| p.entries().iter().map(|e| e.link.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&capped), ids(&again), "the cap is a fixed sample");
+    }
+
+    #[test]
+    fn hard_negatives_render_in_the_passage_language_and_never_repeat_a_batch_passage() {
+        let (links, units) = linked(300, &["sw"]);
+        let languages = vec!["sw".to_string()];
+        let ways = [CrossLingual::LrEn];
+        let mut pool = RenderedPool::new(&links, &units, &spec(&languages, &ways)).unwrap();
+        // Every link's negatives: the ten units after its passage.
+        let mined: HashMap<String, Vec<String>> = links
+            .iter()
+            .map(|l| {
+                let next: usize = l.passage[1..].parse().unwrap();
+                (
+                    l.id.clone(),
+                    (next + 1..next + 11).map(|u| format!("u{}", u % 300)).collect(),
+                )
+            })
+            .collect();
+        pool.set_negatives(&mined);
+        let mut sampler = rendered(pool, Schedule::Constant { value: 0.5 }, Mixing::Sample, 3).with_hard_negatives(2);
+        let (mut found, mut wanted) = (0, 0);
+        for step in 0..20 {
+            let batch = sampler.batch(step).unwrap();
+            // Up to 2 per pair: a candidate that is a passage of the batch or taken is skipped.
+            assert!(batch.negatives.len() <= 2 * batch.pairs.len(), "step {step}");
+            found += batch.negatives.len();
+            wanted += 2 * batch.pairs.len();
+            let passages: HashSet<&str> = batch.pairs.iter().map(|p| p.passage).collect();
+            let mut seen = HashSet::new();
+            for n in &batch.negatives {
+                assert!(!passages.contains(n) && seen.insert(*n), "{n} twice in step {step}");
+            }
+            // The first pair's negatives are in its passage's language.
+            let lang = batch.pairs[0].passage_lang;
+            assert!(batch.negatives[0].starts_with(&format!("{lang}:")));
+        }
+        assert!(found * 100 >= wanted * 95, "{found} of {wanted}");
     }
 
     #[test]

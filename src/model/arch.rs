@@ -207,15 +207,11 @@ impl<A: Arch<M, P>, D: Backend, const M: usize, const P: usize> Encoder<A, D, M,
     /// One optimizer step (the body of [`TrainableEncoder::train_step`]).
     fn step(&mut self, input: &StepInput) -> Result<StepLoss> {
         let batch = input.batch;
-        anyhow::ensure!(
-            batch.rows >= 4 && batch.rows.is_multiple_of(2),
-            "a training batch needs query/passage halves"
-        );
-        let half = batch.rows / 2;
+        let half = super::query_rows(batch.rows, input.negatives)?;
         let (ids, mask) = self.inputs(batch)?;
         let grads = self.grads.take().context("gradients in use")?;
         let all = self.encode(ids.traced(grads), mask);
-        let nce = info_nce_loss(&self.dev, all, half, input.temperature);
+        let nce = info_nce_loss(&self.dev, all, half, input.negatives, input.temperature);
         let info_nce = f64::from(nce.array());
 
         let (loss, ot_value) = match &input.ot {

@@ -1041,18 +1041,14 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         ot_cached: Option<LayerStates>,
     ) -> Result<(Gradients<f32, D>, StepLoss)> {
         let batch = input.batch;
-        ensure!(
-            batch.rows >= 4 && batch.rows.is_multiple_of(2),
-            "a training batch needs query/passage halves"
-        );
+        let half = super::query_rows(batch.rows, input.negatives)?;
         ensure!(
             self.fine_tune.top_layers > 0 || self.embeddings_train(),
             "nothing to train: no layer and no embedding table is trainable"
         );
-        let half = batch.rows / 2;
         let grads = self.grads.take().context("gradients in use")?;
         let all = self.pooled_in_buckets(batch, cached, grads)?;
-        let nce = info_nce_loss(&self.dev, all, half, input.temperature);
+        let nce = info_nce_loss(&self.dev, all, half, input.negatives, input.temperature);
         let info_nce = f64::from(nce.array());
         let (loss, ot_value) = match &input.ot {
             None => (nce, None),

@@ -18,22 +18,26 @@ pub(super) fn normalize_tokens<const N: usize, D: Backend, T: Tape<f32, D>>(
     x / norms
 }
 
-/// InfoNCE over in-batch negatives: rows `0..half` are queries, rows `half..2·half` their
-/// positive passages; every other passage of the batch is a negative.
+/// InfoNCE over in-batch negatives: rows `0..queries` are queries, rows `queries..2·queries`
+/// their positive passages, and the `negatives` rows after them hard negatives; every passage
+/// but a query's own positive is a negative for it.
 pub(super) fn info_nce_loss<const P: usize, D: Backend, T: Tape<f32, D>>(
     dev: &D,
     all: Tensor<(usize, Const<P>), f32, D, T>,
-    half: usize,
+    queries: usize,
+    negatives: usize,
     temperature: f64,
 ) -> Tensor<Rank0, f32, D, T> {
-    let queries = all.with_empty_tape().slice((0..half, ..));
-    let passages = all.slice((half..2 * half, ..));
-    let logits = queries.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
-    let mut targets = vec![0.0f32; half * half];
-    for i in 0..half {
-        targets[i * half + i] = 1.0;
+    let passages_end = 2 * queries + negatives;
+    let q = all.with_empty_tape().slice((0..queries, ..));
+    let passages = all.slice((queries..passages_end, ..));
+    let logits = q.matmul(passages.permute::<_, Axes2<1, 0>>()) * (1.0 / temperature as f32);
+    let columns = queries + negatives;
+    let mut targets = vec![0.0f32; queries * columns];
+    for i in 0..queries {
+        targets[i * columns + i] = 1.0;
     }
-    cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (half, half)))
+    cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (queries, columns)))
 }
 
 /// The OT distillation term in the graph: λ·Σ G ⊙ C, whose gradient carries ∂⟨P, C⟩/∂C into
@@ -127,4 +131,31 @@ pub(super) fn transport_batch(
         }
     }
     Ok((total / pairs as f64, grad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_nce_scores_every_query_against_positives_and_hard_negatives() {
+        let dev = Cpu::default();
+        // Two queries, their positives, one hard negative; 2-d embeddings.
+        let rows = [[1.0f32, 0.0], [0.0, 1.0], [0.8, 0.6], [0.6, 0.8], [0.9, 0.1]];
+        let all = dev.tensor_from_vec(rows.concat(), (5usize, Const::<2>));
+        let temperature = 0.5;
+        let loss = info_nce_loss(&dev, all, 2, 1, temperature).array();
+        let dot = |a: [f32; 2], b: [f32; 2]| f64::from(a[0] * b[0] + a[1] * b[1]) / temperature;
+        let mut want = 0.0;
+        for (i, q) in rows[..2].iter().enumerate() {
+            let logits: Vec<f64> = rows[2..].iter().map(|p| dot(*q, *p)).collect();
+            let lse = logits.iter().map(|l| l.exp()).sum::<f64>().ln();
+            want += (lse - logits[i]) / 2.0;
+        }
+        assert!((f64::from(loss) - want).abs() < 1e-5, "{loss} vs {want}");
+        // Without the negative, the last row is not a column.
+        let all = dev.tensor_from_vec(rows[..4].concat(), (4usize, Const::<2>));
+        let without = f64::from(info_nce_loss(&dev, all, 2, 0, temperature).array());
+        assert!(without < want, "a hard negative adds to the loss: {without} vs {want}");
+    }
 }

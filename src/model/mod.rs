@@ -140,14 +140,29 @@ pub struct OtTerm<'a> {
 
 /// One training step's input.
 pub struct StepInput<'a> {
-    /// Queries then their positive passages (rows i and i + n/2 match).
+    /// Queries, then their positive passages (rows i and i + n match), then `negatives` hard
+    /// negative passages.
     pub batch: &'a TokenBatch,
+    /// How many rows at the end of `batch` are hard negatives.
+    pub negatives: usize,
     /// InfoNCE temperature.
     pub temperature: f64,
     /// The OT distillation term, when it is on.
     pub ot: Option<OtTerm<'a>>,
     /// Global gradient-norm clipping threshold.
     pub clip_norm: Option<f64>,
+}
+
+/// The queries of a training batch of `rows` rows whose last `negatives` are hard negatives:
+/// the rest must be at least two query/passage pairs.
+fn query_rows(rows: usize, negatives: usize) -> anyhow::Result<usize> {
+    let pairs = rows.saturating_sub(negatives);
+    anyhow::ensure!(
+        pairs >= 4 && pairs.is_multiple_of(2),
+        "a training batch needs query/passage halves of at least 2 pairs before its {negatives} hard negatives, \
+         found {rows} rows"
+    );
+    Ok(pairs / 2)
 }
 
 /// The losses of one step, before the update.
@@ -355,6 +370,7 @@ mod tests {
     fn step(batch: &TokenBatch) -> StepInput<'_> {
         StepInput {
             batch,
+            negatives: 0,
             temperature: 0.1,
             ot: None,
             clip_norm: None,
@@ -379,6 +395,27 @@ mod tests {
             last = enc.train_step(&step(&b)).unwrap().total;
         }
         assert!(first > 1.0 && last < first * 0.5, "loss {first} → {last}");
+    }
+
+    #[test]
+    fn hard_negative_rows_join_the_loss_and_leave_at_least_two_pairs() {
+        let mut enc = build(Preset::Tiny, 7, settings(), ResolvedDevice::Cpu).unwrap();
+        let b = batch(vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10], vec![1.0; 10], 5);
+        let with = enc
+            .train_step(&StepInput {
+                negatives: 1,
+                ..step(&b)
+            })
+            .unwrap();
+        assert!(with.total.is_finite() && with.grad_norm > 0.0);
+        let e = enc
+            .train_step(&StepInput {
+                negatives: 2,
+                ..step(&b)
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 2 pairs before its 2 hard negatives"), "{e}");
     }
 
     #[test]

@@ -366,6 +366,41 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Stop after this many evaluations without improvement (0: never stop early).
     pub patience: usize,
+    /// Hard negatives in the InfoNCE denominator beside the in-batch ones, e.g. `{k: 1}`
+    /// (absent: in-batch negatives only). Needs `data.train_pairs.design: rendered`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_negatives: Option<HardNegatives>,
+}
+
+/// `train.hard_negatives`: how many per pair, and how they are mined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardNegatives {
+    /// Hard negatives per training pair (0 to 16; 0: none, as when the key is absent, which
+    /// lets an ablation switch them off).
+    pub k: usize,
+    /// How they are found: `bm25` (the training passages BM25 ranks highest for the pair's
+    /// query, in the pivot language, minus the query's positives).
+    pub source: NegativeSource,
+}
+
+impl Default for HardNegatives {
+    fn default() -> Self {
+        Self {
+            k: 1,
+            source: NegativeSource::Bm25,
+        }
+    }
+}
+
+/// Where hard negatives come from (`train.hard_negatives.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeSource {
+    /// BM25 (Lucene's defaults) over the pivot-language renderings of the training passages,
+    /// mined once per cell before training.
+    #[default]
+    Bm25,
 }
 
 impl Default for TrainConfig {
@@ -381,6 +416,7 @@ impl Default for TrainConfig {
             clip_norm: Some(5.0),
             eval_every: 0,
             patience: 0,
+            hard_negatives: None,
         }
     }
 }

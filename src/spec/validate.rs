@@ -235,6 +235,24 @@ impl Experiment {
                 Some(self.train.warmup_steps.to_string()),
             ),
         );
+        if let Some(negatives) = &self.train.hard_negatives {
+            check(
+                negatives.k <= 16,
+                problem(
+                    "train.hard_negatives.k",
+                    "0 (none) to 16",
+                    Some(negatives.k.to_string()),
+                ),
+            );
+            check(
+                negatives.k == 0 || self.data.train_pairs.design == crate::data::config::PairDesign::Rendered,
+                problem(
+                    "train.hard_negatives",
+                    "`data.train_pairs.design: rendered` (negatives are passage units of the data set's links)",
+                    Some(format!("{:?}", self.data.train_pairs.design)),
+                ),
+            );
+        }
         check(
             self.train.batch_size >= 2,
             problem(

@@ -1,12 +1,13 @@
 //! Training one cell, in parts: hybrid batches from the sampler, one step ([`step`]: InfoNCE +
 //! λ·OT against an English teacher, gradient clipping inside the encoder), the learning-rate
 //! schedule ([`lr`]), validation and early stopping ([`validation`]), the best checkpoint
-//! ([`checkpoint`]), the OT batch sampling ([`distill`]) and the teacher stage ([`teacher`]),
-//! shared by every cell that needs the same teacher. [`train`] is the recipe that joins them.
+//! ([`checkpoint`]), the OT batch sampling ([`distill`]), hard negatives ([`negatives`]) and
+//! the teacher stage ([`teacher`]), shared by every cell that needs the same teacher. [`train`] is the recipe that joins them.
 
 pub mod checkpoint;
 pub mod distill;
 pub mod lr;
+pub mod negatives;
 pub mod step;
 pub mod teacher;
 pub mod validation;
@@ -155,9 +156,20 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
                 cross_lingual: &cross_lingual,
                 max_per_language: cap,
             };
-            let pool = RenderedPool::new(&dataset.links, &dataset.units, &spec)
+            let mut pool = RenderedPool::new(&dataset.links, &dataset.units, &spec)
                 .with_context(|| format!("data set {}", dataset.card.name))?;
-            let sampler = RenderedSampler::new(pool, plan, cfg.seed)?;
+            let k = t.hard_negatives.map_or(0, |h| h.k);
+            if k > 0 {
+                let mined = negatives::mine_bm25(&pool, pivot, k);
+                let found = mined.values().filter(|n| !n.is_empty()).count();
+                tracing::info!(
+                    links = mined.len(),
+                    with_negatives = found,
+                    "mined hard negatives with BM25"
+                );
+                pool.set_negatives(&mined);
+            }
+            let sampler = RenderedSampler::new(pool, plan, cfg.seed)?.with_hard_negatives(k);
             Ok(PairSampler::Rendered(Box::new(sampler)))
         }
         PairDesign::TranslationVsEnglish => {
@@ -407,6 +419,24 @@ mod tests {
             job_alive: crate::util::lock::no_scheduler,
         };
         (train(cfg, &dataset, &tokenizer, &paths, on_step), tokenizer, dir)
+    }
+
+    #[test]
+    fn hard_negatives_change_the_loss_and_train() {
+        let plain = cell(4);
+        let mut hard = cell(4);
+        hard.train.hard_negatives = Some(crate::spec::schema::HardNegatives {
+            k: 1,
+            ..Default::default()
+        });
+        let losses = |cfg: &CellConfig| -> Vec<f64> {
+            let (trained, _, _dir) = train_synthetic(cfg, |_| {});
+            trained.unwrap().log.iter().map(|r| r.info_nce).collect()
+        };
+        let (a, b) = (losses(&plain), losses(&hard));
+        assert!(b.iter().all(|l| l.is_finite()));
+        // The same first batch with one more column per query: a higher loss.
+        assert!(b[0] > a[0], "{b:?} vs {a:?}");
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub fn step(
         .iter()
         .map(|p| (p.query, Side::Query))
         .chain(batch.pairs.iter().map(|p| (p.passage, Side::Passage)))
+        .chain(batch.negatives.iter().map(|n| (*n, Side::Passage)))
         .collect();
     let tokens = tokenizer.batch_sides(&texts, cfg.model.max_len)?;
     encoder.set_learning_rate(lr);
@@ -93,6 +94,7 @@ pub fn step(
             };
             encoder.train_step(&StepInput {
                 batch: &tokens,
+                negatives: batch.negatives.len(),
                 temperature: cfg.model.temperature,
                 ot: Some(term),
                 clip_norm: t.clip_norm,
@@ -100,6 +102,7 @@ pub fn step(
         }
         None => encoder.train_step(&StepInput {
             batch: &tokens,
+            negatives: batch.negatives.len(),
             temperature: cfg.model.temperature,
             ot: None,
             clip_norm: t.clip_norm,

@@ -83,6 +83,7 @@ fn fine_tuned_cell(dir: &Path) {
     let batch = tokenizer.batch(&refs);
     let step = StepInput {
         batch: &batch,
+        negatives: 0,
         temperature: 0.05,
         ot: None,
         clip_norm: Some(1.0),

@@ -26,6 +26,7 @@ fn frozen() -> FineTune {
 fn step(batch: &TokenBatch) -> StepInput<'_> {
     StepInput {
         batch,
+        negatives: 0,
         temperature: 0.1,
         ot: None,
         clip_norm: None,
