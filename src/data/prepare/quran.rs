@@ -16,15 +16,15 @@
 //! within Kashmiri it pairs the two Kashmiri translations (X-X), across it pairs Kashmiri with
 //! English (X-Y). The same relevance pair in every rendering, as the hybrid-batch design needs.
 //!
-//! The commentary set (`quran-commentary`, [`build_commentary`]) is for evaluation only: its
-//! documents are the English commentary passages of Ibn Kathir (abridged; package tafsir
+//! The commentary set (`quran-commentary`, [`build_commentary`]): its documents are the English commentary passages of Ibn Kathir (abridged; package tafsir
 //! [`TAFSIR`]) on the evaluation suras, each covering a verse range, and its task
 //! [`TASK_COMMENTARY`] asks a verse (the same queries as `quran`) to find the one passage whose
 //! range covers it (binary relevance: the passages do not overlap). Kept apart from `quran`
 //! because a corpus is searched by every task: commentary passages quote the verses they
-//! explain, and beside the verses they would blur the translation task.
+//! explain, and beside the verses they would blur the translation task. Its training pairs
+//! (verse → passage) exist across languages only ([`PAIR_PASSAGE_WORDS`]).
 
-use crate::data::format::{Card, Dataset, Doc, Judgment, Link, normalize_text};
+use crate::data::format::{Card, Dataset, Doc, Judgment, Link, Pair, normalize_text};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -456,7 +456,71 @@ pub fn build_commentary(
             );
         }
     }
+    commentary_pairs(&mut ds, translations, passages)?;
     Ok(ds)
+}
+
+/// Words of a commentary passage kept on the passage side of a training pair: a passage runs
+/// to thousands of words, of which an encoder reads its first `model.max_len` tokens.
+pub const PAIR_PASSAGE_WORDS: usize = 128;
+
+/// The training pairs of the commentary set: each training verse (by each language's first
+/// translator) with the first [`PAIR_PASSAGE_WORDS`] words of the English passage covering it,
+/// as English pairs (`train/mono.tsv`) and cross-lingual ones (`train/cross.<lang>.tsv`, Kashmiri
+/// and Urdu). The passages exist in English only, so there is no within-language rendering for
+/// another language: these pairs serve `design: translation_vs_english`, not the rendered
+/// design. Verses whose text recurs in an evaluation sura are left out.
+fn commentary_pairs(ds: &mut Dataset, translations: &BTreeMap<u16, Translation>, passages: &[Passage]) -> Result<()> {
+    let eval_texts: BTreeSet<&str> = ds
+        .queries
+        .values()
+        .flatten()
+        .map(|q| q.text.as_str())
+        .chain(translations.get(&TRANSLATORS[0].1).into_iter().flat_map(|t| {
+            t.iter()
+                .filter(|(k, _)| split_of(k.sura) != super::bible::SPLIT_TRAIN)
+                .map(|(_, text)| text.as_str())
+        }))
+        .collect();
+    let mut leaked = 0u64;
+    for p in passages
+        .iter()
+        .filter(|p| split_of(p.sura) == super::bible::SPLIT_TRAIN)
+    {
+        let passage: String = p.text.split(' ').take(PAIR_PASSAGE_WORDS).collect::<Vec<_>>().join(" ");
+        for verse in p.start..=p.end {
+            let key = VerseKey { sura: p.sura, verse };
+            let rendered: Vec<(&str, &str)> = TRANSLATORS
+                .iter()
+                .filter(|t| TRAINED_LANGUAGES.contains(&t.0))
+                .map(|&(lang, first, _, _)| {
+                    let text = translations
+                        .get(&first)
+                        .and_then(|t| t.get(&key))
+                        .with_context(|| format!("translation {first} has no verse {key}"))?;
+                    Ok((lang, text.as_str()))
+                })
+                .collect::<Result<_>>()?;
+            if rendered.iter().any(|(_, t)| eval_texts.contains(t)) {
+                leaked += 1;
+                continue;
+            }
+            for (lang, text) in rendered {
+                let pair = Pair {
+                    id: format!("cm:{key}"),
+                    query: text.to_string(),
+                    passage: passage.clone(),
+                };
+                if lang == PIVOT {
+                    ds.mono.push(pair);
+                } else {
+                    ds.cross.entry(lang.to_string()).or_default().push(pair);
+                }
+            }
+        }
+    }
+    ds.card.counts.insert("dropped.train.leaks".into(), leaked);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -617,6 +681,11 @@ mod tests {
             "translator 300 sura 3 verse 2"
         );
         assert!(ds.links.is_empty() && ds.units.is_empty());
+        // Training: sura 1's two verses with its passage, in English and across.
+        assert_eq!(ds.mono.len(), 2);
+        assert_eq!(ds.mono[0].passage, "on 1.1-2");
+        assert_eq!(ds.cross["ks"][1].query, "translator 300 sura 1 verse 2");
+        assert!(!ds.cross.contains_key(ROMANISED_KASHMIRI));
     }
 
     #[test]
