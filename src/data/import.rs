@@ -339,7 +339,10 @@ pub fn read_trec(files: &TrecFiles) -> Result<Benchmark> {
 impl Benchmark {
     /// The data set `name` (see the module docs).
     pub fn into_dataset(self, name: &str, task: &str) -> Result<Dataset> {
-        check_lang(task, "--task")?;
+        ensure!(
+            !task.is_empty() && task.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "--task: {task:?} must be ASCII letters, digits, '_' or '-' (it names the qrels files)"
+        );
         let doc_ids: BTreeSet<&str> = self.docs.iter().map(|(id, _)| id.as_str()).collect();
         let query_ids: BTreeSet<&str> = self
             .queries
