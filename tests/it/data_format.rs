@@ -128,6 +128,7 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
         [
             "bitext/xx.tsv",
             "corpus/test.tsv",
+            "documents/xx/test.tsv",
             "qrels/xx/translation.test.qrels",
             "queries/xx/test.tsv",
             "train/cross.xx.tsv",
