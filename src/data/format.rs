@@ -387,7 +387,8 @@ fn is_file_count_key(key: &str) -> bool {
     FILE_COUNT_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` can be a split, language or task name (it names folders and files).
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 

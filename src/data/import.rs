@@ -60,8 +60,15 @@ pub struct BeirOptions {
     pub query_lang: Option<String>,
 }
 
-fn read_text(path: &Path) -> Result<String> {
-    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+/// The non-blank lines of a text file, each with its `file:line` and 1-based number.
+fn numbered_lines(path: &Path) -> Result<Vec<(String, usize, String)>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (format!("{}:{}", path.display(), i + 1), i + 1, line.to_string()))
+        .collect())
 }
 
 /// A field of a JSON record as a string (a number is read as its digits, as BEIR ids often are).
@@ -90,7 +97,7 @@ fn check_id(id: &str, at: &str, field: &str) -> Result<()> {
 /// A language code the data format can hold (it names folders and files).
 fn check_lang(lang: &str, at: &str) -> Result<()> {
     ensure!(
-        !lang.is_empty() && lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        crate::data::format::valid_name(lang),
         "{at}: language {lang:?} must be ASCII letters, digits, '_' or '-'"
     );
     Ok(())
@@ -98,18 +105,14 @@ fn check_lang(lang: &str, at: &str) -> Result<()> {
 
 /// The records of a JSONL file, each with its `file:line` (blank lines skipped).
 fn jsonl(path: &Path) -> Result<Vec<(String, Value)>> {
-    let text = read_text(path)?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let at = format!("{}:{}", path.display(), i + 1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: Value = serde_json::from_str(line).with_context(|| format!("{at}: not a JSON object"))?;
-        ensure!(record.is_object(), "{at}: expected a JSON object, found {record}");
-        out.push((at, record));
-    }
-    Ok(out)
+    numbered_lines(path)?
+        .into_iter()
+        .map(|(at, _, line)| {
+            let record: Value = serde_json::from_str(&line).with_context(|| format!("{at}: not a JSON object"))?;
+            ensure!(record.is_object(), "{at}: expected a JSON object, found {record}");
+            Ok((at, record))
+        })
+        .collect()
 }
 
 /// Text made non-empty after normalisation, or an error naming the field.
@@ -230,11 +233,9 @@ pub fn read_beir(dir: &Path, options: &BeirOptions) -> Result<Benchmark> {
 
 /// `query-id<TAB>corpus-id<TAB>score` lines, an optional header first.
 fn read_beir_qrels(path: &Path) -> Result<Vec<(String, String, i32)>> {
-    let text = read_text(path)?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let at = format!("{}:{}", path.display(), i + 1);
-        if line.trim().is_empty() || (i == 0 && line.starts_with("query-id")) {
+    for (at, number, line) in numbered_lines(path)? {
+        if number == 1 && line.starts_with("query-id") {
             continue;
         }
         let fields: Vec<&str> = line.split('\t').collect();
@@ -270,19 +271,16 @@ pub struct TrecFiles {
 
 /// `id<TAB>text` lines of a TSV file.
 fn tsv_records(path: &Path, id_field: &str) -> Result<Vec<(String, String, String)>> {
-    let text = read_text(path)?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let at = format!("{}:{}", path.display(), i + 1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let Some((id, body)) = line.split_once('\t') else {
-            bail!("{at}: expected `{id_field}<TAB>text`, found no tab");
-        };
-        out.push((at.clone(), id.trim().to_string(), text_of(body, &at, "text")?));
-    }
-    Ok(out)
+    numbered_lines(path)?
+        .into_iter()
+        .map(|(at, _, line)| {
+            let Some((id, body)) = line.split_once('\t') else {
+                bail!("{at}: expected `{id_field}<TAB>text`, found no tab");
+            };
+            let text = text_of(body, &at, "text")?;
+            Ok((at, id.trim().to_string(), text))
+        })
+        .collect()
 }
 
 /// Reads TREC-style files (see [`TrecFiles`]).
@@ -305,13 +303,8 @@ pub fn read_trec(files: &TrecFiles) -> Result<Benchmark> {
         }
     }
     for (split, path) in &files.qrels {
-        let text = read_text(path)?;
         let mut judged = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let at = format!("{}:{}", path.display(), i + 1);
-            if line.trim().is_empty() {
-                continue;
-            }
+        for (at, _, line) in numbered_lines(path)? {
             let fields: Vec<&str> = line.split_whitespace().collect();
             ensure!(
                 fields.len() == 4,
@@ -340,7 +333,7 @@ impl Benchmark {
     /// The data set `name` (see the module docs).
     pub fn into_dataset(self, name: &str, task: &str) -> Result<Dataset> {
         ensure!(
-            !task.is_empty() && task.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            crate::data::format::valid_name(task),
             "--task: {task:?} must be ASCII letters, digits, '_' or '-' (it names the qrels files)"
         );
         let doc_ids: BTreeSet<&str> = self.docs.iter().map(|(id, _)| id.as_str()).collect();

@@ -15,14 +15,14 @@ const SPARE: usize = 4;
 /// Link id → up to `k` + [`SPARE`] passage unit ids, best first.
 pub fn mine_bm25(pool: &RenderedPool, pivot: &str, k: usize) -> HashMap<String, Vec<String>> {
     let entries = pool.entries();
-    let passages: Vec<&str> = entries
+    // The distinct passage units with a pivot rendering, in unit order, and those renderings.
+    let (passages, texts): (Vec<&str>, Vec<&str>) = entries
         .iter()
         .map(|e| e.link.passage.as_str())
-        .filter(|p| pool.render(pivot, p).is_some())
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .collect();
-    let texts: Vec<&str> = passages.iter().filter_map(|p| pool.render(pivot, p)).collect();
+        .filter_map(|p| pool.render(pivot, p).map(|text| (p, text)))
+        .unzip();
     let params = Bm25Params::default();
     let index = Bm25::new(&texts, params.k1, params.b);
     let mut related: HashMap<&str, HashSet<&str>> = HashMap::new();

