@@ -53,7 +53,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   rm -rf "$ENV_DIR/site"
   requirements=()
   for p in "${PACKAGES[@]}"; do requirements+=("$p$SPEC"); done
-  python3 -m pip install --quiet --no-deps --root-user-action=ignore --target "$ENV_DIR/site" "${requirements[@]}" ||
+  python3 -m pip install --quiet --no-cache-dir --no-deps --root-user-action=ignore --target "$ENV_DIR/site" "${requirements[@]}" ||
     fail "pip could not install ${requirements[*]} (is PyPI reachable?)"
   echo "$wanted" >"$stamp"
 fi

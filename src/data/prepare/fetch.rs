@@ -206,6 +206,8 @@ fn download_with_client(pkg: &Package, dir: &Path) -> Result<()> {
                 "pip",
                 "download",
                 "--no-deps",
+                // The project keeps the file itself; pip's cache would hold a second copy.
+                "--no-cache-dir",
                 "--only-binary=:all:",
                 "--disable-pip-version-check",
                 "--no-input",
