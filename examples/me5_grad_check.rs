@@ -29,7 +29,13 @@ fn main() -> Result<()> {
         .take(32)
         .collect();
     let dir = text::resolve_model("me5-small", true)?;
-    let tokenizer = TextEncoder::load_backbone(&dir.join("tokenizer.json"), ["query: ", "passage: "])?;
+    let shape = clirlab::model::bert::folder::Shape::read(&dir)?;
+    let tokenizer = TextEncoder::load_backbone(
+        &dir.join("tokenizer.json"),
+        ["query: ".into(), "passage: ".into()],
+        u32::try_from(shape.pad_id)?,
+        shape.vocab,
+    )?;
     let texts: Vec<(&str, Side)> = rows
         .iter()
         .map(|(q, _)| (*q, Side::Query))
@@ -46,7 +52,7 @@ fn main() -> Result<()> {
         embeddings: false,
         word_embeddings: false,
     };
-    let mut encoder = bert::load(&dir, fine_tune, settings, ResolvedDevice::Cpu)?;
+    let mut encoder = bert::load(&dir, None, fine_tune, settings, ResolvedDevice::Cpu)?;
     for step in 0..steps {
         let loss = encoder.train_step(&StepInput {
             batch: &batch,

@@ -82,7 +82,7 @@ fn main() -> Result<()> {
     );
     let started = Instant::now();
     let mut model =
-        bert::load(&dir, fine_tune, settings, device).with_context(|| format!("loading {}", dir.display()))?;
+        bert::load(&dir, None, fine_tune, settings, device).with_context(|| format!("loading {}", dir.display()))?;
     eprintln!(
         "loaded in {:.1} s; trainable parameters: {}",
         started.elapsed().as_secs_f64(),

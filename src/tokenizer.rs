@@ -30,6 +30,25 @@ impl Side {
     }
 }
 
+/// A pretrained model's `tokenizer.json` with padding and truncation off (lengths are the
+/// caller's business: batches are padded to their longest text), checked against the `vocab`
+/// rows of the model's word-embedding table.
+pub fn load_pretrained(path: &Path, vocab: usize) -> Result<Tokenizer> {
+    let mut tokenizer = Tokenizer::from_file(path)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("loading tokenizer {}", path.display()))?;
+    tokenizer.with_padding(None);
+    tokenizer.with_truncation(None).map_err(anyhow::Error::msg)?;
+    let size = tokenizer.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
+    anyhow::ensure!(
+        size <= vocab,
+        "{}: token ids reach {}, but the model's word-embedding table has {vocab} rows (config.json `vocab_size`)",
+        path.display(),
+        size - 1
+    );
+    Ok(tokenizer)
+}
+
 /// The padding token (mask 0).
 pub const PAD: &str = "[PAD]";
 /// The token of words the vocabulary cannot spell.
@@ -43,7 +62,7 @@ pub struct TextEncoder {
     /// A backbone's tokenizer: `<s> … </s>` added, truncation keeps the last token.
     backbone: bool,
     /// The prefixes of the query and the passage side.
-    prefixes: [&'static str; 2],
+    prefixes: [String; 2],
 }
 
 /// Token ids of several texts, padded to the longest, row-major, with a 0/1 mask.
@@ -109,22 +128,15 @@ impl TextEncoder {
             tokenizer,
             pad_id,
             backbone: false,
-            prefixes: ["", ""],
+            prefixes: Default::default(),
         })
     }
 
-    /// A pretrained backbone's `tokenizer.json` (padding id `<pad>`), which adds its special
-    /// tokens, with the prefixes put before queries and passages (in that order).
-    pub fn load_backbone(path: &Path, prefixes: [&'static str; 2]) -> Result<Self> {
-        let mut tokenizer = Tokenizer::from_file(path)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("loading tokenizer {}", path.display()))?;
-        // Lengths are this module's business (batches are padded to their longest text).
-        tokenizer.with_padding(None);
-        tokenizer.with_truncation(None).map_err(anyhow::Error::msg)?;
-        let pad_id = tokenizer
-            .token_to_id("<pad>")
-            .with_context(|| format!("{}: the tokenizer has no <pad> token", path.display()))?;
+    /// A pretrained backbone's `tokenizer.json`, which adds its special tokens, with the
+    /// prefixes put before queries and passages (in that order), the model's padding id and
+    /// the rows of its word-embedding table (every token id must have one).
+    pub fn load_backbone(path: &Path, prefixes: [String; 2], pad_id: u32, vocab: usize) -> Result<Self> {
+        let tokenizer = load_pretrained(path, vocab)?;
         Ok(Self {
             tokenizer,
             pad_id,
@@ -134,10 +146,10 @@ impl TextEncoder {
     }
 
     /// The prefix put before texts of `side`.
-    pub fn prefix(&self, side: Side) -> &'static str {
+    pub fn prefix(&self, side: Side) -> &str {
         match side {
-            Side::Query => self.prefixes[0],
-            Side::Passage => self.prefixes[1],
+            Side::Query => &self.prefixes[0],
+            Side::Passage => &self.prefixes[1],
         }
     }
 
@@ -196,7 +208,7 @@ impl TextEncoder {
 
     /// Tokenizes texts, each of its side (prefixed as the model wants), padded to the longest.
     pub fn batch_sides(&self, texts: &[(&str, Side)], max_len: usize) -> Result<TokenBatch> {
-        if !self.backbone && self.prefixes == ["", ""] {
+        if !self.backbone && self.prefixes.iter().all(String::is_empty) {
             let plain: Vec<&str> = texts.iter().map(|(t, _)| *t).collect();
             return self.batch(&plain, max_len);
         }

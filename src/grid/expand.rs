@@ -497,7 +497,7 @@ fn grid_cells(
             .map_err(|e| anyhow::anyhow!("{file}: schedule of variant {assignment:?}: {e}"))?;
         tree["schedule"] = serde_json::to_value(&schedule)?;
         let probe = serde_json::to_value(exp.without_grids())?;
-        let checked: Experiment = experiment_of(&probe, &tree).map_err(|e| {
+        let mut checked: Experiment = experiment_of(&probe, &tree).map_err(|e| {
             // Name the axis whose value does not fit: the first that fails applied alone.
             let culprit = assignment.iter().find(|(axis, value)| {
                 let mut alone = base.clone();
@@ -517,6 +517,10 @@ fn grid_cells(
                 None => anyhow::anyhow!("{file}: variant {}: {e}", variant_slug(assignment)),
             }
         })?;
+        checked
+            .model
+            .resolve_backbone()
+            .with_context(|| format!("{file}: key `model.backbone` of variant {}", variant_slug(assignment)))?;
         checked.validate().map_err(|e| {
             let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
             anyhow::anyhow!("{file}: variant {}: {}", variant_slug(assignment), problems.join("; "))

@@ -38,7 +38,10 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use folder::Pooling;
+
 pub mod export;
+pub mod folder;
 pub mod frozen;
 pub mod text;
 
@@ -106,16 +109,116 @@ pub trait BertEncoder: TrainableEncoder {
     fn use_state_store(&mut self, root: &Path) -> Result<usize>;
 }
 
-/// multilingual-E5-small's shape: hidden 384, 12 heads of 32, feed-forward 1536.
-type Me5Small<D> = Bert<250_037, 512, 384, 12, 32, 1536, D>;
-
-/// The folder name of the prepared me5-small model under `<data_dir>/models/`.
+/// The prepared multilingual-E5-small's name (`model.backbone: me5-small`, `clirlab encode
+/// --model me5-small`): a folder under `<data_dir>/models/`.
 pub const ME5_SMALL: &str = "me5-small";
 
+/// The shapes this build runs, as (hidden, heads, feed-forward, most vocabulary rows, most
+/// position rows). dfdx fixes a tensor's shape at compile time wherever its optimizers and
+/// visitors walk it, so each width is compiled in and a model's embedding tables fill the first
+/// rows of tables of a fixed capacity (the rest stay zero, are never read and are not saved).
+/// They cover the BERT-family retrievers in use: MiniLM-L12 and multilingual-E5-small (384),
+/// multilingual BERT, XLM-R, mE5 and AfroXLMR base (768) and large (1024), and the test-sized
+/// one (32).
+pub const SHAPES: [(usize, usize, usize, usize, usize); 4] = [
+    (32, 4, 64, TINY_VOCAB_ROWS, TINY_POSITION_ROWS),
+    (384, 12, 1536, VOCAB_ROWS, POSITION_ROWS),
+    (768, 12, 3072, VOCAB_ROWS, POSITION_ROWS),
+    (1024, 16, 4096, VOCAB_ROWS, POSITION_ROWS),
+];
+
+/// Vocabulary rows of the full-sized shapes: multilingual-E5's 250,037 (XLM-R has 250,002,
+/// multilingual BERT 119,547).
+const VOCAB_ROWS: usize = 250_037;
+/// Position rows of the full-sized shapes: XLM-R's 514 (BERT's 512 fit).
+const POSITION_ROWS: usize = 514;
+/// Vocabulary and position rows of the test-sized shape.
+const TINY_VOCAB_ROWS: usize = 1024;
+const TINY_POSITION_ROWS: usize = 64;
+
+/// Runs `$body` with `$b` the [`Bert`] type of `$shape`'s widths (`$path` names its config in
+/// the error for a shape this build lacks).
+macro_rules! with_shape {
+    ($shape:expr, $path:expr, |$b:ident| $body:expr) => {
+        match ($shape.hidden, $shape.heads, $shape.intermediate) {
+            (32, 4, 64) => {
+                type $b<D> = Bert<TINY_VOCAB_ROWS, TINY_POSITION_ROWS, 32, 4, 8, 64, D>;
+                $body
+            }
+            (384, 12, 1536) => {
+                type $b<D> = Bert<VOCAB_ROWS, POSITION_ROWS, 384, 12, 32, 1536, D>;
+                $body
+            }
+            (768, 12, 3072) => {
+                type $b<D> = Bert<VOCAB_ROWS, POSITION_ROWS, 768, 12, 64, 3072, D>;
+                $body
+            }
+            (1024, 16, 4096) => {
+                type $b<D> = Bert<VOCAB_ROWS, POSITION_ROWS, 1024, 16, 64, 4096, D>;
+                $body
+            }
+            (hidden, heads, ff) => bail!(
+                "{}: hidden_size {hidden}, num_attention_heads {heads}, intermediate_size {ff}: not a shape this \
+                 build runs (hidden/heads/feed-forward: {})",
+                $path.display(),
+                SHAPES.map(|(m, h, f, _, _)| format!("{m}/{h}/{f}")).join(", ")
+            ),
+        }
+    };
+}
+
+/// How a loaded model embeds beyond its tensors: where positions start, the LayerNorm ε
+/// and the pooling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Flavour {
+    /// The position id of a text's first token (0 for BERT, `pad_token_id + 1` for XLM-R).
+    pub first_position: usize,
+    /// LayerNorm ε.
+    pub layer_norm_eps: f64,
+    /// Mean or first-token pooling.
+    pub pooling: Pooling,
+}
+
+impl Default for Flavour {
+    /// BERT's: positions from 0, ε 1e-12, mean pooling (multilingual-E5).
+    fn default() -> Self {
+        Self {
+            first_position: 0,
+            layer_norm_eps: 1e-12,
+            pooling: Pooling::Mean,
+        }
+    }
+}
+
+/// The folder whose `config.json` describes the model of `dir`: `dir` itself, or for a trained
+/// cell's folder (a checkpoint of trained tensors, no `config.json`) the base model's folder.
+pub fn config_folder(dir: &Path) -> Result<PathBuf> {
+    if dir.join("config.json").is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let file = dir.join("model.safetensors");
+    let (meta, _) = read_header(&file)?;
+    match meta.get(META_BASE) {
+        Some(base) => {
+            let base_dir = Path::new(base).parent().unwrap_or(Path::new("."));
+            ensure!(
+                base_dir.join("config.json").is_file(),
+                "{}: its base model's folder {} has no config.json",
+                file.display(),
+                base_dir.display()
+            );
+            Ok(base_dir.to_path_buf())
+        }
+        None => bail!("{}: no config.json beside the model", dir.display()),
+    }
+}
+
 /// Loads an encoder from a model folder (`model.safetensors`, full or a checkpoint naming its
-/// base, and `config.json` if present), with me5-small's sizes.
+/// base, and the `config.json` of it or of its base). `pooling`: the experiment's choice, else
+/// the folder's sentence-transformers pooling, else the mean.
 pub fn load(
     dir: &Path,
+    pooling: Option<Pooling>,
     fine_tune: FineTune,
     opt: OptimizerSettings,
     device: ResolvedDevice,
@@ -126,20 +229,31 @@ pub fn load(
         "{}: no model.safetensors in the model folder",
         dir.display()
     );
-    check_config(dir)?;
-    match device {
-        ResolvedDevice::Cpu => Ok(Box::new(Me5Small::load_file(Cpu::default(), &file, fine_tune, opt)?)),
+    let root = config_folder(dir)?;
+    let shape = folder::Shape::read(&root)?;
+    let pooling = match pooling {
+        Some(p) => p,
+        None => folder::SentenceTransformers::read(&root)?.pooling.unwrap_or_default(),
+    };
+    let flavour = Flavour {
+        first_position: shape.first_position(),
+        layer_norm_eps: shape.layer_norm_eps,
+        pooling,
+    };
+    let config = root.join("config.json");
+    with_shape!(shape, config, |B| match device {
+        ResolvedDevice::Cpu => Ok(Box::new(B::load_file(Cpu::default(), &file, flavour, fine_tune, opt)?)),
         #[cfg(feature = "cuda")]
         ResolvedDevice::Cuda(ordinal) => {
             let dev =
                 Cuda::try_build(ordinal, 0).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e:?}"))?;
-            Ok(Box::new(Me5Small::load_file(dev, &file, fine_tune, opt)?))
+            Ok(Box::new(B::load_file(dev, &file, flavour, fine_tune, opt)?))
         }
-    }
+    })
 }
 
 /// A randomly initialised small encoder of the same architecture (vocabulary 50, 32
-/// positions, hidden 16, 2 heads of 8, feed-forward 32), for tests that need no weights.
+/// positions, hidden 32, 4 heads of 8, feed-forward 64), for tests that need no weights.
 pub fn tiny_random(
     seed: u64,
     layers: usize,
@@ -154,49 +268,36 @@ pub fn tiny_random(
     )?))
 }
 
-/// The test-sized encoder: vocabulary 50, 32 positions, hidden 16, 2 heads of 8, feed-forward 32.
-type TinyBert = Bert<50, 32, 16, 2, 8, 32, Cpu>;
+/// The test-sized encoder: hidden 32, 4 heads of 8, feed-forward 64.
+type TinyBert = Bert<TINY_VOCAB_ROWS, TINY_POSITION_ROWS, 32, 4, 8, 64, Cpu>;
 
-/// Checks the sizes of `config.json` (HuggingFace `BertConfig`), when the folder has one.
-fn check_config(dir: &Path) -> Result<()> {
-    let path = dir.join("config.json");
-    if !path.is_file() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let config: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    for (key, want) in [
-        ("hidden_size", 384),
-        ("num_attention_heads", 12),
-        ("intermediate_size", 1536),
-    ] {
-        if let Some(found) = config.get(key).and_then(|v| v.as_u64()) {
-            ensure!(
-                found == want,
-                "{}: {key} is {found}, but this encoder is me5-small's shape ({key} {want})",
-                path.display()
-            );
-        }
-    }
-    if let Some(act) = config.get("hidden_act").and_then(|v| v.as_str()) {
-        ensure!(
-            act == "gelu",
-            "{}: hidden_act `{act}`: only erf-GELU (`gelu`) is implemented",
-            path.display()
-        );
-    }
-    if let Some(eps) = config.get("layer_norm_eps").and_then(|v| v.as_f64()) {
-        ensure!(
-            (eps - LN_EPS).abs() < 1e-15,
-            "{}: layer_norm_eps {eps}: this encoder uses 1e-12",
-            path.display()
-        );
-    }
-    Ok(())
+/// Vocabulary and positions of [`tiny_random`].
+const TINY_VOCAB: usize = 50;
+const TINY_POSITIONS: usize = 32;
+
+/// The rows of the embedding tables a model uses (the first rows of each table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TableRows {
+    vocab: usize,
+    positions: usize,
+    types: usize,
 }
 
-const LN_EPS: f64 = 1e-12;
+impl TableRows {
+    /// The used rows of the table named `name` (a tensor name under `embeddings.`), if it is
+    /// an embedding table.
+    fn of(&self, name: &str) -> Option<usize> {
+        if name.ends_with("word_embeddings.weight") {
+            Some(self.vocab)
+        } else if name.ends_with("position_embeddings.weight") {
+            Some(self.positions)
+        } else if name.ends_with("token_type_embeddings.weight") {
+            Some(self.types)
+        } else {
+            None
+        }
+    }
+}
 
 /// The revision of the frozen forward's rounding, part of a state store's folder name: raised
 /// whenever a change to the kernels changes the states' last bits, so that states computed
@@ -210,7 +311,7 @@ const STATE_CHUNK: usize = 16;
 /// Rows of a training batch run together, sorted by length ([`Bert::pooled_in_buckets`]).
 const STEP_BUCKET: usize = 16;
 
-/// LayerNorm with HuggingFace's tensor names (`weight`, `bias`) and ε = 1e-12.
+/// LayerNorm with HuggingFace's tensor names (`weight`, `bias`); ε is the model's.
 #[derive(Debug, Clone)]
 struct Norm<const M: usize, E: Dtype, D: Storage<E>> {
     weight: Tensor<Rank1<M>, E, D>,
@@ -252,17 +353,17 @@ impl<const M: usize, D: Backend> Norm<M, f32, D> {
     /// The device's LayerNorm kernel (fused on the CPU: dfdx's `normalize` and the scale and
     /// shift were a tenth of an encoding's samples). The clones share the tensors' ids, so
     /// gradients accumulate into `weight` and `bias`.
-    fn forward<T: Tape<f32, D>>(&self, x: States<M, D, T>) -> States<M, D, T> {
+    fn forward<T: Tape<f32, D>>(&self, x: States<M, D, T>, epsilon: f64) -> States<M, D, T> {
         let norm = LayerNorm1D {
             gamma: self.weight.clone(),
             beta: self.bias.clone(),
-            epsilon: LN_EPS,
+            epsilon,
         };
         D::layer_norm(&norm, x)
     }
 }
 
-/// The word-embedding table (`embeddings.word_embeddings.weight`), vocabulary V × M.
+/// The word-embedding table (`embeddings.word_embeddings.weight`), vocabulary × M.
 #[derive(Debug, Clone)]
 struct Words<const N: usize, const M: usize, E: Dtype, D: Storage<E>> {
     weight: Tensor<Rank2<N, M>, E, D>,
@@ -284,7 +385,8 @@ impl<const N: usize, const M: usize, E: Dtype, D: Device<E>> TensorCollection<E,
     }
 }
 
-/// Position (S) and token-type (2) tables and the embedding LayerNorm (under `embeddings.`).
+/// Position and token-type tables (every text is type 0) and the embedding LayerNorm (under
+/// `embeddings.`).
 #[derive(Debug, Clone)]
 struct EmbeddingRest<const S: usize, const M: usize, E: Dtype, D: Storage<E>> {
     position: Tensor<Rank2<S, M>, E, D>,
@@ -292,7 +394,7 @@ struct EmbeddingRest<const S: usize, const M: usize, E: Dtype, D: Storage<E>> {
     norm: Norm<M, E, D>,
 }
 
-/// Token types of the table (BERT's two segments; every text is type 0).
+/// Rows of the token-type table (BERT's two segments; XLM-R's one is the first).
 const TYPES: usize = 2;
 
 impl<const S: usize, const M: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for EmbeddingRest<S, M, E, D> {
@@ -396,13 +498,14 @@ impl<const M: usize, const F: usize, D: Backend> Layer<M, F, f32, D> {
         &self,
         x: States<M, D, T>,
         mask: &Tensor<(usize, usize), f32, D>,
+        eps: f64,
     ) -> States<M, D, T> {
         let mixed = D::self_attention([&self.query, &self.key, &self.value], x.with_empty_tape(), mask, H);
         let x = self
             .attention_norm
-            .forward(D::linear_residual(&self.attention_out, mixed, x));
+            .forward(D::linear_residual(&self.attention_out, mixed, x), eps);
         let h = D::linear_gelu_erf(&self.intermediate, x.with_empty_tape());
-        self.output_norm.forward(D::linear_residual(&self.output, h, x))
+        self.output_norm.forward(D::linear_residual(&self.output, h, x), eps)
     }
 }
 
@@ -411,15 +514,19 @@ struct Inputs<D: Backend> {
     ids: Tensor<(usize, usize), usize, D>,
     positions: Tensor<(usize, usize), usize, D>,
     types: Tensor<(usize, usize), usize, D>,
-    /// 1 on real tokens, 0 on padding (the attention's key mask and the pooling weights).
+    /// 1 on real tokens, 0 on padding (the attention's key mask).
     mask: Tensor<(usize, usize), f32, D>,
+    /// Each token's weight in the pooled vector (the mask for mean pooling, the first token
+    /// for CLS pooling).
+    pool: Tensor<(usize, usize), f32, D>,
 }
 
 /// The encoder: hidden M = H·DH, feed-forward F, a runtime number of layers and runtime
 /// vocabulary and position-table sizes.
-struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
-{
+struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend> {
     dev: D,
+    flavour: Flavour,
+    rows: TableRows,
     words: Words<V, M, f32, D>,
     rest: EmbeddingRest<S, M, f32, D>,
     layers: Vec<Layer<M, F, f32, D>>,
@@ -483,6 +590,8 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
 {
     fn assemble(
         dev: D,
+        flavour: Flavour,
+        rows: TableRows,
         words: Words<V, M, f32, D>,
         rest: EmbeddingRest<S, M, f32, D>,
         layers: Vec<Layer<M, F, f32, D>>,
@@ -496,8 +605,20 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             fine_tune.top_layers,
             layers.len()
         );
+        ensure!(
+            rows.vocab <= V && rows.positions <= S && rows.types <= TYPES && rows.types > 0,
+            "embedding tables of {rows:?} rows exceed this shape's {V}, {S} and {TYPES}"
+        );
+        ensure!(
+            rows.positions > flavour.first_position,
+            "a position table of {} rows cannot start texts at position {}",
+            rows.positions,
+            flavour.first_position
+        );
         let mut model = Self {
             dev,
+            flavour,
+            rows,
             words,
             rest,
             layers,
@@ -538,55 +659,89 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     }
 
     fn random(dev: D, layers: usize, fine_tune: FineTune, settings: OptimizerSettings) -> Result<Self> {
+        let rows = TableRows {
+            vocab: TINY_VOCAB.min(V),
+            positions: TINY_POSITIONS.min(S),
+            types: TYPES,
+        };
+        // The used rows random, the rest of each table zero.
+        let table = |used: usize, capacity: usize| {
+            let mut values = (dev.sample_normal_like(&(used, Const::<M>)) * 0.5).as_vec();
+            values.resize(capacity * M, 0.0);
+            values
+        };
         let words = Words {
-            weight: dev.sample_normal::<Rank2<V, M>>() * 0.5,
+            weight: dev.tensor_from_vec(table(rows.vocab, V), (Const::<V>, Const::<M>)),
         };
         let rest = EmbeddingRest {
-            position: dev.sample_normal::<Rank2<S, M>>() * 0.5,
-            token_type: dev.sample_normal::<Rank2<TYPES, M>>() * 0.5,
+            position: dev.tensor_from_vec(table(rows.positions, S), (Const::<S>, Const::<M>)),
+            token_type: dev.tensor_from_vec(table(rows.types, TYPES), (Const::<TYPES>, Const::<M>)),
             norm: Norm::new(&dev),
         };
         let layers = (0..layers).map(|_| Layer::new(&dev)).collect();
-        Self::assemble(dev.clone(), words, rest, layers, fine_tune, settings)
+        Self::assemble(dev.clone(), Flavour::default(), rows, words, rest, layers, fine_tune, settings)
     }
 
-    /// Reads a model file: a full one, or a checkpoint of trained tensors over the base it names.
-    fn load_file(dev: D, file: &Path, fine_tune: FineTune, settings: OptimizerSettings) -> Result<Self> {
+    /// Reads a model file: a full one, or a checkpoint of trained tensors over the base it
+    /// names. Tensor names may carry a task model's prefix (`bert.`, `roberta.`).
+    fn load_file(
+        dev: D,
+        file: &Path,
+        flavour: Flavour,
+        fine_tune: FineTune,
+        settings: OptimizerSettings,
+    ) -> Result<Self> {
         let (meta, shapes) = read_header(file)?;
         let format = meta.get(META_FORMAT).map(String::as_str);
         if format == Some(FORMAT_DELTA) {
             let base = meta
                 .get(META_BASE)
                 .with_context(|| format!("{}: a checkpoint without its base model", file.display()))?;
-            let mut model = Self::load_file(dev, Path::new(base), fine_tune, settings)
+            let mut model = Self::load_file(dev, Path::new(base), flavour, fine_tune, settings)
                 .with_context(|| format!("loading the base model of {}", file.display()))?;
-            model.overlay(file, false)?;
+            model.overlay(file, "", false)?;
             return Ok(model);
         }
-        let shape_of = |name: &str| -> Result<Vec<usize>> {
-            shapes
-                .get(name)
-                .cloned()
-                .with_context(|| format!("{}: no tensor `{name}`", file.display()))
+        let words_name = "embeddings.word_embeddings.weight";
+        let names = ["", "bert.", "roberta."]
+            .into_iter()
+            .find(|prefix| shapes.contains_key(&format!("{prefix}{words_name}")))
+            .with_context(|| format!("{}: no tensor `{words_name}` (nor under `bert.` or `roberta.`)", file.display()))?;
+        let rows_of = |name: &str| -> Result<usize> {
+            let full = format!("{names}embeddings.{name}.weight");
+            let shape = shapes
+                .get(&full)
+                .with_context(|| format!("{}: no tensor `{full}`", file.display()))?;
+            match shape.as_slice() {
+                [rows, width] if *width == M && *rows > 0 => Ok(*rows),
+                _ => bail!(
+                    "{}: tensor `{full}` has shape {shape:?}, expected [rows, {M}] (hidden_size {M})",
+                    file.display()
+                ),
+            }
         };
-        for (name, rows) in [
-            ("embeddings.word_embeddings.weight", V),
-            ("embeddings.position_embeddings.weight", S),
-            ("embeddings.token_type_embeddings.weight", TYPES),
+        let rows = TableRows {
+            vocab: rows_of("word_embeddings")?,
+            positions: rows_of("position_embeddings")?,
+            types: rows_of("token_type_embeddings")?,
+        };
+        for (used, capacity, key) in [
+            (rows.vocab, V, "vocab_size"),
+            (rows.positions, S, "max_position_embeddings"),
+            (rows.types, TYPES, "type_vocab_size"),
         ] {
-            let shape = shape_of(name)?;
             ensure!(
-                shape == [rows, M],
-                "{}: `{name}` has shape {shape:?}, this encoder's is [{rows}, {M}]",
+                used <= capacity,
+                "{}: {used} rows for `{key}`, more than this build holds for hidden size {M} ({capacity})",
                 file.display()
             );
         }
         let layers = (0..)
-            .take_while(|l| shapes.contains_key(&format!("encoder.layer.{l}.attention.self.query.weight")))
+            .take_while(|l| shapes.contains_key(&format!("{names}encoder.layer.{l}.attention.self.query.weight")))
             .count();
         ensure!(
             layers > 0,
-            "{}: no encoder layers (`encoder.layer.0.…`)",
+            "{}: no encoder layers (`{names}encoder.layer.0.…`)",
             file.display()
         );
         let words = Words { weight: dev.zeros() };
@@ -596,15 +751,17 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             norm: Norm::new(&dev),
         };
         let layer_list = (0..layers).map(|_| Layer::new(&dev)).collect();
-        let mut model = Self::assemble(dev.clone(), words, rest, layer_list, fine_tune, settings)?;
-        model.overlay(file, true)?;
+        let mut model = Self::assemble(dev.clone(), flavour, rows, words, rest, layer_list, fine_tune, settings)
+            .with_context(|| format!("loading {}", file.display()))?;
+        model.overlay(file, names, true)?;
         model.base = Some(std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()));
         model.base_fingerprint = model.fingerprint();
         Ok(model)
     }
 
-    /// Copies the tensors of `file` into the model; with `complete`, every tensor must be there.
-    fn overlay(&mut self, file: &Path, complete: bool) -> Result<()> {
+    /// Copies the tensors of `file` (named under `names`) into the model; with `complete`,
+    /// every tensor must be there.
+    fn overlay(&mut self, file: &Path, names: &str, complete: bool) -> Result<()> {
         let handle = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
         // SAFETY: the file is only read; clirlab never writes a model file in place (writes go
         // through a temporary file and a rename).
@@ -613,11 +770,16 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e:?}", file.display()))?;
         let mut loader = Loader {
             tensors: &tensors,
+            rows: self.rows,
             complete,
             loaded: 0,
             failure: None,
         };
-        let prefixes: Vec<String> = self.parts().iter().map(Part::prefix).collect();
+        let prefixes: Vec<String> = self
+            .parts()
+            .iter()
+            .map(|part| format!("{names}{}", part.prefix()))
+            .collect();
         {
             let Self {
                 words, rest, layers, ..
@@ -697,6 +859,16 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             add(layer.attention_norm.weight.as_vec());
             add(layer.output_norm.weight.as_vec());
         }
+        // Where positions start and ε change the states; the default (every model before
+        // XLM-R's was) adds nothing, so fingerprints of earlier checkpoints still match.
+        let Flavour {
+            first_position,
+            layer_norm_eps,
+            pooling: _,
+        } = self.flavour;
+        if (first_position, layer_norm_eps) != (0, Flavour::default().layer_norm_eps) {
+            hash.update(format!("positions from {first_position}, eps {layer_norm_eps:e}"));
+        }
         format!("{:x}", hash.finalize())
     }
 
@@ -707,11 +879,12 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             "a token batch whose ids or mask do not have rows × len entries"
         );
         ensure!(rows > 0 && len > 0, "an empty token batch");
-        let vocab = V;
+        let vocab = self.rows.vocab;
         if let Some(bad) = batch.ids.iter().find(|id| **id >= vocab) {
             bail!("token id {bad} is outside the model's vocabulary of {vocab}");
         }
-        let positions = S;
+        let first = self.flavour.first_position;
+        let positions = self.rows.positions - first;
         ensure!(
             len <= positions,
             "sequences of {len} tokens exceed the model's {positions} positions (lower model.max_len)"
@@ -721,13 +894,20 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         }
         let shape = (rows, len);
         let mask = self.dev.tensor_from_vec(batch.mask.clone(), shape);
+        let pool = match self.flavour.pooling {
+            Pooling::Mean => mask.clone(),
+            Pooling::Cls => self
+                .dev
+                .tensor_from_vec((0..rows * len).map(|i| f32::from(i % len == 0)).collect(), shape),
+        };
         Ok(Inputs {
             ids: self.dev.tensor_from_vec(batch.ids.clone(), shape),
             positions: self
                 .dev
-                .tensor_from_vec((0..rows).flat_map(|_| 0..len).collect(), shape),
+                .tensor_from_vec((0..rows).flat_map(|_| first..first + len).collect(), shape),
             types: self.dev.tensor_from_vec(vec![0; rows * len], shape),
             mask,
+            pool,
         })
     }
 
@@ -735,7 +915,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         let words = self.words.weight.clone().gather(inp.ids.clone());
         let positions = self.rest.position.clone().gather(inp.positions.clone());
         let types = self.rest.token_type.clone().gather(inp.types.clone());
-        self.rest.norm.forward(words + positions + types)
+        self.rest.norm.forward(words + positions + types, self.flavour.layer_norm_eps)
     }
 
     /// The embeddings on `tape`; frozen tables are plain gathers, outside the tape.
@@ -755,7 +935,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             .retaped::<T<D>>()
         };
         let (x, own) = (words + rest).split_tape();
-        self.rest.norm.forward(x.put_tape(tape.merge(own)))
+        self.rest.norm.forward(x.put_tape(tape.merge(own)), self.flavour.layer_norm_eps)
     }
 
     fn run_layers<T: Tape<f32, D>>(
@@ -765,7 +945,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         inp: &Inputs<D>,
     ) -> States<M, D, T> {
         for layer in &self.layers[range] {
-            x = layer.forward::<H, T>(x, &inp.mask);
+            x = layer.forward::<H, T>(x, &inp.mask, self.flavour.layer_norm_eps);
         }
         x
     }
@@ -881,16 +1061,17 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         Ok(out)
     }
 
-    /// Masked mean pooling and L2 normalisation.
+    /// Pooling (the weighted mean of the token states under `weights`: the mask, or the first
+    /// token) and L2 normalisation.
     fn pool<T: Tape<f32, D>>(
         &self,
         states: States<M, D, T>,
-        mask: &Tensor<(usize, usize), f32, D>,
+        weights: &Tensor<(usize, usize), f32, D>,
     ) -> Tensor<(usize, Const<M>), f32, D, T> {
-        let (rows, len) = *mask.shape();
-        let spread = mask.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
+        let (rows, len) = *weights.shape();
+        let spread = weights.clone().broadcast_like::<_, Axis<2>>(&(rows, len, Const::<M>));
         let summed = (states * spread).sum::<(usize, Const<M>), Axis<1>>();
-        let counts = mask
+        let counts = weights
             .clone()
             .sum::<(usize,), Axis<1>>()
             .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
@@ -1017,7 +1198,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             // The first bucket carries the step's gradients; the others join its tape.
             let tape_grads = grads.take().unwrap_or_else(Gradients::leaky);
             let states = self.taped_states(&inp, &sub, sub_cached, tape_grads)?;
-            let part = self.pool(states, &inp.mask);
+            let part = self.pool(states, &inp.pool);
             pooled = Some(match pooled {
                 None => part,
                 Some(done) => (done, part).concat_along(Axis::<0>),
@@ -1101,7 +1282,10 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     }
 
     fn write(&self, path: &Path, parts: Vec<Part<'_, V, S, M, F, D>>, meta: HashMap<String, String>) -> Result<()> {
-        let mut writer = Collector { tensors: Vec::new() };
+        let mut writer = Collector {
+            tensors: Vec::new(),
+            rows: self.rows,
+        };
         for part in &parts {
             let prefix = part.prefix();
             with_part!(part, m => walk_named(*m, &prefix, &mut writer));
@@ -1195,9 +1379,11 @@ fn read_header(file: &Path) -> Result<Header> {
     Ok((meta, shapes))
 }
 
-/// Collects (name, shape, little-endian bytes) of every visited tensor.
+/// Collects (name, shape, little-endian bytes) of every visited tensor; of an embedding
+/// table, the rows the model uses.
 struct Collector {
     tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+    rows: TableRows,
 }
 
 impl<D: Backend> TensorVisitor<f32, D> for Collector {
@@ -1211,16 +1397,23 @@ impl<D: Backend> TensorVisitor<f32, D> for Collector {
         _: TensorOptions<S, f32, D>,
         (t, name): (&Tensor<S, f32, D>, String),
     ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
-        let bytes = t.as_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.tensors
-            .push((name, t.shape().concrete().into_iter().collect(), bytes));
+        let mut shape: Vec<usize> = t.shape().concrete().into_iter().collect();
+        let mut values = t.as_vec();
+        if let Some(rows) = self.rows.of(&name) {
+            values.truncate(rows * shape[1]);
+            shape[0] = rows;
+        }
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.tensors.push((name, shape, bytes));
         Ok(None)
     }
 }
 
-/// Copies tensors from a safetensors file by name; the first problem is kept in `failure`.
+/// Copies tensors from a safetensors file by name (an embedding table into its used rows);
+/// the first problem is kept in `failure`.
 struct Loader<'a, 'data> {
     tensors: &'a ::safetensors::SafeTensors<'data>,
+    rows: TableRows,
     complete: bool,
     loaded: usize,
     failure: Option<anyhow::Error>,
@@ -1248,7 +1441,11 @@ impl<D: Backend> TensorVisitor<f32, D> for Loader<'_, '_> {
                 return Ok(None);
             }
         };
-        let want: Vec<usize> = t.shape().concrete().into_iter().collect();
+        let mut want: Vec<usize> = t.shape().concrete().into_iter().collect();
+        let capacity: usize = want.iter().product();
+        if let Some(rows) = self.rows.of(&name) {
+            want[0] = rows;
+        }
         if view.dtype() != ::safetensors::Dtype::F32 || view.shape() != want.as_slice() {
             self.failure = Some(anyhow::anyhow!(
                 "tensor `{name}` is {:?} {:?}, expected F32 {want:?}",
@@ -1257,11 +1454,12 @@ impl<D: Backend> TensorVisitor<f32, D> for Loader<'_, '_> {
             ));
             return Ok(None);
         }
-        let values: Vec<f32> = view
+        let mut values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
+        values.resize(capacity, 0.0);
         t.copy_from(&values);
         self.loaded += 1;
         Ok(None)
@@ -1295,7 +1493,7 @@ where
                 }
                 None => this.frozen_states(&inp, depth),
             };
-            Ok(this.pool(states, &inp.mask).as_vec())
+            Ok(this.pool(states, &inp.pool).as_vec())
         })
     }
 }
@@ -1359,7 +1557,7 @@ where
             // The frozen layers may be another model's now.
             self.frozen = None;
         }
-        self.overlay(path, complete)
+        self.overlay(path, "", complete)
     }
 }
 
@@ -1380,6 +1578,12 @@ where
         let mut n = 0;
         for part in self.trainable_parts() {
             n += with_part!(part, m => dfdx::nn::NumParams::num_trainable_params(m));
+            // The tables' unused rows are not the model's.
+            n -= match part {
+                Part::Words(_) => (V - self.rows.vocab) * M,
+                Part::Rest(_) => (S - self.rows.positions + TYPES - self.rows.types) * M,
+                Part::Layer(..) => 0,
+            };
         }
         n
     }
@@ -1398,7 +1602,7 @@ where
         let inp = self.inputs(batch)?;
         let x = self.states_tensor(batch, states)?;
         let x = self.run_layers(x, states.after_layer..self.layers.len(), &inp);
-        Ok(self.pool(x, &inp.mask).as_vec())
+        Ok(self.pool(x, &inp.pool).as_vec())
     }
 
     fn train_step_from_states(

@@ -163,11 +163,17 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
 /// the same data, languages and vocabulary size; the synthetic set is cheap to redo.
 /// With `model.backbone`, the backbone's own tokenizer (and its prefixes).
 pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
-    if let Some(backbone) = cfg.model.backbone {
-        let dir = crate::model::bert::text::resolve_model(backbone.model_name(), false)?;
+    if let Some(backbone) = &cfg.model.backbone {
+        let dir = crate::train::backbone_dir(backbone)?;
+        let shape = crate::model::bert::folder::Shape::read(&crate::model::bert::config_folder(&dir)?)?;
         return TextEncoder::load_backbone(
             &dir.join("tokenizer.json"),
-            [cfg.model.prefix(Side::Query), cfg.model.prefix(Side::Passage)],
+            [
+                cfg.model.prefix(Side::Query).to_string(),
+                cfg.model.prefix(Side::Passage).to_string(),
+            ],
+            u32::try_from(shape.pad_id).context("a padding id beyond u32")?,
+            shape.vocab,
         );
     }
     let vocab = cfg.model.preset.vocab_size();

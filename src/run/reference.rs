@@ -40,7 +40,7 @@ struct KeyMaterial<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     settings: Option<&'a [RetrievalSetting]>,
     /// `zero_shot`: the model settings that shape its embeddings.
-    backbone: Option<(&'static str, usize)>,
+    backbone: Option<(String, usize)>,
 }
 
 /// The data settings a reference depends on.
@@ -55,7 +55,7 @@ fn reference_data(exp: &Experiment) -> DataConfig {
 /// The key (folder name) of `reference` in experiment `exp`.
 pub fn key(exp: &Experiment, reference: &Reference) -> String {
     let backbone = match reference {
-        Reference::ZeroShot => exp.model.backbone.map(|b| (b.model_name(), exp.model.max_len)),
+        Reference::ZeroShot => exp.model.backbone_identity().map(|b| (b, exp.model.max_len)),
         Reference::Bm25(_) => None,
     };
     let material = KeyMaterial {
@@ -75,7 +75,7 @@ pub fn label(exp: &Experiment, reference: &Reference) -> String {
         Reference::Bm25(p) => format!("reference: BM25 (k1={}, b={})", p.k1, p.b),
         Reference::ZeroShot => format!(
             "reference: zero-shot {}",
-            exp.model.backbone.map_or("backbone", |b| b.model_name())
+            exp.model.backbone.as_ref().map_or("backbone".into(), |b| b.label())
         ),
     }
 }

@@ -299,6 +299,16 @@ pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment, ConfigErro
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
     }
+    // A folder backbone is read here (its fingerprint and layers), before the checks need them.
+    if let Err(e) = experiment.model.resolve_backbone() {
+        let mut p = Problem::other("model.backbone", format!("{e:#}"));
+        p.source = Some(source_of(
+            metadata_for(&figment, "model.backbone"),
+            "model.backbone",
+            path,
+        ));
+        return Err(ConfigError::Invalid(vec![p]));
+    }
     experiment.validate().map_err(|err| match err {
         ConfigError::Invalid(problems) => ConfigError::Invalid(
             problems

@@ -253,7 +253,9 @@ pub struct ModelConfig {
     pub temperature: f64,
     /// Tokens kept per text.
     pub max_len: usize,
-    /// A pretrained encoder to fine-tune instead of a preset trained from scratch; absent:
+    /// A pretrained encoder to fine-tune instead of a preset trained from scratch: `me5-small`
+    /// or the path of a HuggingFace folder of the BERT family (`config.json`,
+    /// `model.safetensors`, `tokenizer.json`; `model_type` `bert` or `xlm-roberta`); absent:
     /// the preset. Left out of the serialised config when absent, so ids stay as they were.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backbone: Option<Backbone>,
@@ -267,47 +269,181 @@ pub struct ModelConfig {
     /// With a backbone: the word-embedding table trains (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_word_embeddings: Option<bool>,
+    /// With a backbone: `mean` or `cls` pooling (default: the folder's sentence-transformers
+    /// pooling, else `mean`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<crate::model::bert::Pooling>,
+    /// With a backbone: the text put before every query (default: the folder's
+    /// sentence-transformers `query` prompt; `query: ` for me5-small; none otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_prefix: Option<String>,
+    /// With a backbone: the text put before every passage (default: the folder's `passage`
+    /// or `document` prompt; `passage: ` for me5-small; none otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passage_prefix: Option<String>,
 }
 
-/// A pretrained encoder (`model.backbone`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A pretrained encoder (`model.backbone`): `me5-small`, or the path of a HuggingFace folder
+/// of the BERT family (`config.json`, `model.safetensors`, `tokenizer.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backbone {
     /// intfloat's multilingual-E5-small (12 layers, hidden 384, XLM-R vocabulary), prepared
     /// on first use by `clirlab data prepare me5-small`.
-    #[serde(rename = "me5-small")]
     Me5Small,
+    /// A checkpoint folder of the researcher's.
+    Folder(BackboneFolder),
+}
+
+/// A backbone folder with what a cell's identity needs of it. Written into cell
+/// configurations as a map; in an experiment file it is just the path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneFolder {
+    /// The folder (absolute once resolved; a relative path is taken from the working folder).
+    pub folder: PathBuf,
+    /// SHA-256 of its weights, configuration and tokenizer (empty until resolved).
+    #[serde(default)]
+    pub sha256: String,
+    /// Its encoder layers (0 until resolved).
+    #[serde(default)]
+    pub layers: usize,
+}
+
+impl Serialize for Backbone {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Backbone::Me5Small => s.serialize_str(crate::model::bert::ME5_SMALL),
+            Backbone::Folder(f) => f.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Backbone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct BackboneVisitor;
+        impl<'de> Visitor<'de> for BackboneVisitor {
+            type Value = Backbone;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(
+                    f,
+                    "`{}` or the path of a model folder (config.json, model.safetensors, tokenizer.json)",
+                    crate::model::bert::ME5_SMALL
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Backbone, E> {
+                if v == crate::model::bert::ME5_SMALL {
+                    return Ok(Backbone::Me5Small);
+                }
+                if v.trim().is_empty() {
+                    return Err(E::invalid_value(de::Unexpected::Str(v), &self));
+                }
+                Ok(Backbone::Folder(BackboneFolder {
+                    folder: PathBuf::from(v),
+                    sha256: String::new(),
+                    layers: 0,
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Backbone, A::Error> {
+                BackboneFolder::deserialize(de::value::MapAccessDeserializer::new(map)).map(Backbone::Folder)
+            }
+        }
+        d.deserialize_any(BackboneVisitor)
+    }
 }
 
 impl Backbone {
-    /// The model name `resolve_model` prepares and finds.
-    pub fn model_name(self) -> &'static str {
+    /// The model `resolve_model` prepares and finds: `me5-small` or the folder's path.
+    pub fn model_name(&self) -> String {
         match self {
-            Backbone::Me5Small => crate::model::bert::ME5_SMALL,
+            Backbone::Me5Small => crate::model::bert::ME5_SMALL.to_string(),
+            Backbone::Folder(f) => f.folder.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// How reports name it: `me5-small` or the folder's name.
+    pub fn label(&self) -> String {
+        match self {
+            Backbone::Me5Small => crate::model::bert::ME5_SMALL.to_string(),
+            Backbone::Folder(f) => f
+                .folder
+                .file_name()
+                .map_or_else(|| f.folder.display().to_string(), |n| n.to_string_lossy().into_owned()),
         }
     }
 
     /// Its number of layers.
-    pub fn num_layers(self) -> usize {
+    pub fn num_layers(&self) -> usize {
         match self {
             Backbone::Me5Small => 12,
+            Backbone::Folder(f) => f.layers,
         }
     }
 }
 
 impl ModelConfig {
-    /// The one place that decides the text prefix of a side: E5 backbones were trained with
-    /// `query: ` / `passage: `; presets use none. Used by training, validation and retrieval.
-    pub fn prefix(&self, side: crate::model::bert::text::Side) -> &'static str {
-        match self.backbone {
-            Some(Backbone::Me5Small) => side.prefix(),
-            None => "",
+    /// The one place that decides the text prefix of a side: `model.query_prefix` /
+    /// `model.passage_prefix`, else E5's `query: ` / `passage: ` for me5-small (a folder's
+    /// prompts are filled in when it is resolved); presets use none. Used by training,
+    /// validation and retrieval.
+    pub fn prefix(&self, side: crate::model::bert::text::Side) -> &str {
+        use crate::model::bert::text::Side;
+        let set = match side {
+            Side::Query => &self.query_prefix,
+            Side::Passage => &self.passage_prefix,
+        };
+        match (set, &self.backbone) {
+            (Some(p), _) => p,
+            (None, Some(Backbone::Me5Small)) => side.prefix(),
+            (None, _) => "",
         }
+    }
+
+    /// Resolves a folder backbone: its path made absolute, its files checked, its fingerprint
+    /// and layers read, and the pooling and prefixes the experiment leaves open taken from
+    /// its sentence-transformers files. A folder already resolved must still match its
+    /// fingerprint. Nothing to do for me5-small or a preset.
+    pub fn resolve_backbone(&mut self) -> anyhow::Result<()> {
+        use crate::model::bert::folder;
+        let Some(Backbone::Folder(f)) = &mut self.backbone else {
+            return Ok(());
+        };
+        let dir = folder::check_folder(&f.folder)?;
+        let sha256 = folder::fingerprint_cached(&dir)?;
+        anyhow::ensure!(
+            f.sha256.is_empty() || f.sha256 == sha256,
+            "{}: the folder's files changed since this configuration was made (fingerprint {}, now {sha256})",
+            dir.display(),
+            f.sha256
+        );
+        let shape = folder::Shape::read(&dir)?;
+        let st = folder::SentenceTransformers::read(&dir)?;
+        *f = BackboneFolder {
+            folder: dir,
+            sha256,
+            layers: shape.layers,
+        };
+        let [query, passage] = st.prompts;
+        self.pooling.get_or_insert(st.pooling.unwrap_or_default());
+        self.query_prefix.get_or_insert(query.unwrap_or_default());
+        self.passage_prefix.get_or_insert(passage.unwrap_or_default());
+        Ok(())
+    }
+
+    /// What identifies the backbone's embeddings before training, for cache keys: `me5-small`
+    /// as it always was, or the backbone with its fingerprint, pooling and prefixes.
+    pub fn backbone_identity(&self) -> Option<String> {
+        let backbone = self.backbone.as_ref()?;
+        let plain = (&self.pooling, &self.query_prefix, &self.passage_prefix) == (&None, &None, &None);
+        Some(match backbone {
+            Backbone::Me5Small if plain => crate::model::bert::ME5_SMALL.to_string(),
+            _ => serde_json::json!([backbone, self.pooling, self.query_prefix, self.passage_prefix]).to_string(),
+        })
     }
 
     /// Which parts of the backbone train, from `model.train_layers`, `model.train_embeddings`
     /// and `model.train_word_embeddings` (defaults: every layer, no embeddings).
     pub fn fine_tune(&self) -> Option<crate::model::bert::FineTune> {
-        let backbone = self.backbone?;
+        let backbone = self.backbone.as_ref()?;
         Some(crate::model::bert::FineTune {
             top_layers: self.train_layers.unwrap_or(backbone.num_layers()),
             embeddings: self.train_embeddings.unwrap_or(false),
@@ -326,6 +462,9 @@ impl Default for ModelConfig {
             train_layers: None,
             train_embeddings: None,
             train_word_embeddings: None,
+            pooling: None,
+            query_prefix: None,
+            passage_prefix: None,
         }
     }
 }

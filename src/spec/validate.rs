@@ -118,7 +118,7 @@ impl Experiment {
             problem("model.max_len", "at least 1", Some(self.model.max_len.to_string())),
         );
         let m = &self.model;
-        match m.backbone {
+        match &m.backbone {
             Some(backbone) => {
                 check(
                     m.preset == crate::model::Preset::default(),
@@ -146,14 +146,16 @@ impl Experiment {
                         Some(m.max_len.to_string()),
                     ),
                 );
-                check(
-                    m.max_len <= 512,
-                    problem(
-                        "model.max_len",
-                        "at most 512 (the backbone's positions)",
-                        Some(m.max_len.to_string()),
-                    ),
-                );
+                if *backbone == super::schema::Backbone::Me5Small {
+                    check(
+                        m.max_len <= 512,
+                        problem(
+                            "model.max_len",
+                            "at most 512 (the backbone's positions)",
+                            Some(m.max_len.to_string()),
+                        ),
+                    );
+                }
                 // With a backbone the OT teacher is the pretrained model itself (OPTICAL's
                 // set-up), which is where the student starts anyway, and nothing trains it.
                 check(
@@ -178,6 +180,9 @@ impl Experiment {
                     ("model.train_layers", m.train_layers.is_some()),
                     ("model.train_embeddings", m.train_embeddings.is_some()),
                     ("model.train_word_embeddings", m.train_word_embeddings.is_some()),
+                    ("model.pooling", m.pooling.is_some()),
+                    ("model.query_prefix", m.query_prefix.is_some()),
+                    ("model.passage_prefix", m.passage_prefix.is_some()),
                 ] {
                     check(
                         !set,

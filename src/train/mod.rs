@@ -95,13 +95,13 @@ pub const STATE_STORES: &str = "states";
 pub fn build_encoder(cfg: &CellConfig, device: ResolvedDevice) -> Result<Box<dyn TrainableEncoder>> {
     let settings = lr::optimizer_settings(&cfg.train);
     let on_cpu = matches!(device, ResolvedDevice::Cpu);
-    if let (Some(backbone), Some(fine_tune)) = (cfg.model.backbone, cfg.model.fine_tune()) {
-        let dir = model::bert::text::resolve_model(backbone.model_name(), false)?;
+    if let (Some(backbone), Some(fine_tune)) = (&cfg.model.backbone, cfg.model.fine_tune()) {
+        let dir = backbone_dir(backbone)?;
         if on_cpu {
             let gemm = model::select_blas(true, false)?;
             tracing::info!(gemm, "CPU matrix products");
         }
-        let mut encoder = model::bert::load(&dir, fine_tune, settings, device)?;
+        let mut encoder = model::bert::load(&dir, cfg.model.pooling, fine_tune, settings, device)?;
         // The frozen lower layers run once per text, for every cell on this data folder.
         encoder.use_state_store(&crate::data::data_dir().join(STATE_STORES))?;
         let encoder: Box<dyn TrainableEncoder> = encoder;
@@ -118,6 +118,23 @@ pub fn build_encoder(cfg: &CellConfig, device: ResolvedDevice) -> Result<Box<dyn
         settings,
         device,
     )
+}
+
+/// The folder of a cell's backbone (me5-small is prepared on first use). A folder backbone
+/// must still hold the files the cell was planned with.
+pub fn backbone_dir(backbone: &crate::spec::Backbone) -> Result<std::path::PathBuf> {
+    let dir = model::bert::text::resolve_model(&backbone.model_name(), false)?;
+    if let crate::spec::Backbone::Folder(planned) = backbone {
+        let now = model::bert::folder::fingerprint_cached(&dir)?;
+        anyhow::ensure!(
+            now == planned.sha256,
+            "{}: the model folder's files changed since the sweep was planned (fingerprint {}, now {now}); \
+             its cells would mix two models — plan the experiment again or restore the folder",
+            dir.display(),
+            planned.sha256
+        );
+    }
+    Ok(dir)
 }
 
 /// The pairs of a training pool that a cell draws from: all, or `data.max_train_pairs` of them,

@@ -52,7 +52,7 @@ pub struct Teacher {
 /// everything that determines its weights, and trained once even when several cells (or
 /// processes) need it at the same time.
 pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &TextEncoder, paths: &TrainPaths) -> Result<Teacher> {
-    if let Some(backbone) = cfg.model.backbone {
+    if let Some(backbone) = &cfg.model.backbone {
         return pretrained_teacher(cfg, backbone);
     }
     let artifacts = paths.artifacts;
@@ -129,14 +129,20 @@ pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &TextEncoder, pat
 /// about 470 MB for me5-small). Its final token states are kept in a state store of their own
 /// (`<data_dir>/states/<base>-after<layers>-<kernels>/`), so that each English text runs through
 /// it once for every step, cell and experiment on this data folder.
-fn pretrained_teacher(cfg: &CellConfig, backbone: crate::spec::Backbone) -> Result<Teacher> {
-    let dir = model::bert::text::resolve_model(backbone.model_name(), false)?;
+fn pretrained_teacher(cfg: &CellConfig, backbone: &crate::spec::Backbone) -> Result<Teacher> {
+    let dir = super::backbone_dir(backbone)?;
     let frozen = model::bert::FineTune {
         top_layers: 0,
         embeddings: false,
         word_embeddings: false,
     };
-    let mut encoder = model::bert::load(&dir, frozen, optimizer_settings(&cfg.train), cfg.device.resolve()?)?;
+    let mut encoder = model::bert::load(
+        &dir,
+        cfg.model.pooling,
+        frozen,
+        optimizer_settings(&cfg.train),
+        cfg.device.resolve()?,
+    )?;
     encoder.use_state_store(&crate::data::data_dir().join(super::STATE_STORES))?;
     Ok(Teacher {
         encoder,

@@ -70,8 +70,8 @@ fn fine_tuned_cell(dir: &Path) {
         lr: 1e-3,
         weight_decay: 0.01,
     };
-    let mut encoder = bert::load(&base.root, tune, settings, ResolvedDevice::Cpu).expect("loading me5-small");
-    let tokenizer = BertTokenizer::load(&base.root.join("tokenizer.json")).unwrap();
+    let mut encoder = bert::load(&base.root, None, tune, settings, ResolvedDevice::Cpu).expect("loading me5-small");
+    let tokenizer = BertTokenizer::load(&base.root).unwrap();
     let mut rows = Vec::new();
     for (_, q) in QUERIES {
         rows.push(tokenizer.ids(&format!("query: {q}"), 64).unwrap());

@@ -1,15 +1,15 @@
-//! `clirlab export`: a me5-small-shaped model (the prepared one, a model folder, or a trained
-//! cell's folder) as a folder that HuggingFace `transformers` (`AutoModel`, `AutoTokenizer`) and
+//! `clirlab export`: a backbone model (me5-small, a HuggingFace folder, or a trained cell's
+//! folder) as a folder that HuggingFace `transformers` (`AutoModel`, `AutoTokenizer`) and
 //! `sentence-transformers` load as they are.
 //!
-//! The folder: `model.safetensors` (every tensor, `BertModel` names), `config.json` (a
-//! `BertConfig`: the 512 position rows are used at 0..L-1, as BERT does), `tokenizer.json` with
-//! a `tokenizer_config.json` naming XLM-R's tokenizer class, and the sentence-transformers
-//! modules (Transformer → mean pooling → L2 normalisation, with the E5 prompts). It is written
+//! The folder: `model.safetensors` (every tensor, `BertModel` / `XLMRobertaModel` names),
+//! the base model's `config.json`, `tokenizer.json` with its `tokenizer_config.json` (for
+//! me5-small one naming XLM-R's tokenizer class), and the sentence-transformers modules
+//! (Transformer → the model's pooling → L2 normalisation, with its prompts). It is written
 //! beside its destination and renamed into place, so a folder at `OUT` is always complete.
 
-use super::ME5_SMALL;
-use super::text::{Side, load_for_inference, resolve_model};
+use super::text::{load_for_inference, resolve_model, text_settings};
+use super::{ME5_SMALL, Pooling, config_folder};
 use crate::model::ResolvedDevice;
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
@@ -31,13 +31,12 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
         out.display()
     );
     let source = resolve_model(model, progress)?;
-    let (encoder, _) = load_for_inference(&source, ResolvedDevice::Cpu)?;
-    // A cell folder has the checkpoint and tokenizer but no config.json: it is me5-small's.
-    let config = if source.join("config.json").is_file() {
-        source.join("config.json")
-    } else {
-        resolve_model(ME5_SMALL, progress)?.join("config.json")
-    };
+    let ([query, passage], pooling) = text_settings(model, &source)?;
+    let (encoder, _) = load_for_inference(&source, pooling, ResolvedDevice::Cpu)?;
+    let pooling = pooling.unwrap_or_default();
+    // A cell folder has the checkpoint and tokenizer but no config.json: its base has.
+    let base = config_folder(&source)?;
+    let config = base.join("config.json");
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -65,17 +64,22 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
         text.push('\n');
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     };
-    // multilingual-E5's own tokenizer class; without it `AutoTokenizer` would pick BERT's
-    // WordPiece settings (lower-casing) for a `bert` config.
-    write(
-        "tokenizer_config.json",
-        json!({
-            "tokenizer_class": "XLMRobertaTokenizer",
-            "model_max_length": 512,
-            "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
-            "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
-        }),
-    )?;
+    let base_tokenizer_config = base.join("tokenizer_config.json");
+    if base_tokenizer_config.is_file() {
+        copy(&base_tokenizer_config, "tokenizer_config.json")?;
+    } else if model == ME5_SMALL || same_folder(&base, &crate::data::prepare::me5::model_dir(&crate::data::data_dir())) {
+        // multilingual-E5's own tokenizer class; without it `AutoTokenizer` would pick BERT's
+        // WordPiece settings (lower-casing) for a `bert` config.
+        write(
+            "tokenizer_config.json",
+            json!({
+                "tokenizer_class": "XLMRobertaTokenizer",
+                "model_max_length": 512,
+                "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
+                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+            }),
+        )?;
+    }
     write(
         "modules.json",
         json!([
@@ -91,7 +95,7 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
     write(
         "config_sentence_transformers.json",
         json!({
-            "prompts": {"query": Side::Query.prefix(), "passage": Side::Passage.prefix()},
+            "prompts": {"query": query, "passage": passage},
             "default_prompt_name": null,
             "similarity_fn_name": "cosine",
         }),
@@ -100,8 +104,8 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
         "1_Pooling/config.json",
         json!({
             "word_embedding_dimension": encoder.dim(),
-            "pooling_mode_cls_token": false,
-            "pooling_mode_mean_tokens": true,
+            "pooling_mode_cls_token": pooling == Pooling::Cls,
+            "pooling_mode_mean_tokens": pooling == Pooling::Mean,
             "pooling_mode_max_tokens": false,
             "pooling_mode_mean_sqrt_len_tokens": false,
         }),
@@ -112,8 +116,13 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
         json!({
             "source": source.to_string_lossy(),
             "clirlab_version": env!("CARGO_PKG_VERSION"),
-            "note": "mean pooling over the attention mask, then L2 normalisation; prefix queries with \
-                     'query: ' and documents with 'passage: '",
+            "note": format!(
+                "{} pooling, then L2 normalisation; prefix queries with {query:?} and documents with {passage:?}",
+                match pooling {
+                    Pooling::Mean => "mean (over the attention mask)",
+                    Pooling::Cls => "first-token",
+                }
+            ),
         }),
     )?;
     let files = [
@@ -134,4 +143,9 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
     Ok(Exported {
         files: files.iter().map(|f| f.to_string()).collect(),
     })
+}
+
+/// Whether two paths name one folder.
+fn same_folder(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }

@@ -70,7 +70,7 @@ fn padding_and_batching_do_not_change_an_embedding() {
             2,
         ))
         .unwrap();
-    assert!(close(&alone, &two[16..], 1e-5), "batching changed the embedding");
+    assert!(close(&alone, &two[32..], 1e-5), "batching changed the embedding");
     // Order matters (positions).
     let reversed = enc.embed(&batch(vec![0, 7, 6, 5, 2], vec![1.0; 5], 1)).unwrap();
     assert!(!close(&alone, &reversed, 1e-4));
@@ -105,7 +105,7 @@ fn top_layers_train_and_frozen_tensors_stay_bit_identical() {
     let top_norm = model.layers[2].output_norm.bias.as_vec();
     assert_eq!(
         model.num_trainable_params(),
-        4 * (16 * 16 + 16) + 16 * 32 + 32 + 32 * 16 + 16 + 4 * 16
+        4 * (32 * 32 + 32) + 32 * 64 + 64 + 64 * 32 + 32 + 4 * 32
     );
     let b = pairs();
     let first = model.train_step(&step(&b)).unwrap().total;
@@ -208,7 +208,7 @@ fn checkpoints_round_trip_full_and_trained_only() {
         embeddings: false,
         word_embeddings: false,
     };
-    let mut trained = TinyBert::load_file(Cpu::default(), &base_path, ft, settings()).unwrap();
+    let mut trained = TinyBert::load_file(Cpu::default(), &base_path, Flavour::default(), ft, settings()).unwrap();
     assert_eq!(trained.embed(&b).unwrap(), base.embed(&b).unwrap());
     for _ in 0..3 {
         trained.train_step(&step(&b)).unwrap();
@@ -221,9 +221,9 @@ fn checkpoints_round_trip_full_and_trained_only() {
     assert!(!shapes.contains_key("encoder.layer.0.attention.self.query.weight"));
     assert!(!shapes.contains_key("embeddings.word_embeddings.weight"));
     // Loaded as a model file (base from its metadata) and into a fresh base encoder.
-    let reloaded = TinyBert::load_file(Cpu::default(), &delta, frozen(), settings()).unwrap();
+    let reloaded = TinyBert::load_file(Cpu::default(), &delta, Flavour::default(), frozen(), settings()).unwrap();
     assert_eq!(reloaded.embed(&b).unwrap(), trained.embed(&b).unwrap());
-    let mut fresh = TinyBert::load_file(Cpu::default(), &base_path, ft, settings()).unwrap();
+    let mut fresh = TinyBert::load_file(Cpu::default(), &base_path, Flavour::default(), ft, settings()).unwrap();
     assert_ne!(fresh.embed(&b).unwrap(), trained.embed(&b).unwrap());
     fresh.load(&delta).unwrap();
     assert_eq!(fresh.embed(&b).unwrap(), trained.embed(&b).unwrap());
@@ -235,9 +235,11 @@ fn checkpoints_round_trip_full_and_trained_only() {
     let full = dir.path().join("full.safetensors");
     trained.save_full(&full).unwrap();
     let (_, shapes) = read_header(&full).unwrap();
-    assert_eq!(shapes["embeddings.word_embeddings.weight"], vec![50, 16]);
-    assert_eq!(shapes["encoder.layer.0.intermediate.dense.weight"], vec![32, 16]);
-    assert_eq!(shapes["encoder.layer.1.output.LayerNorm.bias"], vec![16]);
+    // The tables' used rows only.
+    assert_eq!(shapes["embeddings.word_embeddings.weight"], vec![50, 32]);
+    assert_eq!(shapes["embeddings.position_embeddings.weight"], vec![32, 32]);
+    assert_eq!(shapes["encoder.layer.0.intermediate.dense.weight"], vec![64, 32]);
+    assert_eq!(shapes["encoder.layer.1.output.LayerNorm.bias"], vec![32]);
     assert_eq!(shapes.len(), 5 + 2 * 16);
 }
 
@@ -265,7 +267,7 @@ fn bad_input_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a model").unwrap();
-    assert!(TinyBert::load_file(Cpu::default(), &junk, frozen(), settings()).is_err());
+    assert!(TinyBert::load_file(Cpu::default(), &junk, Flavour::default(), frozen(), settings()).is_err());
 }
 
 #[test]
@@ -449,7 +451,7 @@ fn a_state_store_changes_no_number() {
     for round in 0..2 {
         let stored_states = teacher.token_states(&english).unwrap();
         for (i, m) in english.mask.iter().enumerate() {
-            let (want, got) = (&states[i * 16..(i + 1) * 16], &stored_states[i * 16..(i + 1) * 16]);
+            let (want, got) = (&states[i * 32..(i + 1) * 32], &stored_states[i * 32..(i + 1) * 32]);
             if *m > 0.0 {
                 assert_eq!(want, got, "round {round}: token {i}");
             } else {

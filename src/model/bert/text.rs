@@ -2,7 +2,7 @@
 //! Unigram for me5-small), the `query: ` / `passage: ` prefixes, length-sorted batches, and the
 //! `clirlab encode` command's TSV in / JSON lines out.
 
-use super::{BertEncoder, FineTune, ME5_SMALL};
+use super::{BertEncoder, FineTune, ME5_SMALL, Pooling, folder};
 use crate::model::{OptimizerKind, OptimizerSettings, ResolvedDevice};
 use crate::tokenizer::TokenBatch;
 use anyhow::{Context, Result, bail, ensure};
@@ -19,19 +19,15 @@ pub struct BertTokenizer {
 }
 
 impl BertTokenizer {
-    /// Loads a `tokenizer.json`, with padding and truncation turned off; it must have `<pad>`.
-    pub fn load(path: &Path) -> Result<Self> {
-        let mut tokenizer = tokenizers::Tokenizer::from_file(path)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("loading tokenizer {}", path.display()))?;
-        // Lengths are this module's business (batches are padded to their longest text).
-        tokenizer.with_padding(None);
-        tokenizer.with_truncation(None).map_err(anyhow::Error::msg)?;
-        let pad_id = tokenizer
-            .token_to_id("<pad>")
-            .with_context(|| format!("{}: the tokenizer has no <pad> token", path.display()))?
-            as usize;
-        Ok(Self { tokenizer, pad_id })
+    /// Loads the `tokenizer.json` of the model folder `dir`, with the padding id and vocabulary
+    /// of its `config.json` (or its base's).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let shape = folder::Shape::read(&super::config_folder(dir)?)?;
+        let tokenizer = crate::tokenizer::load_pretrained(&dir.join("tokenizer.json"), shape.vocab)?;
+        Ok(Self {
+            tokenizer,
+            pad_id: shape.pad_id,
+        })
     }
 
     /// Token ids of one text as given (special tokens added, no prefix added), at most
@@ -139,8 +135,53 @@ pub fn resolve_model(model: &str, progress: bool) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Loads a model folder for inference (nothing trainable).
-pub fn load_for_inference(dir: &Path, device: ResolvedDevice) -> Result<(Box<dyn BertEncoder>, BertTokenizer)> {
+/// The query and passage prefixes and the pooling a model folder embeds with: a trained cell's
+/// from its `config.yaml` (`model.query_prefix`, …; E5's for a me5-small cell); a HuggingFace
+/// folder's from its sentence-transformers files (none where it has none); me5-small's E5
+/// prefixes and mean pooling.
+pub fn text_settings(model: &str, dir: &Path) -> Result<([String; 2], Option<Pooling>)> {
+    if model == ME5_SMALL {
+        return Ok((
+            [Side::Query.prefix().to_string(), Side::Passage.prefix().to_string()],
+            Some(Pooling::Mean),
+        ));
+    }
+    let cell = dir.join("config.yaml");
+    if cell.is_file() {
+        let text = std::fs::read_to_string(&cell).with_context(|| format!("reading {}", cell.display()))?;
+        let config: serde_yaml::Value =
+            serde_yaml::from_str(&text).with_context(|| format!("{}: not a cell configuration", cell.display()))?;
+        let model = &config["model"];
+        let me5 = model["backbone"].as_str() == Some(ME5_SMALL);
+        let prefix = |key: &str, side: Side| match model[key].as_str() {
+            Some(p) => p.to_string(),
+            None if me5 => side.prefix().to_string(),
+            None => String::new(),
+        };
+        let pooling = match model["pooling"].as_str() {
+            None => None,
+            Some(p) => Some(
+                serde_yaml::from_value(serde_yaml::Value::String(p.into()))
+                    .with_context(|| format!("{}: key `model.pooling`: `{p}`", cell.display()))?,
+            ),
+        };
+        return Ok((
+            [prefix("query_prefix", Side::Query), prefix("passage_prefix", Side::Passage)],
+            pooling,
+        ));
+    }
+    let st = folder::SentenceTransformers::read(dir)?;
+    let [query, passage] = st.prompts;
+    Ok(([query.unwrap_or_default(), passage.unwrap_or_default()], st.pooling))
+}
+
+/// Loads a model folder for inference (nothing trainable), with `pooling` (`None`: the
+/// folder's own, see [`text_settings`]).
+pub fn load_for_inference(
+    dir: &Path,
+    pooling: Option<Pooling>,
+    device: ResolvedDevice,
+) -> Result<(Box<dyn BertEncoder>, BertTokenizer)> {
     let frozen = FineTune {
         top_layers: 0,
         embeddings: false,
@@ -151,8 +192,8 @@ pub fn load_for_inference(dir: &Path, device: ResolvedDevice) -> Result<(Box<dyn
         lr: 0.0,
         weight_decay: 0.0,
     };
-    let model = super::load(dir, frozen, settings, device)?;
-    let tokenizer = BertTokenizer::load(&dir.join("tokenizer.json"))?;
+    let model = super::load(dir, pooling, frozen, settings, device)?;
+    let tokenizer = BertTokenizer::load(dir)?;
     Ok((model, tokenizer))
 }
 
@@ -219,13 +260,18 @@ pub fn encode_file(req: &EncodeRequest, out: &mut dyn Write) -> Result<usize> {
     let rows = read_rows(req.input)?;
     let dir = resolve_model(req.model, req.progress)?;
     crate::model::select_blas(true, req.progress)?;
-    let (model, tokenizer) = load_for_inference(&dir, ResolvedDevice::Cpu)?;
+    let (prefixes, pooling) = text_settings(req.model, &dir)?;
+    let (model, tokenizer) = load_for_inference(&dir, pooling, ResolvedDevice::Cpu)?;
+    let prefix = match req.side {
+        Side::Query => &prefixes[0],
+        Side::Passage => &prefixes[1],
+    };
     let ids = rows
         .iter()
         .enumerate()
         .map(|(i, row)| {
             tokenizer
-                .ids(&format!("{}{}", req.side.prefix(), row.text), req.max_len)
+                .ids(&format!("{prefix}{}", row.text), req.max_len)
                 .with_context(|| format!("{}:{}: tokenizing", req.input.display(), i + 1))
         })
         .collect::<Result<Vec<_>>>()?;
