@@ -39,7 +39,12 @@ pub fn load_pretrained(path: &Path, vocab: usize) -> Result<Tokenizer> {
         .with_context(|| format!("loading tokenizer {}", path.display()))?;
     tokenizer.with_padding(None);
     tokenizer.with_truncation(None).map_err(anyhow::Error::msg)?;
-    let size = tokenizer.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
+    let size = tokenizer
+        .get_vocab(true)
+        .values()
+        .map(|&id| id as usize + 1)
+        .max()
+        .unwrap_or(0);
     anyhow::ensure!(
         size <= vocab,
         "{}: token ids reach {}, but the model's word-embedding table has {vocab} rows (config.json `vocab_size`)",

@@ -523,7 +523,8 @@ struct Inputs<D: Backend> {
 
 /// The encoder: hidden M = H·DH, feed-forward F, a runtime number of layers and runtime
 /// vocabulary and position-table sizes.
-struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend> {
+struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, const DH: usize, const F: usize, D: Backend>
+{
     dev: D,
     flavour: Flavour,
     rows: TableRows,
@@ -590,8 +591,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
 {
     fn assemble(
         dev: D,
-        flavour: Flavour,
-        rows: TableRows,
+        (flavour, rows): (Flavour, TableRows),
         words: Words<V, M, f32, D>,
         rest: EmbeddingRest<S, M, f32, D>,
         layers: Vec<Layer<M, F, f32, D>>,
@@ -679,7 +679,15 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             norm: Norm::new(&dev),
         };
         let layers = (0..layers).map(|_| Layer::new(&dev)).collect();
-        Self::assemble(dev.clone(), Flavour::default(), rows, words, rest, layers, fine_tune, settings)
+        Self::assemble(
+            dev.clone(),
+            (Flavour::default(), rows),
+            words,
+            rest,
+            layers,
+            fine_tune,
+            settings,
+        )
     }
 
     /// Reads a model file: a full one, or a checkpoint of trained tensors over the base it
@@ -706,7 +714,12 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         let names = ["", "bert.", "roberta."]
             .into_iter()
             .find(|prefix| shapes.contains_key(&format!("{prefix}{words_name}")))
-            .with_context(|| format!("{}: no tensor `{words_name}` (nor under `bert.` or `roberta.`)", file.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: no tensor `{words_name}` (nor under `bert.` or `roberta.`)",
+                    file.display()
+                )
+            })?;
         let rows_of = |name: &str| -> Result<usize> {
             let full = format!("{names}embeddings.{name}.weight");
             let shape = shapes
@@ -751,8 +764,16 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             norm: Norm::new(&dev),
         };
         let layer_list = (0..layers).map(|_| Layer::new(&dev)).collect();
-        let mut model = Self::assemble(dev.clone(), flavour, rows, words, rest, layer_list, fine_tune, settings)
-            .with_context(|| format!("loading {}", file.display()))?;
+        let mut model = Self::assemble(
+            dev.clone(),
+            (flavour, rows),
+            words,
+            rest,
+            layer_list,
+            fine_tune,
+            settings,
+        )
+        .with_context(|| format!("loading {}", file.display()))?;
         model.overlay(file, names, true)?;
         model.base = Some(std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()));
         model.base_fingerprint = model.fingerprint();
@@ -915,7 +936,9 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         let words = self.words.weight.clone().gather(inp.ids.clone());
         let positions = self.rest.position.clone().gather(inp.positions.clone());
         let types = self.rest.token_type.clone().gather(inp.types.clone());
-        self.rest.norm.forward(words + positions + types, self.flavour.layer_norm_eps)
+        self.rest
+            .norm
+            .forward(words + positions + types, self.flavour.layer_norm_eps)
     }
 
     /// The embeddings on `tape`; frozen tables are plain gathers, outside the tape.
@@ -935,7 +958,9 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             .retaped::<T<D>>()
         };
         let (x, own) = (words + rest).split_tape();
-        self.rest.norm.forward(x.put_tape(tape.merge(own)), self.flavour.layer_norm_eps)
+        self.rest
+            .norm
+            .forward(x.put_tape(tape.merge(own)), self.flavour.layer_norm_eps)
     }
 
     fn run_layers<T: Tape<f32, D>>(

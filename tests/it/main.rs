@@ -16,6 +16,7 @@ mod me5_prepare;
 mod me5_reference;
 mod measures;
 mod ot_ablation;
+mod own_encoder;
 mod parsing;
 mod quickstart;
 mod references;

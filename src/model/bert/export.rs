@@ -67,7 +67,8 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
     let base_tokenizer_config = base.join("tokenizer_config.json");
     if base_tokenizer_config.is_file() {
         copy(&base_tokenizer_config, "tokenizer_config.json")?;
-    } else if model == ME5_SMALL || same_folder(&base, &crate::data::prepare::me5::model_dir(&crate::data::data_dir())) {
+    } else if model == ME5_SMALL || same_folder(&base, &crate::data::prepare::me5::model_dir(&crate::data::data_dir()))
+    {
         // multilingual-E5's own tokenizer class; without it `AutoTokenizer` would pick BERT's
         // WordPiece settings (lower-casing) for a `bert` config.
         write(

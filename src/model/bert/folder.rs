@@ -273,7 +273,8 @@ pub fn check_folder(dir: &Path) -> Result<PathBuf> {
             REQUIRED_FILES.join(", ")
         );
     }
-    dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))
+    dir.canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))
 }
 
 /// SHA-256 over the folder's weights, configuration and tokenizer (and the sentence-transformers
@@ -281,7 +282,11 @@ pub fn check_folder(dir: &Path) -> Result<PathBuf> {
 pub fn fingerprint(dir: &Path) -> Result<String> {
     use std::io::Read;
     let mut hash = Sha256::new();
-    let optional = ["1_Pooling/config.json", "config_sentence_transformers.json", "modules.json"];
+    let optional = [
+        "1_Pooling/config.json",
+        "config_sentence_transformers.json",
+        "modules.json",
+    ];
     for name in REQUIRED_FILES.iter().chain(&optional) {
         let path = dir.join(name);
         if !path.is_file() {
@@ -291,7 +296,9 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
         let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mut buffer = vec![0u8; 1 << 20];
         loop {
-            let n = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
+            let n = file
+                .read(&mut buffer)
+                .with_context(|| format!("reading {}", path.display()))?;
             if n == 0 {
                 break;
             }
@@ -306,12 +313,14 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
 pub fn fingerprint_cached(dir: &Path) -> Result<String> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static SEEN: OnceLock<Mutex<HashMap<(PathBuf, Vec<(u64, Option<std::time::SystemTime>)>), String>>> =
-        OnceLock::new();
+    /// A folder and the sizes and modification times of its files.
+    type Stamp = (PathBuf, Vec<(u64, Option<std::time::SystemTime>)>);
+    static SEEN: OnceLock<Mutex<HashMap<Stamp, String>>> = OnceLock::new();
     let stamp = REQUIRED_FILES
         .iter()
         .map(|name| {
-            let meta = std::fs::metadata(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))?;
+            let meta =
+                std::fs::metadata(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))?;
             Ok((meta.len(), meta.modified().ok()))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -344,7 +353,10 @@ mod tests {
     #[test]
     fn bert_and_xlm_r_configs_are_read_with_their_positions() {
         let b = shape(bert()).unwrap();
-        assert_eq!((b.family, b.first_position(), b.token_types, b.pad_id), (Family::Bert, 0, 2, 0));
+        assert_eq!(
+            (b.family, b.first_position(), b.token_types, b.pad_id),
+            (Family::Bert, 0, 2, 0)
+        );
         assert_eq!(b.layer_norm_eps, 1e-12);
         let mut x = bert();
         x["model_type"] = json!("xlm-roberta");
@@ -352,7 +364,10 @@ mod tests {
         x["type_vocab_size"] = json!(1);
         x["layer_norm_eps"] = json!(1e-5);
         let x = shape(x).unwrap();
-        assert_eq!((x.family, x.first_position(), x.max_tokens()), (Family::XlmRoberta, 2, 62));
+        assert_eq!(
+            (x.family, x.first_position(), x.max_tokens()),
+            (Family::XlmRoberta, 2, 62)
+        );
         assert_eq!(x.layer_norm_eps, 1e-5);
     }
 
@@ -361,9 +376,17 @@ mod tests {
         for (key, value, says) in [
             ("model_type", json!("gpt2"), "key `model_type`: `gpt2` is not supported"),
             ("hidden_act", json!("relu"), "key `hidden_act`: `relu`"),
-            ("position_embedding_type", json!("relative_key"), "key `position_embedding_type`"),
+            (
+                "position_embedding_type",
+                json!("relative_key"),
+                "key `position_embedding_type`",
+            ),
             ("num_attention_heads", json!(5), "5 heads do not divide"),
-            ("vocab_size", json!("many"), "key `vocab_size`: expected a positive integer"),
+            (
+                "vocab_size",
+                json!("many"),
+                "key `vocab_size`: expected a positive integer",
+            ),
             ("pad_token_id", json!(100), "key `pad_token_id`: 100 is outside"),
         ] {
             let mut c = bert();
@@ -380,7 +403,10 @@ mod tests {
     #[test]
     fn sentence_transformers_files_give_pooling_and_prompts() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(SentenceTransformers::read(dir.path()).unwrap(), SentenceTransformers::default());
+        assert_eq!(
+            SentenceTransformers::read(dir.path()).unwrap(),
+            SentenceTransformers::default()
+        );
         std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
         std::fs::write(
             dir.path().join("1_Pooling/config.json"),
@@ -402,6 +428,9 @@ mod tests {
         )
         .unwrap();
         let err = SentenceTransformers::read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("modules.json: entry 1") && err.contains("`Dense` is not supported"), "{err}");
+        assert!(
+            err.contains("modules.json: entry 1") && err.contains("`Dense` is not supported"),
+            "{err}"
+        );
     }
 }

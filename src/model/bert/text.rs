@@ -166,7 +166,10 @@ pub fn text_settings(model: &str, dir: &Path) -> Result<([String; 2], Option<Poo
             ),
         };
         return Ok((
-            [prefix("query_prefix", Side::Query), prefix("passage_prefix", Side::Passage)],
+            [
+                prefix("query_prefix", Side::Query),
+                prefix("passage_prefix", Side::Passage),
+            ],
             pooling,
         ));
     }
