@@ -8,7 +8,7 @@
 //! (Transformer → the model's pooling → L2 normalisation, with its prompts). It is written
 //! beside its destination and renamed into place, so a folder at `OUT` is always complete.
 
-use super::text::{load_for_inference, resolve_model, text_settings};
+use super::text::{is_prepared_me5, load_for_inference, resolve_model, text_settings};
 use super::{ME5_SMALL, Pooling, config_folder};
 use crate::model::ResolvedDevice;
 use anyhow::{Context, Result, ensure};
@@ -67,8 +67,7 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
     let base_tokenizer_config = base.join("tokenizer_config.json");
     if base_tokenizer_config.is_file() {
         copy(&base_tokenizer_config, "tokenizer_config.json")?;
-    } else if model == ME5_SMALL || same_folder(&base, &crate::data::prepare::me5::model_dir(&crate::data::data_dir()))
-    {
+    } else if model == ME5_SMALL || is_prepared_me5(&base) {
         // multilingual-E5's own tokenizer class; without it `AutoTokenizer` would pick BERT's
         // WordPiece settings (lower-casing) for a `bert` config.
         write(
@@ -144,9 +143,4 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
     Ok(Exported {
         files: files.iter().map(|f| f.to_string()).collect(),
     })
-}
-
-/// Whether two paths name one folder.
-fn same_folder(a: &Path, b: &Path) -> bool {
-    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }

@@ -140,11 +140,14 @@ pub fn resolve_model(model: &str, progress: bool) -> Result<PathBuf> {
 /// folder's from its sentence-transformers files (none where it has none); me5-small's E5
 /// prefixes and mean pooling.
 pub fn text_settings(model: &str, dir: &Path) -> Result<([String; 2], Option<Pooling>)> {
-    if model == ME5_SMALL {
-        return Ok((
+    let e5 = || {
+        (
             [Side::Query.prefix().to_string(), Side::Passage.prefix().to_string()],
             Some(Pooling::Mean),
-        ));
+        )
+    };
+    if model == ME5_SMALL {
+        return Ok(e5());
     }
     let cell = dir.join("config.yaml");
     if cell.is_file() {
@@ -173,9 +176,20 @@ pub fn text_settings(model: &str, dir: &Path) -> Result<([String; 2], Option<Poo
             pooling,
         ));
     }
-    let st = folder::SentenceTransformers::read(dir)?;
+    // A checkpoint without its cell's configuration embeds as its base model does.
+    let base = super::config_folder(dir)?;
+    if is_prepared_me5(&base) {
+        return Ok(e5());
+    }
+    let st = folder::SentenceTransformers::read(&base)?;
     let [query, passage] = st.prompts;
     Ok(([query.unwrap_or_default(), passage.unwrap_or_default()], st.pooling))
+}
+
+/// Whether `dir` is the prepared me5-small folder of the data folder.
+pub fn is_prepared_me5(dir: &Path) -> bool {
+    let prepared = crate::data::prepare::me5::model_dir(&crate::data::data_dir());
+    matches!((dir.canonicalize(), prepared.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Loads a model folder for inference (nothing trainable), with `pooling` (`None`: the
