@@ -1,11 +1,13 @@
-//! A pretrained BERT-style post-LN encoder (multilingual-E5-small and its shape) in dfdx, with
-//! the fine-tuning knobs research needs: which layers train (the top N), whether the embeddings
-//! train, and a hook for caching the frozen lower layers' token states.
+//! A pretrained BERT-family post-LN encoder (multilingual-E5-small, or a HuggingFace folder of
+//! `model_type` `bert` or `xlm-roberta`, read by [`folder`]) in dfdx, with the fine-tuning knobs
+//! research needs: which layers train (the top N), whether the embeddings train, and a hook for
+//! caching the frozen lower layers' token states.
 //!
-//! The forward pass: word + position (0..L-1) + token-type-0 embeddings → LayerNorm; post-LN
-//! layers (self-attention with a key-padding mask, residual, LayerNorm; erf-GELU feed-forward,
-//! residual, LayerNorm); mean over the mask (every real token, `<s>` and `</s>` included); L2
-//! normalisation. LayerNorm ε is 1e-12.
+//! The forward pass: word + position (0..L-1 for BERT, from `pad_token_id + 1` for XLM-R) +
+//! token-type-0 embeddings → LayerNorm; post-LN layers (self-attention with a key-padding mask,
+//! residual, LayerNorm; erf-GELU feed-forward, residual, LayerNorm); mean over the mask (every
+//! real token, special tokens included) or the first token; L2 normalisation. LayerNorm ε is
+//! the model's (1e-12 for BERT and E5).
 //!
 //! Freezing keeps frozen tensors out of the tape: the frozen lower layers run without a tape
 //! (a top-2 step costs about 2/12 of a full step's backward), a frozen word-embedding table is a
