@@ -307,6 +307,11 @@ pub struct ImportTarget {
     /// The task name of the judgments.
     #[arg(long, default_value = crate::data::import::DEFAULT_TASK)]
     pub task: String,
+    /// Training pairs besides the train judgments: JSONL (`query`, `positive`, `negatives`, each a
+    /// text or a map of renderings by language) or TSV (`query_lang, query, passage_lang,
+    /// positive[, negative…]`).
+    #[arg(long, value_name = "FILE")]
+    pub train_pairs: Option<PathBuf>,
     /// Overwrite an earlier import of the same name.
     #[arg(long)]
     pub replace: bool,

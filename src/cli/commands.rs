@@ -576,9 +576,14 @@ fn import_data(import: ImportCommand) -> Result<PathBuf> {
         } => {
             let options = import::BeirOptions {
                 doc_lang: target.doc_lang.clone(),
-                query_lang,
+                query_lang: query_lang.clone(),
             };
-            (import::read_beir(&dir, &options)?, target)
+            let mut bench = import::read_beir(&dir, &options)?;
+            if let Some(file) = &target.train_pairs {
+                let query_lang = query_lang.as_deref().unwrap_or(&target.doc_lang);
+                bench.pairs = import::read_pairs(file, &target.doc_lang, query_lang)?;
+            }
+            (bench, target)
         }
         ImportCommand::Trec {
             corpus,
@@ -612,7 +617,11 @@ fn import_data(import: ImportCommand) -> Result<PathBuf> {
                 topics,
                 qrels,
             };
-            (import::read_trec(&files)?, target)
+            let mut bench = import::read_trec(&files)?;
+            if let Some(file) = &target.train_pairs {
+                bench.pairs = import::read_pairs(file, &target.doc_lang, &target.doc_lang)?;
+            }
+            (bench, target)
         }
     };
     let data_dir = target.data_dir.unwrap_or_else(crate::data::data_dir);

@@ -15,6 +15,7 @@
 //!   bitext/<lang>.tsv                  pair_id<TAB>lr_text<TAB>en_text           train split only
 //!   train/links.tsv                    link_id<TAB>kind<TAB>query_unit<TAB>passage_unit
 //!   train/units/<lang>.tsv             unit_id<TAB>text                          one rendering per unit
+//!   train/negatives.tsv                link_id<TAB>unit_id                       given hard negatives, best first
 //! ```
 //!
 //! `documents/<lang>/<split>.tsv` gives a language documents of its own for the monolingual and
@@ -28,6 +29,8 @@
 //! `units/<lang>.tsv` renders the units in one language (the pivot language included). A
 //! sampler can then put the same link into a batch within one language (X-X) or across two
 //! (X-Y). Both are optional (a zero-shot set has neither); a set that has links has units.
+//! `train/negatives.tsv` (optional) gives a link's hard negatives as units, in the order given
+//! (`train.hard_negatives.source: given`).
 //!
 //! Rules the writer enforces and the reader checks:
 //! - Files are UTF-8, one record per line, each line ending in `\n`.
@@ -45,8 +48,8 @@
 //!   number of records of each file under the keys `corpus.<split>`, `queries.<lang>.<split>`,
 //!   `documents.<lang>.<split>`,
 //!   `qrels.<lang>.<task>.<split>`, `train.mono`, `train.cross.<lang>`, `bitext.<lang>`,
-//!   `train.links` and `train.units.<lang>`. Every unit a link names has a rendering in at
-//!   least one language.
+//!   `train.links`, `train.units.<lang>` and `train.negatives`. Every unit a link or a negative
+//!   names has a rendering in at least one language, and every negative belongs to a link.
 //!   Other count keys are informational (for example `aligned.sw`). A file that is missing,
 //!   unlisted, or whose hash or count disagrees with the card makes loading fail.
 //! - [`Dataset::save`] writes everything into a temporary directory beside the target, the
@@ -207,6 +210,8 @@ pub struct Dataset {
     pub bitext: BTreeMap<String, Vec<Pair>>,
     /// Relevance pairs between training text units (see the module docs).
     pub links: Vec<Link>,
+    /// Given hard negatives: link id → passage units, best first.
+    pub negatives: BTreeMap<String, Vec<String>>,
     /// Renderings of the training text units, by language (the pivot language included).
     pub units: BTreeMap<String, Vec<Doc>>,
 }
@@ -299,6 +304,7 @@ enum FileKind {
     Bitext { lang: String },
     Links,
     Units { lang: String },
+    Negatives,
 }
 
 impl FileKind {
@@ -313,6 +319,7 @@ impl FileKind {
             FileKind::Bitext { lang } => format!("bitext/{lang}.tsv"),
             FileKind::Links => "train/links.tsv".to_string(),
             FileKind::Units { lang } => format!("train/units/{lang}.tsv"),
+            FileKind::Negatives => "train/negatives.tsv".to_string(),
         }
     }
 
@@ -327,6 +334,7 @@ impl FileKind {
             FileKind::Bitext { lang } => format!("bitext.{lang}"),
             FileKind::Links => "train.links".to_string(),
             FileKind::Units { lang } => format!("train.units.{lang}"),
+            FileKind::Negatives => "train.negatives".to_string(),
         }
     }
 
@@ -355,6 +363,7 @@ impl FileKind {
             }
             ["train", "mono.tsv"] => FileKind::Mono,
             ["train", "links.tsv"] => FileKind::Links,
+            ["train", "negatives.tsv"] => FileKind::Negatives,
             ["train", "units", file] => FileKind::Units {
                 lang: file.strip_suffix(".tsv")?.to_string(),
             },
@@ -373,7 +382,7 @@ impl FileKind {
                 valid_name(lang) && valid_name(split)
             }
             FileKind::Qrels { lang, task, split } => valid_name(lang) && valid_name(task) && valid_name(split),
-            FileKind::Mono | FileKind::Links => true,
+            FileKind::Mono | FileKind::Links | FileKind::Negatives => true,
             FileKind::Cross { lang } | FileKind::Bitext { lang } | FileKind::Units { lang } => valid_name(lang),
         };
         names_ok.then_some(kind)
@@ -499,6 +508,7 @@ impl Dataset {
             cross: BTreeMap::new(),
             bitext: BTreeMap::new(),
             links: Vec::new(),
+            negatives: Default::default(),
             units: BTreeMap::new(),
         }
     }
@@ -582,6 +592,7 @@ impl Dataset {
             check_name("language", lang)?;
         }
         check_links(&self.links, &self.units, "train/links.tsv")?;
+        check_negatives(&self.negatives, &self.links, &self.units, "train/negatives.tsv")?;
         for ((lang, task, split), judged) in &self.qrels {
             let where_ = format!("qrels ({lang}, {task}, {split})");
             let queries = self
@@ -636,6 +647,9 @@ impl Dataset {
             kinds.push(FileKind::Links);
         }
         kinds.extend(self.units.keys().map(|l| FileKind::Units { lang: l.clone() }));
+        if !self.negatives.is_empty() {
+            kinds.push(FileKind::Negatives);
+        }
         kinds
     }
 
@@ -690,6 +704,20 @@ impl Dataset {
                     }
                 }
                 FileKind::Units { lang } => write_docs(&rel, &mut w, &mut seen, &self.units[lang])?,
+                FileKind::Negatives => {
+                    for (link, units) in &self.negatives {
+                        for unit in units {
+                            let where_ = format!("{rel}: link {link}");
+                            check_id(&where_, link)?;
+                            check_id(&where_, unit)?;
+                            ensure!(
+                                seen.insert(format!("{link}\t{unit}")),
+                                "{where_}: negative {unit} given twice"
+                            );
+                            w.line(&[link, unit])?;
+                        }
+                    }
+                }
             }
             let (sha, records) = w.finish()?;
             card.files.insert(rel, sha);
@@ -770,6 +798,11 @@ impl Dataset {
                     ds.units.insert(lang.clone(), units);
                     n
                 }
+                FileKind::Negatives => {
+                    let (negatives, n) = parse_negatives(&rel, &text)?;
+                    ds.negatives = negatives;
+                    n
+                }
             };
             let key = kind.count_key();
             match card.counts.get(&key) {
@@ -788,6 +821,12 @@ impl Dataset {
             &ds.links,
             &ds.units,
             &root.join("train/links.tsv").display().to_string(),
+        )?;
+        check_negatives(
+            &ds.negatives,
+            &ds.links,
+            &ds.units,
+            &root.join("train/negatives.tsv").display().to_string(),
         )?;
         let produced: BTreeSet<String> = ds.file_kinds().iter().map(FileKind::count_key).collect();
         for key in card.counts.keys().filter(|k| is_file_count_key(k)) {
@@ -938,6 +977,63 @@ fn parse_links(rel: &str, text: &str) -> Result<Vec<Link>> {
         });
     }
     Ok(links)
+}
+
+/// `link_id<TAB>unit_id` lines, grouped by link in the order given; and the number of lines.
+fn parse_negatives(rel: &str, text: &str) -> Result<(BTreeMap<String, Vec<String>>, usize)> {
+    let mut negatives: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut n_lines = 0;
+    for (n, line) in lines(rel, text)? {
+        let fields: Vec<&str> = line.split('\t').collect();
+        ensure!(
+            fields.len() == 2,
+            "{rel}:{n}: expected 2 tab-separated fields (link_id, unit_id), found {}",
+            fields.len()
+        );
+        let where_ = format!("{rel}:{n}");
+        check_id(&where_, fields[0])?;
+        check_id(&where_, fields[1])?;
+        ensure!(
+            seen.insert((fields[0], fields[1])),
+            "{where_}: negative {} of link {} given twice",
+            fields[1],
+            fields[0]
+        );
+        negatives
+            .entry(fields[0].to_string())
+            .or_default()
+            .push(fields[1].to_string());
+        n_lines += 1;
+    }
+    Ok((negatives, n_lines))
+}
+
+/// Every negative belongs to a link and is a unit with a rendering.
+fn check_negatives(
+    negatives: &BTreeMap<String, Vec<String>>,
+    links: &[Link],
+    units: &BTreeMap<String, Vec<Doc>>,
+    file: &str,
+) -> Result<()> {
+    if negatives.is_empty() {
+        return Ok(());
+    }
+    let link_ids: BTreeSet<&str> = links.iter().map(|l| l.id.as_str()).collect();
+    let known: BTreeSet<&str> = units.values().flatten().map(|u| u.id.as_str()).collect();
+    for (link, given) in negatives {
+        ensure!(
+            link_ids.contains(link.as_str()),
+            "{file}: negatives of link {link}, which train/links.tsv does not have"
+        );
+        for unit in given {
+            ensure!(
+                known.contains(unit.as_str()),
+                "{file}: link {link} names negative {unit}, which no train/units/<lang>.tsv renders"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Every unit a link names must have a rendering in some language.

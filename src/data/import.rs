@@ -22,6 +22,17 @@
 //! The `train` judgments (score > 0) become training pairs: relevance links between the query
 //! and the document as units (rendered in the languages the files give), English-side pairs
 //! (queries in the documents' language) and cross-lingual pairs (the other languages).
+//!
+//! **Training pairs** (`--train-pairs FILE`, either form): JSONL records `{"id", "query",
+//! "positive", "negatives"}` where each text is a string or a map of renderings by language
+//! (`{"en": "...", "sw": "..."}`: the same pair in several languages); a plain string is in
+//! `query_lang` / `passage_lang` when the record gives them, else the query in `--query-lang`
+//! (else the documents' language) and passages in the documents' language. Or TSV lines
+//! `query_lang<TAB>query<TAB>passage_lang<TAB>positive[<TAB>negative…]`. Each pair becomes a
+//! relevance link between a query unit and a passage unit rendered in the languages given, its
+//! negatives the link's given hard negatives (`train.hard_negatives.source: given`), and, where
+//! the positive has a rendering in the documents' language, English-side or cross-lingual pairs.
+//!
 //! Every error names the file and line, and the field.
 
 use crate::data::format::{Card, Dataset, Doc, FORMAT_VERSION, Judgment, Link, Pair, Split, normalize_text};
@@ -49,6 +60,115 @@ pub struct Benchmark {
     pub qrels: BTreeMap<Split, Vec<(String, String, i32)>>,
     /// Where it came from, for the card.
     pub origin: String,
+    /// Training pairs from a pairs file (beside the `train` judgments).
+    pub pairs: Vec<TrainingPair>,
+}
+
+/// One training pair of a pairs file: texts by language.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainingPair {
+    /// Unique in the file.
+    pub id: String,
+    /// The query's renderings.
+    pub query: BTreeMap<String, String>,
+    /// The positive passage's renderings.
+    pub positive: BTreeMap<String, String>,
+    /// Hard negatives, best first, each with its renderings.
+    pub negatives: Vec<BTreeMap<String, String>>,
+}
+
+/// Reads a pairs file (`.jsonl` or `.tsv`, see the module docs). Plain-string queries are in
+/// `query_lang`, plain-string passages in `doc_lang`, unless a JSONL record says otherwise.
+pub fn read_pairs(path: &Path, doc_lang: &str, query_lang: &str) -> Result<Vec<TrainingPair>> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut pairs = Vec::new();
+    let mut ids = BTreeSet::new();
+    if name.ends_with(".jsonl") {
+        for (at, record) in jsonl(path)? {
+            let id = match string_field(&record, "id", &at)? {
+                Some(id) => id,
+                None => format!("line{}", at.rsplit(':').next().unwrap_or("0")),
+            };
+            check_id(&id, &at, "id")?;
+            let q_lang = string_field(&record, "query_lang", &at)?.unwrap_or_else(|| query_lang.to_string());
+            let p_lang = string_field(&record, "passage_lang", &at)?.unwrap_or_else(|| doc_lang.to_string());
+            let renderings = |value: Option<&Value>, field: &str, lang: &str| -> Result<BTreeMap<String, String>> {
+                match value {
+                    None | Some(Value::Null) => bail!("{at}: field `{field}` is missing"),
+                    Some(Value::String(text)) => {
+                        check_lang(lang, &at)?;
+                        Ok(BTreeMap::from([(lang.to_string(), text_of(text, &at, field)?)]))
+                    }
+                    Some(Value::Object(map)) if !map.is_empty() => map
+                        .iter()
+                        .map(|(l, t)| {
+                            check_lang(l, &at)?;
+                            let text = t
+                                .as_str()
+                                .with_context(|| format!("{at}: field `{field}.{l}` must be a string, found {t}"))?;
+                            Ok((l.clone(), text_of(text, &at, &format!("{field}.{l}"))?))
+                        })
+                        .collect(),
+                    Some(other) => {
+                        bail!("{at}: field `{field}` must be a string or a map of language to text, found {other}")
+                    }
+                }
+            };
+            let negatives = match record.get("negatives") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(k, n)| renderings(Some(n), &format!("negatives[{k}]"), &p_lang))
+                    .collect::<Result<_>>()?,
+                Some(other) => bail!("{at}: field `negatives` must be a list, found {other}"),
+            };
+            let pair = TrainingPair {
+                query: renderings(record.get("query"), "query", &q_lang)?,
+                positive: renderings(record.get("positive"), "positive", &p_lang)?,
+                negatives,
+                id,
+            };
+            ensure!(ids.insert(pair.id.clone()), "{at}: pair id {} appears twice", pair.id);
+            pairs.push(pair);
+        }
+    } else if name.ends_with(".tsv") {
+        for (at, n, line) in numbered_lines(path)? {
+            let fields: Vec<&str> = line.split('\t').collect();
+            ensure!(
+                fields.len() >= 4,
+                "{at}: expected query_lang<TAB>query<TAB>passage_lang<TAB>positive[<TAB>negative…], found {} fields",
+                fields.len()
+            );
+            check_lang(fields[0], &at)?;
+            check_lang(fields[2], &at)?;
+            let one = |lang: &str, text: &str, field: &str| -> Result<BTreeMap<String, String>> {
+                Ok(BTreeMap::from([(lang.to_string(), text_of(text, &at, field)?)]))
+            };
+            let pair = TrainingPair {
+                id: format!("line{n}"),
+                query: one(fields[0], fields[1], "query")?,
+                positive: one(fields[2], fields[3], "positive")?,
+                negatives: fields[4..]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, t)| one(fields[2], t, &format!("negative {}", k + 1)))
+                    .collect::<Result<_>>()?,
+            };
+            ids.insert(pair.id.clone());
+            pairs.push(pair);
+        }
+    } else {
+        bail!(
+            "{}: a pairs file must be .jsonl or .tsv (see `clirlab data import beir --help`)",
+            path.display()
+        );
+    }
+    ensure!(!pairs.is_empty(), "{}: no training pair", path.display());
+    Ok(pairs)
 }
 
 /// What the BEIR reader needs besides the folder.
@@ -357,7 +477,7 @@ impl Benchmark {
         }
         let doc_lang = self.doc_lang.clone();
         let languages: Vec<String> = self.queries.keys().cloned().collect();
-        let train_pairs = self.qrels.get(&Split::Train).map_or(0, Vec::len);
+        let train_pairs = self.qrels.get(&Split::Train).map_or(0, Vec::len) + self.pairs.len();
         let card = Card {
             name: name.to_string(),
             synthetic: false,
@@ -470,6 +590,7 @@ impl Benchmark {
                 }
             }
         }
+        add_pairs(&mut ds, &self.pairs, &doc_lang);
         ensure!(
             !ds.queries.is_empty(),
             "no query of any language is judged in the evaluation splits"
@@ -504,6 +625,56 @@ pub fn write_imported(bench: Benchmark, name: &str, task: &str, data_dir: &Path,
     Ok(root)
 }
 
+/// The pairs of a pairs file as links between units `pq:<id>` and `pp:<id>` (negatives
+/// `pn:<id>.<k>`), rendered in their languages, and as English-side and cross-lingual pairs
+/// where the positive has a rendering in `doc_lang`.
+fn add_pairs(ds: &mut Dataset, pairs: &[TrainingPair], doc_lang: &str) {
+    for pair in pairs {
+        let link = format!("pair:{}", pair.id);
+        let (query, passage) = (format!("pq:{}", pair.id), format!("pp:{}", pair.id));
+        ds.links.push(Link {
+            id: link.clone(),
+            kind: LINK_RELEVANCE.to_string(),
+            query: query.clone(),
+            passage: passage.clone(),
+        });
+        let mut render = |unit: &str, texts: &BTreeMap<String, String>| {
+            for (lang, text) in texts {
+                ds.units.entry(lang.clone()).or_default().push(Doc {
+                    id: unit.to_string(),
+                    text: text.clone(),
+                });
+            }
+        };
+        render(&query, &pair.query);
+        render(&passage, &pair.positive);
+        let negatives: Vec<String> = (1..=pair.negatives.len())
+            .map(|k| format!("pn:{}.{k}", pair.id))
+            .collect();
+        for (unit, texts) in negatives.iter().zip(&pair.negatives) {
+            render(unit, texts);
+        }
+        if !negatives.is_empty() {
+            ds.negatives.insert(link.clone(), negatives);
+        }
+        let Some(positive) = pair.positive.get(doc_lang) else {
+            continue;
+        };
+        for (lang, text) in &pair.query {
+            let p = Pair {
+                id: link.clone(),
+                query: text.clone(),
+                passage: positive.clone(),
+            };
+            if lang == doc_lang {
+                ds.mono.push(p);
+            } else {
+                ds.cross.entry(lang.clone()).or_default().push(p);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +683,57 @@ mod tests {
         let path = dir.join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn pairs_files_give_renderings_and_negatives_and_name_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "p.jsonl",
+            concat!(
+                r#"{"id": "a", "query": {"en": "red boat", "sw": "mashua nyekundu"}, "positive": "a red boat", "negatives": ["a blue boat"]}"#,
+                "\n\n",
+                r#"{"query": "mvua", "query_lang": "sw", "positive": {"en": "rain", "sw": "mvua kubwa"}}"#,
+                "\n"
+            ),
+        );
+        let pairs = read_pairs(&dir.path().join("p.jsonl"), "en", "en").unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[0].query.len(), 2);
+        assert_eq!(
+            pairs[0].negatives,
+            vec![BTreeMap::from([("en".into(), "a blue boat".into())])]
+        );
+        assert_eq!((pairs[1].id.as_str(), pairs[1].query["sw"].as_str()), ("line3", "mvua"));
+        write(dir.path(), "p.tsv", "sw\tmvua\ten\train\tsun\nsw\tjua\n");
+        let err = read_pairs(&dir.path().join("p.tsv"), "en", "en")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.tsv:2: expected query_lang"), "{err}");
+        write(dir.path(), "p.tsv", "sw\tmvua\ten\train\tsun\n");
+        let pairs = read_pairs(&dir.path().join("p.tsv"), "en", "en").unwrap();
+        assert_eq!(pairs[0].negatives.len(), 1);
+        for (line, says) in [
+            (r#"{"id": "a", "positive": "x"}"#, "p.jsonl:1: field `query` is missing"),
+            (r#"{"query": {"e n": "x"}, "positive": "y"}"#, "language \"e n\""),
+            (
+                r#"{"query": "x", "positive": "y", "negatives": "z"}"#,
+                "field `negatives` must be a list",
+            ),
+            (
+                r#"{"query": "x", "positive": {"en": 1}}"#,
+                "field `positive.en` must be a string",
+            ),
+        ] {
+            write(dir.path(), "p.jsonl", &format!("{line}\n"));
+            let err = read_pairs(&dir.path().join("p.jsonl"), "en", "en")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{line}: {err}");
+        }
+        write(dir.path(), "p.csv", "x\n");
+        assert!(read_pairs(&dir.path().join("p.csv"), "en", "en").is_err());
     }
 
     /// Three English documents; queries in English (per record) and Swahili (per file).

@@ -519,6 +519,7 @@ pub fn generate(cfg: &SyntheticConfig, languages: &[String]) -> Dataset {
         cross,
         bitext,
         links,
+        negatives: BTreeMap::new(),
         units,
     }
 }

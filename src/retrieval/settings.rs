@@ -475,6 +475,7 @@ mod tests {
             cross: BTreeMap::new(),
             bitext: BTreeMap::new(),
             links: Vec::new(),
+            negatives: Default::default(),
             units: BTreeMap::new(),
         }
     }

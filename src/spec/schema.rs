@@ -519,7 +519,8 @@ pub struct HardNegatives {
     /// lets an ablation switch them off).
     pub k: usize,
     /// How they are found: `bm25` (the training passages BM25 ranks highest for the pair's
-    /// query, in the pivot language, minus the query's positives).
+    /// query, in the pivot language, minus the query's positives) or `given` (the data set's
+    /// own, `train/negatives.tsv`, e.g. from an imported pairs file).
     pub source: NegativeSource,
 }
 
@@ -540,6 +541,8 @@ pub enum NegativeSource {
     /// mined once per cell before training.
     #[default]
     Bm25,
+    /// The data set's own negatives of each pair, in the order given.
+    Given,
 }
 
 impl Default for TrainConfig {

@@ -21,11 +21,13 @@ use crate::grid::CellConfig;
 use crate::model::{self, ResolvedDevice, TrainableEncoder};
 use crate::sampler::{BatchPlan, HybridSampler, PairSampler, PoolSpec, RenderedPool, RenderedSampler};
 use crate::schedule::progress;
+use crate::spec::schema::NegativeSource;
 use crate::tokenizer::TextEncoder;
 use crate::util::lock::JobAlive;
 use anyhow::{Context, Result, bail};
 use distill::{BitextSampler, ot_weight};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
 use step::{Distillation, StepAt};
 use validation::{EarlyStopping, Verdict, is_eval_step, validation_ndcg10};
@@ -165,6 +167,17 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
     };
     match cfg.data.train_pairs.design {
         PairDesign::Rendered => {
+            if let Some(h) = t.hard_negatives
+                && h.k > 0
+                && h.source == NegativeSource::Given
+            {
+                anyhow::ensure!(
+                    !dataset.negatives.is_empty(),
+                    "train.hard_negatives.source is `given`, but data set {} has no negatives \
+                     (train/negatives.tsv; import a pairs file with negatives: `clirlab data import … --train-pairs`)",
+                    dataset.card.name
+                );
+            }
             let cross_lingual = cfg.data.train_pairs.cross_lingual();
             let spec = PoolSpec {
                 languages: &cfg.data.languages,
@@ -176,15 +189,23 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
             let mut pool = RenderedPool::new(&dataset.links, &dataset.units, &spec)
                 .with_context(|| format!("data set {}", dataset.card.name))?;
             let k = t.hard_negatives.map_or(0, |h| h.k);
-            if k > 0 {
-                let mined = negatives::mine_bm25(&pool, pivot, k);
-                let found = mined.values().filter(|n| !n.is_empty()).count();
-                tracing::info!(
-                    links = mined.len(),
-                    with_negatives = found,
-                    "mined hard negatives with BM25"
-                );
-                pool.set_negatives(&mined);
+            match t.hard_negatives.map(|h| h.source) {
+                _ if k == 0 => {}
+                Some(NegativeSource::Bm25) | None => {
+                    let mined = negatives::mine_bm25(&pool, pivot, k);
+                    let found = mined.values().filter(|n| !n.is_empty()).count();
+                    tracing::info!(
+                        links = mined.len(),
+                        with_negatives = found,
+                        "mined hard negatives with BM25"
+                    );
+                    pool.set_negatives(&mined);
+                }
+                Some(NegativeSource::Given) => {
+                    let given: HashMap<String, Vec<String>> =
+                        dataset.negatives.iter().map(|(l, n)| (l.clone(), n.clone())).collect();
+                    pool.set_negatives(&given);
+                }
             }
             let sampler = RenderedSampler::new(pool, plan, cfg.seed)?.with_hard_negatives(k);
             Ok(PairSampler::Rendered(Box::new(sampler)))

@@ -72,8 +72,12 @@ fn sample() -> Dataset {
             query: "1".into(),
             passage: "2".into(),
         }],
+        negatives: BTreeMap::from([("xref:1+2".into(), vec!["3".into()])]),
         units: BTreeMap::from([
-            ("en".into(), vec![doc("1", "green tree"), doc("2", "a tall tree")]),
+            (
+                "en".into(),
+                vec![doc("1", "green tree"), doc("2", "a tall tree"), doc("3", "a red boat")],
+            ),
             ("xx".into(), vec![doc("1", "grin tri"), doc("2", "a tal tri")]),
         ]),
     }

@@ -5,6 +5,7 @@
 //! ignored by a plain `cargo test`, and `.ci/run` installs them and runs it.
 
 use crate::common::cli::{command, root, text};
+use crate::common::embeddings::{cosine, embeddings};
 use clirlab::data::prepare::me5::prepare_me5_small;
 use clirlab::model::bert::text::BertTokenizer;
 use clirlab::model::bert::{self, FineTune};
@@ -18,27 +19,6 @@ const QUERIES: &[(&str, &str)] = &[
     ("q3", "Blessed are the meek, for they shall inherit the earth."),
     ("q4", "Heri wenye upole, maana hao watairithi nchi."),
 ];
-
-fn embeddings(jsonl: &str) -> BTreeMap<String, Vec<f64>> {
-    jsonl
-        .lines()
-        .map(|line| {
-            let row: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            let v = row["embedding"]
-                .as_array()
-                .expect("embedding")
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
-            (row["id"].as_str().expect("id").to_string(), v)
-        })
-        .collect()
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt() * b.iter().map(|x| x * x).sum::<f64>().sqrt())
-}
 
 fn encode(model: &Path, input: &Path, output: &Path) -> BTreeMap<String, Vec<f64>> {
     let out = command(&[

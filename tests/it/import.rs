@@ -1,7 +1,8 @@
 //! Your own benchmark end to end: the BEIR folder `tests/data/beir_tiny` (English notes,
 //! Swahili queries) is imported with `clirlab data import beir`, then an experiment names it in
 //! `data.dataset` and `plan`, `run` and `report` go through; a malformed line is refused naming
-//! file:line.
+//! file:line. A pairs file with renderings and negatives (`--train-pairs`) trains the rendered
+//! design with its given hard negatives.
 
 use crate::common::cli::{command, root, text};
 use std::fs;
@@ -17,6 +18,7 @@ fn copy_fixture(dir: &Path) {
         "qrels/train.tsv",
         "qrels/dev.tsv",
         "qrels/test.tsv",
+        "train_pairs.jsonl",
     ] {
         let to = dir.join(rel);
         fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -69,6 +71,70 @@ fn an_imported_beir_folder_runs_end_to_end() {
     assert!(summary.contains("bm25"), "{summary}");
     let (ok, out) = env(&["report", results.join("own_data").to_str().unwrap()]);
     assert!(ok, "{out}");
+
+    // A pairs file: renderings become units, negatives the links' given hard negatives.
+    let pairs = beir.join("train_pairs.jsonl");
+    let (ok, out) = env(&[
+        "data",
+        "import",
+        "beir",
+        beir.to_str().unwrap(),
+        "--name",
+        "beir-pairs",
+        "--train-pairs",
+        pairs.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "{out}");
+    let card: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(data.join("beir-pairs/card.json")).unwrap()).unwrap();
+    assert_eq!(card["counts"]["train.negatives"], 12);
+    assert_eq!(card["counts"]["train.links"], 36 + 12);
+    let negatives = fs::read_to_string(data.join("beir-pairs/train/negatives.tsv")).unwrap();
+    assert!(negatives.starts_with("pair:p0\tpn:p0.1\n"), "{negatives}");
+    let (ok, out) = env(&[
+        "run",
+        experiment.to_str().unwrap(),
+        "--quiet",
+        "--results",
+        results.to_str().unwrap(),
+        "--set",
+        "data.dataset=beir-pairs",
+        "--set",
+        "data.train_pairs={design: rendered}",
+        "--set",
+        "train.hard_negatives={k: 1, source: given}",
+    ]);
+    assert!(ok, "{out}");
+    // Given negatives on a set without them: the error says where they come from.
+    let (ok, out) = env(&[
+        "run",
+        experiment.to_str().unwrap(),
+        "--quiet",
+        "--results",
+        results.to_str().unwrap(),
+        "--set",
+        "data.train_pairs={design: rendered}",
+        "--set",
+        "train.hard_negatives={k: 1, source: given}",
+    ]);
+    assert!(!ok && out.contains("has no negatives"), "{out}");
+    // A bad record of the pairs file names file:line and field.
+    fs::write(&pairs, "{\"query\": \"x\", \"positive\": 3}\n").unwrap();
+    let (ok, out) = env(&[
+        "data",
+        "import",
+        "beir",
+        beir.to_str().unwrap(),
+        "--name",
+        "other",
+        "--train-pairs",
+        pairs.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && out.contains("train_pairs.jsonl:1: field `positive` must be a string or a map"),
+        "{out}"
+    );
 
     // A malformed line names the file and the line.
     fs::write(beir.join("qrels/test.tsv"), "q42\td42\n").unwrap();

@@ -10,6 +10,7 @@
 //! A malformed folder is refused naming the file and key, with no Python needed.
 
 use crate::common::cli::{clirlab, root, text};
+use crate::common::embeddings::{cosine, embeddings};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -30,27 +31,6 @@ fn tiny_encoders(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn embeddings(jsonl: &str) -> BTreeMap<String, Vec<f64>> {
-    jsonl
-        .lines()
-        .map(|line| {
-            let row: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            let v = row["embedding"]
-                .as_array()
-                .expect("embedding")
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
-            (row["id"].as_str().expect("id").to_string(), v)
-        })
-        .collect()
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt() * b.iter().map(|x| x * x).sum::<f64>().sqrt())
 }
 
 /// `clirlab encode MODEL --as query TEXTS`.
