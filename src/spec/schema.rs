@@ -519,8 +519,9 @@ pub struct HardNegatives {
     /// lets an ablation switch them off).
     pub k: usize,
     /// How they are found: `bm25` (the training passages BM25 ranks highest for the pair's
-    /// query, in the pivot language, minus the query's positives) or `given` (the data set's
-    /// own, `train/negatives.tsv`, e.g. from an imported pairs file).
+    /// query, in the pivot language, minus the query's positives), `zero_shot` (the same by the
+    /// untrained backbone's cosine; needs `model.backbone`) or `given` (the data set's own,
+    /// `train/negatives.tsv`, e.g. from an imported pairs file).
     pub source: NegativeSource,
 }
 
@@ -541,6 +542,9 @@ pub enum NegativeSource {
     /// mined once per cell before training.
     #[default]
     Bm25,
+    /// The pretrained backbone's nearest passages (cosine of its embeddings before training),
+    /// mined once per data set, pool and model and kept with the results' artifacts.
+    ZeroShot,
     /// The data set's own negatives of each pair, in the order given.
     Given,
 }

@@ -195,6 +195,19 @@ impl Experiment {
                 }
             }
         }
+        if let Some(h) = self.train.hard_negatives
+            && h.k > 0
+            && h.source == super::schema::NegativeSource::ZeroShot
+        {
+            check(
+                m.backbone.is_some(),
+                problem(
+                    "train.hard_negatives.source",
+                    "`model.backbone` set (zero_shot mines with the pretrained backbone)",
+                    Some("zero_shot without a backbone".into()),
+                ),
+            );
+        }
         for (i, reference) in self.references.iter().enumerate() {
             let at = format!("references[{i}]");
             if self.references[..i].iter().any(|r| r.name() == reference.name()) {

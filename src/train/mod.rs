@@ -154,8 +154,63 @@ fn capped_pool<'a>(pairs: &'a [Pair], cap: Option<usize>, pool: &str) -> Vec<&'a
     }
 }
 
+/// What zero-shot mining of hard negatives needs: the untrained encoder and its tokenizer, and
+/// where mined negatives are kept.
+struct Miner<'e> {
+    encoder: &'e dyn model::Embedder,
+    tokenizer: &'e TextEncoder,
+    paths: &'e TrainPaths<'e>,
+}
+
+/// Version of the mined-negatives files; part of their key.
+const MINED_VERSION: u32 = 1;
+
+impl Miner<'_> {
+    /// The pool's negatives by the untrained model's cosine, read from the artifacts folder or
+    /// mined there once (under a lock: cells running at once mine them once).
+    fn zero_shot(
+        &self,
+        cfg: &CellConfig,
+        dataset: &Dataset,
+        pool: &RenderedPool,
+        pivot: &str,
+        k: usize,
+    ) -> Result<HashMap<String, Vec<String>>> {
+        let key = crate::grid::content_hash(
+            &(
+                MINED_VERSION,
+                &dataset.card.name,
+                &dataset.card.files,
+                &cfg.data.languages,
+                &cfg.data.train_pairs,
+                cfg.data.max_train_pairs,
+                cfg.model.backbone_identity(),
+                cfg.model.max_len,
+                k,
+            ),
+            16,
+        );
+        let artifacts = self.paths.artifacts;
+        std::fs::create_dir_all(artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
+        let file = artifacts.join(format!("negatives-{key}.json"));
+        let _lock = crate::util::lock::LockFile::acquire(
+            &artifacts.join(format!("negatives-{key}.lock")),
+            self.paths.job_alive,
+        )?;
+        if file.is_file() {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            return serde_json::from_str(&text).with_context(|| format!("{}: not mined negatives", file.display()));
+        }
+        let mined = negatives::mine_dense(pool, pivot, k, self.encoder, self.tokenizer, cfg.model.max_len)?;
+        // In link order, so that the file is the same bytes every time.
+        let ordered: std::collections::BTreeMap<_, _> = mined.iter().collect();
+        crate::util::fs::write_atomic(&file, serde_json::to_string(&ordered)?.as_bytes())?;
+        Ok(mined)
+    }
+}
+
 /// The cell's sampler, in the design `data.train_pairs.design` names.
-fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSampler<'a>> {
+fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset, miner: &Miner) -> Result<PairSampler<'a>> {
     let t = &cfg.train;
     let cap = cfg.data.max_train_pairs;
     let pivot = dataset.card.pivot.as_str();
@@ -201,6 +256,11 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> Result<PairSample
                     );
                     pool.set_negatives(&mined);
                 }
+                Some(NegativeSource::ZeroShot) => {
+                    let mined = miner.zero_shot(cfg, dataset, &pool, pivot, k)?;
+                    tracing::info!(links = mined.len(), "hard negatives of the untrained model");
+                    pool.set_negatives(&mined);
+                }
                 Some(NegativeSource::Given) => {
                     let given: HashMap<String, Vec<String>> =
                         dataset.negatives.iter().map(|(l, n)| (l.clone(), n.clone())).collect();
@@ -240,10 +300,15 @@ pub fn train(
     mut on_step: impl FnMut(&LogRow),
 ) -> Result<Trained> {
     let t = &cfg.train;
-    let mut sampler = pair_sampler(cfg, dataset)?;
     let device = cfg.device.resolve()?;
     tracing::info!("training on {device} (device: {})", cfg.device);
     let mut encoder = build_encoder(cfg, device)?;
+    let miner = Miner {
+        encoder: encoder.as_ref(),
+        tokenizer,
+        paths,
+    };
+    let mut sampler = pair_sampler(cfg, dataset, &miner)?;
 
     let teacher = if cfg.ot.enabled || cfg.ot.init_from_teacher {
         Some(teacher(cfg, dataset, tokenizer, paths)?)
