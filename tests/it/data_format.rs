@@ -115,6 +115,7 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
     assert_eq!(loaded.bitext, ds.bitext);
     assert_eq!(loaded.links, ds.links);
     assert_eq!(loaded.units, ds.units);
+    assert_eq!(loaded.negatives, ds.negatives);
     let card = &loaded.card;
     assert_eq!(card.counts["corpus.test"], 2);
     assert_eq!(card.counts["documents.xx.test"], 2);
@@ -124,7 +125,8 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
     assert_eq!(card.counts["train.cross.xx"], 1);
     assert_eq!(card.counts["bitext.xx"], 1);
     assert_eq!(card.counts["train.links"], 1);
-    assert_eq!(card.counts["train.units.en"], 2);
+    assert_eq!(card.counts["train.units.en"], 3);
+    assert_eq!(card.counts["train.negatives"], 1);
     assert_eq!(card.counts["aligned.xx"], 3, "informational counts are kept");
     let files: Vec<&str> = card.files.keys().map(String::as_str).collect();
     assert_eq!(
@@ -138,6 +140,7 @@ fn round_trip_keeps_everything_and_records_counts_and_hashes() {
             "train/cross.xx.tsv",
             "train/links.tsv",
             "train/mono.tsv",
+            "train/negatives.tsv",
             "train/units/en.tsv",
             "train/units/xx.tsv"
         ]
@@ -198,6 +201,15 @@ fn invalid_data_is_refused_before_writing() {
     let err = format!("{:#}", unknown_unit.save(&root).unwrap_err());
     assert!(err.contains("link xref:1+2 names unit 404"), "{err}");
 
+    let mut stray = sample();
+    stray.negatives.insert("no-such-link".into(), vec!["3".into()]);
+    let err = format!("{:#}", stray.save(&root).unwrap_err());
+    assert!(err.contains("negatives of link no-such-link"), "{err}");
+    let mut unrendered = sample();
+    unrendered.negatives.insert("xref:1+2".into(), vec!["77".into()]);
+    let err = format!("{:#}", unrendered.save(&root).unwrap_err());
+    assert!(err.contains("names negative 77"), "{err}");
+
     let mut dotted = sample();
     let docs = dotted.corpus.remove("test").unwrap();
     dotted.corpus.insert("te.st".into(), docs);
@@ -227,6 +239,13 @@ fn damaged_links_name_the_file_and_line() {
     tamper(&root, "train/links.tsv", "xref:1+2\tcrossref\t1\t9\n");
     let err = load_err(&root);
     assert!(err.contains("names unit 9"), "{err}");
+    sample().save(&root).unwrap();
+    tamper(&root, "train/negatives.tsv", "xref:1+2 3\n");
+    let err = load_err(&root);
+    assert!(
+        err.contains("train/negatives.tsv:1: expected 2 tab-separated fields"),
+        "{err}"
+    );
 }
 
 #[test]

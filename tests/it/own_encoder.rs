@@ -4,7 +4,8 @@
 //! as `transformers` embeds them (cosine ≥ 1 − 1e-5): the BERT folder with mean pooling and no
 //! prefix, the XLM-R folder with the CLS pooling and prompts of its sentence-transformers files.
 //! `experiments/own_model.yaml` fine-tunes the XLM-R folder end to end (plan, run, report with a
-//! zero-shot reference; again with hard negatives the untrained model mines), and a trained
+//! zero-shot reference; again with hard negatives the untrained model mines, and with OT
+//! distillation from the folder's own model), and a trained
 //! cell's export loads in `transformers` with the
 //! embeddings `clirlab encode` gives the cell. Those need Python with torch and transformers
 //! (`CLIRLAB_PYTHON`): ignored by a plain `cargo test`; `.ci/run` installs them and runs them.
@@ -131,6 +132,21 @@ fn an_own_xlm_r_is_fine_tuned_reported_and_exported_for_transformers() {
         .filter(|n| n.starts_with("negatives-") && n.ends_with(".json"))
         .collect();
     assert_eq!(mined.len(), 1, "{mined:?}");
+    // OT distillation from the pretrained folder itself.
+    let o = clirlab(&[
+        "--quiet",
+        "run",
+        "experiments/own_model.yaml",
+        "--results",
+        results.to_str().unwrap(),
+        "--set",
+        &backbone,
+        "--set",
+        "ot.enabled=true",
+        "--set",
+        "ot.weight=0.5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
     let report = std::fs::read_to_string(exp.join("report/report.md")).unwrap();
     assert!(report.contains("reference: zero-shot xlmr"), "{report}");
     assert!(report.contains("schedule=linear"), "{report}");
