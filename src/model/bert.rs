@@ -6,8 +6,9 @@
 //! The forward pass: word + position (0..L-1 for BERT, from `pad_token_id + 1` for XLM-R) +
 //! token-type-0 embeddings → LayerNorm; post-LN layers (self-attention with a key-padding mask,
 //! residual, LayerNorm; erf-GELU feed-forward, residual, LayerNorm); mean over the mask (every
-//! real token, special tokens included) or the first token; L2 normalisation. LayerNorm ε is
-//! the model's (1e-12 for BERT and E5).
+//! real token, special tokens included) or the first token; a sentence-transformers Dense
+//! tanh projection where the folder has one (LaBSE); L2 normalisation. LayerNorm ε is the
+//! model's (1e-12 for BERT and E5).
 //!
 //! Freezing keeps frozen tensors out of the tape: the frozen lower layers run without a tape
 //! (a top-2 step costs about 2/12 of a full step's backward), a frozen word-embedding table is a
@@ -122,16 +123,20 @@ pub const ME5_SMALL: &str = "me5-small";
 /// They cover the BERT-family retrievers in use: MiniLM-L12 and multilingual-E5-small (384),
 /// multilingual BERT, XLM-R, mE5 and AfroXLMR base (768) and large (1024), and the test-sized
 /// one (32).
-pub const SHAPES: [(usize, usize, usize, usize, usize); 4] = [
+pub const SHAPES: [(usize, usize, usize, usize, usize); 5] = [
     (32, 4, 64, TINY_VOCAB_ROWS, TINY_POSITION_ROWS),
     (384, 12, 1536, VOCAB_ROWS, POSITION_ROWS),
     (768, 12, 3072, VOCAB_ROWS, POSITION_ROWS),
+    (768, 12, 3072, LARGE_VOCAB_ROWS, POSITION_ROWS),
     (1024, 16, 4096, VOCAB_ROWS, POSITION_ROWS),
 ];
 
 /// Vocabulary rows of the full-sized shapes: multilingual-E5's 250,037 (XLM-R has 250,002,
 /// multilingual BERT 119,547).
 const VOCAB_ROWS: usize = 250_037;
+/// Vocabulary rows of the base width for larger vocabularies: LaBSE's 501,153 (a table of its
+/// own, so that base models with the usual vocabulary do not carry twice the rows).
+const LARGE_VOCAB_ROWS: usize = 501_153;
 /// Position rows of the full-sized shapes: XLM-R's 514 (BERT's 512 fit).
 const POSITION_ROWS: usize = 514;
 /// Vocabulary and position rows of the test-sized shape.
@@ -151,8 +156,12 @@ macro_rules! with_shape {
                 type $b<D> = Bert<VOCAB_ROWS, POSITION_ROWS, 384, 12, 32, 1536, D>;
                 $body
             }
-            (768, 12, 3072) => {
+            (768, 12, 3072) if $shape.vocab <= VOCAB_ROWS => {
                 type $b<D> = Bert<VOCAB_ROWS, POSITION_ROWS, 768, 12, 64, 3072, D>;
+                $body
+            }
+            (768, 12, 3072) => {
+                type $b<D> = Bert<LARGE_VOCAB_ROWS, POSITION_ROWS, 768, 12, 64, 3072, D>;
                 $body
             }
             (1024, 16, 4096) => {
@@ -233,23 +242,26 @@ pub fn load(
     );
     let root = config_folder(dir)?;
     let shape = folder::Shape::read(&root)?;
-    let pooling = match pooling {
-        Some(p) => p,
-        None => folder::SentenceTransformers::read(&root)?.pooling.unwrap_or_default(),
-    };
+    let st = folder::SentenceTransformers::read(&root)?;
+    let pooling = pooling.or(st.pooling).unwrap_or_default();
     let flavour = Flavour {
         first_position: shape.first_position(),
         layer_norm_eps: shape.layer_norm_eps,
         pooling,
     };
     let config = root.join("config.json");
+    let dense = st.dense.as_deref();
     with_shape!(shape, config, |B| match device {
-        ResolvedDevice::Cpu => Ok(Box::new(B::load_file(Cpu::default(), &file, flavour, fine_tune, opt)?)),
+        ResolvedDevice::Cpu => Ok(Box::new(
+            B::load_file(Cpu::default(), &file, flavour, fine_tune, opt)?.with_head(dense)?,
+        )),
         #[cfg(feature = "cuda")]
         ResolvedDevice::Cuda(ordinal) => {
             let dev =
                 Cuda::try_build(ordinal, 0).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e:?}"))?;
-            Ok(Box::new(B::load_file(dev, &file, flavour, fine_tune, opt)?))
+            Ok(Box::new(
+                B::load_file(dev, &file, flavour, fine_tune, opt)?.with_head(dense)?,
+            ))
         }
     })
 }
@@ -546,6 +558,8 @@ struct Bert<const V: usize, const S: usize, const M: usize, const H: usize, cons
     base_fingerprint: String,
     /// The states after the frozen layers, when a store is attached.
     frozen: Option<Frozen>,
+    /// A sentence-transformers Dense module after the pooling (tanh), frozen: LaBSE's.
+    head: Option<Linear<M, M, f32, D>>,
 }
 
 /// An attached state store and the depth of the states it holds.
@@ -633,6 +647,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             base: None,
             base_fingerprint: String::new(),
             frozen: None,
+            head: None,
         };
         model.set_fine_tune(fine_tune)?;
         model.base_fingerprint = model.fingerprint();
@@ -780,6 +795,34 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         model.base = Some(std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()));
         model.base_fingerprint = model.fingerprint();
         Ok(model)
+    }
+
+    /// The model with the Dense module of the folder `dense` (`linear.weight`, `linear.bias` in
+    /// its `model.safetensors`) after the pooling, when there is one. It does not train.
+    fn with_head(mut self, dense: Option<&Path>) -> Result<Self> {
+        let Some(dir) = dense else {
+            return Ok(self);
+        };
+        let file = dir.join("model.safetensors");
+        let handle = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+        // SAFETY: as in `overlay`: the file is only read and clirlab never writes it.
+        let buffer = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("mapping {}", file.display()))?;
+        let tensors = ::safetensors::SafeTensors::deserialize(&buffer)
+            .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e:?}", file.display()))?;
+        let mut loader = Loader {
+            tensors: &tensors,
+            rows: self.rows,
+            complete: true,
+            loaded: 0,
+            failure: None,
+        };
+        let mut head = self.dev.build_module::<dfdx::nn::builders::Linear<M, M>, f32>();
+        walk_mut(&mut head, "linear", &mut loader)?;
+        if let Some(e) = loader.failure {
+            return Err(e.context(format!("loading {}", file.display())));
+        }
+        self.head = Some(head);
+        Ok(self)
     }
 
     /// Copies the tensors of `file` (named under `names`) into the model; with `complete`,
@@ -1089,7 +1132,7 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     }
 
     /// Pooling (the weighted mean of the token states under `weights`: the mask, or the first
-    /// token) and L2 normalisation.
+    /// token), the Dense tanh projection where the model has one, and L2 normalisation.
     fn pool<T: Tape<f32, D>>(
         &self,
         states: States<M, D, T>,
@@ -1103,6 +1146,10 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             .sum::<(usize,), Axis<1>>()
             .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));
         let pooled = summed / counts;
+        let pooled = match &self.head {
+            Some(head) => dfdx::nn::Module::forward(head, pooled).tanh(),
+            None => pooled,
+        };
         let norms = (pooled.with_empty_tape().square().sum::<(usize,), Axis<1>>() + 1e-12)
             .sqrt()
             .broadcast_like::<_, Axis<1>>(&(rows, Const::<M>));

@@ -2,7 +2,8 @@
 //! checkpoints made with HuggingFace `transformers` at test time (tests/python/tiny_encoders.py,
 //! fixed seeds, tokenizers trained there; nothing downloaded) are embedded by `clirlab encode`
 //! as `transformers` embeds them (cosine ≥ 1 − 1e-5): the BERT folder with mean pooling and no
-//! prefix, the XLM-R folder with the CLS pooling and prompts of its sentence-transformers files.
+//! prefix, the XLM-R folder with the CLS pooling and prompts of its sentence-transformers files,
+//! and the BERT with LaBSE's modules (CLS pooling, a Dense tanh projection), also exported.
 //! `experiments/own_model.yaml` fine-tunes the XLM-R folder end to end (plan, run, report with a
 //! zero-shot reference; again with hard negatives the untrained model mines, and with OT
 //! distillation from the folder's own model), and a trained
@@ -84,11 +85,30 @@ fn tiny_bert_and_xlm_r_folders_embed_as_transformers_embeds_them() {
     let models = tmp.path().join("models");
     tiny_encoders(&["make", models.to_str().unwrap()]);
     let texts = models.join("texts.tsv");
-    for (folder, pooling, prefix) in [("bert", "mean", ""), ("xlmr", "cls", "query: ")] {
+    for (folder, pooling, prefix) in [
+        ("bert", "mean", ""),
+        ("xlmr", "cls", "query: "),
+        ("labse", "cls_dense", ""),
+    ] {
         let dir = models.join(folder);
         let ours = encode(&dir, &texts, &tmp.path().join(format!("{folder}.jsonl")));
         assert_same(&ours, &reference(&dir, pooling, prefix, &texts), folder);
     }
+    // LaBSE's layout exported: transformers and the Dense module give the same embeddings.
+    let exported = tmp.path().join("labse-export");
+    let o = clirlab(&[
+        "--quiet",
+        "export",
+        models.join("labse").to_str().unwrap(),
+        exported.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ours = encode(&models.join("labse"), &texts, &tmp.path().join("labse.jsonl"));
+    assert_same(
+        &ours,
+        &reference(&exported, "cls_dense", "", &texts),
+        "the LaBSE-style export",
+    );
 }
 
 #[test]

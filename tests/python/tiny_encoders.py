@@ -6,18 +6,22 @@ researcher's own model folder.
 Usage:
   python tiny_encoders.py make OUT_DIR
       writes OUT_DIR/bert (BertModel, WordPiece, no sentence-transformers files: mean pooling,
-      no prefix) and OUT_DIR/xlmr (XLMRobertaModel, Unigram, sentence-transformers files:
-      CLS pooling, prompts "query: " / "passage: "), and OUT_DIR/texts.tsv.
-  python tiny_encoders.py embed FOLDER mean|cls PREFIX FILE.tsv
-      prints {"id": ..., "embedding": [...]} per row: the pooled, L2-normalised embedding of
-      PREFIX + text.
+      no prefix), OUT_DIR/xlmr (XLMRobertaModel, Unigram, sentence-transformers files: CLS
+      pooling, prompts "query: " / "passage: "), OUT_DIR/labse (the BERT with LaBSE's
+      sentence-transformers modules: CLS pooling, a Dense tanh projection, normalisation), and
+      OUT_DIR/texts.tsv.
+  python tiny_encoders.py embed FOLDER mean|cls|cls_dense PREFIX FILE.tsv
+      prints {"id": ..., "embedding": [...]} per row: the pooled (cls_dense: then the folder's
+      2_Dense projection and tanh), L2-normalised embedding of PREFIX + text.
 """
 
 import json
 import os
+import shutil
 import sys
 
 import torch
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModel,
@@ -133,6 +137,26 @@ def make(out):
     write_json(os.path.join(folder, "config_sentence_transformers.json"),
                {"prompts": {"query": "query: ", "passage": "passage: "}})
 
+    # LaBSE's layout: the BERT above with CLS pooling and a square tanh projection after it.
+    torch.manual_seed(2)
+    labse = os.path.join(out, "labse")
+    shutil.copytree(os.path.join(out, "bert"), labse)
+    write_json(os.path.join(labse, "modules.json"), [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])
+    write_json(os.path.join(labse, "1_Pooling", "config.json"), {
+        "word_embedding_dimension": HIDDEN, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False,
+    })
+    write_json(os.path.join(labse, "2_Dense", "config.json"), {
+        "in_features": HIDDEN, "out_features": HIDDEN, "bias": True,
+        "activation_function": "torch.nn.modules.activation.Tanh",
+    })
+    save_file({"linear.weight": torch.randn(HIDDEN, HIDDEN) * 0.3, "linear.bias": torch.randn(HIDDEN) * 0.1},
+              os.path.join(labse, "2_Dense", "model.safetensors"))
+
     with open(os.path.join(out, "texts.tsv"), "w", encoding="utf-8") as f:
         for ident, text in TEXTS:
             f.write(f"{ident}\t{text}\n")
@@ -148,11 +172,14 @@ def embed(folder, pooling, prefix, path):
         for ident, text in rows:
             enc = tokenizer(prefix + text, return_tensors="pt")
             states = model(**enc).last_hidden_state
-            if pooling == "cls":
+            if pooling in ("cls", "cls_dense"):
                 pooled = states[:, 0]
             else:
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 pooled = (states * mask).sum(1) / mask.sum(1)
+            if pooling == "cls_dense":
+                dense = load_file(os.path.join(folder, "2_Dense", "model.safetensors"))
+                pooled = torch.tanh(torch.nn.functional.linear(pooled, dense["linear.weight"], dense["linear.bias"]))
             emb = torch.nn.functional.normalize(pooled, dim=-1)[0]
             print(json.dumps({"id": ident, "embedding": emb.tolist()}))
 

@@ -80,14 +80,37 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
             }),
         )?;
     }
-    write(
+    // A Dense module (LaBSE's tanh projection) is the base's, untrained: copied as it is.
+    let dense = super::folder::SentenceTransformers::read(&base)?.dense;
+    let mut modules = vec![
+        json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
+        json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
+    ];
+    let mut files = vec![
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
         "modules.json",
-        json!([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-        ]),
-    )?;
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+        "clirlab_export.json",
+    ];
+    if let Some(dense) = &dense {
+        std::fs::create_dir_all(dir.join("2_Dense")).context("creating 2_Dense")?;
+        for name in ["config.json", "model.safetensors"] {
+            copy(&dense.join(name), &format!("2_Dense/{name}"))?;
+        }
+        modules.push(json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}));
+        files.extend(["2_Dense/config.json", "2_Dense/model.safetensors"]);
+    }
+    let normalize = modules.len();
+    modules.push(json!({
+        "idx": normalize, "name": normalize.to_string(), "path": format!("{normalize}_Normalize"),
+        "type": "sentence_transformers.models.Normalize",
+    }));
+    write("modules.json", serde_json::Value::Array(modules))?;
     write(
         "sentence_bert_config.json",
         json!({"max_seq_length": 512, "do_lower_case": false}),
@@ -110,32 +133,22 @@ pub fn export(model: &str, out: &Path, progress: bool) -> Result<Exported> {
             "pooling_mode_mean_sqrt_len_tokens": false,
         }),
     )?;
-    std::fs::create_dir_all(dir.join("2_Normalize")).context("creating 2_Normalize")?;
+    std::fs::create_dir_all(dir.join(format!("{normalize}_Normalize"))).context("creating the Normalize folder")?;
     write(
         "clirlab_export.json",
         json!({
             "source": source.to_string_lossy(),
             "clirlab_version": env!("CARGO_PKG_VERSION"),
             "note": format!(
-                "{} pooling, then L2 normalisation; prefix queries with {query:?} and documents with {passage:?}",
+                "{} pooling{}, then L2 normalisation; prefix queries with {query:?} and documents with {passage:?}",
                 match pooling {
                     Pooling::Mean => "mean (over the attention mask)",
                     Pooling::Cls => "first-token",
-                }
+                },
+                if dense.is_some() { ", the Dense tanh projection" } else { "" }
             ),
         }),
     )?;
-    let files = [
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "modules.json",
-        "sentence_bert_config.json",
-        "config_sentence_transformers.json",
-        "1_Pooling/config.json",
-        "clirlab_export.json",
-    ];
     let staged = staging.keep();
     std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .with_context(|| format!("setting the mode of {}", staged.display()))?;

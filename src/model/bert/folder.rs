@@ -180,6 +180,9 @@ impl Shape {
 pub struct SentenceTransformers {
     /// From `1_Pooling/config.json` (or the folder `modules.json` names).
     pub pooling: Option<Pooling>,
+    /// A Dense module after the pooling (LaBSE's tanh projection): its folder, holding
+    /// `config.json` and `model.safetensors` (`linear.weight`, `linear.bias`).
+    pub dense: Option<PathBuf>,
     /// The `query` and `passage` (or `document`) prompts of `config_sentence_transformers.json`.
     pub prompts: [Option<String>; 2],
 }
@@ -198,9 +201,17 @@ impl SentenceTransformers {
                 match kind.rsplit('.').next().unwrap_or("") {
                     "Transformer" | "Normalize" => {}
                     "Pooling" => pooling_dir = dir.join(path),
+                    "Dense" => {
+                        ensure!(
+                            found.dense.is_none(),
+                            "{}: entry {i}: a second Dense module is not supported",
+                            modules.display()
+                        );
+                        found.dense = Some(check_dense(&dir.join(path))?);
+                    }
                     other => bail!(
-                        "{}: entry {i} (`{kind}`): module `{other}` is not supported (Transformer, Pooling and \
-                         Normalize are)",
+                        "{}: entry {i} (`{kind}`): module `{other}` is not supported (Transformer, Pooling, \
+                         Dense with tanh and Normalize are)",
                         modules.display()
                     ),
                 }
@@ -256,6 +267,41 @@ impl SentenceTransformers {
     }
 }
 
+/// Checks a sentence-transformers Dense module folder: a square projection with a bias and tanh
+/// (LaBSE's), its weights in `model.safetensors`.
+fn check_dense(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("config.json");
+    let config: Map<String, Value> = read_json(&path)?;
+    let file = path.display();
+    let number = |key: &str| {
+        config
+            .get(key)
+            .and_then(Value::as_u64)
+            .with_context(|| format!("{file}: key `{key}`: expected a positive integer"))
+    };
+    let (inputs, outputs) = (number("in_features")?, number("out_features")?);
+    ensure!(
+        inputs == outputs,
+        "{file}: keys `in_features` {inputs} and `out_features` {outputs}: only a square projection is supported"
+    );
+    ensure!(
+        config.get("bias").and_then(Value::as_bool).unwrap_or(true),
+        "{file}: key `bias`: a projection without a bias is not supported"
+    );
+    let activation = config.get("activation_function").and_then(Value::as_str).unwrap_or("");
+    ensure!(
+        activation.ends_with(".Tanh"),
+        "{file}: key `activation_function`: `{activation}` is not supported (only torch.nn.modules.activation.Tanh)"
+    );
+    let weights = dir.join("model.safetensors");
+    ensure!(
+        weights.is_file(),
+        "{}: no model.safetensors (convert the module's weights to safetensors)",
+        dir.display()
+    );
+    Ok(dir.to_path_buf())
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not the JSON expected", path.display()))
@@ -282,13 +328,21 @@ pub fn check_folder(dir: &Path) -> Result<PathBuf> {
 pub fn fingerprint(dir: &Path) -> Result<String> {
     use std::io::Read;
     let mut hash = Sha256::new();
-    let optional = [
-        "1_Pooling/config.json",
-        "config_sentence_transformers.json",
-        "modules.json",
+    let mut optional = vec![
+        "1_Pooling/config.json".to_string(),
+        "config_sentence_transformers.json".to_string(),
+        "modules.json".to_string(),
     ];
-    for name in REQUIRED_FILES.iter().chain(&optional) {
-        let path = dir.join(name);
+    // A Dense module's weights and configuration change the embeddings too.
+    if let Ok(st) = SentenceTransformers::read(dir)
+        && let Some(dense) = st.dense
+        && let Ok(rel) = dense.strip_prefix(dir)
+    {
+        optional.push(rel.join("config.json").to_string_lossy().into_owned());
+        optional.push(rel.join("model.safetensors").to_string_lossy().into_owned());
+    }
+    for name in REQUIRED_FILES.iter().map(|s| s.to_string()).chain(optional) {
+        let path = dir.join(&name);
         if !path.is_file() {
             continue;
         }
@@ -427,9 +481,34 @@ mod tests {
                 {"idx": 1, "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]"#,
         )
         .unwrap();
+        std::fs::create_dir(dir.path().join("2_Dense")).unwrap();
+        let dense = |activation: &str| {
+            std::fs::write(
+                dir.path().join("2_Dense/config.json"),
+                format!(
+                    r#"{{"in_features": 8, "out_features": 8, "bias": true, "activation_function": "torch.nn.modules.activation.{activation}"}}"#
+                ),
+            )
+            .unwrap()
+        };
+        dense("ReLU");
+        let err = SentenceTransformers::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("2_Dense/config.json: key `activation_function`"), "{err}");
+        dense("Tanh");
+        let err = SentenceTransformers::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no model.safetensors"), "{err}");
+        std::fs::write(dir.path().join("2_Dense/model.safetensors"), b"x").unwrap();
+        let st = SentenceTransformers::read(dir.path()).unwrap();
+        assert_eq!(st.dense, Some(dir.path().join("2_Dense")));
+        std::fs::write(
+            dir.path().join("modules.json"),
+            r#"[{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "path": "2_CNN", "type": "sentence_transformers.models.CNN"}]"#,
+        )
+        .unwrap();
         let err = SentenceTransformers::read(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("modules.json: entry 1") && err.contains("`Dense` is not supported"),
+            err.contains("modules.json: entry 1") && err.contains("`CNN` is not supported"),
             "{err}"
         );
     }
