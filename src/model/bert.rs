@@ -804,23 +804,21 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
             return Ok(self);
         };
         let file = dir.join("model.safetensors");
-        let handle = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-        // SAFETY: as in `overlay`: the file is only read and clirlab never writes it.
-        let buffer = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("mapping {}", file.display()))?;
-        let tensors = ::safetensors::SafeTensors::deserialize(&buffer)
-            .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e:?}", file.display()))?;
-        let mut loader = Loader {
-            tensors: &tensors,
-            rows: self.rows,
-            complete: true,
-            loaded: 0,
-            failure: None,
-        };
         let mut head = self.dev.build_module::<dfdx::nn::builders::Linear<M, M>, f32>();
-        walk_mut(&mut head, "linear", &mut loader)?;
-        if let Some(e) = loader.failure {
-            return Err(e.context(format!("loading {}", file.display())));
-        }
+        with_tensors(&file, |tensors| {
+            let mut loader = Loader {
+                tensors,
+                rows: self.rows,
+                complete: true,
+                loaded: 0,
+                failure: None,
+            };
+            walk_mut(&mut head, "linear", &mut loader)?;
+            match loader.failure {
+                Some(e) => Err(e.context(format!("loading {}", file.display()))),
+                None => Ok(()),
+            }
+        })?;
         self.head = Some(head);
         Ok(self)
     }
@@ -828,42 +826,38 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
     /// Copies the tensors of `file` (named under `names`) into the model; with `complete`,
     /// every tensor must be there.
     fn overlay(&mut self, file: &Path, names: &str, complete: bool) -> Result<()> {
-        let handle = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        // SAFETY: the file is only read; clirlab never writes a model file in place (writes go
-        // through a temporary file and a rename).
-        let buffer = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("mapping {}", file.display()))?;
-        let tensors = ::safetensors::SafeTensors::deserialize(&buffer)
-            .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e:?}", file.display()))?;
-        let mut loader = Loader {
-            tensors: &tensors,
-            rows: self.rows,
-            complete,
-            loaded: 0,
-            failure: None,
-        };
         let prefixes: Vec<String> = self
             .parts()
             .iter()
             .map(|part| format!("{names}{}", part.prefix()))
             .collect();
-        {
-            let Self {
-                words, rest, layers, ..
-            } = self;
+        let rows = self.rows;
+        let Self {
+            words, rest, layers, ..
+        } = self;
+        with_tensors(file, |tensors| {
+            let mut loader = Loader {
+                tensors,
+                rows,
+                complete,
+                loaded: 0,
+                failure: None,
+            };
             walk_mut(words, &prefixes[0], &mut loader)?;
             walk_mut(rest, &prefixes[1], &mut loader)?;
             for (l, layer) in layers.iter_mut().enumerate() {
                 walk_mut(layer, &prefixes[l + 2], &mut loader)?;
             }
-        }
-        if let Some(e) = loader.failure {
-            return Err(e.context(format!("loading {}", file.display())));
-        }
-        ensure!(
-            loader.loaded > 0,
-            "{}: no tensor of this model in the file",
-            file.display()
-        );
+            if let Some(e) = loader.failure {
+                return Err(e.context(format!("loading {}", file.display())));
+            }
+            ensure!(
+                loader.loaded > 0,
+                "{}: no tensor of this model in the file",
+                file.display()
+            );
+            Ok(())
+        })?;
         if !complete {
             let meta = read_header(file)?.0;
             if let Some(print) = meta.get(META_FINGERPRINT)
@@ -1402,6 +1396,18 @@ fn walk_mut<C: TensorCollection<f32, D>, D: Backend>(m: &mut C, prefix: &str, lo
     })
     .map_err(|e: std::convert::Infallible| anyhow::anyhow!("{e:?}"))?;
     Ok(())
+}
+
+/// Runs `read` on the tensors of the safetensors file `file`, mapped into memory.
+fn with_tensors<R>(file: &Path, read: impl FnOnce(&::safetensors::SafeTensors) -> Result<R>) -> Result<R> {
+    let handle = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    // SAFETY: the map is only read, and lives only for `read`; clirlab never writes a model file
+    // in place (its writes go to a temporary file renamed over the old one, which leaves this
+    // mapping on the old file's pages).
+    let buffer = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("mapping {}", file.display()))?;
+    let tensors = ::safetensors::SafeTensors::deserialize(&buffer)
+        .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e:?}", file.display()))?;
+    read(&tensors)
 }
 
 /// A safetensors file's metadata, and its tensors' shapes by name.
