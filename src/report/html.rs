@@ -295,6 +295,9 @@ fn method(out: &mut String, r: &Report) {
             POWER * 100.0
         );
     }
+    if let Some(warning) = super::two_seed_warning(r) {
+        let _ = writeln!(out, "<li>Warning: {}</li>", escape(&warning));
+    }
     if let Some(note) = super::references_note(r) {
         let _ = writeln!(out, "<li>{}</li>", escape(&note));
     }

@@ -142,6 +142,17 @@ pub(crate) fn slug(s: &str) -> String {
     crate::util::slug::slug(s, "-_", '_')
 }
 
+/// The caution a report gives when a grid point has exactly 2 seeds: with 1 df per seed
+/// variance the seed-aware test is outside its calibrated range (docs/statistics.md).
+pub(crate) fn two_seed_warning(r: &Report) -> Option<String> {
+    (r.seed_aware() && r.variants.iter().any(|v| v.cells.len() == 2)).then(|| {
+        "a grid point has 2 seeds; with 1 df per seed variance the seed-aware test is not calibrated \
+         (conservative when the seed variance is small, liberal against a reference when it dominates): use 3 \
+         seeds or more (docs/statistics.md)"
+            .to_string()
+    })
+}
+
 /// What the report says of its reference rows, when it has any.
 pub(crate) fn references_note(r: &Report) -> Option<String> {
     r.has_references().then(|| {

@@ -233,6 +233,9 @@ pub fn markdown(r: &Report) -> Result<String> {
             super::model::POWER * 100.0
         )?;
     }
+    if let Some(warning) = super::two_seed_warning(r) {
+        writeln!(out, "- warning: {warning}")?;
+    }
     if let Some(note) = super::references_note(r) {
         writeln!(out, "- {note}")?;
     }

@@ -144,6 +144,7 @@ fn a_sweep_with_two_seeds_reports_seed_columns_and_plans_from_them() {
     let report = dir.join("report");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("| p_adj | d_z | seed sd | p (queries) | MDD |"), "{md}");
+    assert!(md.contains("- warning: a grid point has 2 seeds"), "{md}");
     let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
     assert!(
         summary
