@@ -87,11 +87,8 @@ pub fn read_pairs(path: &Path, doc_lang: &str, query_lang: &str) -> Result<Vec<T
     let mut pairs = Vec::new();
     let mut ids = BTreeSet::new();
     if name.ends_with(".jsonl") {
-        for (at, record) in jsonl(path)? {
-            let id = match string_field(&record, "id", &at)? {
-                Some(id) => id,
-                None => format!("line{}", at.rsplit(':').next().unwrap_or("0")),
-            };
+        for (at, n, record) in jsonl(path)? {
+            let id = string_field(&record, "id", &at)?.unwrap_or_else(|| format!("line{n}"));
             check_id(&id, &at, "id")?;
             let q_lang = string_field(&record, "query_lang", &at)?.unwrap_or_else(|| query_lang.to_string());
             let p_lang = string_field(&record, "passage_lang", &at)?.unwrap_or_else(|| doc_lang.to_string());
@@ -158,7 +155,6 @@ pub fn read_pairs(path: &Path, doc_lang: &str, query_lang: &str) -> Result<Vec<T
                     .map(|(k, t)| one(fields[2], t, &format!("negative {}", k + 1)))
                     .collect::<Result<_>>()?,
             };
-            ids.insert(pair.id.clone());
             pairs.push(pair);
         }
     } else {
@@ -223,14 +219,14 @@ fn check_lang(lang: &str, at: &str) -> Result<()> {
     Ok(())
 }
 
-/// The records of a JSONL file, each with its `file:line` (blank lines skipped).
-fn jsonl(path: &Path) -> Result<Vec<(String, Value)>> {
+/// The records of a JSONL file, each with its `file:line` and line number (blank lines skipped).
+fn jsonl(path: &Path) -> Result<Vec<(String, usize, Value)>> {
     numbered_lines(path)?
         .into_iter()
-        .map(|(at, _, line)| {
+        .map(|(at, n, line)| {
             let record: Value = serde_json::from_str(&line).with_context(|| format!("{at}: not a JSON object"))?;
             ensure!(record.is_object(), "{at}: expected a JSON object, found {record}");
-            Ok((at, record))
+            Ok((at, n, record))
         })
         .collect()
 }
@@ -278,7 +274,7 @@ pub fn read_beir(dir: &Path, options: &BeirOptions) -> Result<Benchmark> {
         dir.display()
     );
     let mut seen = BTreeSet::new();
-    for (at, record) in jsonl(&corpus)? {
+    for (at, _, record) in jsonl(&corpus)? {
         if let Some(lang) = string_field(&record, "language", &at)?.or(string_field(&record, "lang", &at)?) {
             ensure!(
                 lang == options.doc_lang,
@@ -311,7 +307,7 @@ pub fn read_beir(dir: &Path, options: &BeirOptions) -> Result<Benchmark> {
             },
         };
         query_files += 1;
-        for (at, record) in jsonl(&path)? {
+        for (at, _, record) in jsonl(&path)? {
             let said = string_field(&record, "language", &at)?.or(string_field(&record, "lang", &at)?);
             let lang = match (&file_lang, said) {
                 (Some(f), Some(r)) if *f != r => {

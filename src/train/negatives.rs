@@ -119,29 +119,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_untrained_model_mines_its_nearest_passages_and_never_a_positive() {
-        let link = |id: &str, q: &str, p: &str| Link {
+    fn link(id: &str, q: &str, p: &str) -> Link {
+        Link {
             id: id.into(),
             kind: "crossref".into(),
             query: q.into(),
             passage: p.into(),
+        }
+    }
+
+    /// The Swahili pool of `links` (pivot English), every way X-Y.
+    fn pool<'a>(links: &'a [Link], units: &'a BTreeMap<String, Vec<Doc>>) -> RenderedPool<'a> {
+        let languages = vec!["sw".to_string()];
+        let spec = PoolSpec {
+            languages: &languages,
+            pivot: "en",
+            kinds: &[],
+            cross_lingual: &[CrossLingual::LrEn],
+            max_per_language: None,
         };
+        RenderedPool::new(links, units, &spec).unwrap()
+    }
+
+    #[test]
+    fn the_untrained_model_mines_its_nearest_passages_and_never_a_positive() {
         let links = vec![link("a", "u1", "u2"), link("b", "u3", "u4"), link("c", "u5", "u6")];
         let en: Vec<Doc> = (1..=6)
             .map(|i| doc(&format!("u{i}"), &format!("text number {i} of six")))
             .collect();
         let units = BTreeMap::from([("en".to_string(), en.clone()), ("sw".to_string(), en)]);
-        let languages = vec!["sw".to_string()];
-        let ways = [CrossLingual::LrEn];
-        let spec = PoolSpec {
-            languages: &languages,
-            pivot: "en",
-            kinds: &[],
-            cross_lingual: &ways,
-            max_per_language: None,
-        };
-        let pool = RenderedPool::new(&links, &units, &spec).unwrap();
+        let pool = pool(&links, &units);
         let texts: Vec<&str> = units["en"].iter().map(|d| d.text.as_str()).collect();
         let tokenizer = TextEncoder::train(texts.into_iter(), 64).unwrap();
         let settings = crate::model::OptimizerSettings {
@@ -169,12 +176,6 @@ mod tests {
 
     #[test]
     fn the_nearest_passages_that_are_not_positives_are_mined() {
-        let link = |id: &str, q: &str, p: &str| Link {
-            id: id.into(),
-            kind: "crossref".into(),
-            query: q.into(),
-            passage: p.into(),
-        };
         // u1 → u2 and u1 → u3 (both positives of u1), u4 → u5, u6 → u7.
         let links = vec![
             link("a", "u1", "u2"),
@@ -193,16 +194,7 @@ mod tests {
         ];
         let sw: Vec<Doc> = en.iter().map(|d| doc(&d.id, &format!("sw {}", d.text))).collect();
         let units = BTreeMap::from([("en".to_string(), en), ("sw".to_string(), sw)]);
-        let languages = vec!["sw".to_string()];
-        let ways = [CrossLingual::LrEn];
-        let spec = PoolSpec {
-            languages: &languages,
-            pivot: "en",
-            kinds: &[],
-            cross_lingual: &ways,
-            max_per_language: None,
-        };
-        let pool = RenderedPool::new(&links, &units, &spec).unwrap();
+        let pool = pool(&links, &units);
         let mined = mine_bm25(&pool, "en", 1);
         // u1's best non-positive match is u5 (boat, river, water), never u2 or u3.
         assert_eq!(mined["a"][0], "u5");

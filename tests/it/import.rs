@@ -58,13 +58,19 @@ fn an_imported_beir_folder_runs_end_to_end() {
     let results = tmp.path().join("results");
     let (ok, out) = env(&["plan", experiment.to_str().unwrap()]);
     assert!(ok && out.contains("schedule-linear"), "{out}");
-    let (ok, out) = env(&[
-        "run",
-        experiment.to_str().unwrap(),
-        "--quiet",
-        "--results",
-        results.to_str().unwrap(),
-    ]);
+    // `run` of the experiment into `results`, with `extra` flags.
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            experiment.to_str().unwrap(),
+            "--quiet",
+            "--results",
+            results.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        env(&args)
+    };
+    let (ok, out) = run(&[]);
     assert!(ok, "{out}");
     let summary = fs::read_to_string(results.join("own_data/report/summary.csv")).unwrap();
     assert!(summary.contains("relevance"), "{summary}");
@@ -92,32 +98,16 @@ fn an_imported_beir_folder_runs_end_to_end() {
     assert_eq!(card["counts"]["train.links"], 36 + 12);
     let negatives = fs::read_to_string(data.join("beir-pairs/train/negatives.tsv")).unwrap();
     assert!(negatives.starts_with("pair:p0\tpn:p0.1\n"), "{negatives}");
-    let (ok, out) = env(&[
-        "run",
-        experiment.to_str().unwrap(),
-        "--quiet",
-        "--results",
-        results.to_str().unwrap(),
-        "--set",
-        "data.dataset=beir-pairs",
+    let given = [
         "--set",
         "data.train_pairs={design: rendered}",
         "--set",
         "train.hard_negatives={k: 1, source: given}",
-    ]);
+    ];
+    let (ok, out) = run(&[&["--set", "data.dataset=beir-pairs"][..], &given].concat());
     assert!(ok, "{out}");
     // Given negatives on a set without them: the error says where they come from.
-    let (ok, out) = env(&[
-        "run",
-        experiment.to_str().unwrap(),
-        "--quiet",
-        "--results",
-        results.to_str().unwrap(),
-        "--set",
-        "data.train_pairs={design: rendered}",
-        "--set",
-        "train.hard_negatives={k: 1, source: given}",
-    ]);
+    let (ok, out) = run(&given);
     assert!(!ok && out.contains("has no negatives"), "{out}");
     // A bad record of the pairs file names file:line and field.
     fs::write(&pairs, "{\"query\": \"x\", \"positive\": 3}\n").unwrap();

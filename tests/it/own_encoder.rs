@@ -122,30 +122,25 @@ fn an_own_xlm_r_is_fine_tuned_reported_and_exported_for_transformers() {
     let backbone = format!("model.backbone={}", xlmr.display());
     let o = clirlab(&["--quiet", "plan", "experiments/own_model.yaml", "--set", &backbone]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = clirlab(&[
-        "--quiet",
-        "run",
-        "experiments/own_model.yaml",
-        "--results",
-        results.to_str().unwrap(),
-        "--set",
-        &backbone,
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    // `experiments/own_model.yaml` on the folder into `results`, with `extra` flags; it must pass.
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--quiet",
+            "run",
+            "experiments/own_model.yaml",
+            "--results",
+            results.to_str().unwrap(),
+            "--set",
+            &backbone,
+        ];
+        args.extend_from_slice(extra);
+        let o = clirlab(&args);
+        assert!(o.status.success(), "{extra:?}: {}", text(&o));
+    };
+    run(&[]);
     let exp = results.join("own_model");
     // Hard negatives mined with the untrained model, once, kept with the artifacts.
-    let o = clirlab(&[
-        "--quiet",
-        "run",
-        "experiments/own_model.yaml",
-        "--results",
-        results.to_str().unwrap(),
-        "--set",
-        &backbone,
-        "--set",
-        "train.hard_negatives={k: 1, source: zero_shot}",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    run(&["--set", "train.hard_negatives={k: 1, source: zero_shot}"]);
     let mined: Vec<_> = std::fs::read_dir(results.join(".artifacts"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -153,20 +148,7 @@ fn an_own_xlm_r_is_fine_tuned_reported_and_exported_for_transformers() {
         .collect();
     assert_eq!(mined.len(), 1, "{mined:?}");
     // OT distillation from the pretrained folder itself.
-    let o = clirlab(&[
-        "--quiet",
-        "run",
-        "experiments/own_model.yaml",
-        "--results",
-        results.to_str().unwrap(),
-        "--set",
-        &backbone,
-        "--set",
-        "ot.enabled=true",
-        "--set",
-        "ot.weight=0.5",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    run(&["--set", "ot.enabled=true", "--set", "ot.weight=0.5"]);
     let report = std::fs::read_to_string(exp.join("report/report.md")).unwrap();
     assert!(report.contains("reference: zero-shot xlmr"), "{report}");
     assert!(report.contains("schedule=linear"), "{report}");

@@ -323,59 +323,56 @@ pub fn check_folder(dir: &Path) -> Result<PathBuf> {
         .with_context(|| format!("resolving {}", dir.display()))
 }
 
-/// SHA-256 over the folder's weights, configuration and tokenizer (and the sentence-transformers
-/// files that change its embeddings): what a cell trained from it depends on.
-pub fn fingerprint(dir: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut hash = Sha256::new();
-    let mut optional = vec![
-        "1_Pooling/config.json".to_string(),
-        "config_sentence_transformers.json".to_string(),
-        "modules.json".to_string(),
-    ];
-    // A Dense module's weights and configuration change the embeddings too.
+/// The files of `dir` a fingerprint covers, relative to it: the required ones and those of its
+/// sentence-transformers modules that change its embeddings (pooling, prompts, a Dense module),
+/// where present.
+fn fingerprinted_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = REQUIRED_FILES.iter().map(|s| s.to_string()).collect();
+    names.extend(
+        [
+            "1_Pooling/config.json",
+            "config_sentence_transformers.json",
+            "modules.json",
+        ]
+        .map(String::from),
+    );
     if let Ok(st) = SentenceTransformers::read(dir)
         && let Some(dense) = st.dense
         && let Ok(rel) = dense.strip_prefix(dir)
     {
-        optional.push(rel.join("config.json").to_string_lossy().into_owned());
-        optional.push(rel.join("model.safetensors").to_string_lossy().into_owned());
+        for name in ["config.json", "model.safetensors"] {
+            names.push(rel.join(name).to_string_lossy().into_owned());
+        }
     }
-    for name in REQUIRED_FILES.iter().map(|s| s.to_string()).chain(optional) {
-        let path = dir.join(&name);
-        if !path.is_file() {
-            continue;
-        }
+    names.retain(|name| dir.join(name).is_file());
+    names
+}
+
+/// SHA-256 over the names and SHA-256s of the folder's [`fingerprinted_files`]: what a cell
+/// trained from it depends on.
+pub fn fingerprint(dir: &Path) -> Result<String> {
+    let mut hash = Sha256::new();
+    for name in fingerprinted_files(dir) {
         hash.update(name.as_bytes());
-        let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = file
-                .read(&mut buffer)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buffer[..n]);
-        }
+        hash.update(crate::data::format::sha256_of_file(&dir.join(&name))?.as_bytes());
     }
     Ok(format!("{:x}", hash.finalize()))
 }
 
-/// [`fingerprint`], computed once per process for a folder whose files keep their sizes and
-/// modification times (a grid expands the same folder for every point).
+/// [`fingerprint`], computed once per process for a folder whose fingerprinted files keep
+/// their sizes and modification times (a grid expands the same folder for every point).
 pub fn fingerprint_cached(dir: &Path) -> Result<String> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    /// A folder and the sizes and modification times of its files.
-    type Stamp = (PathBuf, Vec<(u64, Option<std::time::SystemTime>)>);
+    /// A folder and the names, sizes and modification times of its fingerprinted files.
+    type Stamp = (PathBuf, Vec<(String, u64, Option<std::time::SystemTime>)>);
     static SEEN: OnceLock<Mutex<HashMap<Stamp, String>>> = OnceLock::new();
-    let stamp = REQUIRED_FILES
-        .iter()
+    let stamp = fingerprinted_files(dir)
+        .into_iter()
         .map(|name| {
-            let meta =
-                std::fs::metadata(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))?;
-            Ok((meta.len(), meta.modified().ok()))
+            let path = dir.join(&name);
+            let meta = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((name, meta.len(), meta.modified().ok()))
         })
         .collect::<Result<Vec<_>>>()?;
     let key = (dir.to_path_buf(), stamp);
