@@ -24,6 +24,7 @@ macro_rules! out_raw {
 // Doc comments on clap fields are the `--help` text, so the arguments stay as they are.
 #[allow(missing_docs)]
 pub mod args;
+mod choice;
 mod commands;
 
 use anyhow::Result;

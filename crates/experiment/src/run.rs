@@ -1,6 +1,6 @@
 //! Running an experiment: the results layout ([`paths`]: every path and file name), the
 //! records of a results folder ([`records`]), provenance ([`provenance`]), planning
-//! ([`plan`]), cell states and the locks' liveness policy ([`state`]), the one-cell pipeline
+//! ([`plan`]), cell states and the locks' liveness policy ([`state`]), what Slurm's queue says of a job ([`queue`]), the one-cell pipeline
 //! ([`cell`]), the reference rows computed apart from the grid ([`reference`]), progress bars ([`progress`]) and the launchers ([`launcher`]: `local` worker
 //! pool, `slurm` job arrays). Finished cells are skipped (resume). This layer never writes
 //! the report: its callers do, after the run.
@@ -11,6 +11,7 @@ pub mod paths;
 pub mod plan;
 pub mod progress;
 pub mod provenance;
+pub mod queue;
 pub mod records;
 pub mod reference;
 pub mod state;

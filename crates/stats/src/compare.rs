@@ -461,30 +461,6 @@ fn align<'a>(
     Ok(Aligned { values, filled })
 }
 
-impl clap::ValueEnum for TestKind {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[
-            TestKind::T,
-            TestKind::Wilcoxon,
-            TestKind::Randomization,
-            TestKind::Bootstrap,
-            TestKind::Tukey,
-        ]
-    }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.name()))
-    }
-}
-
-impl clap::ValueEnum for MissingPolicy {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[MissingPolicy::Error, MissingPolicy::Zero]
-    }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.name()))
-    }
-}
-
 /// Per-query values of systems: metric → system → query → value.
 pub type MetricTable = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
 

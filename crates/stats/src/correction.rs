@@ -101,21 +101,6 @@ pub fn adjust(p: &[f64], correction: Correction) -> Vec<f64> {
     out
 }
 
-impl clap::ValueEnum for Correction {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[
-            Correction::None,
-            Correction::Bonferroni,
-            Correction::Holm,
-            Correction::Bh,
-            Correction::By,
-        ]
-    }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.name()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,21 +238,6 @@ fn tex(rows: &[Comparison]) -> String {
     out
 }
 
-impl clap::ValueEnum for Format {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[Format::Md, Format::Csv, Format::Json, Format::Tex]
-    }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        use clap::builder::PossibleValue;
-        Some(match self {
-            Format::Md => PossibleValue::new("md").alias("markdown"),
-            Format::Csv => PossibleValue::new("csv"),
-            Format::Json => PossibleValue::new("json"),
-            Format::Tex => PossibleValue::new("tex").alias("latex"),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! `stream` of `seed` from 32-bit word 2^40·c onward. Results therefore depend only on
 //! (seed, stream, chunk size), never on how many threads ran the chunks or in what order.
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Words of key stream reserved per chunk (2^40 · 4 bytes, far more than any chunk reads).
@@ -98,4 +98,11 @@ mod tests {
         assert_ne!(stream_id(&["a", "bc"]), stream_id(&["ab", "c"]));
         assert_eq!(stream_id(&["m", "x"]), stream_id(&["m", "x"]));
     }
+}
+
+/// A standard normal draw (Box–Muller), so the simulation needs only `rand`.
+pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.r#gen::<f64>();
+    let u2: f64 = rng.r#gen::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }

@@ -3,8 +3,8 @@
 //! failures, the discarding of damaged results, and the liveness policy of the locks: a lock
 //! of another host's process is live unless Slurm says its job has ended.
 
-use super::launcher::slurm;
 use super::paths::{self, CellFile};
+use super::queue;
 use super::records::{CellError, CellStatus, Check, SweepRecord, damage, failure, read_result};
 use anyhow::{Context, Result};
 use clirlab_util::fs::{write_atomic, write_json_atomic};
@@ -13,7 +13,7 @@ use clirlab_util::lock::{JobAlive, LockFile};
 use std::path::Path;
 
 /// How the run layer decides whether the owner of another host's lock is alive.
-pub const JOB_ALIVE: JobAlive = slurm::slurm_job_alive;
+pub const JOB_ALIVE: JobAlive = queue::slurm_job_alive;
 
 /// Whether a live process other than this one holds cell `cell_id` of `dir`.
 pub fn cell_running(dir: &Path, cell_id: &str) -> bool {

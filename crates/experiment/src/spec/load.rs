@@ -684,3 +684,118 @@ mod tests {
         assert_eq!(parse_set_flag("a.b=0.5").unwrap().1, serde_yaml::Value::from(0.5));
     }
 }
+
+#[cfg(test)]
+mod reference_tests {
+    use super::super::schema::*;
+
+    fn load_text(text: &str) -> (tempfile::TempDir, Result<Experiment, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refs.yaml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = crate::spec::load(&path, &[])
+            .map(|l| l.experiment)
+            .map_err(|e| e.to_string());
+        (dir, loaded)
+    }
+
+    #[test]
+    fn references_are_read_in_every_form() {
+        let (_d, e) = load_text("model: {backbone: me5-small}\nreferences: [bm25, zero_shot]\n");
+        let e = e.unwrap();
+        assert_eq!(
+            e.references,
+            [Reference::Bm25(Bm25Params::default()), Reference::ZeroShot]
+        );
+        assert_eq!(Bm25Params::default(), Bm25Params { k1: 1.2, b: 0.75 });
+        let (_d, e) = load_text("references: [{bm25: {k1: 0.9, b: 0.4}}, {bm25: {b: 0.3}}]\n");
+        let e = e.unwrap_err();
+        // The same reference twice is refused, naming the second entry.
+        assert!(
+            e.contains("refs.yaml: key `references[1]`: expected each reference once"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {k1: 0.9, b: 0.4}}]\n");
+        let e = e.unwrap();
+        assert_eq!(e.references, [Reference::Bm25(Bm25Params { k1: 0.9, b: 0.4 })]);
+        // What is written reads back the same.
+        let back: Experiment = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(back.references, e.references);
+        // No references by default, and none in the serialised experiment.
+        let plain = Experiment::default();
+        assert!(plain.references.is_empty());
+        assert!(serde_json::to_value(&plain).unwrap().get("references").is_none());
+    }
+
+    #[test]
+    fn retrieval_settings_are_read_checked_and_the_default_not_written() {
+        let (_d, e) = load_text("retrieval: {settings: [multilingual, cross_lingual, monolingual]}\n");
+        let e = e.unwrap();
+        assert_eq!(
+            e.retrieval.settings,
+            [
+                RetrievalSetting::Multilingual,
+                RetrievalSetting::CrossLingual,
+                RetrievalSetting::Monolingual
+            ]
+        );
+        let written = serde_json::to_value(&e.retrieval).unwrap();
+        assert_eq!(written["settings"][0], "multilingual");
+        let plain = serde_json::to_value(RetrievalConfig::default()).unwrap();
+        assert_eq!(plain, serde_json::json!({"top_k": 100}));
+        let (_d, e) = load_text("retrieval: {settings: [cross_lingual, bilingual]}\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml") && e.contains("retrieval.settings") && e.contains("`bilingual`"),
+            "{e}"
+        );
+        assert!(e.contains("`monolingual`") && e.contains("`multilingual`"), "{e}");
+        let (_d, e) = load_text("retrieval: {settings: [monolingual]}\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `retrieval.settings`: expected a list that includes `cross_lingual`"),
+            "{e}"
+        );
+        let (_d, e) = load_text("retrieval: {settings: [cross_lingual, cross_lingual]}\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("key `retrieval.settings[1]`: expected each setting once"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_references_name_the_file_key_and_expectation() {
+        let (_d, e) = load_text("references: [bm52]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml") && e.contains("references") && e.contains("bm25"),
+            "{e}"
+        );
+        assert!(e.contains("bm52") && e.contains("zero_shot"), "{e}");
+        let (_d, e) = load_text("references: [zero_shot]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `references[0]`: expected `model.backbone` set"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {k1: -1}}]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `references[0].bm25.k1`: expected a number >= 0, found -1"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {b: 1.5}}]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml: key `references[0].bm25.b`: expected a number in [0, 1], found 1.5"),
+            "{e}"
+        );
+        let (_d, e) = load_text("references: [{bm25: {k: 1}}]\n");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("refs.yaml") && e.contains("unknown field") && e.contains("`k`"),
+            "{e}"
+        );
+    }
+}

@@ -29,15 +29,6 @@ pub enum Backend {
     Slurm,
 }
 
-impl clap::ValueEnum for Backend {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[Backend::Slurm]
-    }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.name()))
-    }
-}
-
 impl Backend {
     /// Its name in the results folder (`<name>/<n>/`) and in `job.json`.
     pub fn name(self) -> &'static str {
@@ -47,32 +38,24 @@ impl Backend {
     }
 }
 
-/// Resources and placement of each Slurm task (one cell); also `submit`'s flags.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Resources and placement of each Slurm task (one cell).
+#[derive(Debug, Clone, Default)]
 pub struct SlurmOptions {
     /// Slurm partition (default: the cluster's default partition).
-    #[arg(long)]
     pub partition: Option<String>,
     /// Slurm account to charge.
-    #[arg(long)]
     pub account: Option<String>,
     /// GPUs for each cell (--gres=gpu:N); Slurm sets CUDA_VISIBLE_DEVICES.
-    #[arg(long, value_name = "N", default_value_t = 0)]
     pub gpus_per_cell: usize,
     /// Cores for each cell (--cpus-per-task), which are also its training threads.
-    #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus_per_cell: usize,
     /// Memory for each cell, as Slurm writes it (e.g. 16G).
-    #[arg(long, value_name = "SIZE")]
     pub mem: Option<String>,
     /// Time limit of each cell (minutes, HH:MM:SS or D-HH:MM:SS).
-    #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
     /// At most this many cells running at once (--array=...%N).
-    #[arg(long, value_name = "N")]
     pub max_parallel: Option<usize>,
     /// A further sbatch option, one argument, e.g. --extra-sbatch=--qos=high; repeatable.
-    #[arg(long = "extra-sbatch", value_name = "ARG", allow_hyphen_values = true)]
     pub extra: Vec<String>,
 }
 
@@ -466,57 +449,6 @@ pub fn settle(prepared: &Prepared, job_id: &str) -> Result<Vec<(String, String)>
     }
     let record = refresh(&prepared.dir)?;
     Ok(failed_cells(&record, Some(&prepared.cells)))
-}
-
-/// The states of job `job_id`'s entries in `squeue` (one per array task with `array`):
-/// `Some(None)` when the controller no longer knows the job, `None` when Slurm cannot be asked
-/// (no client here, controller unreachable).
-fn squeue_states(job_id: &str, array: bool) -> Option<Option<Vec<String>>> {
-    let mut cmd = Command::new("squeue");
-    cmd.args(["--noheader", "--format=%T", "--jobs", job_id]);
-    if array {
-        cmd.arg("--array");
-    }
-    let out = cmd.stdin(Stdio::null()).output().ok()?;
-    if out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        return Some(Some(text.split_whitespace().map(str::to_string).collect()));
-    }
-    String::from_utf8_lossy(&out.stderr)
-        .contains("Invalid job id")
-        .then_some(None)
-}
-
-/// Whether Slurm job `job_id` is still queued or running; `None` when Slurm cannot be asked.
-pub fn slurm_job_alive(job_id: &str) -> Option<bool> {
-    // Ended jobs stay listed for a while as COMPLETED, FAILED, TIMEOUT, ...
-    const LIVE: [&str; 8] = [
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "COMPLETING",
-        "SUSPENDED",
-        "REQUEUED",
-        "RESIZING",
-        "SIGNALING",
-    ];
-    let states = squeue_states(job_id, false)?;
-    Some(states.is_some_and(|states| states.iter().any(|s| LIVE.contains(&s.as_str()))))
-}
-
-/// What the queue says of job `job_id`: its tasks by state (`4 PENDING, 2 RUNNING`), or `not in
-/// the queue` once it has ended; `None` when Slurm cannot be asked.
-pub fn queue_summary(job_id: &str) -> Option<String> {
-    let states = squeue_states(job_id, true)?.unwrap_or_default();
-    if states.is_empty() {
-        return Some("not in the queue".into());
-    }
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for state in &states {
-        *counts.entry(state).or_default() += 1;
-    }
-    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    Some(parts.join(", "))
 }
 
 /// The most recent submission of a results folder that reached the scheduler, with its folder.
