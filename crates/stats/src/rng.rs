@@ -71,6 +71,13 @@ pub(crate) fn run_chunks<T: Send>(chunks: usize, threads: usize, work: impl Fn(u
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// A standard normal draw (Box–Muller), so the simulation needs only `rand`.
+pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.r#gen::<f64>();
+    let u2: f64 = rng.r#gen::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,11 +105,4 @@ mod tests {
         assert_ne!(stream_id(&["a", "bc"]), stream_id(&["ab", "c"]));
         assert_eq!(stream_id(&["m", "x"]), stream_id(&["m", "x"]));
     }
-}
-
-/// A standard normal draw (Box–Muller), so the simulation needs only `rand`.
-pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.r#gen::<f64>();
-    let u2: f64 = rng.r#gen::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
