@@ -3,7 +3,7 @@
 //! setting ([`RANK_DISTANCE`], computed by `retrieval::settings`).
 
 use super::{EvalOptions, Qrels, Run, evaluate, parse_measures};
-use anyhow::{Context, Result};
+use crate::error::Result;
 use std::collections::BTreeMap;
 
 /// The four metrics of a cell. They order as their report names sort (`AP`, `R@100`,
@@ -107,7 +107,7 @@ pub fn cell_metrics(qrels: &Qrels, run: &Run) -> Result<BTreeMap<CellMetric, BTr
         let evaluation = evaluate(qrels, run, &measures, &opts)?;
         let values = evaluation
             .per_query(metric.output())
-            .context("measure missing from evaluation")?;
+            .expect("the evaluation holds the measure it was asked for");
         out.insert(metric, values.iter().map(|(q, v)| (q.to_string(), v)).collect());
     }
     Ok(out)

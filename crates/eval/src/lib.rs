@@ -16,7 +16,7 @@
 //!     println!("{topic} {value}");
 //! }
 //! println!("MAP {}", eval.mean("map").unwrap());
-//! # anyhow::Ok(())
+//! # Ok::<(), clirlab_eval::Error>(())
 //! ```
 //!
 //! - [`Qrels`]: judgments, from a file (`qid iter docno rel`, exactly 4 fields) or built with
@@ -81,6 +81,7 @@
 
 pub mod cell;
 mod compute;
+mod error;
 mod evaluation;
 mod ids;
 mod measure;
@@ -90,16 +91,15 @@ mod source;
 mod systems;
 mod text;
 
-use anyhow::{Result, bail};
 use rayon::prelude::*;
 
+pub use error::{Error, ParseError, Result};
 pub use evaluation::{Evaluation, PerQuery};
 pub use measure::{
     DEFAULT_CUTOFFS, DEFAULT_RECALL_LEVELS, DEFAULT_SUCCESS_CUTOFFS, Measure, all_trec, official, parse_measures,
 };
 pub use qrels::Qrels;
 pub use run::Run;
-pub use source::ParseError;
 pub use systems::{SystemTable, per_query_table};
 
 use compute::{Scratch, missing_topic_row, topic_row};
@@ -171,7 +171,10 @@ pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], opts: &EvalOptio
             },
         );
     if !states.contains(&RowState::Retrieved) {
-        bail!("no judged topic has results in run {:?}", run.name());
+        return Err(Error::Invalid(format!(
+            "no judged topic has results in run {:?}",
+            run.name()
+        )));
     }
     let kept: Vec<usize> = (0..topics.len()).filter(|&r| states[r] != RowState::Skipped).collect();
     let mut values = Vec::with_capacity(kept.len() * width);

@@ -1,6 +1,6 @@
 //! Measure selection: trec_eval names, `-m` syntax, groups, and the column plan of an evaluation.
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Error, Result};
 
 /// A trec_eval measure, or a family of measures over cut-offs. Variants are listed in trec_eval's
 /// output order, which is also the order of an [`Evaluation`](super::Evaluation)'s lines.
@@ -134,7 +134,7 @@ impl Measure {
     }
 
     /// Replaces the default parameters of a family with `params`.
-    fn with_params(self, params: Params) -> Result<Measure> {
+    fn with_params(self, params: Params) -> Result<Measure, String> {
         Ok(match (self, params) {
             (Measure::IprecAtRecall(_), Params::Levels(l)) => Measure::IprecAtRecall(l),
             (Measure::P(_), Params::Cutoffs(c)) => Measure::P(c),
@@ -142,7 +142,7 @@ impl Measure {
             (Measure::NdcgCut(_), Params::Cutoffs(c)) => Measure::NdcgCut(c),
             (Measure::MapCut(_), Params::Cutoffs(c)) => Measure::MapCut(c),
             (Measure::Success(_), Params::Cutoffs(c)) => Measure::Success(c),
-            _ => bail!("this measure takes no parameters"),
+            _ => return Err("this measure takes no parameters".into()),
         })
     }
 
@@ -226,11 +226,13 @@ pub fn parse_measures<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Measure>> {
         match (name, params) {
             ("official", None) => defaults.extend(official()),
             ("all_trec", None) => defaults.extend(all_trec()),
-            ("official" | "all_trec", Some(_)) => bail!("measure group {name:?} takes no parameters"),
+            ("official" | "all_trec", Some(_)) => {
+                return Err(Error::Measure(format!("measure group {name:?} takes no parameters")));
+            }
             _ => {
                 let Some(measure) = Measure::named(name) else {
                     if NOT_IMPLEMENTED.contains(&name) {
-                        bail!("trec_eval measure {name:?} is not implemented");
+                        return Err(Error::Measure(format!("trec_eval measure {name:?} is not implemented")));
                     }
                     let hint = match name.rsplit_once('_') {
                         Some((family, k)) if Measure::named(family).is_some() => {
@@ -238,17 +240,17 @@ pub fn parse_measures<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Measure>> {
                         }
                         _ => String::new(),
                     };
-                    bail!("unknown measure {spec:?}{hint}");
+                    return Err(Error::Measure(format!("unknown measure {spec:?}{hint}")));
                 };
                 match params {
                     None => defaults.push(measure),
                     Some(p) => {
-                        let parsed = parse_params(&measure, p).with_context(|| format!("invalid measure {spec:?}"))?;
-                        explicit.push(
-                            measure
-                                .with_params(parsed)
-                                .with_context(|| format!("invalid measure {spec:?}"))?,
-                        )
+                        let invalid = |reason| Error::InvalidMeasure {
+                            spec: spec.to_string(),
+                            reason,
+                        };
+                        let parsed = parse_params(&measure, p).map_err(invalid)?;
+                        explicit.push(measure.with_params(parsed).map_err(invalid)?)
                     }
                 }
             }
@@ -260,7 +262,7 @@ pub fn parse_measures<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Measure>> {
     canonicalize(&defaults)
 }
 
-fn parse_params(measure: &Measure, text: &str) -> Result<Params> {
+fn parse_params(measure: &Measure, text: &str) -> Result<Params, String> {
     let items: Vec<&str> = text.split(',').collect();
     let params = match measure {
         Measure::IprecAtRecall(_) => Params::Levels(
@@ -269,9 +271,9 @@ fn parse_params(measure: &Measure, text: &str) -> Result<Params> {
                 .map(|s| {
                     s.trim()
                         .parse::<f64>()
-                        .with_context(|| format!("recall level {s:?} is not a number"))
+                        .map_err(|e| format!("recall level {s:?} is not a number ({e})"))
                 })
-                .collect::<Result<_>>()?,
+                .collect::<Result<_, _>>()?,
         ),
         Measure::P(_) | Measure::Recall(_) | Measure::NdcgCut(_) | Measure::MapCut(_) | Measure::Success(_) => {
             Params::Cutoffs(
@@ -280,12 +282,12 @@ fn parse_params(measure: &Measure, text: &str) -> Result<Params> {
                     .map(|s| {
                         s.trim()
                             .parse::<usize>()
-                            .with_context(|| format!("cut-off {s:?} is not a positive integer"))
+                            .map_err(|e| format!("cut-off {s:?} is not a positive integer ({e})"))
                     })
-                    .collect::<Result<_>>()?,
+                    .collect::<Result<_, _>>()?,
             )
         }
-        _ => bail!("this measure takes no parameters"),
+        _ => return Err("this measure takes no parameters".into()),
     };
     // trec_eval rejects repeated cut-offs within one list.
     let repeated = match &params {
@@ -293,7 +295,7 @@ fn parse_params(measure: &Measure, text: &str) -> Result<Params> {
         Params::Levels(l) => (1..l.len()).any(|i| l[..i].contains(&l[i])),
     };
     if repeated {
-        bail!("duplicate cut-offs");
+        return Err("duplicate cut-offs".into());
     }
     Ok(params)
 }
@@ -313,14 +315,14 @@ pub(crate) fn canonicalize(measures: &[Measure]) -> Result<Vec<Measure>> {
         match m {
             Measure::P(c) | Measure::Recall(c) | Measure::NdcgCut(c) | Measure::MapCut(c) | Measure::Success(c) => {
                 if c.contains(&0) {
-                    bail!("cut-offs must be positive in {m:?}");
+                    return Err(Error::Measure(format!("cut-offs must be positive in {m:?}")));
                 }
                 c.sort_unstable();
                 c.dedup();
             }
             Measure::IprecAtRecall(levels) => {
                 if let Some(bad) = levels.iter().find(|l| !(0.0..=1.0).contains(*l)) {
-                    bail!("recall level {bad} is outside [0, 1]");
+                    return Err(Error::Measure(format!("recall level {bad} is outside [0, 1]")));
                 }
                 levels.sort_by(f64::total_cmp);
                 levels.dedup();
@@ -329,7 +331,9 @@ pub(crate) fn canonicalize(measures: &[Measure]) -> Result<Vec<Measure>> {
                     .windows(2)
                     .any(|w| format!("{:.2}", w[0]) == format!("{:.2}", w[1]))
                 {
-                    bail!("recall levels {levels:?} must differ in their first two decimals");
+                    return Err(Error::Measure(format!(
+                        "recall levels {levels:?} must differ in their first two decimals"
+                    )));
                 }
             }
             _ => {}

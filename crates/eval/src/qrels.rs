@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, TopicGroup, TopicGroups, append_id, hash_bytes};
@@ -178,7 +178,11 @@ impl Qrels {
         let pos = match judgments
             .binary_search_by(|j| j.hash.cmp(&hash).then_with(|| arena.get(j.doc).cmp(doc.as_bytes())))
         {
-            Ok(_) => bail!("document {doc:?} is already judged for topic {topic:?}"),
+            Ok(_) => {
+                return Err(Error::Invalid(format!(
+                    "document {doc:?} is already judged for topic {topic:?}"
+                )));
+            }
             Err(pos) => pos,
         };
         let span = arena.push(doc.as_bytes());

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, TopicGroup, TopicGroups, append_id, hash_bytes, same_bytes};
@@ -223,7 +223,7 @@ impl Run {
             return Err(repeated_document(src, name, 6, (&topic, &doc), "retrieved"));
         }
         // trec_eval reports the runid of the last line.
-        let runid = last_line_field(src, 5).with_context(|| format!("cannot read {name}"))?;
+        let runid = last_line_field(src, 5).map_err(Error::read(name))?;
         run.name = runid
             .map(|r| String::from_utf8_lossy(&r).into_owned())
             .unwrap_or_default();
@@ -236,7 +236,9 @@ impl Run {
         check_id("topic id", topic)?;
         check_id("document id", doc)?;
         if score.is_nan() {
-            bail!("score of document {doc:?} for topic {topic:?} is NaN");
+            return Err(Error::Invalid(format!(
+                "score of document {doc:?} for topic {topic:?} is NaN"
+            )));
         }
         let Run {
             arena,
@@ -274,7 +276,9 @@ impl Run {
         let docs = &topics[t].docs;
         let same = |j: u32| arena.get(docs[j as usize].id) == doc.as_bytes();
         if seen.insert(hash, t as u32, docs.len() as u32, same).is_some() {
-            bail!("document {doc:?} is already in the ranking of topic {topic:?}");
+            return Err(Error::Invalid(format!(
+                "document {doc:?} is already in the ranking of topic {topic:?}"
+            )));
         }
         let new = RunDoc {
             score,

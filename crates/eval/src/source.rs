@@ -1,6 +1,7 @@
 //! Reading inputs in pieces for parallel parsing: positional reads through a small buffer, so
 //! that a large file is never held in memory whole, and the line lookups error messages need.
 
+use crate::error::{Error, ParseError, Result};
 use std::io;
 use std::ops::Range;
 
@@ -86,37 +87,13 @@ impl Source for FileSource {
     }
 }
 
-/// A line of a qrels or run file that does not parse: `file:line: message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
-pub struct ParseError {
-    /// The file (or the name that stands for it).
-    pub file: String,
-    /// The line, from 1.
-    pub line: usize,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ParseError {
-    /// The error of line `line` of `file`.
-    pub fn new(file: &str, line: usize, message: impl Into<String>) -> Self {
-        Self {
-            file: file.to_string(),
-            line,
-            message: message.into(),
-        }
-    }
-}
-
 /// Reads the `what` file at `path` and parses it with `parse`, which names it in its errors.
 pub(crate) fn parse_file<T>(
     path: &std::path::Path,
     what: &str,
-    parse: impl FnOnce(&str, &dyn Source) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    use anyhow::Context as _;
-    let src = FileSource::open(path).with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    parse: impl FnOnce(&str, &dyn Source) -> Result<T>,
+) -> Result<T> {
+    let src = FileSource::open(path).map_err(Error::read(format!("{what} file {}", path.display())))?;
     parse(&path.display().to_string(), &src)
 }
 
@@ -125,10 +102,10 @@ pub(crate) fn parse_file<T>(
 pub(crate) fn parse_nonempty_file<T>(
     path: &std::path::Path,
     what: &str,
-    parse: impl FnOnce(&str, &dyn Source) -> anyhow::Result<T>,
+    parse: impl FnOnce(&str, &dyn Source) -> Result<T>,
     is_empty: impl FnOnce(&T) -> bool,
     expected: &str,
-) -> anyhow::Result<T> {
+) -> Result<T> {
     let parsed = parse_file(path, what, parse)?;
     if is_empty(&parsed) {
         let message = format!("expected {expected}, found none");
@@ -151,17 +128,11 @@ pub(crate) fn parse_pieces<P: Send>(
 }
 
 /// A group's topic id as text; not UTF-8 is the error of the group's first line.
-pub(crate) fn topic_text<'a>(
-    name: &str,
-    src: &dyn Source,
-    bytes: &'a [u8],
-    first_line: u64,
-) -> anyhow::Result<&'a str> {
-    use anyhow::Context as _;
+pub(crate) fn topic_text<'a>(name: &str, src: &dyn Source, bytes: &'a [u8], first_line: u64) -> Result<&'a str> {
     match std::str::from_utf8(bytes) {
         Ok(topic) => Ok(topic),
         Err(_) => {
-            let line = line_number(src, first_line).with_context(|| format!("cannot read {name}"))?;
+            let line = line_number(src, first_line).map_err(Error::read(name))?;
             Err(ParseError::new(name, line, "topic id is not valid UTF-8").into())
         }
     }
@@ -169,13 +140,12 @@ pub(crate) fn topic_text<'a>(
 
 /// A piece's scan result as the file's error: an I/O error, or the rejected line as a
 /// [`ParseError`].
-pub(crate) fn scan_result(name: &str, src: &dyn Source, scanned: Result<(), ScanError>) -> anyhow::Result<()> {
-    use anyhow::Context as _;
+pub(crate) fn scan_result(name: &str, src: &dyn Source, scanned: Result<(), ScanError>) -> Result<()> {
     match scanned {
         Ok(()) => Ok(()),
-        Err(ScanError::Io(e)) => Err(e).with_context(|| format!("cannot read {name}")),
+        Err(ScanError::Io(e)) => Err(Error::read(name)(e)),
         Err(ScanError::Line(offset, msg)) => {
-            let line = line_number(src, offset).with_context(|| format!("cannot read {name}"))?;
+            let line = line_number(src, offset).map_err(Error::read(name))?;
             Err(ParseError::new(name, line, msg).into())
         }
     }
@@ -298,10 +268,10 @@ pub(crate) fn repeated_document(
     min_fields: usize,
     (topic, doc): (&[u8], &[u8]),
     what: &str,
-) -> anyhow::Error {
+) -> Error {
     let lines = match matching_lines(src, |f| f.len() >= min_fields && f[0] == topic && f[2] == doc) {
         Ok(lines) => lines,
-        Err(e) => return anyhow::Error::new(e).context(format!("cannot read {name}")),
+        Err(e) => return Error::read(name)(e),
     };
     let (topic, doc) = (String::from_utf8_lossy(topic), String::from_utf8_lossy(doc));
     match lines[..] {
@@ -311,7 +281,9 @@ pub(crate) fn repeated_document(
             format!("document {doc:?} {what} twice for topic {topic:?} (first on line {first})"),
         )
         .into(),
-        _ => anyhow::anyhow!("{name}: document {doc:?} {what} twice for topic {topic:?} (the file changed meanwhile)"),
+        _ => Error::Invalid(format!(
+            "{name}: document {doc:?} {what} twice for topic {topic:?} (the file changed meanwhile)"
+        )),
     }
 }
 

@@ -2,7 +2,7 @@
 //! tests, systems named by their run files' stems.
 
 use super::{EvalOptions, Measure, Qrels, Run, evaluate};
-use anyhow::{Context, Result, bail};
+use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -20,14 +20,16 @@ pub fn per_query_table(qrels: &Qrels, runs: &[PathBuf], measures: &[Measure]) ->
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         if names.contains(&name) {
-            bail!(
+            return Err(Error::Invalid(format!(
                 "{}: two runs are named `{name}` (names come from file stems)",
                 path.display()
-            );
+            )));
         }
         let run = Run::from_path(path)?;
-        let evaluation = evaluate(qrels, &run, measures, &EvalOptions::default())
-            .with_context(|| format!("evaluating run file {}", path.display()))?;
+        let evaluation = evaluate(qrels, &run, measures, &EvalOptions::default()).map_err(|source| Error::InRun {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
         for metric in evaluation.measure_names() {
             if let Some(values) = evaluation.per_query(metric) {
                 let per_query = values.iter().map(|(q, v)| (q.to_string(), v)).collect();
@@ -65,8 +67,15 @@ mod tests {
         // A run that finds no judged topic is named by its file, not its runid.
         let c = dir.path().join("c.trec");
         std::fs::write(&c, "7 Q0 d1 1 2.0 tag\n").unwrap();
-        let err = format!("{:#}", per_query_table(&qrels, &[c], &measures).unwrap_err());
-        assert!(err.contains("c.trec") && err.contains("no judged topic"), "{err}");
+        let err = per_query_table(&qrels, &[c], &measures).unwrap_err();
+        assert!(
+            matches!(&err, crate::Error::InRun { path, .. } if path.ends_with("c.trec")),
+            "{err}"
+        );
+        let cause = std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(cause.contains("no judged topic"), "{cause}");
         // Empty files: the qrels, or the run, is named as the one without lines.
         let empty = dir.path().join("empty.txt");
         std::fs::write(&empty, "").unwrap();

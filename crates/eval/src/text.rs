@@ -227,12 +227,16 @@ pub(crate) fn parse_i32(s: &[u8]) -> Option<i32> {
 
 /// Ids given to the in-memory constructors end up in whitespace-separated files; reject what
 /// could not be written back or read again.
-pub(crate) fn check_id(kind: &str, id: &str) -> anyhow::Result<()> {
+pub(crate) fn check_id(kind: &str, id: &str) -> crate::Result<()> {
     if id.is_empty() || id.bytes().any(|b| CLASS[b as usize] != FIELD) {
-        anyhow::bail!("{kind} {id:?} must be non-empty and contain no whitespace");
+        return Err(crate::Error::Invalid(format!(
+            "{kind} {id:?} must be non-empty and contain no whitespace"
+        )));
     }
     if id.len() > MAX_ID_LEN {
-        anyhow::bail!("{kind} is longer than {MAX_ID_LEN} bytes");
+        return Err(crate::Error::Invalid(format!(
+            "{kind} is longer than {MAX_ID_LEN} bytes"
+        )));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use super::descriptive::{effect_sizes_of, mean};
 use super::ptukey::{ptukey, qtukey};
-use anyhow::{Result, ensure};
+use crate::error::Result;
 use statrs::distribution::{ContinuousCDF, FisherSnedecor};
 
 /// Two-way ANOVA table without replication.
@@ -82,17 +82,19 @@ pub struct TukeyPair {
 /// effect with nonzero SS and the effect's p is 1 otherwise.
 pub fn two_way_anova(scores: &[Vec<f64>]) -> Result<TwoWayAnova> {
     let k = scores.len();
-    ensure!(k >= 2, "two-way ANOVA needs at least 2 systems, found {k}");
+    ensure!(k >= 2, Data, "two-way ANOVA needs at least 2 systems, found {k}");
     let n = scores[0].len();
-    ensure!(n >= 2, "two-way ANOVA needs at least 2 topics, found {n}");
+    ensure!(n >= 2, Data, "two-way ANOVA needs at least 2 topics, found {n}");
     for (i, row) in scores.iter().enumerate() {
         ensure!(
             row.len() == n,
+            Data,
             "two-way ANOVA: system #{i} has {} topics, system #0 has {n}",
             row.len()
         );
         ensure!(
             row.iter().all(|v| v.is_finite()),
+            Data,
             "two-way ANOVA: system #{i} has a non-finite score"
         );
     }

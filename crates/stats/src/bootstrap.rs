@@ -3,7 +3,7 @@
 
 use super::descriptive::{differences, mean, mean_sd};
 use super::rng::{chunk_rng, run_chunks, thread_count};
-use anyhow::Result;
+use crate::error::Result;
 use rand::distributions::{Distribution, Uniform};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};

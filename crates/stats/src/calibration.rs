@@ -12,7 +12,7 @@
 
 use super::rng::normal;
 use super::seeds::{Runs, seed_test_with};
-use anyhow::Result;
+use crate::error::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -9,7 +9,7 @@ use super::randomization::{RandomizationOptions, randomization_of};
 use super::rng::stream_id;
 use super::ttest::paired_t_of;
 use super::wilcoxon::{WilcoxonOptions, ZeroMethod, wilcoxon_of};
-use anyhow::{Result, bail, ensure};
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -190,14 +190,20 @@ pub fn compare(
 ) -> Result<Vec<Comparison>> {
     ensure!(
         opts.confidence > 0.0 && opts.confidence < 1.0,
+        Setting,
         "confidence must lie strictly between 0 and 1, got {}",
         opts.confidence
     );
-    ensure!(opts.permutations > 0, "permutations must be at least 1");
-    ensure!(opts.bootstrap_samples > 0, "bootstrap_samples must be at least 1");
+    ensure!(opts.permutations > 0, Setting, "permutations must be at least 1");
+    ensure!(
+        opts.bootstrap_samples > 0,
+        Setting,
+        "bootstrap_samples must be at least 1"
+    );
     if !per_system.contains_key(baseline) {
         let known: Vec<&str> = per_system.keys().map(String::as_str).collect();
-        bail!(
+        fail!(
+            Data,
             "metric {metric}: baseline `{baseline}` has no values (systems: {})",
             known.join(", ")
         );
@@ -212,6 +218,7 @@ pub fn compare(
     }
     ensure!(
         opts.test != TestKind::Seeds,
+        Data,
         "metric {metric}: the seed-aware test needs per-seed values (stats::seed_test), not seed means"
     );
     let family = format!(
@@ -355,6 +362,7 @@ fn tukey_rows(
     let n = scores[0].len();
     ensure!(
         n >= 2,
+        Data,
         "metric {metric}: tukey needs at least 2 queries, found {n} (use another test)"
     );
     let anova = two_way_anova(&scores)?;
@@ -421,10 +429,17 @@ fn align<'a>(
     policy: MissingPolicy,
 ) -> Result<Aligned<'a>> {
     let queries: BTreeSet<&str> = per_system.values().flat_map(|q| q.keys().map(String::as_str)).collect();
-    ensure!(!queries.is_empty(), "metric {metric}: no per-query values to compare");
+    ensure!(
+        !queries.is_empty(),
+        Data,
+        "metric {metric}: no per-query values to compare"
+    );
     for (system, values) in per_system {
         if let Some((q, v)) = values.iter().find(|(_, v)| !v.is_finite()) {
-            bail!("metric {metric}: system `{system}` has a non-finite value ({v}) for query `{q}`");
+            fail!(
+                Data,
+                "metric {metric}: system `{system}` has a non-finite value ({v}) for query `{q}`"
+            );
         }
     }
     let mut values = BTreeMap::new();
@@ -453,7 +468,8 @@ fn align<'a>(
         filled.insert(system.as_str(), missing.len());
     }
     if !problems.is_empty() {
-        bail!(
+        fail!(
+            Data,
             "metric {metric}: systems were scored on different queries (missing = error):{problems}\n  \
              set missing = zero to score missing queries 0, as trec_eval -c does"
         );
@@ -473,11 +489,11 @@ pub fn compare_table(
     opts: &CompareOptions,
 ) -> Result<Vec<Comparison>> {
     let Some(first) = systems.first() else {
-        bail!("no systems to compare");
+        fail!(Data, "no systems to compare");
     };
     let baseline = baseline.unwrap_or(first);
     if !systems.iter().any(|s| s == baseline) {
-        bail!("--baseline: no run is named `{baseline}` (runs: {systems:?})");
+        fail!(Data, "--baseline: no run is named `{baseline}` (runs: {systems:?})");
     }
     let mut rows = Vec::new();
     for (metric, per_system) in table {

@@ -1,6 +1,6 @@
 //! Means, t-based intervals and standardized effect sizes of paired differences.
 
-use anyhow::{Result, bail, ensure};
+use crate::error::Result;
 use statrs::distribution::{Continuous, ContinuousCDF, StudentsT};
 
 /// A mean with its confidence interval.
@@ -41,18 +41,19 @@ pub(crate) fn mean_sd(x: &[f64]) -> (f64, f64) {
 pub(crate) fn differences(x: &[f64], y: &[f64]) -> Result<Vec<f64>> {
     ensure!(
         x.len() == y.len(),
+        Data,
         "paired test needs equally many values, found {} (baseline) and {} (system)",
         x.len(),
         y.len()
     );
-    ensure!(!x.is_empty(), "paired test needs at least one pair, found none");
+    ensure!(!x.is_empty(), Data, "paired test needs at least one pair, found none");
     if let Some(i) = x.iter().chain(y).position(|v| !v.is_finite()) {
         let (side, i) = if i < x.len() {
             ("baseline", i)
         } else {
             ("system", i - x.len())
         };
-        bail!("paired test: {side} value #{i} is not finite");
+        fail!(Data, "paired test: {side} value #{i} is not finite");
     }
     Ok(x.iter().zip(y).map(|(a, b)| b - a).collect())
 }

@@ -21,15 +21,15 @@ pub enum Format {
 }
 
 impl FromStr for Format {
-    type Err = anyhow::Error;
+    type Err = crate::Error;
 
-    fn from_str(s: &str) -> anyhow::Result<Self> {
+    fn from_str(s: &str) -> crate::Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "md" | "markdown" => Ok(Format::Md),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
             "tex" | "latex" => Ok(Format::Tex),
-            _ => anyhow::bail!("unknown format `{s}` (expected md, csv, json or tex)"),
+            _ => Err(crate::Error::UnknownFormat(s.to_string())),
         }
     }
 }

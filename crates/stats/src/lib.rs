@@ -16,6 +16,9 @@
 //!   reports p = 1, statistic 0, effect size 0 and the interval [0, 0]. Quantities that are
 //!   undefined (e.g. a standard deviation from one query) are NaN, which JSON shows as `null`.
 
+#[macro_use]
+mod error;
+
 mod anova;
 mod bootstrap;
 pub mod calibration;
@@ -35,6 +38,7 @@ pub use bootstrap::{Bootstrap, BootstrapMethod, BootstrapOptions, bootstrap_test
 pub use compare::{CompareOptions, Comparison, MetricTable, MissingPolicy, TestKind, compare, compare_table};
 pub use correction::{Correction, Family, adjust};
 pub use descriptive::{EffectSize, MeanCi, effect_sizes, hedges_correction, mean_ci, t_quantile};
+pub use error::{Error, Result};
 pub use format::tex_escape;
 pub use format::{Format, format_comparisons};
 pub use ptukey::{ptukey, qtukey};

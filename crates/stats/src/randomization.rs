@@ -11,7 +11,7 @@
 
 use super::descriptive::{differences, mean};
 use super::rng::{chunk_rng, run_chunks, thread_count};
-use anyhow::Result;
+use crate::error::Result;
 use rand::RngCore;
 
 /// Options of [`randomization_test`].

@@ -56,7 +56,7 @@
 //! paired t-test.
 
 use super::descriptive::{mean, mean_sd};
-use anyhow::{Result, ensure};
+use crate::error::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -108,15 +108,17 @@ pub struct SeedComponents {
 /// Variance components of one system's per-seed, per-query scores (`rows[s][q]`).
 pub fn seed_components(rows: &[Vec<f64>]) -> Result<SeedComponents> {
     let s = rows.len();
-    ensure!(s >= 1, "at least one seed is needed");
+    ensure!(s >= 1, Data, "at least one seed is needed");
     let n = rows[0].len();
-    ensure!(n >= 1, "at least one query is needed");
+    ensure!(n >= 1, Data, "at least one query is needed");
     ensure!(
         rows.iter().all(|r| r.len() == n),
+        Data,
         "every seed needs a value for each of the {n} queries"
     );
     ensure!(
         rows.iter().flatten().all(|x| x.is_finite()),
+        Data,
         "per-seed values must be finite"
     );
     let seed_means: Vec<f64> = rows.iter().map(|r| mean(r)).collect();
@@ -404,12 +406,14 @@ pub fn seed_test_with(
 ) -> Result<SeedTest> {
     ensure!(
         confidence > 0.0 && confidence < 1.0,
+        Setting,
         "confidence must lie strictly between 0 and 1, got {confidence}"
     );
     let a = seed_components(system)?;
     let b = seed_components(baseline)?;
     ensure!(
         a.queries == b.queries,
+        Data,
         "system and baseline must share their queries: {} against {}",
         a.queries,
         b.queries
@@ -418,6 +422,7 @@ pub fn seed_test_with(
     for (side, (c, r)) in ["system", "baseline"].iter().zip(sides.iter().zip(runs)) {
         ensure!(
             r == Runs::Trained || c.seeds == 1,
+            Data,
             "the {side} is deterministic but has {} runs; a deterministic system has one",
             c.seeds
         );
@@ -849,22 +854,30 @@ fn check_plan(c: &PlanComponents, effect: f64, alpha: f64, power: f64) -> Result
         ("--var-residual", c.var_residual),
         ("--var-seed", c.var_seed),
     ] {
-        ensure!(v.is_finite() && v >= 0.0, "{name}: expected a variance >= 0, found {v}");
+        ensure!(
+            v.is_finite() && v >= 0.0,
+            Setting,
+            "{name}: expected a variance >= 0, found {v}"
+        );
     }
     ensure!(
         c.var_query + c.var_residual + c.var_seed > 0.0,
+        Setting,
         "--var-query, --var-residual, --var-seed: at least one must be > 0"
     );
     ensure!(
         effect.is_finite() && effect > 0.0,
+        Setting,
         "--effect: expected a difference > 0, found {effect}"
     );
     ensure!(
         alpha > 0.0 && alpha < 1.0,
+        Setting,
         "--alpha: expected a level in (0, 1), found {alpha}"
     );
     ensure!(
         power > 0.0 && power < 1.0,
+        Setting,
         "--power: expected a probability in (0, 1), found {power}"
     );
     Ok(())
@@ -883,10 +896,12 @@ pub fn power_table(
     check_plan(c, effect, alpha, power)?;
     ensure!(
         (1..=MAX_SEEDS).contains(&max_seeds),
+        Setting,
         "--max-seeds: expected 1 to {MAX_SEEDS}, found {max_seeds}"
     );
     ensure!(
         (2..=MAX_QUERIES).contains(&max_queries),
+        Setting,
         "--max-queries: expected 2 to {MAX_QUERIES}, found {max_queries}"
     );
     let sides = if c.deterministic_baseline { 1.0 } else { 2.0 };

@@ -1,7 +1,7 @@
 //! Student's paired t-test, as `scipy.stats.ttest_rel(y, x)` (two-sided).
 
 use super::descriptive::{MeanCi, differences, effect_sizes_of, mean_ci, mean_sd};
-use anyhow::Result;
+use crate::error::Result;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// Result of a paired t-test of `d = y − x`.

@@ -1,7 +1,7 @@
 //! Wilcoxon signed-rank test, following `scipy.stats.wilcoxon` (two-sided).
 
 use super::descriptive::differences;
-use anyhow::Result;
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
