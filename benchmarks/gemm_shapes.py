@@ -1,4 +1,4 @@
-"""GFLOP/s of torch.matmul on the shapes of examples/gemm_shapes.rs (me5-small's step), with
+"""GFLOP/s of torch.matmul on the shapes of benchmarks/programs/gemm_shapes.rs (me5-small's step), with
 the same thread count: python3 benchmarks/gemm_shapes.py [THREADS]."""
 
 import sys

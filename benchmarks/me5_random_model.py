@@ -1,7 +1,7 @@
 """A model folder of multilingual-E5-small's shape with seeded random weights (BERT's own
 initialisation: normal(0, 0.02) matrices and tables, zero biases, LayerNorm 1 and 0), for
 timing me5-small's steps where the real weights cannot be had (a GPU machine without network)
-on both sides of a comparison: clirlab loads it as a model folder (`examples/me5_speed.rs` with
+on both sides of a comparison: clirlab loads it as a model folder (`benchmarks/programs/me5_speed.rs` with
 ME5_SPEED_MODEL=DIR), transformers' BertModel.from_pretrained(DIR) too, so both train the same
 weights. Needs numpy only; writes DIR/config.json and DIR/model.safetensors (about 470 MB).
 

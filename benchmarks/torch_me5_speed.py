@@ -1,5 +1,5 @@
 """me5-small in PyTorch (transformers' BertModel from a model folder: data/models/me5-small or a
-`clirlab export`), the counterpart of `examples/me5_speed.rs` and `clirlab encode` in
+`clirlab export`), the counterpart of `benchmarks/programs/me5_speed.rs` and `clirlab encode` in
 benchmarks/me5_side_by_side.sh. CPU, THREADS threads.
 
     python benchmarks/torch_me5_speed.py MODEL_DIR THREADS encode TEXTS.tsv
@@ -49,7 +49,7 @@ if mode == "encode":
     print(f"torch encode {len(texts)} texts: {len(texts) / s:.1f} texts/s (load {load:.1f} s)")
     sys.exit(0)
 
-# A training step as examples/me5_speed.rs times it: 32 pairs x 64 tokens of random ids, InfoNCE
+# A training step as benchmarks/programs/me5_speed.rs times it: 32 pairs x 64 tokens of random ids, InfoNCE
 # at temperature 0.05, AdamW (lr 5e-5, wd 0.01), clipping at 1.0.
 kind, repeats = sys.argv[4], int(sys.argv[5])
 for p in model.parameters():

@@ -11,7 +11,7 @@
 use anyhow::{Context, Result};
 use clirlab::model::bert::{self, FineTune, text};
 use clirlab::model::{OptimizerKind, OptimizerSettings, ResolvedDevice, StepInput};
-use clirlab::tokenizer::{Side, TextEncoder};
+use clirlab::tokenizer::{Side, Tokenizer};
 
 fn main() -> Result<()> {
     // The allocator settings of the `clirlab` binary, which the timings should share.
@@ -30,7 +30,7 @@ fn main() -> Result<()> {
         .collect();
     let dir = text::resolve_model("me5-small", true)?;
     let shape = clirlab::model::bert::folder::Shape::read(&dir)?;
-    let tokenizer = TextEncoder::load_backbone(
+    let tokenizer = Tokenizer::load_backbone(
         &dir.join("tokenizer.json"),
         ["query: ".into(), "passage: ".into()],
         u32::try_from(shape.pad_id)?,

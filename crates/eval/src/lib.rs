@@ -87,9 +87,9 @@ mod ids;
 mod measure;
 mod qrels;
 mod run;
+mod scan;
 mod source;
 mod systems;
-mod text;
 
 use rayon::prelude::*;
 

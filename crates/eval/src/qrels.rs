@@ -8,10 +8,10 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, TopicGroup, TopicGroups, append_id, hash_bytes};
+use super::scan::{check_id, parse_i32};
 use super::source::{
     ScanError, Source, parse_nonempty_file, parse_pieces, repeated_document, scan_lines, scan_result, topic_text,
 };
-use super::text::{check_id, parse_i32};
 
 /// Relevance judgments: for each topic, the grade of every judged document.
 ///

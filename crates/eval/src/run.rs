@@ -9,11 +9,11 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 use super::ids::{Arena, IdIndex, MAX_ID_LEN, Span, TopicGroup, TopicGroups, append_id, hash_bytes, same_bytes};
+use super::scan::{check_id, parse_f64};
 use super::source::{
     ScanError, Source, last_line_field, parse_nonempty_file, parse_pieces, repeated_document, scan_lines, scan_result,
     topic_text,
 };
-use super::text::{check_id, parse_f64};
 
 /// A retrieval run: for each topic, scored documents.
 ///

@@ -5,7 +5,7 @@ use crate::error::{Error, ParseError, Result};
 use std::io;
 use std::ops::Range;
 
-use super::text::{Line, Lines, is_separator};
+use super::scan::{Line, Lines, is_separator};
 
 /// Something to parse: a file read with positional reads, or bytes in memory.
 pub(crate) trait Source: Sync {

@@ -12,7 +12,7 @@ use clirlab_data::DataConfig;
 use clirlab_data::format::{Dataset, Doc, Split};
 use clirlab_eval::{Qrels, Run};
 use clirlab_model::Embedder;
-use clirlab_model::tokenizer::{Side, TextEncoder};
+use clirlab_model::tokenizer::{Side, Tokenizer};
 use clirlab_util::sample::fixed_sample;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ const BACKBONE_CHUNK: usize = 32;
 /// longest), not padded to `max_len`; the result is in the order of `texts`.
 pub fn embed_texts(
     encoder: &dyn Embedder,
-    tokenizer: &TextEncoder,
+    tokenizer: &Tokenizer,
     texts: &[&str],
     side: Side,
     max_len: usize,
@@ -207,14 +207,14 @@ impl Embedded {
 /// once per cell; build a new one whenever the encoder's weights change.
 pub struct Dense<'a> {
     encoder: &'a dyn Embedder,
-    tokenizer: &'a TextEncoder,
+    tokenizer: &'a Tokenizer,
     max_len: usize,
     embedded: std::cell::RefCell<Embedded>,
 }
 
 impl<'a> Dense<'a> {
     /// `encoder` with `tokenizer`, keeping `max_len` tokens per text.
-    pub fn new(encoder: &'a dyn Embedder, tokenizer: &'a TextEncoder, max_len: usize) -> Self {
+    pub fn new(encoder: &'a dyn Embedder, tokenizer: &'a Tokenizer, max_len: usize) -> Self {
         Self {
             encoder,
             tokenizer,
@@ -320,7 +320,7 @@ impl Ranker for Lexical {
 /// Retrieves the `split` corpus for the `split` queries of every language of `cfg`.
 pub fn run_split(
     encoder: &dyn Embedder,
-    tokenizer: &TextEncoder,
+    tokenizer: &Tokenizer,
     dataset: &Dataset,
     cfg: &CellConfig,
     split: Split,

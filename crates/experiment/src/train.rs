@@ -22,7 +22,7 @@ use crate::spec::schema::NegativeSource;
 use anyhow::{Context, Result, bail};
 use clirlab_data::config::PairDesign;
 use clirlab_data::format::{Dataset, Pair};
-use clirlab_model::tokenizer::TextEncoder;
+use clirlab_model::tokenizer::Tokenizer;
 use clirlab_model::{self as model, ResolvedDevice, TrainableEncoder};
 use clirlab_util::lock::JobAlive;
 use distill::{BitextSampler, ot_weight};
@@ -158,7 +158,7 @@ fn capped_pool<'a>(pairs: &'a [Pair], cap: Option<usize>, pool: &str) -> Vec<&'a
 /// where mined negatives are kept.
 struct Miner<'e> {
     encoder: &'e dyn model::Embedder,
-    tokenizer: &'e TextEncoder,
+    tokenizer: &'e Tokenizer,
     paths: &'e TrainPaths<'e>,
 }
 
@@ -295,7 +295,7 @@ fn pair_sampler<'a>(cfg: &CellConfig, dataset: &'a Dataset, miner: &Miner) -> Re
 pub fn train(
     cfg: &CellConfig,
     dataset: &Dataset,
-    tokenizer: &TextEncoder,
+    tokenizer: &Tokenizer,
     paths: &TrainPaths,
     mut on_step: impl FnMut(&LogRow),
 ) -> Result<Trained> {
@@ -479,7 +479,7 @@ mod tests {
             .qrels
             .insert((lang.clone(), "other".into(), "test".into()), other);
         let texts: Vec<&str> = dataset.mono.iter().map(|p| p.query.as_str()).collect();
-        let tokenizer = TextEncoder::train(texts.into_iter(), 256).unwrap();
+        let tokenizer = Tokenizer::train(texts.into_iter(), 256).unwrap();
         let encoder = build_encoder(&cfg, ResolvedDevice::Cpu).unwrap();
         let split = crate::retrieval::run_split(
             encoder.as_ref(),
@@ -510,10 +510,10 @@ mod tests {
     fn train_synthetic(
         cfg: &CellConfig,
         on_step: impl FnMut(&LogRow),
-    ) -> (Result<Trained>, TextEncoder, tempfile::TempDir) {
+    ) -> (Result<Trained>, Tokenizer, tempfile::TempDir) {
         let dataset = synthetic::generate(&cfg.data.synthetic, &cfg.data.languages);
         let texts: Vec<&str> = dataset.mono.iter().map(|p| p.query.as_str()).collect();
-        let tokenizer = TextEncoder::train(texts.into_iter(), 256).unwrap();
+        let tokenizer = Tokenizer::train(texts.into_iter(), 256).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let checkpoint = dir.path().join("model.safetensors");
         let paths = TrainPaths {

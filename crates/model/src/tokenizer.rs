@@ -4,11 +4,12 @@
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
+use tokenizers::Tokenizer as HfTokenizer;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::{Lowercase, NFKC, Sequence};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::{AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Tokenizer};
+use tokenizers::{AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
 
 /// Which side of retrieval a text is on: E5 models are trained with a prefix per side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -33,8 +34,8 @@ impl Side {
 /// A pretrained model's `tokenizer.json` with padding and truncation off (lengths are the
 /// caller's business: batches are padded to their longest text), checked against the `vocab`
 /// rows of the model's word-embedding table.
-pub fn load_pretrained(path: &Path, vocab: usize) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_file(path)
+pub fn load_pretrained(path: &Path, vocab: usize) -> Result<HfTokenizer> {
+    let mut tokenizer = HfTokenizer::from_file(path)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("loading tokenizer {}", path.display()))?;
     tokenizer.with_padding(None);
@@ -61,8 +62,8 @@ pub const UNK: &str = "[UNK]";
 
 /// A trained tokenizer plus the padding id, or a pretrained backbone's own tokenizer (its
 /// special tokens added, and the side prefixes the experiment's model asks for).
-pub struct TextEncoder {
-    tokenizer: Tokenizer,
+pub struct Tokenizer {
+    tokenizer: HfTokenizer,
     pad_id: u32,
     /// A backbone's tokenizer: `<s> … </s>` added, truncation keeps the last token.
     backbone: bool,
@@ -83,7 +84,7 @@ pub struct TokenBatch {
     pub len: usize,
 }
 
-impl TextEncoder {
+impl Tokenizer {
     /// Version of the vocabulary selection; part of the key of stored tokenizers.
     pub const VERSION: u32 = 1;
 
@@ -107,7 +108,7 @@ impl TextEncoder {
             .unk_token(UNK.into())
             .build()
             .map_err(anyhow::Error::msg)?;
-        let mut tokenizer = Tokenizer::new(model);
+        let mut tokenizer = HfTokenizer::new(model);
         tokenizer
             .with_normalizer(Some(normalizer))
             .map_err(anyhow::Error::msg)?;
@@ -119,15 +120,15 @@ impl TextEncoder {
         Self::from_tokenizer(tokenizer)
     }
 
-    /// Reads a tokenizer saved by [`TextEncoder::save`] (`tokenizer.json`).
+    /// Reads a tokenizer saved by [`Tokenizer::save`] (`tokenizer.json`).
     pub fn load(path: &Path) -> Result<Self> {
-        let tokenizer = Tokenizer::from_file(path)
+        let tokenizer = HfTokenizer::from_file(path)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("loading tokenizer {}", path.display()))?;
         Self::from_tokenizer(tokenizer)
     }
 
-    fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
+    fn from_tokenizer(tokenizer: HfTokenizer) -> Result<Self> {
         let pad_id = tokenizer.token_to_id(PAD).context("tokenizer has no [PAD] token")?;
         Ok(Self {
             tokenizer,
@@ -351,8 +352,8 @@ mod tests {
     #[test]
     fn training_is_deterministic_and_round_trips() {
         let texts = corpus();
-        let a = TextEncoder::train(texts.iter().map(String::as_str), 200).unwrap();
-        let b = TextEncoder::train(texts.iter().map(String::as_str), 200).unwrap();
+        let a = Tokenizer::train(texts.iter().map(String::as_str), 200).unwrap();
+        let b = Tokenizer::train(texts.iter().map(String::as_str), 200).unwrap();
         assert_eq!(
             a.tokenizer.to_string(false).unwrap(),
             b.tokenizer.to_string(false).unwrap()
@@ -360,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
         a.save(&path).unwrap();
-        let c = TextEncoder::load(&path).unwrap();
+        let c = Tokenizer::load(&path).unwrap();
         let batch = ["alpha beta3 gamma", "zeta"];
         assert_eq!(a.batch(&batch, 16).unwrap(), c.batch(&batch, 16).unwrap());
         assert!(a.vocab_size() <= 200);
@@ -369,7 +370,7 @@ mod tests {
     #[test]
     fn batches_are_padded_masked_and_truncated() {
         let texts = corpus();
-        let enc = TextEncoder::train(texts.iter().map(String::as_str), 200).unwrap();
+        let enc = Tokenizer::train(texts.iter().map(String::as_str), 200).unwrap();
         let b = enc
             .batch(&["alpha beta1 gamma delta2 epsilon zeta", "zeta", ""], 4)
             .unwrap();

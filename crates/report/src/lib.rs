@@ -16,9 +16,9 @@ mod html;
 mod latex;
 /// The report's content, computed from the records.
 pub mod model;
+mod plain_text;
 mod plots;
 mod tensorboard;
-mod text;
 
 use anyhow::{Context, Result};
 use clirlab_experiment::run::paths::{self, ReportFile};
@@ -62,14 +62,14 @@ pub fn write_to(dirs: &[PathBuf], out: &Path) -> Result<()> {
         write_atomic(&plot_dir.join(&p.file), p.svg.as_bytes())?;
     }
     remove_stale_plots(&plot_dir, &plots, owned_from != out)?;
-    write_atomic(&ReportFile::SummaryCsv.at(out), &text::summary_csv(&report)?)?;
-    write_atomic(&ReportFile::CellsCsv.at(out), &text::cells_csv(&report)?)?;
-    let (vs, pairs) = text::comparisons_csv(&report);
+    write_atomic(&ReportFile::SummaryCsv.at(out), &plain_text::summary_csv(&report)?)?;
+    write_atomic(&ReportFile::CellsCsv.at(out), &plain_text::cells_csv(&report)?)?;
+    let (vs, pairs) = plain_text::comparisons_csv(&report);
     write_atomic(&ReportFile::ComparisonsCsv.at(out), vs.as_bytes())?;
     write_atomic(&ReportFile::PairwiseCsv.at(out), pairs.as_bytes())?;
     write_atomic(&ReportFile::TablesTex.at(out), latex::tables(&report).as_bytes())?;
     write_atomic(&ReportFile::Html.at(out), html::page(&report, &plots).as_bytes())?;
-    write_atomic(&ReportFile::Markdown.at(out), text::markdown(&report)?.as_bytes())?;
+    write_atomic(&ReportFile::Markdown.at(out), plain_text::markdown(&report)?.as_bytes())?;
     tensorboard::write(&report)?;
     Ok(())
 }

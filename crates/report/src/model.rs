@@ -1,5 +1,5 @@
 //! The report model: everything the writers show, computed once from one results folder or
-//! two (compared). The writers (`text`, `html`, `latex`, `plots`) only render it.
+//! two (compared). The writers (`plain_text`, `html`, `latex`, `plots`) only render it.
 //!
 //! Per-query values are averaged over the seeds of a grid point, then every statistic of a task
 //! runs over the queries that all its systems were scored on, so that every comparison is

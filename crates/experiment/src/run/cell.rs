@@ -17,7 +17,7 @@ use clirlab_data::config::PairDesign;
 use clirlab_data::format::{Dataset, Split};
 use clirlab_data::{self as data, synthetic};
 use clirlab_eval::cell::{RANK_DISTANCE, cell_metrics, language_task};
-use clirlab_model::tokenizer::{Side, TextEncoder};
+use clirlab_model::tokenizer::{Side, Tokenizer};
 use clirlab_util::csv_guard::neutralise;
 use clirlab_util::fs::write_atomic;
 use clirlab_util::host::{now_unix, peak_memory_kib};
@@ -162,11 +162,11 @@ fn training_texts<'a>(cfg: &CellConfig, dataset: &'a Dataset) -> impl Iterator<I
 /// sets it is stored with the data (`<data_dir>/tokenizers/`) and reused by every cell with
 /// the same data, languages and vocabulary size; the synthetic set is cheap to redo.
 /// With `model.backbone`, the backbone's own tokenizer (and its prefixes).
-pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextEncoder> {
+pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<Tokenizer> {
     if let Some(backbone) = &cfg.model.backbone {
         let dir = crate::train::backbone_dir(backbone)?;
         let shape = clirlab_model::bert::folder::Shape::read(&clirlab_model::bert::config_folder(&dir)?)?;
-        return TextEncoder::load_backbone(
+        return Tokenizer::load_backbone(
             &dir.join("tokenizer.json"),
             [
                 cfg.model.prefix(Side::Query).to_string(),
@@ -178,7 +178,7 @@ pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextE
     }
     let vocab = cfg.model.preset.vocab_size();
     if dataset.card.synthetic {
-        return TextEncoder::train(training_texts(cfg, dataset), vocab);
+        return Tokenizer::train(training_texts(cfg, dataset), vocab);
     }
     let key = content_hash(
         &(
@@ -186,7 +186,7 @@ pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextE
             &dataset.card.files,
             &cfg.data.languages,
             vocab,
-            TextEncoder::VERSION,
+            Tokenizer::VERSION,
             cfg.data.train_pairs.design,
         ),
         16,
@@ -195,9 +195,9 @@ pub(crate) fn tokenizer_for(cfg: &CellConfig, dataset: &Dataset) -> Result<TextE
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _lock = LockFile::acquire(&lock, JOB_ALIVE)?;
     if path.is_file() {
-        return TextEncoder::load(&path);
+        return Tokenizer::load(&path);
     }
-    let tokenizer = TextEncoder::train(training_texts(cfg, dataset), vocab)?;
+    let tokenizer = Tokenizer::train(training_texts(cfg, dataset), vocab)?;
     tokenizer.save(&path)?;
     Ok(tokenizer)
 }

@@ -3,8 +3,8 @@
 //! schedules from `schedules/`.
 
 use super::error::{ConfigError, ConfigSource, Problem, ProblemKind, from_figment};
+use super::preflight;
 use super::schema::{Experiment, LoadedExperiment};
-use super::text;
 use crate::schedule::Schedule;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::value::{Dict, Map};
@@ -157,10 +157,10 @@ pub fn parse_set_flag(flag: &str) -> Result<(String, serde_yaml::Value), ConfigE
     if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(bad_flag(flag, "a dotted key path before `=`", Some(format!("{key:?}"))));
     }
-    if text::too_deep(value).is_some() {
+    if preflight::too_deep(value).is_some() {
         return Err(bad_flag(
             flag,
-            &format!("a YAML value nested at most {} deep", text::MAX_DEPTH),
+            &format!("a YAML value nested at most {} deep", preflight::MAX_DEPTH),
             None,
         ));
     }
@@ -251,15 +251,15 @@ pub fn load(path: &Path, sets: &[String]) -> Result<LoadedExperiment, ConfigErro
             files,
         });
     }
-    if let Some(err) = text::not_a_regular_file(path, "an experiment file (a YAML file)") {
+    if let Some(err) = preflight::not_a_regular_file(path, "an experiment file (a YAML file)") {
         return Err(err);
     }
     if !path.is_file() {
         return Err(ConfigError::NotFound(path.to_path_buf()));
     }
     // Figment would take an empty file for the defaults and a duplicate key's last value.
-    let (_, document) = text::read_checked(path)?;
-    if text::is_empty(&document) {
+    let (_, document) = preflight::read_checked(path)?;
+    if preflight::is_empty(&document) {
         let mut p = Problem::other(
             "",
             "expected an experiment (a map of keys such as `name`, `train`, `seeds`), found an empty document".into(),
@@ -344,11 +344,11 @@ pub fn schedule_dirs(experiment_file: &Path) -> Vec<PathBuf> {
 pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule, ConfigError> {
     let direct = Path::new(name_or_path);
     // A FIFO would block the read for ever; a folder, a device or a link loop is not "not found".
-    if let Some(err) = text::not_a_regular_file(direct, "a schedule file (a YAML file)") {
+    if let Some(err) = preflight::not_a_regular_file(direct, "a schedule file (a YAML file)") {
         return Err(err);
     }
     if direct.is_dir() && name_or_path.contains('/') {
-        return Err(text::in_file(
+        return Err(preflight::in_file(
             direct,
             "a folder, expected a schedule file (a YAML file)".into(),
         ));
@@ -368,11 +368,11 @@ pub fn load_schedule(name_or_path: &str, dirs: &[PathBuf]) -> Result<Schedule, C
             }
         }
     };
-    if let Some(err) = text::not_a_regular_file(&path, "a schedule file (a YAML file)") {
+    if let Some(err) = preflight::not_a_regular_file(&path, "a schedule file (a YAML file)") {
         return Err(err);
     }
-    let (text, document) = text::read_checked(&path)?;
-    let in_file = |message: String| text::in_file(&path, message);
+    let (text, document) = preflight::read_checked(&path)?;
+    let in_file = |message: String| preflight::in_file(&path, message);
     if document.is_null() {
         return Err(in_file(
             "expected a schedule (a map such as `kind: linear`, `start: 0`, `end: 1`), found an empty document".into(),
@@ -655,7 +655,7 @@ mod tests {
             let outcome = if i % 4 == 0 {
                 load(&file, &[]).map(|_| ())
             } else {
-                text::read_checked(&file).map(|_| ())
+                preflight::read_checked(&file).map(|_| ())
             };
             if let Err(e) = outcome {
                 assert!(!e.problems().is_empty(), "{text:?}: {e}");

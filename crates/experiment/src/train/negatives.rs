@@ -10,7 +10,7 @@ use crate::sampler::RenderedPool;
 use crate::spec::schema::Bm25Params;
 use anyhow::Result;
 use clirlab_model::Embedder;
-use clirlab_model::tokenizer::{Side, TextEncoder};
+use clirlab_model::tokenizer::{Side, Tokenizer};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Negatives kept per link beyond `k`, so that a batch can skip those that are another pair's
@@ -83,7 +83,7 @@ pub fn mine_dense(
     pivot: &str,
     k: usize,
     encoder: &dyn Embedder,
-    tokenizer: &TextEncoder,
+    tokenizer: &Tokenizer,
     max_len: usize,
 ) -> Result<HashMap<String, Vec<String>>> {
     let (passages, texts) = candidates(pool, pivot);
@@ -150,7 +150,7 @@ mod tests {
         let units = BTreeMap::from([("en".to_string(), en.clone()), ("sw".to_string(), en)]);
         let pool = pool(&links, &units);
         let texts: Vec<&str> = units["en"].iter().map(|d| d.text.as_str()).collect();
-        let tokenizer = TextEncoder::train(texts.into_iter(), 64).unwrap();
+        let tokenizer = Tokenizer::train(texts.into_iter(), 64).unwrap();
         let settings = clirlab_model::OptimizerSettings {
             kind: clirlab_model::OptimizerKind::Adamw,
             lr: 1e-3,

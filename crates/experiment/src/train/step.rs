@@ -7,7 +7,7 @@ use crate::grid::CellConfig;
 use crate::sampler::Batch;
 use anyhow::{Result, bail};
 use clirlab_model::ot::{PlanGradient, SinkhornSettings};
-use clirlab_model::tokenizer::{Side, TextEncoder};
+use clirlab_model::tokenizer::{Side, Tokenizer};
 use clirlab_model::{OtTerm, StepInput, StepLoss, TrainableEncoder};
 
 /// The OT term's source: the teacher, the bitext pairs to draw, and how to transport.
@@ -57,7 +57,7 @@ pub struct StepAt {
 /// what diverged.
 pub fn step(
     encoder: &mut dyn TrainableEncoder,
-    tokenizer: &TextEncoder,
+    tokenizer: &Tokenizer,
     cfg: &CellConfig,
     batch: &Batch,
     at: StepAt,

@@ -10,7 +10,7 @@ use crate::schedule::Schedule;
 use crate::spec::{OtConfig, TeacherConfig, TrainConfig};
 use anyhow::{Context, Result};
 use clirlab_data::format::Dataset;
-use clirlab_model::tokenizer::TextEncoder;
+use clirlab_model::tokenizer::Tokenizer;
 use clirlab_model::{self as model, TrainableEncoder};
 use clirlab_util::fs::write_json_atomic;
 use clirlab_util::lock::LockFile;
@@ -51,7 +51,7 @@ pub struct Teacher {
 /// tokenizer, temperature and length. Stored under `artifacts/teacher-<hash>/`, keyed by
 /// everything that determines its weights, and trained once even when several cells (or
 /// processes) need it at the same time.
-pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &TextEncoder, paths: &TrainPaths) -> Result<Teacher> {
+pub fn teacher(cfg: &CellConfig, dataset: &Dataset, tokenizer: &Tokenizer, paths: &TrainPaths) -> Result<Teacher> {
     if let Some(backbone) = &cfg.model.backbone {
         return pretrained_teacher(cfg, backbone);
     }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clirlab_data::format::{Dataset, Split};
 use clirlab_eval::cell::{CellMetric, cell_metrics};
 use clirlab_model::TrainableEncoder;
-use clirlab_model::tokenizer::TextEncoder;
+use clirlab_model::tokenizer::Tokenizer;
 
 /// Whether `step` evaluates on the validation split: every `eval_every` steps and the last
 /// step (never with `eval_every` 0).
@@ -19,7 +19,7 @@ pub fn is_eval_step(t: &TrainConfig, step: usize) -> bool {
 /// Validation nDCG@10 over the target languages' validation queries.
 pub fn validation_ndcg10(
     encoder: &dyn TrainableEncoder,
-    tokenizer: &TextEncoder,
+    tokenizer: &Tokenizer,
     dataset: &Dataset,
     cfg: &CellConfig,
 ) -> Result<f64> {

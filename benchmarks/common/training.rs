@@ -1,5 +1,5 @@
-//! The training-throughput workload shared by `benches/train_step.rs` and
-//! `examples/throughput.rs`, so that both measure the same thing.
+//! The training-throughput workload shared by `benchmarks/criterion/train_step.rs` and
+//! `benchmarks/programs/throughput.rs`, so that both measure the same thing.
 
 use clirlab::model::{DeviceSpec, OptimizerKind, OptimizerSettings, Preset, ResolvedDevice};
 use clirlab::tokenizer::TokenBatch;

@@ -2,7 +2,7 @@
 //! `CLIRLAB_DEVICE` names (default auto): `cargo bench --bench train_step`. The side-by-side comparison with PyTorch is
 //! `benchmarks/throughput.sh` (see BENCHMARKS.md).
 
-#[path = "common/training.rs"]
+#[path = "../common/training.rs"]
 mod training;
 
 use clirlab::model::{self, StepInput};

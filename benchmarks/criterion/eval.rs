@@ -1,7 +1,7 @@
 //! Parse + evaluate a 100,000-topic x 100-document run (map, ndcg_cut_10, recip_rank, recall_100).
 //! `CARGO_BUILD_JOBS=1 cargo bench --bench eval`
 
-#[path = "../tests/it/common/synthetic.rs"]
+#[path = "../../tests/it/common/synthetic.rs"]
 mod synthetic;
 
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! Naming workloads runs only those; `CLIRLAB_KERNELS=reference` runs the plain dfdx
 //! compositions instead of the fused CPU kernels.
 
-#[path = "../benches/common/training.rs"]
+#[path = "../common/training.rs"]
 mod training;
 
 use clirlab::model::{self, StepInput};
