@@ -1,4 +1,4 @@
-//! The long A/A calibration of the seed-aware test (the CI test in `src/stats/calibration.rs`
+//! The long A/A calibration of the seed-aware test (the CI test in `crates/stats/src/calibration.rs`
 //! runs 2,000 nulls per condition): every calibrated and limit condition with TRIALS nulls
 //! (default 20,000), the false-positive rate at α = 0.05 of the seed-aware test and of the
 //! query-level paired t on seed means, as the Markdown table of `docs/statistics.md`.

@@ -76,7 +76,7 @@ pub fn summary_csv(r: &Report) -> Result<Vec<u8>> {
             w.write_record(&record)?;
         }
     }
-    clirlab_util::csv_guard::neutralised(&w.into_inner()?)
+    Ok(clirlab_util::csv_guard::neutralised(&w.into_inner()?)?)
 }
 
 /// A number, or empty where it is undefined (NaN).
@@ -123,7 +123,7 @@ pub fn cells_csv(r: &Report) -> Result<Vec<u8>> {
             }
         }
     }
-    clirlab_util::csv_guard::neutralised(&w.into_inner()?)
+    Ok(clirlab_util::csv_guard::neutralised(&w.into_inner()?)?)
 }
 
 /// `comparisons.csv` (every test against the baseline) and `pairwise.csv` (every pair).

@@ -27,7 +27,7 @@ const BOM: char = '\u{feff}';
 
 /// The CSV text `csv` (as the `csv` crate writes it: commas, quotes where needed, `\n`) with
 /// every field [`neutralise`]d; the same bytes where no field starts a formula.
-pub fn neutralised(csv: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub fn neutralised(csv: &[u8]) -> csv::Result<Vec<u8>> {
     // The reader drops a byte order mark that starts the text: kept, and the rest done alike.
     if let Some(rest) = csv.strip_prefix("\u{feff}".as_bytes()) {
         let mut out = "\u{feff}".as_bytes().to_vec();
@@ -43,7 +43,7 @@ pub fn neutralised(csv: &[u8]) -> anyhow::Result<Vec<u8>> {
         let record = record?;
         writer.write_record(record.iter().map(|f| neutralise(f).into_owned()))?;
     }
-    Ok(writer.into_inner()?)
+    writer.into_inner().map_err(|e| e.into_error().into())
 }
 
 #[cfg(test)]
