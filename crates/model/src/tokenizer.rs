@@ -234,7 +234,7 @@ impl Tokenizer {
 
     /// Writes the tokenizer as JSON, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        clirlab_util::fs::write_atomic(path, self.to_json()?.as_bytes())
+        Ok(clirlab_util::fs::write_atomic(path, self.to_json()?.as_bytes())?)
     }
 
     /// The tokenizer in the `tokenizers` crate's JSON form (what `tokenizer.json` holds).

@@ -111,7 +111,7 @@ fn remove_stale_plots(plot_dir: &Path, plots: &[plots::Plot], owned: bool) -> Re
         }
     }
     let list: String = plots.iter().map(|p| format!("{}\n", p.file)).collect();
-    write_atomic(&manifest, list.as_bytes())
+    Ok(write_atomic(&manifest, list.as_bytes())?)
 }
 
 /// A p-value for tables: 4 decimals, scientific below 1e-4.

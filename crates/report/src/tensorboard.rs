@@ -107,7 +107,7 @@ pub fn write(r: &Report) -> Result<()> {
         hparam_infos,
         metric_infos,
     });
-    file.write()
+    Ok(file.write()?)
 }
 
 /// The curves of one `train_log.csv` into `file`; the last step.

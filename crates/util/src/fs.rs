@@ -2,7 +2,7 @@
 //! renamed into place, so a reader never sees a half-written file and an interrupted run
 //! leaves none.
 
-use anyhow::{Context, Result};
+use crate::error::{Doing, Error, Result};
 use std::io::Write;
 use std::path::Path;
 
@@ -29,11 +29,11 @@ pub fn refuse_links_below(root: &Path, path: &Path) -> Result<()> {
     for part in below.components() {
         at.push(part);
         if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-            anyhow::bail!(
+            return Err(Error::Refused(format!(
                 "{} is a symbolic link; expected a folder of {} (remove the link: nothing is written through it)",
                 at.display(),
                 root.display()
-            );
+            )));
         }
     }
     Ok(())
@@ -58,7 +58,7 @@ pub fn remove_temporaries(folder: &Path) -> Result<()> {
             let path = entry.path();
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("removing {}", path.display()));
+                    return Err(e).doing(|| format!("removing {}", path.display()));
                 }
                 _ => {}
             }
@@ -79,7 +79,7 @@ fn parent_dir(path: &Path) -> Result<&Path> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir).doing(|| format!("creating directory {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -90,14 +90,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".tmp-")
         .permissions(result_file_permissions())
         .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .doing(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes).doing(|| format!("writing {}", path.display()))?;
     tmp.as_file()
         .sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
+        .doing(|| format!("syncing {}", path.display()))?;
     tmp.persist(path)
-        .with_context(|| format!("renaming into place: {}", path.display()))?;
+        .map_err(|e| e.error)
+        .doing(|| format!("renaming into place: {}", path.display()))?;
     Ok(())
 }
 
@@ -105,20 +105,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// saves to a file name): `write` fills the temporary file at the path it is given, which is
 /// then synced and renamed into place. `suffix` is the temporary file's extension, for
 /// writers that look at it.
-pub fn write_atomic_with(path: &Path, suffix: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+///
+/// `write`'s error type is the caller's, so long as this crate's errors convert into it.
+pub fn write_atomic_with<E: From<Error>>(
+    path: &Path,
+    suffix: &str,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
     let dir = parent_dir(path)?;
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .suffix(suffix)
         .permissions(result_file_permissions())
         .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        .doing(|| format!("creating a temporary file in {}", dir.display()))?;
     write(tmp.path())?;
     std::fs::File::open(tmp.path())
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", path.display()))?;
+        .doing(|| format!("syncing {}", path.display()))?;
     tmp.persist(path)
-        .with_context(|| format!("renaming into place: {}", path.display()))?;
+        .map_err(|e| e.error)
+        .doing(|| format!("renaming into place: {}", path.display()))?;
     Ok(())
 }
 
@@ -191,7 +198,10 @@ mod tests {
         std::fs::write(dir.path().join("plain"), b"x").unwrap();
         write_atomic(&dir.path().join("ours"), b"x").unwrap();
         assert_eq!(mode(&dir.path().join("ours")), mode(&dir.path().join("plain")) & 0o644);
-        write_atomic_with(&dir.path().join("theirs"), ".bin", |p| Ok(std::fs::write(p, b"y")?)).unwrap();
+        write_atomic_with(&dir.path().join("theirs"), ".bin", |p| {
+            std::fs::write(p, b"y").doing(|| "writing".into())
+        })
+        .unwrap();
         assert_eq!(
             mode(&dir.path().join("theirs")),
             mode(&dir.path().join("plain")) & 0o644
@@ -205,9 +215,12 @@ mod tests {
         write_atomic(&path, b"first").unwrap();
         write_atomic(&path, b"second").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
-        write_atomic_with(&path, ".txt", |p| Ok(std::fs::write(p, b"third")?)).unwrap();
+        write_atomic_with(&path, ".txt", |p| {
+            std::fs::write(p, b"third").doing(|| "writing".into())
+        })
+        .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "third");
-        assert!(write_atomic_with(&path, ".txt", |_| anyhow::bail!("no")).is_err());
+        assert!(write_atomic_with(&path, ".txt", |_| Err(Error::Refused("no".into()))).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "third");
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()

@@ -3,6 +3,8 @@
 //! ([`lock`]), this host and process ([`host`]), readable slugs ([`slug`]), fixed subsamples
 //! ([`sample`]) and TensorBoard event files ([`tensorboard`]); in test builds, generated inputs for the parsers' property tests (`fuzz`).
 
+mod error;
+
 pub mod csv_guard;
 pub mod dotted;
 pub mod fs;
@@ -12,3 +14,5 @@ pub mod lock;
 pub mod sample;
 pub mod slug;
 pub mod tensorboard;
+
+pub use error::{Error, Result};

@@ -2,8 +2,8 @@
 //! data: whether the owner of another host's lock is alive is a policy of the caller, handed
 //! in as a [`JobAlive`] (the run layer asks the batch scheduler).
 
+use crate::error::{Doing, Error, Result};
 use crate::host::{host_name, process_alive, process_start_time, utc};
-use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -104,31 +104,32 @@ fn existing_owner(path: &Path) -> Result<Option<Owner>> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading lock {}", path.display())),
+        Err(e) => return Err(e).doing(|| format!("reading lock {}", path.display())),
     };
     let expected = "a lock file holding `<pid> <host>` (remove it if no clirlab process runs there)";
-    anyhow::ensure!(
-        meta.file_type().is_file(),
-        "lock {}: {}, expected {expected}",
-        path.display(),
-        if meta.is_dir() {
+    if !meta.file_type().is_file() {
+        let found = if meta.is_dir() {
             "a folder"
         } else {
             "not a regular file"
-        }
-    );
+        };
+        return Err(Error::Refused(format!(
+            "lock {}: {found}, expected {expected}",
+            path.display()
+        )));
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading lock {}", path.display())),
+        Err(e) => return Err(e).doing(|| format!("reading lock {}", path.display())),
     };
     match Owner::parse(&text) {
         Some(owner) => Ok(Some(owner)),
-        None => anyhow::bail!(
+        None => Err(Error::Refused(format!(
             "lock {}: found {:?}, expected {expected}",
             path.display(),
             text.chars().take(80).collect::<String>()
-        ),
+        ))),
     }
 }
 
@@ -162,12 +163,16 @@ impl LockFile {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).doing(|| format!("creating {}", dir.display()))?;
         // The pid is written before the lock appears (hard link of a filled temporary file),
         // so a lock file is never seen empty, even if its owner is killed at once.
-        let mut tmp = tempfile::Builder::new().prefix(".lock-").tempfile_in(dir)?;
-        write!(tmp, "{}", Owner::me().text())?;
-        tmp.flush()?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".lock-")
+            .tempfile_in(dir)
+            .doing(|| format!("creating a temporary file in {}", dir.display()))?;
+        write!(tmp, "{}", Owner::me().text())
+            .and_then(|()| tmp.flush())
+            .doing(|| format!("writing {}", tmp.path().display()))?;
         loop {
             match std::fs::hard_link(tmp.path(), path) {
                 Ok(()) => return Ok(Some(LockFile(path.to_path_buf()))),
@@ -185,10 +190,10 @@ impl LockFile {
                                     Err(e)
                                 }
                             })
-                            .with_context(|| format!("removing the stale lock {}", path.display()))?;
+                            .doing(|| format!("removing the stale lock {}", path.display()))?;
                     }
                 },
-                Err(e) => return Err(e).with_context(|| format!("creating lock {}", path.display())),
+                Err(e) => return Err(e).doing(|| format!("creating lock {}", path.display())),
             }
         }
     }

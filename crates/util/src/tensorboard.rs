@@ -7,7 +7,7 @@
 // The messages' fields are those of TensorBoard's .proto files, by the same names.
 #![allow(missing_docs)]
 
-use anyhow::{Context, Result};
+use crate::error::{Doing, Error, Result};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -295,7 +295,7 @@ impl EventFile {
     /// Writes the file (atomically), creating its folder.
     pub fn write(self) -> Result<()> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).doing(|| format!("creating {}", dir.display()))?;
         }
         crate::fs::write_atomic(&self.path, &self.records)
     }
@@ -312,17 +312,25 @@ pub fn read_events(bytes: &[u8]) -> Result<Vec<Event>> {
     let mut events = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
-        anyhow::ensure!(rest.len() >= 12, "a truncated record header");
+        if rest.len() < 12 {
+            return Err(Error::Corrupt("a truncated record header".into()));
+        }
         let (len_bytes, after) = rest.split_at(8);
         let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
         let crc = u32::from_le_bytes(after[..4].try_into().expect("4 bytes"));
-        anyhow::ensure!(crc == masked_crc(len_bytes), "the length's checksum differs");
+        if crc != masked_crc(len_bytes) {
+            return Err(Error::Corrupt("the length's checksum differs".into()));
+        }
         let after = &after[4..];
-        anyhow::ensure!(after.len() >= len + 4, "a truncated record");
+        if after.len() < len + 4 {
+            return Err(Error::Corrupt("a truncated record".into()));
+        }
         let (data, after) = after.split_at(len);
         let crc = u32::from_le_bytes(after[..4].try_into().expect("4 bytes"));
-        anyhow::ensure!(crc == masked_crc(data), "the record's checksum differs");
-        events.push(Event::decode(data)?);
+        if crc != masked_crc(data) {
+            return Err(Error::Corrupt("the record's checksum differs".into()));
+        }
+        events.push(Event::decode(data).map_err(|e| Error::Corrupt(format!("a record that is not an event: {e}")))?);
         rest = &after[4..];
     }
     Ok(events)

@@ -311,7 +311,10 @@ fn write_digested<T: Serialize>(path: &Path, record: &T) -> Result<()> {
     let open = body
         .strip_suffix("\n}")
         .context("a record serializes to a JSON object")?;
-    clirlab_util::fs::write_atomic(path, format!("{open}{RECORD_DIGEST}{digest}\"\n}}\n").as_bytes())
+    Ok(clirlab_util::fs::write_atomic(
+        path,
+        format!("{open}{RECORD_DIGEST}{digest}\"\n}}\n").as_bytes(),
+    )?)
 }
 
 /// Checks that `text`, a record that [`write_digested`] wrote, still has the digest `recorded`;

@@ -251,7 +251,7 @@ fn splits(
 fn write_run(split: &SplitRun, path: &Path) -> Result<()> {
     let mut trec = Vec::new();
     split.run.write_trec(&mut trec)?;
-    write_atomic(path, &trec)
+    Ok(write_atomic(path, &trec)?)
 }
 
 /// The configuration of the zero-shot backbone: the experiment's model and data, no training

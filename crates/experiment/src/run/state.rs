@@ -84,7 +84,7 @@ pub fn record_failure(dir: &Path, id: &str, reason: &str) -> Result<()> {
     let log = paths::cell_file(dir, id, CellFile::Log);
     let mut text = std::fs::read_to_string(&log).unwrap_or_default();
     text.push_str(&format!("cell failed: {reason}\n"));
-    write_atomic(&log, text.as_bytes())
+    Ok(write_atomic(&log, text.as_bytes())?)
 }
 
 /// The plan of `dir` with every cell's state read from its files (outputs checked as `check`
