@@ -38,6 +38,7 @@ use stored::Frozen;
 use weights::{META_BASE, TableRows, read_header};
 
 pub use folder::Pooling;
+pub(crate) use layers::Stack;
 
 mod encoder;
 pub mod export;

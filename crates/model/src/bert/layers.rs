@@ -465,3 +465,85 @@ impl<const V: usize, const S: usize, const M: usize, const H: usize, const DH: u
         pooled / norms
     }
 }
+
+/// A fixed-depth stack of these modules (L layers, positions from 0, every token of type 0)
+/// without [`Bert`]'s loading, freezing and step: the benchmark encoder of me5-small's shape
+/// ([`crate::build_me5_shape`]) runs the same layers as the trained model.
+#[derive(Debug, Clone)]
+pub(crate) struct Stack<
+    const V: usize,
+    const S: usize,
+    const M: usize,
+    const F: usize,
+    const L: usize,
+    E: Dtype,
+    D: Storage<E>,
+> {
+    words: Words<V, M, E, D>,
+    rest: EmbeddingRest<S, M, E, D>,
+    layers: Repeated<Layer<M, F, E, D>, L>,
+}
+
+impl<const V: usize, const S: usize, const M: usize, const F: usize, const L: usize, D: Device<f32>>
+    TensorCollection<f32, D> for Stack<V, S, M, F, L, f32, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Stack<V, S, M, F, L, E2, D2>;
+
+    fn iter_tensors<V2: ModuleVisitor<Self, f32, D>>(
+        visitor: &mut V2,
+    ) -> Result<Option<Self::To<V2::E2, V2::D2>>, V2::Err> {
+        visitor.visit_fields(
+            (
+                Self::module("embeddings", |s| &s.words, |s| &mut s.words),
+                Self::module("embeddings", |s| &s.rest, |s| &mut s.rest),
+                Self::module("encoder.layer", |s| &s.layers, |s| &mut s.layers),
+            ),
+            |(words, rest, layers)| Stack { words, rest, layers },
+        )
+    }
+}
+
+impl<const V: usize, const S: usize, const M: usize, const F: usize, const L: usize, D: Backend>
+    Stack<V, S, M, F, L, f32, D>
+{
+    /// Random tables, dfdx's initialisation of the linear layers.
+    pub(crate) fn new(dev: &D) -> Self {
+        Self {
+            words: Words {
+                weight: dev.sample_normal(),
+            },
+            rest: EmbeddingRest {
+                position: dev.sample_normal(),
+                token_type: dev.sample_normal(),
+                norm: Norm::new(dev),
+            },
+            layers: Repeated {
+                modules: (0..L).map(|_| Layer::new(dev)).collect(),
+            },
+        }
+    }
+
+    /// Token states of `ids` (carrying the tape) under the key mask `mask`, with H heads and
+    /// LayerNorm ε `eps`.
+    pub(crate) fn states<const H: usize, T: Tape<f32, D>>(
+        &self,
+        ids: Tensor<(usize, usize), usize, D, T>,
+        mask: &Tensor<(usize, usize), f32, D>,
+        eps: f64,
+    ) -> States<M, D, T> {
+        let shape = *mask.shape();
+        let (rows, len) = shape;
+        let dev = mask.device().clone();
+        let positions = dev.tensor_from_vec((0..rows).flat_map(|_| 0..len).collect(), shape);
+        let types = dev.tensor_from_vec(vec![0; rows * len], shape);
+        let (ids, tape) = ids.split_tape();
+        let x = self.words.weight.clone().put_tape(tape).gather(ids)
+            + self.rest.position.retaped::<T>().gather(positions)
+            + self.rest.token_type.retaped::<T>().gather(types);
+        let mut x = self.rest.norm.forward(x, eps);
+        for layer in &self.layers.modules {
+            x = layer.forward::<H, T>(x, mask, eps);
+        }
+        x
+    }
+}
