@@ -1,10 +1,11 @@
 //! A benchmark-only encoder of multilingual-E5-small's shape: post-LN BERT layers,
 //! 12 × 384 wide, 12 heads of 32, feed-forward 1536 with erf GELU, LayerNorm ε = 1e-12,
 //! learned positions (512) and token type 0, a key-padding mask: the modules and forward pass
-//! of [`super::bert`], so that what is measured is what trains. The token table is cut to 16,384 rows (the
-//! real model's 250k rows would make the step an embedding-and-Adam benchmark); it has the
-//! same projection head as the presets, so that the shared pooling, loss and optimiser apply.
-//! Not a preset: `build_me5_shape` is for `examples/throughput.rs` and the profiles.
+//! of [`super::bert`], so that what is measured is what trains. The token table is cut to
+//! 16,384 rows (the real model's 250k rows would make the step an embedding-and-Adam
+//! benchmark); it has the same projection head as the presets, so that the shared pooling,
+//! loss and optimiser apply. Not a preset: `build_me5_shape` is for `examples/throughput.rs`
+//! and the profiles.
 
 use super::arch::{Arch, Encoder};
 use super::bert::Stack;

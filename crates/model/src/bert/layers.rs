@@ -1,6 +1,7 @@
 //! The architecture and its forward pass: the HuggingFace-named modules (LayerNorm, the
 //! embedding tables, a post-LN layer), a batch's input tensors, and the passes from token ids
-//! to token states and pooled, normalised embeddings, with or without a tape.
+//! to token states and pooled, normalised embeddings, with or without a tape; and the same
+//! modules as a fixed-depth [`Stack`] for the benchmark encoder of me5-small's shape.
 
 use super::weights::TableRows;
 use super::{Bert, FineTune, Flavour, LayerStates, Pooling, TINY_POSITIONS, TINY_VOCAB};
