@@ -6,8 +6,8 @@ clipping at 5.
 
 The workload `me5_small_shape` is multilingual-E5-small's encoder shape (as
 `clirlab::model::build_me5_shape`): a post-LN BERT encoder of 12 layers, 384 wide, 12 heads,
-feed-forward 1536 with erf GELU, LayerNorm eps 1e-12, learned positions, the key-padding mask,
-a 16,384-token table, the same projection head; 32 pairs of 64 tokens. Its attention is
+feed-forward 1536 with erf GELU, LayerNorm eps 1e-12, learned positions and token type 0, the
+key-padding mask, a 16,384-token table, the same projection head; 32 pairs of 64 tokens. Its attention is
 PyTorch's fused `scaled_dot_product_attention` (what Hugging Face's BERT runs by default).
 
 Usage: python3 benchmarks/torch_throughput.py [STEPS] [THREADS] [WORKLOAD...]
@@ -80,13 +80,14 @@ class Me5Shape(nn.Module):
         super().__init__()
         self.tokens = nn.Embedding(vocab, dim)
         self.positions = nn.Embedding(positions, dim)
+        self.types = nn.Embedding(2, dim)
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.layers = nn.ModuleList(PostLnLayer(dim, heads, ff, eps) for _ in range(layers))
         self.project = nn.Linear(dim, dim)
 
     def forward(self, ids, mask):
         pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
-        x = self.norm(self.tokens(ids) + self.positions(pos))
+        x = self.norm(self.tokens(ids) + self.positions(pos) + self.types(torch.zeros_like(ids)))
         bias = (mask - 1.0) * 1e9
         for layer in self.layers:
             x = layer(x, bias)

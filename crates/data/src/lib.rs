@@ -3,6 +3,8 @@
 
 /// The `data` section of an experiment.
 pub mod config;
+/// A BERT-family encoder's HuggingFace `config.json`.
+pub mod encoder_config;
 /// The data format on disk and in memory.
 pub mod format;
 /// Importing a researcher's own benchmark (BEIR folders, TREC files).

@@ -28,6 +28,7 @@
 use super::e5s1::{DType, E5s1, Header};
 use super::fetch::{self, Package};
 use super::progress;
+use crate::encoder_config::EncoderConfig;
 use crate::format::sha256_of_file;
 use anyhow::{Context, Result, bail, ensure};
 use clirlab_util::fs::{write_atomic, write_atomic_with, write_json_atomic};
@@ -502,28 +503,14 @@ pub fn convert(model: &E5s1) -> Result<Vec<(TensorNote, F32Tensor)>> {
 }
 
 /// The HuggingFace `BertConfig` of the model.
-pub fn bert_config(config: &ModelConfig) -> serde_json::Value {
-    let s = &config.sizes;
-    serde_json::json!({
-        "architectures": ["BertModel"],
-        "model_type": "bert",
-        "vocab_size": s.vocab_rows,
-        "hidden_size": s.hidden,
-        "num_hidden_layers": s.layers,
-        "num_attention_heads": s.heads,
-        "intermediate_size": s.ffn,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
-        "max_position_embeddings": s.positions,
-        "type_vocab_size": s.token_types,
-        "initializer_range": 0.02,
-        // The f32 of the header as its shortest decimal (1e-12, not 9.99999996e-13).
-        "layer_norm_eps": config.layer_norm_eps.to_string().parse::<f64>().unwrap_or(config.layer_norm_eps as f64),
-        "pad_token_id": config.pad_id,
-        "position_embedding_type": "absolute",
-        "torch_dtype": "float32",
-    })
+pub fn bert_config(config: &ModelConfig) -> EncoderConfig {
+    // The f32 of the header as its shortest decimal (1e-12, not 9.99999996e-13).
+    let eps = config.layer_norm_eps;
+    EncoderConfig::bert(
+        &config.sizes,
+        eps.to_string().parse::<f64>().unwrap_or(eps as f64),
+        config.pad_id as usize,
+    )
 }
 
 /// Checks that `tokenizer.json` has the E5S1 file's vocabulary, piece for piece and id for id.
@@ -639,9 +626,7 @@ fn build(root: &Path, planned: Planned, cache: &Path, show: bool) -> Result<Mode
     write_safetensors(&root.join(WEIGHTS_FILE), &tensors)?;
     drop(tensors);
     drop(raw);
-    let mut config_json = serde_json::to_vec_pretty(&bert_config(&config))?;
-    config_json.push(b'\n');
-    write_atomic(&root.join(CONFIG_FILE), &config_json)?;
+    write_atomic(&root.join(CONFIG_FILE), &bert_config(&config).to_bytes()?)?;
     write_atomic(&root.join(TOKENIZER_FILE), &tokenizer_json)?;
     bar.finish_and_clear();
 
@@ -776,12 +761,6 @@ mod tests {
             pad_id: 1,
             unk_id: 3,
         };
-        let c = bert_config(&config);
-        assert_eq!(c["model_type"], "bert");
-        assert_eq!(c["vocab_size"], 250_037);
-        assert_eq!(c["intermediate_size"], 1536);
-        assert_eq!(c["pad_token_id"], 1);
-        assert_eq!(c["layer_norm_eps"].as_f64().unwrap(), 1e-12);
-        assert_eq!(c["hidden_act"], "gelu");
+        assert_eq!(bert_config(&config), EncoderConfig::me5_small());
     }
 }

@@ -4,6 +4,7 @@
 //! problem names the file and the key.
 
 use anyhow::{Context, Result, bail, ensure};
+use clirlab_data::encoder_config::EncoderConfig;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -74,34 +75,17 @@ impl Shape {
     /// Reads and checks `<dir>/config.json`.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let config: Map<String, Value> =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a JSON object", path.display()))?;
-        Self::from_config(&config, &path)
+        Self::from_config(&EncoderConfig::read(&path)?, &path)
     }
 
-    /// Checks a parsed `config.json` (`path` names it in errors).
-    pub fn from_config(config: &Map<String, Value>, path: &Path) -> Result<Self> {
+    /// Checks that a `config.json` describes an encoder this crate runs (`path` names it in
+    /// errors).
+    pub fn from_config(config: &EncoderConfig, path: &Path) -> Result<Self> {
         let file = path.display();
-        let text = |key: &str| -> Result<Option<&str>> {
-            match config.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.as_str())),
-                Some(other) => bail!("{file}: key `{key}`: expected a string, found {other}"),
-            }
+        let count = |value: Option<usize>, key: &str| {
+            value.with_context(|| format!("{file}: key `{key}` is missing (expected a positive integer)"))
         };
-        let count = |key: &str, default: Option<usize>| -> Result<usize> {
-            match config.get(key) {
-                None | Some(Value::Null) => {
-                    default.with_context(|| format!("{file}: key `{key}` is missing (expected a positive integer)"))
-                }
-                Some(v) => match v.as_u64() {
-                    Some(n) if n > 0 => Ok(n as usize),
-                    _ => bail!("{file}: key `{key}`: expected a positive integer, found {v}"),
-                },
-            }
-        };
-        let family = match text("model_type")? {
+        let family = match config.model_type.as_deref() {
             Some("bert") => Family::Bert,
             Some("xlm-roberta") => Family::XlmRoberta,
             Some(other) => bail!(
@@ -110,54 +94,44 @@ impl Shape {
             ),
             None => bail!("{file}: key `model_type` is missing (expected `bert` or `xlm-roberta`)"),
         };
-        if let Some(act) = text("hidden_act")?
+        if let Some(act) = &config.hidden_act
             && act != "gelu"
         {
             bail!("{file}: key `hidden_act`: `{act}` is not supported (only erf-GELU, `gelu`)");
         }
-        if let Some(kind) = text("position_embedding_type")?
+        if let Some(kind) = &config.position_embedding_type
             && kind != "absolute"
         {
             bail!("{file}: key `position_embedding_type`: `{kind}` is not supported (only `absolute`)");
         }
-        for pre_ln in ["pre_layer_norm", "normalize_before"] {
-            if config.get(pre_ln).and_then(Value::as_bool) == Some(true) {
+        for (pre_ln, set) in [
+            ("pre_layer_norm", config.pre_layer_norm),
+            ("normalize_before", config.normalize_before),
+        ] {
+            if set == Some(true) {
                 bail!("{file}: key `{pre_ln}`: pre-LN layers are not supported (post-LN only)");
             }
         }
-        let hidden = count("hidden_size", None)?;
-        let heads = count("num_attention_heads", None)?;
+        let hidden = count(config.hidden_size, "hidden_size")?;
+        let heads = count(config.num_attention_heads, "num_attention_heads")?;
         ensure!(
             hidden % heads == 0,
             "{file}: key `num_attention_heads`: {heads} heads do not divide `hidden_size` {hidden}"
         );
-        let layer_norm_eps = match config.get("layer_norm_eps") {
-            None | Some(Value::Null) => 1e-12,
-            Some(v) => match v.as_f64() {
-                Some(e) if e > 0.0 && e < 1.0 => e,
-                _ => bail!("{file}: key `layer_norm_eps`: expected a small positive number, found {v}"),
-            },
-        };
-        let pad_id = match config.get("pad_token_id") {
-            None | Some(Value::Null) => match family {
-                Family::Bert => 0,
-                Family::XlmRoberta => 1,
-            },
-            Some(v) => v
-                .as_u64()
-                .with_context(|| format!("{file}: key `pad_token_id`: expected a token id, found {v}"))?
-                as usize,
-        };
+        let pad_id = config.pad_token_id.unwrap_or(match family {
+            Family::Bert => 0,
+            Family::XlmRoberta => 1,
+        });
         let shape = Self {
             family,
             hidden,
             heads,
-            intermediate: count("intermediate_size", None)?,
-            layers: count("num_hidden_layers", None)?,
-            vocab: count("vocab_size", None)?,
-            positions: count("max_position_embeddings", None)?,
-            token_types: count("type_vocab_size", Some(2))?,
-            layer_norm_eps,
+            intermediate: count(config.intermediate_size, "intermediate_size")?,
+            layers: count(config.num_hidden_layers, "num_hidden_layers")?,
+            vocab: count(config.vocab_size, "vocab_size")?,
+            positions: count(config.max_position_embeddings, "max_position_embeddings")?,
+            token_types: config.type_vocab_size.unwrap_or(2),
+            layer_norm_eps: config.layer_norm_eps.unwrap_or(1e-12),
             pad_id,
         };
         ensure!(
@@ -393,7 +367,8 @@ mod tests {
     use serde_json::json;
 
     fn shape(config: Value) -> Result<Shape> {
-        Shape::from_config(config.as_object().unwrap(), Path::new("m/config.json"))
+        let path = Path::new("m/config.json");
+        Shape::from_config(&EncoderConfig::from_json(config.as_object().unwrap(), path)?, path)
     }
 
     fn bert() -> Value {

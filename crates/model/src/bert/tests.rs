@@ -1,6 +1,8 @@
+use super::step::STEP_BUCKET;
+use super::weights::{FORMAT_DELTA, META_FORMAT};
 use super::*;
 use crate::ot::{PlanGradient, SinkhornSettings};
-use crate::{CostKind, OptimizerKind, OptimizerSettings, OtTerm};
+use crate::{CostKind, Embedder, OptimizerKind, OptimizerSettings, OtTerm};
 
 fn settings() -> OptimizerSettings {
     OptimizerSettings {
