@@ -9,7 +9,7 @@
 //! AdamW at lr 1e-4 (weight decay 0.01) between steps; no dropout, no clipping.
 
 use anyhow::{Context, Result};
-use clirlab::model::bert::{self, FineTune, text};
+use clirlab::model::bert::{self, FineTune, encode};
 use clirlab::model::{OptimizerKind, OptimizerSettings, ResolvedDevice, StepInput};
 use clirlab::tokenizer::{Side, Tokenizer};
 
@@ -28,7 +28,7 @@ fn main() -> Result<()> {
         })
         .take(32)
         .collect();
-    let dir = text::resolve_model("me5-small", true)?;
+    let dir = encode::resolve_model("me5-small", true)?;
     let shape = clirlab::model::bert::folder::Shape::read(&dir)?;
     let tokenizer = Tokenizer::load_backbone(
         &dir.join("tokenizer.json"),

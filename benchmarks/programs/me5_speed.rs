@@ -15,7 +15,7 @@
 //! `benchmarks/me5_random_model.py` where the real weights cannot be fetched).
 
 use anyhow::{Context, Result};
-use clirlab::model::bert::{self, FineTune, text};
+use clirlab::model::bert::{self, FineTune, encode};
 use clirlab::model::{DeviceSpec, OptimizerKind, OptimizerSettings, StepInput};
 use clirlab::tokenizer::TokenBatch;
 use rand::{Rng, SeedableRng};
@@ -49,7 +49,7 @@ fn main() -> Result<()> {
     .resolve()?;
     let dir = match std::env::var_os("ME5_SPEED_MODEL") {
         Some(dir) => std::path::PathBuf::from(dir),
-        None => text::resolve_model("me5-small", true)?,
+        None => encode::resolve_model("me5-small", true)?,
     };
     let fine_tune = match mode {
         "forward" => FineTune {

@@ -134,7 +134,7 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
             batch_size,
             max_len,
         } => {
-            let req = crate::model::bert::text::EncodeRequest {
+            let req = crate::model::bert::encode::EncodeRequest {
                 model: &model,
                 side,
                 input: &file,
@@ -146,12 +146,12 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
                 Some(path) => crate::util::fs::write_atomic_with(&path, ".jsonl", |tmp| {
                     let file = std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
                     let mut out = std::io::BufWriter::new(file);
-                    crate::model::bert::text::encode_file(&req, &mut out)?;
+                    crate::model::bert::encode::encode_file(&req, &mut out)?;
                     std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))
                 }),
                 None => {
                     let mut out = std::io::BufWriter::new(PipeEnd(std::io::stdout().lock()));
-                    crate::model::bert::text::encode_file(&req, &mut out)?;
+                    crate::model::bert::encode::encode_file(&req, &mut out)?;
                     std::io::Write::flush(&mut out).context("writing to stdout")
                 }
             }

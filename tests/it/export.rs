@@ -7,7 +7,7 @@
 use crate::common::cli::{command, root, text};
 use crate::common::embeddings::{cosine, embeddings};
 use clirlab::data::prepare::me5::prepare_me5_small;
-use clirlab::model::bert::text::BertTokenizer;
+use clirlab::model::bert::encode::BertTokenizer;
 use clirlab::model::bert::{self, FineTune};
 use clirlab::model::{OptimizerKind, OptimizerSettings, ResolvedDevice, StepInput};
 use std::collections::BTreeMap;

@@ -125,7 +125,7 @@ pub fn build_encoder(cfg: &CellConfig, device: ResolvedDevice) -> Result<Box<dyn
 /// The folder of a cell's backbone (me5-small is prepared on first use). A folder backbone
 /// must still hold the files the cell was planned with.
 pub fn backbone_dir(backbone: &crate::spec::Backbone) -> Result<std::path::PathBuf> {
-    let dir = model::bert::text::resolve_model(&backbone.model_name(), false)?;
+    let dir = model::bert::encode::resolve_model(&backbone.model_name(), false)?;
     if let crate::spec::Backbone::Folder(planned) = backbone {
         let now = model::bert::folder::fingerprint_cached(&dir)?;
         anyhow::ensure!(

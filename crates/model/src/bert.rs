@@ -24,8 +24,8 @@
 //! The submodules, by job: [`layers`] the modules and the forward pass, [`weights`] the
 //! safetensors reading and writing and a checkpoint's base metadata, [`tuning`] which parts
 //! train, [`step`] the training step and optimizer update, [`stored`] the use of a
-//! [`frozen::StateStore`], [`encoder`] the public traits' implementations; [`folder`] reads a
-//! checkpoint folder's configuration, [`text`] and [`export`] serve the command line.
+//! [`frozen::StateStore`], [`interface`] the encoder traits implemented for it; [`folder`] reads a
+//! checkpoint folder's configuration, [`encode`] (texts in, embeddings out) and [`export`] serve the command line.
 
 use super::{AdamState, Backend, OptimizerSettings, ResolvedDevice, StepInput, StepLoss, TrainableEncoder};
 use crate::tokenizer::TokenBatch;
@@ -40,14 +40,14 @@ use weights::{META_BASE, TableRows, read_header};
 pub use folder::Pooling;
 pub(crate) use layers::Stack;
 
-mod encoder;
+pub mod encode;
 pub mod export;
 pub mod folder;
 pub mod frozen;
+mod interface;
 mod layers;
 mod step;
 mod stored;
-pub mod text;
 mod tuning;
 mod weights;
 

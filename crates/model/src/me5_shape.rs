@@ -4,7 +4,7 @@
 //! of [`super::bert`], so that what is measured is what trains. The token table is cut to
 //! 16,384 rows (the real model's 250k rows would make the step an embedding-and-Adam
 //! benchmark); it has the same projection head as the presets, so that the shared pooling,
-//! loss and optimiser apply. Not a preset: `build_me5_shape` is for `examples/throughput.rs`
+//! loss and optimiser apply. Not a preset: `build_me5_shape` is for `benchmarks/programs/throughput.rs`
 //! and the profiles.
 
 use super::arch::{Arch, Encoder};

@@ -385,8 +385,8 @@ impl ModelConfig {
     /// `model.passage_prefix`, else E5's `query: ` / `passage: ` for me5-small (a folder's
     /// prompts are filled in when it is resolved); presets use none. Used by training,
     /// validation and retrieval.
-    pub fn prefix(&self, side: clirlab_model::bert::text::Side) -> &str {
-        use clirlab_model::bert::text::Side;
+    pub fn prefix(&self, side: clirlab_model::bert::encode::Side) -> &str {
+        use clirlab_model::bert::encode::Side;
         let set = match side {
             Side::Query => &self.query_prefix,
             Side::Passage => &self.passage_prefix,

@@ -8,7 +8,7 @@
 //! (Transformer → the model's pooling → L2 normalisation, with its prompts). It is written
 //! beside its destination and renamed into place, so a folder at `OUT` is always complete.
 
-use super::text::{is_prepared_me5, load_for_inference, resolve_model, text_settings};
+use super::encode::{is_prepared_me5, load_for_inference, resolve_model, text_settings};
 use super::{ME5_SMALL, Pooling, config_folder};
 use crate::ResolvedDevice;
 use anyhow::{Context, Result, ensure};
