@@ -4,11 +4,40 @@
 //! the file and the key in every error; whether the architecture is one the encoder runs is the
 //! encoder's question (`clirlab_model::bert::folder::Shape`).
 
-use crate::prepare::me5::{EXPECTED_SIZES, Sizes};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
+
+/// The sizes of multilingual-e5-small; the pinned file must have exactly these.
+pub const EXPECTED_SIZES: Sizes = Sizes {
+    hidden: 384,
+    layers: 12,
+    heads: 12,
+    ffn: 1536,
+    vocab_rows: 250_037,
+    positions: 512,
+    token_types: 2,
+};
+
+/// The architecture sizes of a BERT-family encoder (as an E5S1 header records them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sizes {
+    /// Hidden (model) width.
+    pub hidden: u32,
+    /// Number of encoder layers.
+    pub layers: u32,
+    /// Attention heads per layer.
+    pub heads: u32,
+    /// Inner width of the feed-forward block.
+    pub ffn: u32,
+    /// Rows of the word-embedding table.
+    pub vocab_rows: u32,
+    /// Rows of the position-embedding table (maximum sequence length).
+    pub positions: u32,
+    /// Rows of the token-type embedding table.
+    pub token_types: u32,
+}
 
 /// A `config.json`. Keys absent from the file are `None`; reading takes only the keys the
 /// encoder uses (the others, such as the dropout rates, are there for `transformers` when the

