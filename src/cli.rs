@@ -12,13 +12,29 @@ macro_rules! out {
 macro_rules! out_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            return Err(e.into());
-        }
+        write!($crate::cli::PipeEnd(std::io::stdout()), $($arg)*)?;
     }};
+}
+
+/// Standard output: a closed pipe (`clirlab plan … | head`, `clirlab encode … | head`) ends
+/// the program quietly, for [`out!`] and for the bulk writes the library makes.
+struct PipeEnd<W>(W);
+
+/// `result`, unless it is a closed pipe: then the program ends (exit status 0).
+fn unless_pipe_closed<T>(result: std::io::Result<T>) -> std::io::Result<T> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other,
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for PipeEnd<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        unless_pipe_closed(self.0.write(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        unless_pipe_closed(self.0.flush())
+    }
 }
 
 // Doc comments on clap fields are the `--help` text, so the arguments stay as they are.

@@ -150,7 +150,7 @@ pub fn dispatch(command: Command, quiet: bool) -> Result<()> {
                     std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))
                 }),
                 None => {
-                    let mut out = std::io::BufWriter::new(PipeEnd(std::io::stdout().lock()));
+                    let mut out = std::io::BufWriter::new(super::PipeEnd(std::io::stdout().lock()));
                     crate::model::bert::encode::encode_file(&req, &mut out)?;
                     std::io::Write::flush(&mut out).context("writing to stdout")
                 }
@@ -619,26 +619,4 @@ fn import_data(import: ImportCommand) -> Result<PathBuf> {
     };
     let data_dir = target.data_dir.unwrap_or_else(crate::data::data_dir);
     import::write_imported(bench, &target.name, &target.task, &data_dir, target.replace)
-}
-
-/// Standard output for bulk writes: a closed pipe (`clirlab encode … | head`) ends the program
-/// quietly, as [`out!`] does, wherever in the library the write happens.
-struct PipeEnd<W>(W);
-
-impl<W: std::io::Write> PipeEnd<W> {
-    fn checked<T>(result: std::io::Result<T>) -> std::io::Result<T> {
-        match result {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-            other => other,
-        }
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for PipeEnd<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Self::checked(self.0.write(buf))
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Self::checked(self.0.flush())
-    }
 }
