@@ -96,7 +96,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .sync_all()
         .doing(|| format!("syncing {}", path.display()))?;
     tmp.persist(path)
-        .map_err(|e| e.error)
         .doing(|| format!("renaming into place: {}", path.display()))?;
     Ok(())
 }
@@ -124,7 +123,6 @@ pub fn write_atomic_with<E: From<Error>>(
         .and_then(|f| f.sync_all())
         .doing(|| format!("syncing {}", path.display()))?;
     tmp.persist(path)
-        .map_err(|e| e.error)
         .doing(|| format!("renaming into place: {}", path.display()))?;
     Ok(())
 }
