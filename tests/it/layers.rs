@@ -133,18 +133,31 @@ fn evaluation_and_statistics_stay_light() {
     assert!(closure("crates/model", &folders).contains("dfdx"));
 }
 
-/// Rust source without its comments (line comments, doc comments, block comments), so that
-/// a path in prose is not read as an import.
+/// Rust source without its comments and the contents of its string and character literals,
+/// so that a path in prose or in a literal is not read as an import, and a quote inside a
+/// literal (`'"'`, `r#"…"…"#`) does not hide the code after it.
 fn code_of(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while !rest.is_empty() {
+    let mut prev = ' ';
+    while let Some(c) = rest.chars().next() {
+        let word_before = prev.is_alphanumeric() || prev == '_';
+        let raw_hashes = rest
+            .strip_prefix('r')
+            .filter(|_| !word_before || prev == 'b')
+            .map(|r| r.len() - r.trim_start_matches('#').len())
+            .filter(|&n| rest[1 + n..].starts_with('"'));
         if let Some(after) = rest.strip_prefix("//") {
             rest = after.find('\n').map_or("", |i| &after[i..]);
         } else if let Some(after) = rest.strip_prefix("/*") {
             rest = after.find("*/").map_or("", |i| &after[i + 2..]);
-        } else if rest.starts_with('"') {
-            // Strings may hold `//` (URLs) or paths; keep their quotes only.
+        } else if let Some(hashes) = raw_hashes {
+            // A raw string ends at its first quote followed by as many `#`.
+            let body = &rest[2 + hashes..];
+            let close = format!("\"{}", "#".repeat(hashes));
+            out.push_str("\"\"");
+            rest = body.find(&close).map_or("", |i| &body[i + close.len()..]);
+        } else if c == '"' {
             let body = &rest[1..];
             let mut end = body.len();
             let mut escaped = false;
@@ -160,11 +173,33 @@ fn code_of(text: &str) -> String {
             }
             out.push_str("\"\"");
             rest = body.get(end + 1..).unwrap_or("");
+        } else if c == '\'' && !word_before {
+            // A character literal (`'x'`, `'\\''`, `'\\u{301}'`); otherwise a lifetime or label.
+            let body = &rest[1..];
+            let end = if body.starts_with('\\') {
+                body.char_indices().skip(2).find(|&(_, c)| c == '\'').map(|(i, _)| i)
+            } else {
+                let mut chars = body.char_indices();
+                match (chars.next(), chars.next()) {
+                    (Some(_), Some((i, '\''))) => Some(i),
+                    _ => None,
+                }
+            };
+            match end {
+                Some(i) => {
+                    out.push_str("' '");
+                    rest = &body[i + 1..];
+                }
+                None => {
+                    out.push(c);
+                    rest = body;
+                }
+            }
         } else {
-            let c = rest.chars().next().unwrap();
             out.push(c);
             rest = &rest[c.len_utf8()..];
         }
+        prev = out.chars().last().unwrap_or(' ');
     }
     out
 }
@@ -335,6 +370,8 @@ fn import_paths_are_read() {
     let text = "use crate::util::fs::write_atomic;\nuse super::{paths::{self, CellFile}, state};\n\
                 let x = crate::grid::hash(&y); // crate::cli in a comment\n\
                 let s = \"crate::in_a_string\";\n\
+                let q = '\"'; let r = r#\"crate::raw \" quote\"#; fn f<'a>(x: &'a str) {}\n\
+                let e = '\\''; use crate::after_literals::Item;\n\
                 use super::super::queue;\n\
                 #[cfg(test)]\nmod tests {\n    use super::*;\n    use super::super::cell::run;\n}\n";
     let found = imports(text, &strings(&["run", "launcher", "slurm"]));
@@ -343,6 +380,7 @@ fn import_paths_are_read() {
         &["run", "launcher", "paths"],
         &["run", "launcher", "state"],
         &["grid", "hash"],
+        &["after_literals", "Item"],
         &["run", "queue"],
         &["run", "launcher", "slurm"],
         &["run", "launcher", "cell", "run"],
